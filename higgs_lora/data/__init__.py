@@ -1,0 +1,1 @@
+"""Data stage: input files -> cloning components -> prompt -> tokens + codes -> batch."""

@@ -1,0 +1,1 @@
+"""Model stage: loading the base model and tokenizer, LoRA, activation checkpointing, the tiny kit."""

@@ -1,0 +1,117 @@
+"""Loading the base model and tokenizer (`tiny`, a hub id or a folder), LoRA, activation checkpointing."""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import torch
+import torch.utils.checkpoint
+
+from .tiny import TINY, ensure_tiny_model
+
+log = logging.getLogger(__name__)
+
+# The design's LoRA targets, as PEFT suffixes. Attention is shared by text and audio tokens;
+# `mlp` is the text FFN and `audio_mlp` the DualFFN audio FFN of every layer; the two heads
+# live under `audio_decoder_proj`. Targets a given model lacks are skipped with a notice.
+DEFAULT_LORA_TARGETS = [
+    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+    "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",
+    "audio_mlp.gate_proj", "audio_mlp.up_proj", "audio_mlp.down_proj",
+    "text_lm_head", "audio_lm_head",
+]
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    return str(ensure_tiny_model()) if name_or_path == TINY else name_or_path
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: str) -> torch.dtype:
+    """`auto`: bf16 on CUDA (what the released weights are stored in), fp32 on CPU."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    table = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
+             "fp32": torch.float32, "float32": torch.float32}
+    if dtype == "auto":
+        return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    if dtype not in table:
+        raise ValueError(f"unknown dtype {dtype!r}; use auto, bf16, fp16 or fp32")
+    return table[dtype]
+
+
+def load_tokenizer(name_or_path: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_model_path(name_or_path))
+
+
+def load_model(name_or_path: str, device: str | None = None, dtype: str | torch.dtype = "auto"):
+    """The base `HiggsAudioModel` on `device` in `dtype`, with audio special tokens set from its tokenizer."""
+    from boson_multimodal.model.higgs_audio import HiggsAudioModel
+
+    device = device or default_device()
+    path = resolve_model_path(name_or_path)
+    model = HiggsAudioModel.from_pretrained(path, torch_dtype=resolve_dtype(dtype, device))
+    return model.to(device)
+
+
+def existing_targets(model: torch.nn.Module, targets: list[str]) -> list[str]:
+    names = [n for n, _ in model.named_modules()]
+    found = [t for t in targets if any(n == t or n.endswith("." + t) for n in names)]
+    missing = sorted(set(targets) - set(found))
+    if missing:
+        log.warning("LoRA targets not in this model, skipped: %s", ", ".join(missing))
+    if not found:
+        raise ValueError(f"none of the LoRA targets {targets} exist in the model")
+    return found
+
+
+def apply_lora(model, r: int = 16, alpha: int = 32, dropout: float = 0.05, targets: list[str] | None = None,
+               modules_to_save: list[str] | None = None):
+    """Wrap `model` in a PEFT LoRA model. No task_type: CAUSAL_LM would pass `labels=` to a forward without it."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
+                        target_modules=existing_targets(model, targets or DEFAULT_LORA_TARGETS),
+                        modules_to_save=modules_to_save)
+    return get_peft_model(model, config)
+
+
+def count_parameters(model) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+def decoder_layers(model):
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.layers
+
+
+def enable_activation_checkpointing(model) -> int:
+    """Recompute each decoder layer in backward (non-reentrant), patching forward in place.
+
+    Not a wrapper module: HiggsAudioModel picks each layer's code path by its class, so a wrapper
+    would send DualFFN layers down the text path. `gradient_checkpointing_enable()` raises on the
+    released config, and the model's own loop never checkpoints, hence this.
+    """
+    layers = decoder_layers(model)
+    for layer in layers:
+        if getattr(layer, "_higgs_lora_checkpointed", False):
+            continue
+        original = layer.forward
+
+        @functools.wraps(original)
+        def forward(*args, _original=original, _layer=layer, **kwargs):
+            if _layer.training and torch.is_grad_enabled():
+                return torch.utils.checkpoint.checkpoint(_original, *args, use_reentrant=False, **kwargs)
+            return _original(*args, **kwargs)
+
+        layer.forward = forward
+        layer._higgs_lora_checkpointed = True
+    return len(layers)

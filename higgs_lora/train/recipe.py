@@ -1,0 +1,159 @@
+"""LoRA fine-tuning recipe for Higgs Audio v2 voice cloning.
+
+Features:
+- canonical five-message ChatML data, validated up front (every bad sample listed, none dropped silently);
+- the prompt built by `data.sample` (the same builder inference uses), labels on the target turn only;
+- the collator built from the model config (`data.dataset.build_collator`), as the serve engine builds it;
+- the shifted text + per-codebook audio loss (`train.loss`), stream EOS trained, reference masked;
+- PEFT LoRA on attention, text FFN, DualFFN audio FFN and both heads (flags choose r/alpha/dropout/targets);
+- transformers.Trainer: bf16 autocast on CUDA, gradient accumulation, DDP under torchrun,
+  activation checkpointing by patching decoder layers, checkpoints + resume, TensorBoard,
+  and OUTPUT_DIR/metrics.jsonl with one record per logged step.
+
+Limits: batches mix samples of any length (no length bucketing yet); audio is encoded once in
+each process before training (no on-disk code cache yet); the design's "consistency loss" is not
+implemented; long-text chunking exists only at inference.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..data.codes import load_codec
+from ..data.dataset import DictCollator, VoiceCloningDataset, build_collator
+from ..data.validate import load_samples
+from ..defaults import AUDIO_TOKENIZER, BASE_MODEL, DEFAULT_SYSTEM_PROMPT
+from ..model.load import (
+    DEFAULT_LORA_TARGETS, apply_lora, count_parameters, default_device, enable_activation_checkpointing,
+    load_model, load_tokenizer,
+)
+from .trainer import HiggsAudioTrainer, MetricsJsonlCallback
+
+log = logging.getLogger(__name__)
+
+RUN_CONFIG = "higgs_lora_run.json"  # what merge/infer read back: base model, codec, system prompt
+
+
+@dataclass
+class TrainConfig:
+    train_data: str
+    output_dir: str = "checkpoints/voice_cloning"
+    base_model: str = BASE_MODEL
+    audio_tokenizer: str = AUDIO_TOKENIZER
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    batch_size: int = 4
+    gradient_accumulation_steps: int = 4
+    learning_rate: float = 5e-4
+    num_epochs: float = 3.0
+    max_steps: int = -1
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    lora_r: int = 64
+    lora_alpha: int = 128
+    lora_dropout: float = 0.05
+    lora_targets: list[str] = field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))
+    text_loss_weight: float = 1.0
+    audio_loss_weight: float = 1.0
+    mixed_precision: bool = True
+    use_gradient_checkpointing: bool = False
+    dataloader_num_workers: int = 2
+    logging_steps: int = 10
+    save_steps: int = 500
+    save_total_limit: int = 2
+    seed: int = 42
+    resume_from_checkpoint: str | None = None
+    quick_test: bool = False
+    report_to: str = "tensorboard"
+
+
+def quick_test_overrides(cfg: TrainConfig) -> TrainConfig:
+    """A few steps on a few samples: checks the environment (and the named model) end to end."""
+    cfg.max_steps = 3
+    cfg.batch_size = min(cfg.batch_size, 2)
+    cfg.gradient_accumulation_steps = 1
+    cfg.logging_steps = 1
+    cfg.save_steps = 10**9
+    cfg.dataloader_num_workers = 0
+    return cfg
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Run training; returns the output folder holding the final adapter (PEFT layout)."""
+    from transformers import TrainingArguments, set_seed
+
+    if cfg.quick_test:
+        cfg = quick_test_overrides(cfg)
+    set_seed(cfg.seed)
+    out = Path(cfg.output_dir)
+    device = default_device()
+    on_cuda = device == "cuda"
+    bf16 = bool(cfg.mixed_precision and on_cuda and torch.cuda.is_bf16_supported())
+
+    samples = load_samples(cfg.train_data, cfg.system_prompt)
+    if cfg.quick_test:
+        samples = samples[: max(2, cfg.batch_size)]
+    tokenizer = load_tokenizer(cfg.base_model)
+    # Under torchrun, Trainer moves the model to this process's GPU; load on CPU first then.
+    model = load_model(cfg.base_model, device="cpu", dtype=torch.bfloat16 if bf16 else torch.float32)
+    model.config.use_cache = False
+    codec = load_codec(cfg.audio_tokenizer, device=device)
+    dataset = VoiceCloningDataset(samples, tokenizer, codec, num_codebooks=model.config.audio_num_codebooks)
+    del codec  # the codec's GPU memory is not needed while training
+    collator = DictCollator(build_collator(model.config))
+
+    model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
+    if cfg.use_gradient_checkpointing:
+        enable_activation_checkpointing(model)
+    trainable, total = count_parameters(model)
+    print(f"trainable params: {trainable:,} / {total:,} ({100 * trainable / total:.2f}%)")
+
+    args = TrainingArguments(
+        output_dir=str(out),
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.num_epochs,
+        max_steps=cfg.max_steps,
+        warmup_ratio=cfg.warmup_ratio,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        lr_scheduler_type="cosine",
+        bf16=bf16,
+        logging_steps=cfg.logging_steps,
+        logging_dir=str(out / "runs"),
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        dataloader_num_workers=cfg.dataloader_num_workers,
+        remove_unused_columns=False,  # the collator's keys are the model's inputs
+        ddp_find_unused_parameters=False,  # left unset, Trainer passes True for a PeftModel
+        report_to=[cfg.report_to] if cfg.report_to != "none" else [],
+        seed=cfg.seed,
+        disable_tqdm=False,
+    )
+    trainer = HiggsAudioTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=collator,
+        callbacks=[MetricsJsonlCallback(out / "metrics.jsonl")],
+        text_loss_weight=cfg.text_loss_weight,
+        audio_loss_weight=cfg.audio_loss_weight,
+    )
+    trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)
+    trainer.save_model(str(out))  # PEFT adapter: adapter_config.json + adapter_model.safetensors
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(out)
+        (out / RUN_CONFIG).write_text(json.dumps(asdict(cfg), indent=2, ensure_ascii=False), encoding="utf-8")
+    return out
+
+
+def read_run_config(folder: str | Path) -> dict:
+    path = Path(folder) / RUN_CONFIG
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}

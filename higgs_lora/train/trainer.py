@@ -1,0 +1,62 @@
+"""transformers.Trainer with the shifted Higgs Audio loss, loss-part logging and metrics.jsonl."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+from transformers import Trainer, TrainerCallback
+
+from .loss import compute_loss
+
+
+class HiggsAudioTrainer(Trainer):
+    """Trainer whose loss is `train.loss.compute_loss`; logs text/audio/per-codebook parts with `loss`."""
+
+    def __init__(self, *args, text_loss_weight: float = 1.0, audio_loss_weight: float = 1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.text_loss_weight = text_loss_weight
+        self.audio_loss_weight = audio_loss_weight
+        self._parts: dict[str, float] = {}
+        self._parts_count = 0
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        parts = compute_loss(outputs, inputs["label_audio_ids"], self.text_loss_weight, self.audio_loss_weight)
+        if model.training:
+            self._accumulate(parts)
+        return (parts.loss, outputs) if return_outputs else parts.loss
+
+    def _accumulate(self, parts) -> None:
+        values = {"text_loss": float(parts.text_loss), "audio_loss": float(parts.audio_loss)}
+        values.update({f"audio_loss_cb{c}": float(v) for c, v in enumerate(parts.codebook_losses)})
+        for key, value in values.items():
+            self._parts[key] = self._parts.get(key, 0.0) + value
+        self._parts_count += 1
+
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        # Trainer logs the mean loss since the last log; add the parts averaged over the same steps.
+        if "loss" in logs and self._parts_count:
+            logs.update({k: round(v / self._parts_count, 6) for k, v in self._parts.items()})
+            self._parts, self._parts_count = {}, 0
+            if torch.cuda.is_available():
+                logs["memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+        super().log(logs, *args, **kwargs)
+
+
+class MetricsJsonlCallback(TrainerCallback):
+    """One JSON object per logged training step in OUTPUT_DIR/metrics.jsonl (main process only)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs or "loss" not in logs:
+            return
+        record = {"step": state.global_step, "epoch": state.epoch}
+        record.update({k: v for k, v in logs.items() if isinstance(v, (int, float)) and math.isfinite(v)})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
