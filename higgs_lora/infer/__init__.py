@@ -1,0 +1,1 @@
+"""Infer stage: voice-cloning generation and adapter merging."""
