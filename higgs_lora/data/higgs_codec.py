@@ -1,0 +1,159 @@
+"""The real Higgs Audio v2 tokenizer (boson_multimodal) behind the project's codec interface.
+
+See ``codes.py`` for the interface. Differences from calling boson's tokenizer directly:
+
+- files are read with soundfile + soxr (``load_audio``) and waveforms resampled with soxr, so
+  boson's librosa path is never taken and training and inference decode audio the same way;
+- waveforms reach boson as float32 (it turns the array into a tensor as is, and float64 does not
+  match the float32 weights);
+- codes come back as CPU int64, whatever device the tokenizer runs on.
+
+Note: a codebook whose ``inited`` flag is false is filled by k-means on the first ``encode`` (the
+released checkpoint has them initialised; a random tokenizer does not), which is slow on CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from ..defaults import AUDIO_TOKENIZER
+from ..model.compat import ensure_audio_tokenizer_importable
+from .audio import load_audio, resample
+
+# Mirrors config.json of the released bosonai/higgs-audio-v2-tokenizer; used to build a tokenizer
+# of the real architecture offline (tests), never to load the released one (that reads its own).
+RELEASED_TOKENIZER_CONFIG = {
+    "n_filters": 32,
+    "D": 256,
+    "codebook_dim": 64,
+    "target_bandwidths": [0.5, 1, 1.5, 2, 4],
+    "ratios": [8, 5, 4, 2, 3],
+    "sample_rate": 24000,
+    "bins": 1024,
+    "n_q": 8,
+    "semantic_techer": "hubert_base_general",
+}
+
+
+def _boson_tokenizer_module():
+    ensure_audio_tokenizer_importable()
+    from boson_multimodal.audio_processing import higgs_audio_tokenizer
+
+    return higgs_audio_tokenizer
+
+
+def random_semantic_teacher() -> torch.nn.Module:
+    """A randomly initialised, small HuBERT that fits where ``bosonai/hubert_base`` goes.
+
+    The tokenizer hard-codes a 768-wide semantic model and a 320-sample hop at 16 kHz, so hidden
+    size and the convolution strides stay as in HuBERT base; everything else is shrunk for speed.
+    """
+    from transformers import HubertConfig, HubertModel
+
+    config = HubertConfig(
+        hidden_size=768,
+        num_hidden_layers=1,
+        num_attention_heads=12,
+        intermediate_size=256,
+        conv_dim=(32,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=16,
+    )
+    return HubertModel(config).eval()
+
+
+@contextlib.contextmanager
+def offline_semantic_teacher() -> Iterator[None]:
+    """While active, boson's tokenizer gets ``random_semantic_teacher()`` instead of downloading HuBERT.
+
+    Only the ``AutoModel`` name inside boson's tokenizer module is replaced, and it is restored on exit,
+    so nothing else in the process (the LLM loading included) is affected.
+    """
+    module = _boson_tokenizer_module()
+    real_auto_model = module.AutoModel
+
+    class _OfflineAutoModel:
+        @staticmethod
+        def from_pretrained(*_args, **_kwargs):
+            return random_semantic_teacher()
+
+    module.AutoModel = _OfflineAutoModel
+    try:
+        yield
+    finally:
+        module.AutoModel = real_auto_model
+
+
+def build_random_tokenizer(config: dict | None = None, device: str = "cpu", seed: int = 0) -> torch.nn.Module:
+    """boson's real ``HiggsAudioTokenizer`` class with random weights, built offline and reproducibly."""
+    module = _boson_tokenizer_module()
+    # fork_rng: seeding must not change the caller's random stream.
+    with torch.random.fork_rng(devices=[]), offline_semantic_teacher():
+        torch.manual_seed(seed)
+        tokenizer = module.HiggsAudioTokenizer(**(config or RELEASED_TOKENIZER_CONFIG), device=device)
+    return tokenizer.to(device).eval()
+
+
+class HiggsAudioCodec:
+    """Adapter over boson_multimodal's ``HiggsAudioTokenizer`` (see ``codes.AudioCodec``)."""
+
+    def __init__(self, tokenizer: torch.nn.Module, name: str = AUDIO_TOKENIZER):
+        self.tokenizer = tokenizer
+        self.name = name
+        self.sampling_rate = int(tokenizer.sampling_rate)
+        self.tps = int(tokenizer.tps)
+        self.num_codebooks = int(tokenizer.num_codebooks)
+        # boson's own `codebook_size` property is the quantizer width (256 + 768), not the code range.
+        self.codebook_size = int(tokenizer.quantizer.bins)
+        self.hop = int(tokenizer.hop_length)
+
+    @classmethod
+    def load(cls, name_or_path: str | os.PathLike = AUDIO_TOKENIZER, device: str | torch.device | None = None):
+        """Load a hub id or a local folder holding ``config.json`` and ``model.pth``."""
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        module = _boson_tokenizer_module()
+        tokenizer = module.load_higgs_audio_tokenizer(str(name_or_path), device=str(device))
+        return cls(tokenizer, name=str(name_or_path))
+
+    @classmethod
+    def random(cls, device: str = "cpu", seed: int = 0, config: dict | None = None) -> "HiggsAudioCodec":
+        """The real architecture with random weights, offline: for tests, not for listening."""
+        return cls(build_random_tokenizer(config, device=device, seed=seed), name="higgs-random")
+
+    def encode(self, audio_path_or_wv, sr: int | None = None) -> torch.LongTensor:
+        if isinstance(audio_path_or_wv, (str, os.PathLike)):
+            wav = load_audio(audio_path_or_wv, self.sampling_rate)
+        else:
+            if sr is None:
+                raise ValueError("encode() of a waveform needs its sampling rate `sr`")
+            wav = audio_path_or_wv
+            if torch.is_tensor(wav):
+                wav = wav.detach().cpu().numpy()
+            wav = np.squeeze(np.asarray(wav, dtype=np.float32))
+            if wav.ndim != 1:
+                raise ValueError(f"encode() expects a mono waveform, got shape {np.shape(audio_path_or_wv)}")
+            wav = resample(wav, int(sr), self.sampling_rate)
+        if wav.size == 0:
+            raise ValueError("encode() got an empty waveform")
+        # Already at the tokenizer's rate, so boson skips its librosa resampling.
+        codes = self.tokenizer.encode(np.ascontiguousarray(wav, dtype=np.float32), sr=self.sampling_rate)
+        return codes.to("cpu", torch.long)
+
+    def decode(self, vq_code: torch.Tensor) -> np.ndarray:
+        codes = torch.as_tensor(vq_code).long()
+        if codes.ndim == 2:
+            codes = codes[None]
+        if codes.ndim != 3:
+            raise ValueError(f"decode() expects codes of shape (B, C, T), got {tuple(codes.shape)}")
+        # An out-of-range code would otherwise surface as an opaque embedding/CUDA assert.
+        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.codebook_size):
+            raise ValueError(f"decode(): codes must lie in [0, {self.codebook_size})")
+        with torch.no_grad():
+            wav = self.tokenizer.decode(codes)
+        return np.asarray(wav, dtype=np.float32)
