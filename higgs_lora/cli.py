@@ -171,7 +171,7 @@ def cmd_check_alignment(args) -> int:
                         overfit_index=args.overfit_sample, max_steps=args.max_steps, learning_rate=args.learning_rate)
     report.meta.update(base_model=args.base_model, audio_tokenizer=args.audio_tokenizer, train_data=args.train_data,
                        overfit_params=None if args.skip_overfit else mode)
-    print(report.text())
+    print("alignment OK" if report.ok else "alignment FAILED: " + ", ".join(c.name for c in report.checks if not c.ok))
     if args.report:
         report.write(args.report)
         print(f"report written to {args.report}")
@@ -242,15 +242,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(func, args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        return func(args)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         # Data and path problems are the user's to fix: say what is wrong without a traceback.
         print(f"error: {err}", file=sys.stderr)
         return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run(args.func, args)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -91,8 +92,9 @@ def train(cfg: TrainConfig) -> Path:
         cfg = quick_test_overrides(cfg)
     set_seed(cfg.seed)
     out = Path(cfg.output_dir)
-    device = default_device()
-    on_cuda = device == "cuda"
+    on_cuda = default_device() == "cuda"
+    # Under torchrun each process owns GPU LOCAL_RANK; the codec must not pile onto GPU 0.
+    device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if on_cuda else "cpu"
     bf16 = bool(cfg.mixed_precision and on_cuda and torch.cuda.is_bf16_supported())
 
     samples = load_samples(cfg.train_data, cfg.system_prompt)
