@@ -33,7 +33,7 @@ from ..model.load import (
     DEFAULT_LORA_TARGETS, apply_lora, count_parameters, default_device, enable_activation_checkpointing,
     load_model, load_tokenizer,
 )
-from .trainer import HiggsAudioTrainer, MetricsJsonlCallback
+from .trainer import HiggsAudioTrainer, MetricsJsonlCallback, allow_checkpoint_rng_state
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +148,7 @@ def train(cfg: TrainConfig) -> Path:
         text_loss_weight=cfg.text_loss_weight,
         audio_loss_weight=cfg.audio_loss_weight,
     )
+    allow_checkpoint_rng_state()
     trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)
     trainer.save_model(str(out))  # PEFT adapter: adapter_config.json + adapter_model.safetensors
     if trainer.is_world_process_zero():

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback
 
@@ -36,6 +38,10 @@ class HiggsAudioTrainer(Trainer):
             self._parts[key] = self._parts.get(key, 0.0) + value
         self._parts_count += 1
 
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        with _plain_cpu_map_location():
+            return super()._load_optimizer_and_scheduler(checkpoint)
+
     def log(self, logs: dict, *args, **kwargs) -> None:
         # Trainer logs the mean loss since the last log; add the parts averaged over the same steps.
         if "loss" in logs and self._parts_count:
@@ -44,6 +50,35 @@ class HiggsAudioTrainer(Trainer):
             if torch.cuda.is_available():
                 logs["memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
         super().log(logs, *args, **kwargs)
+
+
+def allow_checkpoint_rng_state() -> None:
+    """Let torch 2.6+'s weights-only unpickler read the numpy RNG state Trainer saves in checkpoints.
+
+    Trainer 4.46 calls plain `torch.load(rng_state.pth)`; without this, resuming fails with
+    "Unsupported global: numpy._core.multiarray._reconstruct".
+    """
+    multiarray = getattr(np, "_core", np.core).multiarray
+    torch.serialization.add_safe_globals(
+        [multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+    )
+
+
+@contextlib.contextmanager
+def _plain_cpu_map_location():
+    """Under DDP on CPU Trainer maps optimizer state to "cpu:<rank>", which torch.load rejects."""
+    original = torch.load
+
+    def load(*args, map_location=None, **kwargs):
+        if isinstance(map_location, torch.device) and map_location.type == "cpu":
+            map_location = "cpu"
+        return original(*args, map_location=map_location, **kwargs)
+
+    torch.load = load
+    try:
+        yield
+    finally:
+        torch.load = original
 
 
 class MetricsJsonlCallback(TrainerCallback):
