@@ -38,6 +38,15 @@ class HiggsAudioTrainer(Trainer):
             self._parts[key] = self._parts.get(key, 0.0) + value
         self._parts_count += 1
 
+    def _mean_parts(self) -> dict[str, float]:
+        """Loss parts averaged over the steps since the last log and, like `loss`, over all processes."""
+        keys = sorted(self._parts)
+        totals = torch.tensor([self._parts[k] for k in keys] + [self._parts_count], dtype=torch.float64,
+                              device=self.args.device)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(totals)  # log() runs on every process at the same step
+        return {k: round(float(totals[i] / totals[-1]), 6) for i, k in enumerate(keys)}
+
     def _load_optimizer_and_scheduler(self, checkpoint):
         with _plain_cpu_map_location():
             return super()._load_optimizer_and_scheduler(checkpoint)
@@ -45,7 +54,7 @@ class HiggsAudioTrainer(Trainer):
     def log(self, logs: dict, *args, **kwargs) -> None:
         # Trainer logs the mean loss since the last log; add the parts averaged over the same steps.
         if "loss" in logs and self._parts_count:
-            logs.update({k: round(v / self._parts_count, 6) for k, v in self._parts.items()})
+            logs.update(self._mean_parts())
             self._parts, self._parts_count = {}, 0
             if torch.cuda.is_available():
                 logs["memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
