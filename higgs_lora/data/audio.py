@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,25 @@ def load_audio(path: str | Path, sampling_rate: int) -> np.ndarray:
     if wav.size == 0:
         raise AudioError(f"{path}: audio file is empty")
     return resample(wav, sr, sampling_rate)
+
+
+def mono_wave(audio_path_or_wv, sr: int | None, sampling_rate: int) -> np.ndarray:
+    """A codec's input as mono float32 at `sampling_rate`: a file path, or a 1-D wave (array/tensor) with its `sr`."""
+    if isinstance(audio_path_or_wv, (str, os.PathLike)):
+        return load_audio(audio_path_or_wv, sampling_rate)
+    if sr is None:
+        raise ValueError("encode() of a waveform needs its sampling rate `sr`")
+    wav = audio_path_or_wv
+    if hasattr(wav, "detach"):  # torch tensor
+        wav = wav.detach().cpu().numpy()
+    wav = np.asarray(wav, dtype=np.float32)
+    if wav.ndim != 1 and sum(d > 1 for d in wav.shape) <= 1:  # (1, T), (T, 1), (1, 1, T) ...
+        wav = wav.reshape(-1)
+    if wav.ndim != 1:
+        raise ValueError(f"encode() expects a mono waveform, got shape {np.shape(audio_path_or_wv)}")
+    if wav.size == 0:
+        raise ValueError("encode() got an empty waveform")
+    return resample(wav, int(sr), sampling_rate)
 
 
 def resample(wav: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:

@@ -12,7 +12,6 @@ with ``tps`` frames per second.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterable, Protocol
 
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .audio import load_audio, resample
+from .audio import mono_wave
 
 TINY = "tiny"
 
@@ -59,12 +58,7 @@ class TinyCodec:
         self._window = np.hanning(self.hop).astype(np.float32)
 
     def encode(self, audio_path_or_wv, sr: int | None = None) -> torch.LongTensor:
-        if isinstance(audio_path_or_wv, (str, os.PathLike)):
-            wav = load_audio(audio_path_or_wv, self.sampling_rate)
-        else:
-            if sr is None:
-                raise ValueError("encode() of a waveform needs its sampling rate `sr`")
-            wav = resample(np.asarray(audio_path_or_wv, dtype=np.float32).reshape(-1), sr, self.sampling_rate)
+        wav = mono_wave(audio_path_or_wv, sr, self.sampling_rate)
         n_frames = max(1, int(np.ceil(len(wav) / self.hop)))
         wav = np.pad(wav, (0, n_frames * self.hop - len(wav)))
         frames = wav.reshape(n_frames, self.hop) * self._window

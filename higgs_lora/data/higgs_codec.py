@@ -23,7 +23,7 @@ import torch
 
 from ..defaults import AUDIO_TOKENIZER
 from ..model.compat import ensure_audio_tokenizer_importable
-from .audio import load_audio, resample
+from .audio import mono_wave
 
 # Mirrors config.json of the released bosonai/higgs-audio-v2-tokenizer; used to build a tokenizer
 # of the real architecture offline (tests), never to load the released one (that reads its own).
@@ -127,20 +127,7 @@ class HiggsAudioCodec:
         return cls(build_random_tokenizer(config, device=device, seed=seed), name="higgs-random")
 
     def encode(self, audio_path_or_wv, sr: int | None = None) -> torch.LongTensor:
-        if isinstance(audio_path_or_wv, (str, os.PathLike)):
-            wav = load_audio(audio_path_or_wv, self.sampling_rate)
-        else:
-            if sr is None:
-                raise ValueError("encode() of a waveform needs its sampling rate `sr`")
-            wav = audio_path_or_wv
-            if torch.is_tensor(wav):
-                wav = wav.detach().cpu().numpy()
-            wav = np.squeeze(np.asarray(wav, dtype=np.float32))
-            if wav.ndim != 1:
-                raise ValueError(f"encode() expects a mono waveform, got shape {np.shape(audio_path_or_wv)}")
-            wav = resample(wav, int(sr), self.sampling_rate)
-        if wav.size == 0:
-            raise ValueError("encode() got an empty waveform")
+        wav = mono_wave(audio_path_or_wv, sr, self.sampling_rate)
         # Already at the tokenizer's rate, so boson skips its librosa resampling.
         codes = self.tokenizer.encode(np.ascontiguousarray(wav, dtype=np.float32), sr=self.sampling_rate)
         return codes.to("cpu", torch.long)
