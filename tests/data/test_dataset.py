@@ -1,0 +1,202 @@
+"""VoiceCloningDataset + the collator factory: fresh tensors, config-driven settings, label layout."""
+
+import copy
+import inspect
+
+import numpy as np
+import pytest
+import torch
+from boson_multimodal.model.higgs_audio import HiggsAudioModel
+
+from higgs_lora.data.dataset import (
+    MODEL_INPUT_KEYS,
+    DictCollator,
+    VoiceCloningDataset,
+    batch_to_inputs,
+    build_collator,
+)
+from higgs_lora.data.sample import inference_chatml
+
+EOS = 1025
+BOS = 1024
+
+
+def _segments(batch, field):
+    """Split a (C, total) audio-out tensor into its per-segment parts using audio_out_ids_start."""
+    tensor = getattr(batch, field)
+    bounds = batch.audio_out_ids_start.tolist() + [tensor.shape[1]]
+    return [tensor[:, a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def test_every_read_builds_fresh_tensors(tiny_dataset):
+    a, b = tiny_dataset[0], tiny_dataset[0]
+    for name in ("input_ids", "label_ids", "audio_ids_concat", "audio_ids_start"):
+        ta, tb = getattr(a, name), getattr(b, name)
+        assert torch.equal(ta, tb)
+        assert ta.data_ptr() != tb.data_ptr(), name
+    a.label_ids[:] = -100
+    assert (tiny_dataset[0].label_ids != -100).any()
+
+
+def test_collating_the_same_index_twice_keeps_the_audio_labels(tiny_dataset, tiny_config):
+    collator = build_collator(tiny_config)
+    first = collator([tiny_dataset[0]])
+    second = collator([tiny_dataset[0]])  # second epoch
+    assert (first.label_audio_ids != -100).any()
+    assert torch.equal(first.label_audio_ids, second.label_audio_ids)
+    assert torch.equal(first.label_ids, second.label_ids)
+
+
+def test_reusing_one_sample_object_loses_its_audio_labels_upstream(tiny_dataset, tiny_config):
+    """The hazard fresh tensors avoid: the upstream collator masks labels in place."""
+    collator = build_collator(tiny_config)
+    cached = tiny_dataset[0]
+    first = collator([cached])
+    second = collator([cached])
+    assert (first.label_audio_ids != -100).any()
+    assert (second.label_audio_ids == -100).all()
+
+
+def test_dataset_has_one_entry_per_sample_and_caches_codes(tiny_dataset, tiny_codec, sample_samples):
+    assert len(tiny_dataset) == 2
+    for sample in sample_samples[:2]:
+        for path in (sample.ref_audio, sample.target_audio):
+            np.testing.assert_array_equal(tiny_dataset.codes(path), tiny_codec.encode(path).numpy())
+    item = tiny_dataset[1]
+    ref, target = sample_samples[1].ref_audio, sample_samples[1].target_audio
+    n_ref = tiny_dataset.codes(ref).shape[1]
+    assert item.audio_ids_start.tolist() == [0, n_ref]
+    assert torch.equal(item.audio_ids_concat[:, :n_ref], torch.from_numpy(tiny_dataset.codes(ref)))
+    assert torch.equal(item.audio_ids_concat[:, n_ref:], torch.from_numpy(tiny_dataset.codes(target)))
+
+
+def test_dataset_refuses_samples_with_nothing_to_learn(sample_samples, tiny_tokenizer, tiny_codec):
+    class FourMessages(VoiceCloningDataset):
+        def chatml(self, sample):
+            chatml = inference_chatml(sample)
+            chatml.start_index = len(chatml.messages) - 1
+            return chatml
+
+    with pytest.raises(ValueError, match="sample 0: nothing to learn"):
+        FourMessages(sample_samples[:1], tiny_tokenizer, tiny_codec)
+
+
+def test_dataset_refuses_a_codec_with_too_few_codebooks(sample_samples, tiny_tokenizer, tiny_codec):
+    with pytest.raises(ValueError, match="codebooks"):
+        VoiceCloningDataset(sample_samples[:1], tiny_tokenizer, tiny_codec, num_codebooks=12)
+
+
+def test_collator_settings_come_from_the_config(tiny_config):
+    collator = build_collator(tiny_config)
+    assert collator.use_delay_pattern is True
+    assert collator.audio_num_codebooks == 8
+    assert collator.audio_in_token_id == tiny_config.audio_in_token_idx
+    assert collator.audio_out_token_id == tiny_config.audio_out_token_idx
+    assert collator.audio_stream_bos_id == BOS and collator.audio_stream_eos_id == EOS
+    assert collator.pad_token_id == tiny_config.pad_token_id
+    assert collator.encode_whisper_embed is False and collator.whisper_processor is None
+    assert collator.round_to == 1
+
+    changed = copy.deepcopy(tiny_config)
+    changed.use_delay_pattern = False
+    changed.audio_num_codebooks = 4
+    changed.audio_out_token_idx = 11
+    changed.audio_in_token_idx = 12
+    changed.audio_stream_bos_id = 2000
+    changed.audio_stream_eos_id = 2001
+    changed.pad_token_id = 13
+    other = build_collator(changed)
+    assert other.use_delay_pattern is False
+    assert other.audio_num_codebooks == 4
+    assert (other.audio_out_token_id, other.audio_in_token_id) == (11, 12)
+    assert (other.audio_stream_bos_id, other.audio_stream_eos_id, other.pad_token_id) == (2000, 2001, 13)
+    assert tiny_config.use_delay_pattern is True  # the original is untouched
+
+
+def test_config_changes_change_the_collated_batch(tiny_dataset, tiny_config):
+    delayed = build_collator(tiny_config)([tiny_dataset[0]])
+    changed = copy.deepcopy(tiny_config)
+    changed.use_delay_pattern = False
+    changed.audio_num_codebooks = 4
+    plain = build_collator(changed)([tiny_dataset[0]])
+
+    assert delayed.label_audio_ids.shape[0] == 8 and plain.label_audio_ids.shape[0] == 4
+    # delay pattern adds C - 1 columns to each of the two segments
+    assert delayed.label_audio_ids.shape[1] - plain.label_audio_ids.shape[1] == 2 * 7
+    # without the delay every codebook starts its codes in the same column
+    target = _segments(plain, "label_audio_ids")[1]
+    starts = [int(torch.nonzero(row != -100)[0]) for row in target]
+    assert starts == [1, 1, 1, 1]
+
+
+def test_whisper_is_refused_without_a_processor_when_the_model_has_a_tower(tiny_config):
+    with_tower = copy.deepcopy(tiny_config)
+    with_tower.encode_whisper_embed = True
+    with_tower.skip_audio_tower = False
+    with pytest.raises(ValueError, match="WhisperProcessor"):
+        build_collator(with_tower)
+
+    no_tower = copy.deepcopy(tiny_config)
+    no_tower.encode_whisper_embed = True
+    no_tower.skip_audio_tower = True
+    collator = build_collator(no_tower, whisper_processor=object())
+    assert collator.encode_whisper_embed is False and collator.whisper_processor is None
+
+
+def test_batch_to_inputs_keys_are_forward_parameters(tiny_dataset, tiny_config):
+    params = inspect.signature(HiggsAudioModel.forward).parameters
+    assert set(MODEL_INPUT_KEYS) <= set(params)
+    batch = build_collator(tiny_config)([tiny_dataset[0], tiny_dataset[1]])
+    inputs = batch_to_inputs(batch)
+    assert set(inputs) <= set(params)
+    # whisper features are None for this model and are left out; every audio-out field is present
+    assert {"input_ids", "attention_mask", "audio_out_ids", "audio_out_ids_start", "label_ids", "label_audio_ids"} <= set(inputs)
+    assert "audio_features" not in inputs
+    assert all(v is not None for v in inputs.values())
+    assert inputs["label_audio_ids"] is batch.label_audio_ids  # no deep copy
+    assert set(DictCollator(build_collator(tiny_config))([tiny_dataset[0]])) == set(batch_to_inputs(build_collator(tiny_config)([tiny_dataset[0]])))
+
+
+def test_reference_is_masked_and_target_holds_its_codes_plus_one_eos(tiny_dataset, tiny_config, sample_samples):
+    batch = build_collator(tiny_config)([tiny_dataset[0], tiny_dataset[1]])
+    labels = _segments(batch, "label_audio_ids")
+    inputs = _segments(batch, "audio_out_ids")
+    assert len(labels) == 4  # ref, target of sample 0; ref, target of sample 1
+    for i, sample in enumerate(sample_samples[:2]):
+        ref_labels, target_labels = labels[2 * i], labels[2 * i + 1]
+        assert (ref_labels == -100).all()
+        target_codes = tiny_dataset.codes(sample.target_audio)
+        for c in range(8):
+            row = target_labels[c]
+            assert row[row != -100].tolist() == target_codes[c].tolist() + [EOS]
+        # the reference still conditions the model: its codes are in the audio-out input
+        ref_codes = tiny_dataset.codes(sample.ref_audio)
+        for c in range(8):
+            row = inputs[2 * i][c]
+            assert row[(row != BOS) & (row != EOS)].tolist() == ref_codes[c].tolist()
+
+
+def test_delay_pattern_offsets_codebook_c_by_c_columns(tiny_dataset, tiny_config):
+    batch = build_collator(tiny_config)([tiny_dataset[0]])
+    target = _segments(batch, "label_audio_ids")[1]
+    first = [int(torch.nonzero(row != -100)[0]) for row in target]
+    last = [int(torch.nonzero(row != -100)[-1]) for row in target]
+    assert first == [first[0] + c for c in range(8)]
+    assert last == [last[0] + c for c in range(8)]
+    assert all(int(target[c, last[c]]) == EOS for c in range(8))
+    assert target.shape[1] == last[7] + 1  # the segment ends with codebook 7's EOS
+    assert (target[:, 0] == -100).all()  # first column of the segment is never a target
+
+
+def test_text_labels_after_collation(tiny_dataset, tiny_config, tiny_tokenizer):
+    batch = build_collator(tiny_config)([tiny_dataset[0], tiny_dataset[1]])
+    for row in batch.label_ids:
+        tokens = tiny_tokenizer.convert_ids_to_tokens(row[row != -100].tolist())
+        assert tokens == ["<|audio_out_bos|>", "<|audio_eos|>", "<|eot_id|>"]
+    # right padding with the pad id, masked in attention and labels
+    lengths = [len(tiny_dataset[i].input_ids) for i in range(2)]
+    short = int(np.argmin(lengths))
+    pad = slice(min(lengths), max(lengths))
+    assert (batch.input_ids[short, pad] == tiny_config.pad_token_id).all()
+    assert (batch.attention_mask[short, pad] == 0).all()
+    assert (batch.label_ids[short, pad] == -100).all()
