@@ -45,7 +45,7 @@ def read_records(path: str | Path) -> list:
     path = Path(path)
     if not path.is_file():
         raise DataFileError(str(path), "data file not found")
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8-sig")  # -sig: files saved by Windows editors start with a BOM
     try:
         data = json.loads(text)
     except json.JSONDecodeError as whole_err:
@@ -62,8 +62,8 @@ def read_records(path: str | Path) -> list:
         return data["samples"]
     if isinstance(data, list):
         return data
-    if isinstance(data, dict) and "messages" in data:
-        return [data]
+    if isinstance(data, dict) and ("messages" in data or "ref_audio" in data or "ref_text" in data):
+        return [data]  # a single sample (or a one-line JSONL file)
     raise DataFileError(str(path), 'expected a list of samples, {"samples": [...]}, or JSON Lines')
 
 

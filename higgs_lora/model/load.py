@@ -51,7 +51,7 @@ def load_tokenizer(name_or_path: str):
 
 
 def load_model(name_or_path: str, device: str | None = None, dtype: str | torch.dtype = "auto"):
-    """The base `HiggsAudioModel` on `device` in `dtype`, with audio special tokens set from its tokenizer."""
+    """The base `HiggsAudioModel` (`tiny`, hub id or folder) on `device` in `dtype` (auto: bf16 on CUDA, fp32 on CPU)."""
     from boson_multimodal.model.higgs_audio import HiggsAudioModel
 
     device = device or default_device()
