@@ -193,8 +193,6 @@ def test_system_message_wins_over_default_and_missing_system_uses_default():
     assert sample_from_record(_record(), Path("/b"), "").system_prompt == ""
 
 
-@pytest.mark.xfail(strict=True, reason="BUG formats.read_records: a one-line JSONL file of a flat record parses as a "
-                   "single JSON object without 'messages' and is refused (expected [record])")
 def test_single_line_jsonl_with_a_flat_record(tmp_path):
     record = {"ref_text": "a", "ref_audio": "r.wav", "target_text": "b", "target_audio": "t.wav"}
     path = tmp_path / "one.jsonl"
@@ -202,8 +200,6 @@ def test_single_line_jsonl_with_a_flat_record(tmp_path):
     assert read_records(path) == [record]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG formats.read_records: a UTF-8 BOM (Windows editors) makes the file "
-                   "'not JSON' (read with encoding='utf-8' instead of 'utf-8-sig')")
 def test_utf8_bom_is_accepted(tmp_path):
     records = [_record()]
     path = tmp_path / "bom.json"
