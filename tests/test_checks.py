@@ -1,0 +1,202 @@
+"""check-alignment: passes on the real pipeline, and each check catches the breakage it exists for.
+
+The real pipeline must pass all three checks; each broken variant must fail its own check:
+- an unshifted loss (learns to copy its input)       -> overfit_regenerate fails;
+- training collator with the delay pattern flipped  -> prompt_parity fails;
+- the reference clip trained (start_index=None)     -> label_audit fails.
+"""
+
+import copy
+import dataclasses
+import functools
+import json
+
+import pytest
+import torch
+
+from higgs_lora.checks import AlignmentReport, CheckResult, TrainingSide, run_checks
+from higgs_lora.data.dataset import VoiceCloningDataset, build_collator
+from higgs_lora.data.sample import training_chatml
+from higgs_lora.train.loss import compute_loss
+
+NAMES = ["prompt_parity", "label_audit", "overfit_regenerate"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    # Tiny-model ops gain nothing from threads; on a shared 2-core machine two threads contend and crawl.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def samples(sample_samples):
+    return sample_samples[:2]  # two speakers
+
+
+def _run(samples, model_factory, tokenizer, codec, side=None, overfit=True, **kwargs):
+    return run_checks(samples, model_factory(), tokenizer, codec, side=side, overfit=overfit, log=lambda *a: None,
+                      **kwargs)
+
+
+@pytest.fixture(scope="module")
+def real_report(samples, tiny_model_factory, tiny_tokenizer, tiny_codec):
+    return _run(samples, tiny_model_factory, tiny_tokenizer, tiny_codec, max_steps=150, check_every=25)
+
+
+def _checks(report):
+    return {c.name: c for c in report.checks}
+
+
+# --- the real pipeline -----------------------------------------------------------------------
+
+
+def test_real_pipeline_passes_all_three_checks(real_report):
+    assert [c.name for c in real_report.checks] == NAMES
+    failed = [f"{c.name}: {c.summary}" for c in real_report.checks if not c.ok]
+    assert real_report.ok and not failed
+
+
+def test_real_pipeline_prompt_parity_details(real_report, samples):
+    rows = _checks(real_report)["prompt_parity"].details
+    assert [r["index"] for r in rows] == list(range(len(samples)))
+    assert all(r["ids_equal"] and r["reference_codes_equal"] and r["prompt_tokens"] > 0 for r in rows)
+
+
+def test_real_pipeline_label_audit_details(real_report, samples, tiny_codec):
+    rows = _checks(real_report)["label_audit"].details
+    for row, sample in zip(rows, samples):
+        frames = tiny_codec.encode(sample.target_audio).shape[1]
+        # text labels: <|audio_out_bos|>, <|audio_eos|>, <|eot_id|> of the target turn
+        assert row["text_labels"] == 3
+        # audio labels: every target frame plus the stream EOS, in each of the 8 codebooks
+        assert row["audio_labels"] == 8 * (frames + 1)
+        assert row["reference_labels"] == 0
+        assert row["stream_eos_trained"] and row["audio_labels_match_codes"]
+
+
+def test_real_pipeline_overfit_regenerates_the_target_exactly(real_report, samples, tiny_codec):
+    details = _checks(real_report)["overfit_regenerate"].details
+    target_frames = tiny_codec.encode(samples[0].target_audio).shape[1]
+    assert details["target_frames"] == details["generated_frames"] == target_frames
+    assert details["code_agreement"] == 1.0
+    last = details["history"][-1]
+    assert last["exact_match"] and last["stopped"]
+    assert details["steps"] == last["step"] <= 150
+
+
+# --- each broken pipeline is caught ------------------------------------------------------------
+
+
+def test_unshifted_loss_fails_overfit_regenerate(samples, tiny_model_factory, tiny_tokenizer, tiny_codec):
+    side = TrainingSide(loss_fn=functools.partial(compute_loss, shift=False))
+    # one generation only, at the end: a model that never stops generates slowly
+    report = _run(samples, tiny_model_factory, tiny_tokenizer, tiny_codec, side=side, max_steps=150, check_every=150)
+    checks = _checks(report)
+    assert checks["prompt_parity"].ok and checks["label_audit"].ok  # the data side is still right
+    assert not checks["overfit_regenerate"].ok and not report.ok
+    details = checks["overfit_regenerate"].details
+    assert details["steps"] == 150 and len(details["history"]) == 1
+    # the copy-the-input model reaches a tiny training loss, yet does not reproduce the target
+    assert details["history"][0]["loss"] < 0.5
+    assert not details["history"][0]["exact_match"] and details["code_agreement"] < 0.5
+    assert "does NOT reproduce" in checks["overfit_regenerate"].summary
+
+
+def _flipped_delay_collator(config, *args, **kwargs):
+    flipped = copy.deepcopy(config)
+    flipped.use_delay_pattern = not config.use_delay_pattern
+    return build_collator(flipped, *args, **kwargs)
+
+
+def test_delay_pattern_mismatch_fails_prompt_parity(samples, tiny_model_factory, tiny_tokenizer, tiny_codec):
+    side = TrainingSide(collator_factory=_flipped_delay_collator)
+    report = _run(samples, tiny_model_factory, tiny_tokenizer, tiny_codec, side=side, overfit=False)
+    parity = _checks(report)["prompt_parity"]
+    assert not parity.ok and not report.ok
+    # the token ids still agree; the reference codes the model sees do not
+    assert all(r["ids_equal"] and not r["reference_codes_equal"] for r in parity.details)
+    assert all("reference_shapes" in r for r in parity.details)
+    assert "mismatch in samples [0, 1]" in parity.summary
+    assert [c.name for c in report.checks] == NAMES[:2]
+
+
+class UnmaskedReferenceDataset(VoiceCloningDataset):
+    """Trains every assistant turn, the reference clip included."""
+
+    def chatml(self, sample):
+        return dataclasses.replace(training_chatml(sample), start_index=None)
+
+
+def test_unmasked_reference_fails_label_audit(samples, tiny_model_factory, tiny_tokenizer, tiny_codec):
+    side = TrainingSide(dataset_cls=UnmaskedReferenceDataset)
+    report = _run(samples, tiny_model_factory, tiny_tokenizer, tiny_codec, side=side, overfit=False)
+    checks = _checks(report)
+    assert checks["prompt_parity"].ok  # same prompt; only the labels are wrong
+    audit = checks["label_audit"]
+    assert not audit.ok and not report.ok
+    assert all(r["reference_labels"] > 0 for r in audit.details)
+    assert "wrong labels in samples [0, 1]" in audit.summary
+
+
+# --- the report --------------------------------------------------------------------------------
+
+
+def test_report_json(real_report, tmp_path):
+    path = tmp_path / "nested" / "report.json"
+    real_report.write(path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert data["ok"] is True
+    assert data["samples"] == 2 and data["audio_num_codebooks"] == 8 and data["use_delay_pattern"] is True
+    assert list(data["checks"]) == NAMES
+    for name in NAMES:
+        entry = data["checks"][name]
+        assert set(entry) == {"ok", "summary", "details"}
+        assert entry["ok"] is True and isinstance(entry["summary"], str) and entry["summary"]
+        assert entry["details"]
+    assert "alignment OK" in real_report.text() and "[FAIL]" not in real_report.text()
+
+
+def test_report_ok_is_false_when_any_check_fails(tmp_path):
+    report = AlignmentReport([CheckResult("a", True, "fine"), CheckResult("b", False, "broken", {"x": 1})], {})
+    assert report.ok is False
+    report.write(tmp_path / "r.json")
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["ok"] is False and data["checks"]["b"] == {"ok": False, "summary": "broken", "details": {"x": 1}}
+    assert "[FAIL] b: broken" in report.text() and "alignment FAILED" in report.text()
+
+
+# --- the CLI -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cli_data(tmp_path_factory):
+    from higgs_lora.data.sample_data import create_sample_data
+
+    return create_sample_data(tmp_path_factory.mktemp("check_cli") / "d.json", n_samples=3)
+
+
+def test_cli_check_alignment_passes_and_writes_the_report(cli_data, tmp_path):
+    from higgs_lora.cli import main
+
+    report = tmp_path / "report.json"
+    rc = main(["check-alignment", "--train_data", str(cli_data), "--base_model", "tiny", "--audio_tokenizer", "tiny",
+               "--report", str(report), "--max_steps", "150"])
+    data = json.loads(report.read_text(encoding="utf-8"))
+    assert rc == 0 and data["ok"] is True
+    assert list(data["checks"]) == NAMES and data["samples"] == 3
+    assert data["base_model"] == "tiny" and data["overfit_params"] == "full"
+
+
+def test_cli_check_alignment_skip_overfit(cli_data, tmp_path):
+    from higgs_lora.cli import main
+
+    report = tmp_path / "report.json"
+    rc = main(["check-alignment", "--train_data", str(cli_data), "--base_model", "tiny", "--audio_tokenizer", "tiny",
+               "--report", str(report), "--skip_overfit", "--max_samples", "2"])
+    data = json.loads(report.read_text(encoding="utf-8"))
+    assert rc == 0 and data["ok"] is True
+    assert list(data["checks"]) == NAMES[:2] and data["samples"] == 2
+    assert data["overfit_params"] is None

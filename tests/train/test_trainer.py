@@ -1,0 +1,128 @@
+"""HiggsAudioTrainer's loss and loss-part logging; MetricsJsonlCallback's records."""
+
+import json
+import math
+
+import pytest
+import torch
+from transformers import TrainerControl, TrainerState, TrainingArguments
+
+from higgs_lora.data.dataset import DictCollator, build_collator
+from higgs_lora.train.loss import compute_loss
+from higgs_lora.train.trainer import HiggsAudioTrainer, MetricsJsonlCallback
+
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_factory):
+    return tiny_model_factory()
+
+
+@pytest.fixture(scope="module")
+def batches(tiny_dataset, tiny_config):
+    collate = DictCollator(build_collator(tiny_config))
+    return collate([tiny_dataset[0]]), collate([tiny_dataset[1]]), collate([tiny_dataset[0], tiny_dataset[1]])
+
+
+@pytest.fixture
+def trainer(model, tmp_path):
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], per_device_train_batch_size=2,
+                             remove_unused_columns=False, use_cpu=True, disable_tqdm=True)
+    return HiggsAudioTrainer(model=model, args=args, text_loss_weight=0.5, audio_loss_weight=2.0)
+
+
+def test_compute_loss_equals_the_shifted_loss_function(trainer, model, batches):
+    model.eval()
+    for batch in batches:
+        with torch.no_grad():
+            got = trainer.compute_loss(model, batch)
+            expected = compute_loss(model(**batch), batch["label_audio_ids"], 0.5, 2.0)
+        assert got.ndim == 0
+        torch.testing.assert_close(got, expected.loss)
+        # the weights reach the loss: not the unweighted sum
+        assert not torch.isclose(got, expected.text_loss + expected.audio_loss)
+
+
+def test_compute_loss_return_outputs_and_gradients(trainer, model, batches):
+    model.train()
+    model.zero_grad()
+    loss, outputs = trainer.compute_loss(model, batches[2], return_outputs=True)
+    assert outputs.audio_logits.shape[1:] == (8, 1026)
+    assert outputs.audio_logits.shape[0] == batches[2]["label_audio_ids"].shape[1]
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)
+    model.zero_grad()
+    model.eval()
+
+
+def test_log_adds_loss_parts_averaged_over_the_logged_steps(trainer, model, batches):
+    with torch.no_grad():
+        model.eval()
+        parts = [compute_loss(model(**b), b["label_audio_ids"], 0.5, 2.0) for b in batches[:2]]
+        model.train()  # parts are only accumulated in training mode (no dropout in the tiny base model)
+        for b in batches[:2]:
+            trainer.compute_loss(model, b)
+    model.eval()
+    trainer.log({"loss": 1.25})
+    logged = trainer.state.log_history[-1]
+    assert logged["loss"] == 1.25
+    assert logged["text_loss"] == pytest.approx(float(sum(p.text_loss for p in parts) / 2), abs=1e-5)
+    assert logged["audio_loss"] == pytest.approx(float(sum(p.audio_loss for p in parts) / 2), abs=1e-5)
+    for c in range(8):
+        expected = float(sum(p.codebook_losses[c] for p in parts) / 2)
+        assert logged[f"audio_loss_cb{c}"] == pytest.approx(expected, abs=1e-5)
+    # the accumulator was reset: the next log has no stale parts
+    trainer.log({"loss": 2.0})
+    assert "text_loss" not in trainer.state.log_history[-1]
+
+
+def test_eval_mode_loss_is_not_accumulated_and_non_loss_logs_get_no_parts(trainer, model, batches):
+    model.eval()
+    with torch.no_grad():
+        trainer.compute_loss(model, batches[0])
+    trainer.log({"train_runtime": 1.0})
+    assert "text_loss" not in trainer.state.log_history[-1]
+    trainer.log({"loss": 3.0})
+    assert "text_loss" not in trainer.state.log_history[-1]
+
+
+# --- MetricsJsonlCallback --------------------------------------------------------------------
+
+
+def _state(zero: bool, step: int = 7, epoch: float = 1.5) -> TrainerState:
+    state = TrainerState()
+    state.is_world_process_zero = zero
+    state.global_step, state.epoch = step, epoch
+    return state
+
+
+def _on_log(callback, state, logs):
+    callback.on_log(None, state, TrainerControl(), logs=logs)
+
+
+def test_metrics_callback_writes_only_on_process_zero(tmp_path):
+    path = tmp_path / "sub" / "metrics.jsonl"
+    callback = MetricsJsonlCallback(path)
+    _on_log(callback, _state(zero=False), {"loss": 1.0})
+    assert not path.exists()
+    _on_log(callback, _state(zero=True), {"loss": 1.0})
+    assert path.is_file()
+
+
+def test_metrics_callback_records_only_logs_with_loss(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    callback = MetricsJsonlCallback(path)
+    _on_log(callback, _state(True, step=1, epoch=0.5),
+            {"loss": 2.5, "learning_rate": 1e-4, "grad_norm": float("nan"), "note": "text", "text_loss": 1.0})
+    _on_log(callback, _state(True, step=2), {"train_runtime": 3.0, "train_loss": 2.0})  # end-of-training summary
+    _on_log(callback, _state(True, step=2), {"eval_loss": 2.0})
+    _on_log(callback, _state(True, step=2), None)
+    _on_log(callback, _state(True, step=3, epoch=1.0), {"loss": 2.0})
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 3]
+    first = records[0]
+    assert first == {"step": 1, "epoch": 0.5, "loss": 2.5, "learning_rate": 1e-4, "text_loss": 1.0}
+    assert all(math.isfinite(v) for r in records for v in r.values())
