@@ -22,7 +22,11 @@ from ..data.sample import CloneSample, inference_prompt
 from ..defaults import AUDIO_TOKENIZER, DEFAULT_SYSTEM_PROMPT
 from ..model.load import default_device, load_model, load_tokenizer
 
-STOP_STRINGS = ["<|end_of_text|>", "<|eot_id|>"]
+# The serve engine stops at <|end_of_text|> / <|eot_id|>. A cloning call wants exactly the one audio
+# segment its prompt opened, so it also stops where that stream closes (<|audio_eos|> follows the
+# all-EOS column); otherwise a model could write text and open further segments.
+UPSTREAM_STOP_STRINGS = ["<|end_of_text|>", "<|eot_id|>"]
+STOP_STRINGS = ["<|audio_eos|>", *UPSTREAM_STOP_STRINGS]
 
 
 @dataclass
@@ -43,7 +47,7 @@ class Generation:
     codes: np.ndarray  # (num_codebooks, T): delay reverted, stream BOS/EOS removed
     raw_codes: np.ndarray  # (num_codebooks, T + num_codebooks + 1): as generated, BOS column first
     text: str
-    stopped: bool  # the stream ended with its all-EOS column (not cut by max_new_tokens)
+    stopped: bool  # the model closed the stream with its EOS (not cut by max_new_tokens)
     prompt_ids: list[int]
 
 
@@ -111,14 +115,19 @@ class VoiceCloner:
         if not audio:
             empty = np.zeros((self.config.audio_num_codebooks, 0), dtype=np.int64)
             return Generation(empty, empty, text, False, inputs["input_ids"][0].tolist())
-        raw = audio[-1]
-        eos = self.config.audio_stream_eos_id
-        stopped = bool((raw[:, -1] == eos).all())
+        raw = audio[0]  # the segment the prompt's <|audio_out_bos|> opened
+        # generate() closes a stream by forcing EOS into codebooks 0..C-2 and ends the segment one
+        # column before the last codebook's own EOS would come: that last column marks a stop.
+        stopped = bool((raw[:-1, -1] == self.config.audio_stream_eos_id).all())
         codes = self.strip_stream_tokens(raw)
         return Generation(codes.cpu().numpy(), raw.cpu().numpy(), text, stopped, inputs["input_ids"][0].tolist())
 
     def strip_stream_tokens(self, raw: torch.Tensor) -> torch.Tensor:
         """Delay-patterned stream (with BOS and EOS columns) -> plain (C, T) codes."""
+        delay = self.config.audio_num_codebooks - 1 if self.config.use_delay_pattern else 0
+        if raw.shape[1] - delay <= 2:
+            # Cut before a whole frame cleared the delay: nothing but BOS/EOS (and revert would fail).
+            return raw.new_zeros((raw.shape[0], 0))
         if self.config.use_delay_pattern:
             raw = revert_delay_pattern(raw)
         return raw.clip(0, self.config.audio_codebook_size - 1)[:, 1:-1]

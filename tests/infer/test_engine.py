@@ -8,7 +8,7 @@ import torch
 from boson_multimodal.model.higgs_audio.utils import build_delay_pattern_mask
 
 from higgs_lora.data.sample import GENERATION_PREFIX, inference_prompt
-from higgs_lora.infer.engine import STOP_STRINGS, GenerationSettings, InferenceInputs, VoiceCloner
+from higgs_lora.infer.engine import UPSTREAM_STOP_STRINGS, GenerationSettings, InferenceInputs, VoiceCloner
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -126,7 +126,9 @@ def test_generate_calls_model_with_serve_engine_settings(cloner, sample, monkeyp
     assert seen["max_new_tokens"] == 77 and seen["do_sample"] is True
     assert (seen["temperature"], seen["top_k"], seen["top_p"], seen["seed"]) == (0.7, 20, 0.9, 3)
     assert (seen["ras_win_len"], seen["ras_win_max_num_repeat"]) == (7, 2)
-    assert seen["stop_strings"] == STOP_STRINGS == ["<|end_of_text|>", "<|eot_id|>"]
+    # the serve engine's stop strings, plus the end of the prompted audio segment
+    assert seen["stop_strings"] == ["<|audio_eos|>", *UPSTREAM_STOP_STRINGS]
+    assert UPSTREAM_STOP_STRINGS == ["<|end_of_text|>", "<|eot_id|>"]
     assert seen["tokenizer"] is cloner.tokenizer and seen["use_cache"] is True
     # a stream that ends in the all-EOS column is "stopped"; its codes come back exactly
     assert result.stopped
@@ -145,31 +147,26 @@ def test_no_audio_generated_gives_empty_codes(cloner, sample, monkeypatch):
     assert wav.dtype == np.float32 and wav.shape == (0,) and sr == 24000
 
 
-@pytest.mark.xfail(strict=True, reason="engine.py: revert_delay_pattern crashes on a stream shorter than "
-                                       "num_codebooks - 1 columns (max_new_tokens < 7)")
 def test_very_small_max_new_tokens_does_not_crash(cloner, sample):
     result = cloner.generate(sample, GenerationSettings(max_new_tokens=5, **GREEDY))
     assert result.codes.shape == (C, 0) and not result.stopped
 
 
-@pytest.mark.xfail(strict=True, reason="engine.py takes audio[-1]: when the model closes the prompted audio stream "
-                                       "and opens another, the prompted segment is dropped (and a second segment "
-                                       "shorter than 7 columns crashes revert_delay_pattern)")
 @pytest.mark.parametrize("max_new_tokens", [20, 30])
 def test_the_prompted_audio_segment_is_kept(cloner, sample, max_new_tokens):
     # The random tiny model closes its first stream after 12 columns, writes a few text tokens and opens
     # a second <|audio_out_bos|> stream; with 20 new tokens that second stream has 4 columns, with 30 it has 14.
     inputs = cloner.prepare_inputs(sample)
+    # With the serve engine's stop strings the random model goes on past its first stream.
     _, segments = cloner.model.generate(**inputs, max_new_tokens=max_new_tokens, use_cache=True,
-                                        stop_strings=STOP_STRINGS, tokenizer=cloner.tokenizer, do_sample=False,
-                                        ras_win_len=None)
-    if len(segments) < 2:
-        pytest.skip("the random model did not open a second audio segment here")
+                                        stop_strings=UPSTREAM_STOP_STRINGS, tokenizer=cloner.tokenizer,
+                                        do_sample=False, ras_win_len=None)
+    assert len(segments) >= 2, "precondition: the random tiny model opens a second audio segment"
     first = cloner.strip_stream_tokens(segments[0]).numpy()
     result = cloner.generate(sample, GenerationSettings(max_new_tokens=max_new_tokens, **GREEDY))
-    # whether the engine keeps only the prompted segment or all of them, the prompted one comes first
-    assert result.codes.shape[1] >= first.shape[1]
-    assert np.array_equal(result.codes[:, : first.shape[1]], first)
+    # The engine returns the prompted segment, stops where it closed, and nothing after it.
+    assert np.array_equal(result.codes, first)
+    assert result.stopped and result.raw_codes.shape == tuple(segments[0].shape)
 
 
 # --- stripping -----------------------------------------------------------------------------------
@@ -227,3 +224,14 @@ def test_generate_arabic_speech_entry_point(sample):
     assert sr == 24000 and wav.dtype == np.float32 and wav.ndim == 1
     # at most 12 columns: at most 3 frames once the BOS, delay and last columns are stripped
     assert 0 < len(wav) <= (12 - C - 1) * 960 and len(wav) % 960 == 0
+
+
+def test_stopped_means_generate_closed_the_stream(cloner, sample, monkeypatch):
+    # generate() closes a stream by forcing EOS into codebooks 0..C-2 and ends the segment before the
+    # last codebook's own EOS column: such a stream is "stopped"; one cut mid-closing is not.
+    closed = _with_stream_tokens(torch.arange(3 * C).reshape(C, 3))
+    closed[-1, -1] = 77  # the last codebook's final entry is whatever the model sampled
+    cut = closed[:, :-2].clone()  # cut by max_new_tokens while the closing was under way
+    for stream, expected in ((closed, True), (cut, False)):
+        monkeypatch.setattr(cloner.model, "generate", lambda _s=stream, **kw: (kw["input_ids"], [_s]))
+        assert cloner.generate(sample, GenerationSettings(**GREEDY)).stopped is expected
