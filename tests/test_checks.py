@@ -10,6 +10,7 @@ import copy
 import dataclasses
 import functools
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -200,3 +201,40 @@ def test_cli_check_alignment_skip_overfit(cli_data, tmp_path):
     assert rc == 0 and data["ok"] is True
     assert list(data["checks"]) == NAMES[:2] and data["samples"] == 2
     assert data["overfit_params"] is None
+
+
+def test_check_alignment_passes_on_data_laid_out_differently(tmp_path):
+    """Data this project did not write: JSON Lines, absolute paths, no system message, list/dict
+    contents, 16 kHz stereo FLAC. The CLI must read it and pass every check."""
+    import numpy as np
+    import soundfile as sf
+    import soxr
+
+    from higgs_lora.cli import main
+    from higgs_lora.data.sample_data import ASSETS, load_manifest
+
+    clips = [c for c in load_manifest()["clips"] if c["speaker"] == "spk2"]
+    paths = []
+    for clip in clips:
+        wav, sr = sf.read(str(ASSETS.joinpath(clip["file"])), dtype="float32")
+        wav = soxr.resample(wav, sr, 16000)
+        path = tmp_path / (Path(clip["file"]).stem + ".flac")
+        sf.write(path, np.stack([wav, 0.5 * wav], axis=1), 16000)
+        paths.append(path.resolve())
+    records = [
+        {"messages": [
+            {"role": "user", "content": [{"type": "text", "text": clips[a]["transcript"]}]},
+            {"role": "assistant", "content": [{"type": "audio", "audio_url": str(paths[a])}]},
+            {"role": "user", "content": {"type": "text", "text": clips[b]["transcript"]}},
+            {"role": "assistant", "content": {"type": "audio", "audio_url": str(paths[b])}}],
+         "speaker": "outside", "start_index": 3}
+        for a, b in ((0, 1), (1, 2))
+    ]
+    data = tmp_path / "outside.jsonl"
+    data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records), encoding="utf-8")
+    report = tmp_path / "report.json"
+    rc = main(["check-alignment", "--train_data", str(data), "--base_model", "tiny", "--audio_tokenizer", "tiny",
+               "--system_prompt", "", "--max_steps", "150", "--report", str(report)])
+    body = json.loads(report.read_text(encoding="utf-8"))
+    assert rc == 0 and body["ok"] is True, body
+    assert body["checks"]["prompt_parity"]["details"][0]["prompt_tokens"] > 0
