@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from higgs_lora.checks import AlignmentReport, CheckResult, TrainingSide, run_checks
 from higgs_lora.data.dataset import VoiceCloningDataset, build_collator
@@ -22,14 +21,6 @@ from higgs_lora.train.loss import compute_loss
 
 NAMES = ["prompt_parity", "label_audit", "overfit_regenerate"]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    # Tiny-model ops gain nothing from threads; on a shared 2-core machine two threads contend and crawl.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

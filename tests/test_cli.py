@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-import torch
 
 from higgs_lora.cli import build_parser, main, train_config_from_args
 from higgs_lora.defaults import AUDIO_TOKENIZER, BASE_MODEL
@@ -14,14 +13,6 @@ from higgs_lora.train.recipe import RUN_CONFIG, TrainConfig
 HUB_MODEL = "bosonai/higgs-audio-v2-generation-3B-base"
 HUB_CODEC = "bosonai/higgs-audio-v2-tokenizer"
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    # Tiny-model ops gain nothing from threads; on a shared 2-core machine two threads contend and crawl.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _help(capsys, *argv) -> str:

@@ -6,7 +6,6 @@ import json
 import shutil
 from pathlib import Path
 
-import torch
 
 from ..model.load import load_model, load_tokenizer, resolve_model_path
 from ..train.recipe import RUN_CONFIG
@@ -25,8 +24,7 @@ def merge_adapter(base_model: str, lora_path: str | Path, output_path: str | Pat
         raise FileNotFoundError(f"{lora_path}: no adapter_config.json (is this a training --output_dir?)")
     if output_path.exists() and any(output_path.iterdir()) and not overwrite:
         raise FileExistsError(f"{output_path} exists and is not empty; pass --overwrite to replace its files")
-    torch_dtype = None if dtype == "auto" else dtype
-    model = load_model(base_model, device=device, dtype=torch_dtype or _stored_dtype(base_model))
+    model = load_model(base_model, device=device, dtype=_stored_dtype(base_model) if dtype == "auto" else dtype)
     merged = PeftModel.from_pretrained(model, str(lora_path)).merge_and_unload()
     output_path.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(output_path, safe_serialization=True)

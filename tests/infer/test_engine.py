@@ -10,7 +10,6 @@ from boson_multimodal.model.higgs_audio.utils import build_delay_pattern_mask
 from higgs_lora.data.sample import GENERATION_PREFIX, inference_prompt
 from higgs_lora.infer.engine import UPSTREAM_STOP_STRINGS, GenerationSettings, InferenceInputs, VoiceCloner
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 BOS, EOS, C = 1024, 1025, 8
 GREEDY = dict(temperature=0.0, ras_win_len=0)  # RAS resamples at random even without temperature

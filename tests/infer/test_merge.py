@@ -12,7 +12,6 @@ from higgs_lora.model.load import apply_lora
 from higgs_lora.train.recipe import RUN_CONFIG
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

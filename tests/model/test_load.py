@@ -26,14 +26,6 @@ PER_LAYER = [
 HEADS = ["audio_decoder_proj.text_lm_head", "audio_decoder_proj.audio_lm_head"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Toy-sized ops gain nothing from threads; on a shared 2-core machine they contend and crawl."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.fixture(scope="module")
 def inputs(tiny_dataset, tiny_config):

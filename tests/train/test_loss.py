@@ -4,7 +4,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from higgs_lora.data.dataset import batch_to_inputs, build_collator
 from higgs_lora.train.loss import audio_losses, compute_loss, text_loss

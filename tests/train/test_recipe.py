@@ -16,7 +16,6 @@ from higgs_lora.model.load import DEFAULT_LORA_TARGETS
 from higgs_lora.train import recipe
 from higgs_lora.train.recipe import RUN_CONFIG, TrainConfig, quick_test_overrides, read_run_config, train
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY = dict(base_model="tiny", audio_tokenizer="tiny", batch_size=2, gradient_accumulation_steps=1,
             logging_steps=1, dataloader_num_workers=0)

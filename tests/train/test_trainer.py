@@ -12,7 +12,6 @@ from higgs_lora.train.loss import compute_loss
 from higgs_lora.train.trainer import HiggsAudioTrainer, MetricsJsonlCallback
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
