@@ -21,7 +21,14 @@ from pathlib import Path
 
 from .defaults import AUDIO_TOKENIZER, BASE_MODEL, DEFAULT_SYSTEM_PROMPT
 
-TINY_HELP = "`tiny` = the offline random-weight test model"
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default unless its help already states it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.option_strings and "(default" not in text and action.default not in (None, False, argparse.SUPPRESS):
+            text += " (default: %(default)s)"
+        return text
 
 
 def _add_system_prompt(p: argparse.ArgumentParser) -> None:
@@ -40,29 +47,29 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base_model", default=None, help=f"hub id, local folder or tiny (default: {BASE_MODEL}; tiny with --quick_test)")
     p.add_argument("--audio_tokenizer", default=None, help=f"hub id, local folder or tiny (default: {AUDIO_TOKENIZER}; tiny with --quick_test and no --base_model)")
     _add_system_prompt(p)
-    p.add_argument("--batch_size", type=int, default=d.batch_size, help="per GPU")
-    p.add_argument("--gradient_accumulation_steps", type=int, default=d.gradient_accumulation_steps)
-    p.add_argument("--learning_rate", type=float, default=d.learning_rate)
-    p.add_argument("--num_epochs", type=float, default=d.num_epochs)
+    p.add_argument("--batch_size", type=int, default=d.batch_size, help="samples per GPU per micro-batch")
+    p.add_argument("--gradient_accumulation_steps", type=int, default=d.gradient_accumulation_steps, help="micro-batches per optimizer step; effective batch = batch_size x this x GPUs")
+    p.add_argument("--learning_rate", type=float, default=d.learning_rate, help="peak learning rate (cosine schedule after warmup)")
+    p.add_argument("--num_epochs", type=float, default=d.num_epochs, help="passes over the data (ignored when --max_steps > 0)")
     p.add_argument("--max_steps", type=int, default=d.max_steps, help="stop after this many optimizer steps (-1: use epochs)")
-    p.add_argument("--warmup_ratio", type=float, default=d.warmup_ratio)
-    p.add_argument("--lora_r", type=int, default=d.lora_r)
-    p.add_argument("--lora_alpha", type=int, default=d.lora_alpha)
-    p.add_argument("--lora_dropout", type=float, default=d.lora_dropout)
+    p.add_argument("--warmup_ratio", type=float, default=d.warmup_ratio, help="fraction of steps spent warming up the learning rate")
+    p.add_argument("--lora_r", type=int, default=d.lora_r, help="LoRA rank")
+    p.add_argument("--lora_alpha", type=int, default=d.lora_alpha, help="LoRA scaling numerator (scale = alpha / r)")
+    p.add_argument("--lora_dropout", type=float, default=d.lora_dropout, help="dropout on the LoRA branch")
     p.add_argument("--lora_targets", nargs="+", default=DEFAULT_LORA_TARGETS, metavar="SUFFIX",
                    help="module-name suffixes to adapt; missing ones are skipped (default: attention, mlp, audio_mlp, both heads)")
-    p.add_argument("--text_loss_weight", type=float, default=d.text_loss_weight)
-    p.add_argument("--audio_loss_weight", type=float, default=d.audio_loss_weight)
+    p.add_argument("--text_loss_weight", type=float, default=d.text_loss_weight, help="weight of the shifted text cross-entropy")
+    p.add_argument("--audio_loss_weight", type=float, default=d.audio_loss_weight, help="weight of the shifted per-codebook audio cross-entropy")
     p.add_argument("--mixed_precision", action=argparse.BooleanOptionalAction, default=True,
                    help="bf16 on CUDA (default on; ignored on CPU)")
     p.add_argument("--use_gradient_checkpointing", action="store_true", help="recompute decoder layers in backward to save memory")
-    p.add_argument("--dataloader_num_workers", type=int, default=d.dataloader_num_workers)
-    p.add_argument("--logging_steps", type=int, default=d.logging_steps)
-    p.add_argument("--save_steps", type=int, default=d.save_steps)
-    p.add_argument("--save_total_limit", type=int, default=d.save_total_limit)
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--dataloader_num_workers", type=int, default=d.dataloader_num_workers, help="data loading processes per GPU")
+    p.add_argument("--logging_steps", type=int, default=d.logging_steps, help="log (console, TensorBoard, metrics.jsonl) every N optimizer steps")
+    p.add_argument("--save_steps", type=int, default=d.save_steps, help="write a resumable checkpoint every N optimizer steps")
+    p.add_argument("--save_total_limit", type=int, default=d.save_total_limit, help="keep at most N checkpoints (oldest deleted)")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed for data order, dropout and LoRA init")
     p.add_argument("--resume_from_checkpoint", default=None, help="checkpoint folder to resume from")
-    p.add_argument("--report_to", default=d.report_to, choices=["tensorboard", "none"])
+    p.add_argument("--report_to", default=d.report_to, choices=["tensorboard", "none"], help="TensorBoard logs in OUTPUT_DIR/runs, or none")
     p.add_argument("--quick_test", action="store_true",
                    help="a few steps on a few samples; without --base_model uses the tiny model and codec (no download)")
 
@@ -178,65 +185,69 @@ def cmd_check_alignment(args) -> int:
     return 0 if report.ok else 1
 
 
+def _command(sub, name: str, summary: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=summary, description=summary, formatter_class=HelpFormatter)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="higgs-lora", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="higgs-lora", description=__doc__, formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("create-sample-data", help="write a small sample set with real speech (offline)")
-    p.add_argument("out_json")
-    p.add_argument("--n_samples", type=int, default=None)
-    p.add_argument("--overwrite", action="store_true")
+    p = _command(sub, "create-sample-data", "write a small sample set with real speech (offline)")
+    p.add_argument("out_json", help="JSON file to write; clips are copied next to it")
+    p.add_argument("--n_samples", type=int, default=None, help="keep only the first N samples (default: all 18)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output")
     _add_system_prompt(p)
     p.set_defaults(func=cmd_create_sample_data)
 
-    p = sub.add_parser("validate", help="list invalid samples with index and reason; exit 1 if any")
-    p.add_argument("data")
+    p = _command(sub, "validate", "list invalid samples with index and reason; exit 1 if any")
+    p.add_argument("data", help="ChatML JSON/JSONL file")
     p.add_argument("--for_inference", action="store_true", help="target audio not required (inference input)")
     _add_system_prompt(p)
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("train", help="LoRA fine-tuning (use torchrun for several GPUs)")
+    p = _command(sub, "train", "LoRA fine-tuning (use torchrun for several GPUs)")
     add_train_arguments(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("merge", help="fold a LoRA adapter into the base model")
+    p = _command(sub, "merge", "fold a LoRA adapter into the base model")
     p.add_argument("--base_model", default=BASE_MODEL, help=f"hub id, folder or tiny (default: {BASE_MODEL})")
     p.add_argument("--lora_path", required=True, help="training --output_dir (or a checkpoint folder)")
-    p.add_argument("--output_path", required=True)
+    p.add_argument("--output_path", required=True, help="folder for the merged model and tokenizer")
     p.add_argument("--dtype", default="auto", help="auto (as stored), bf16, fp16, fp32")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output")
     p.set_defaults(func=cmd_merge)
 
-    p = sub.add_parser("infer", help="clone voices: one WAV per sample + results.json")
+    p = _command(sub, "infer", "clone voices: one WAV per sample + results.json")
     p.add_argument("--chatml_file", required=True, help="samples (target audio optional)")
-    p.add_argument("--output_dir", required=True)
+    p.add_argument("--output_dir", required=True, help="folder for the WAV files and results.json")
     p.add_argument("--model_path", default=BASE_MODEL, help=f"merged model, base model or tiny (default: {BASE_MODEL})")
     p.add_argument("--lora_path", default=None, help="adapter to apply on top of --model_path")
     p.add_argument("--audio_tokenizer", default=AUDIO_TOKENIZER, help=f"hub id, folder or tiny (default: {AUDIO_TOKENIZER})")
     p.add_argument("--temperature", type=float, default=0.3, help="0 = greedy")
-    p.add_argument("--top_k", type=int, default=50)
-    p.add_argument("--top_p", type=float, default=0.95)
-    p.add_argument("--ras_win_len", type=int, default=7, help="repetition-aware sampling window (0 = off)")
+    p.add_argument("--top_k", type=int, default=50, help="sample among the K most likely codes (ignored when greedy)")
+    p.add_argument("--top_p", type=float, default=0.95, help="nucleus sampling mass (ignored when greedy)")
+    p.add_argument("--ras_win_len", type=int, default=7, help="repetition-aware sampling window (0 = off); it resamples repeats even at temperature 0, so use 0 for repeatable greedy output")
     p.add_argument("--max_new_tokens", type=int, default=2048, help="one audio frame (40 ms) per token")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None, help="sampling seed, for repeatable output")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     p.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), bf16, fp16, fp32")
     _add_system_prompt(p)
     p.set_defaults(func=cmd_infer)
 
-    p = sub.add_parser("check-alignment", help="prove training and inference see the same thing")
-    p.add_argument("--train_data", required=True)
-    p.add_argument("--base_model", default=BASE_MODEL, help=TINY_HELP)
-    p.add_argument("--audio_tokenizer", default=AUDIO_TOKENIZER, help=TINY_HELP)
+    p = _command(sub, "check-alignment", "prove training and inference see the same thing")
+    p.add_argument("--train_data", required=True, help="ChatML JSON/JSONL training file")
+    p.add_argument("--base_model", default=BASE_MODEL, help=f"hub id, folder or tiny (default: {BASE_MODEL})")
+    p.add_argument("--audio_tokenizer", default=AUDIO_TOKENIZER, help=f"hub id, folder or tiny (default: {AUDIO_TOKENIZER})")
     p.add_argument("--report", default=None, help="write the JSON report here")
     p.add_argument("--skip_overfit", action="store_true", help="only the cheap checks (prompt parity, label audit)")
-    p.add_argument("--overfit_sample", type=int, default=0)
+    p.add_argument("--overfit_sample", type=int, default=0, help="index of the sample to overfit")
     p.add_argument("--overfit_params", choices=["auto", "full", "lora"], default="auto",
                    help="train all weights (auto for tiny) or a LoRA adapter (auto for real models)")
-    p.add_argument("--max_steps", type=int, default=400)
-    p.add_argument("--learning_rate", type=float, default=3e-3)
+    p.add_argument("--max_steps", type=int, default=400, help="most optimizer steps for the overfit check (it stops early on an exact match)")
+    p.add_argument("--learning_rate", type=float, default=3e-3, help="learning rate of the overfit check")
     p.add_argument("--max_samples", type=int, default=None, help="check only the first N samples")
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     _add_system_prompt(p)
     p.set_defaults(func=cmd_check_alignment)
     return parser

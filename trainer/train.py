@@ -18,7 +18,7 @@ from higgs_lora import cli  # noqa: E402
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     cli.add_train_arguments(parser)
     parser.add_argument("--validate_data_only", action="store_true", help="check --train_data, list invalid samples, exit")
     parser.add_argument("--create_sample_data", metavar="OUT_JSON", help="write a small sample set with real speech and exit")
