@@ -56,13 +56,14 @@ def _segments(starts: torch.Tensor, total: int) -> list[tuple[int, int]]:
 
 
 def check_prompt_parity(dataset, train_collator, infer_inputs: InferenceInputs, audio_out_bos_id: int) -> CheckResult:
-    rows, ok = [], True
+    rows = []
     for index, sample in enumerate(dataset.samples):
         item = dataset[index]
         train_ids = item.input_ids.tolist()
         bos_positions = [i for i, t in enumerate(train_ids) if t == audio_out_bos_id]
         train_prefix = train_ids[: bos_positions[-1] + 1]
-        infer = infer_inputs(sample)
+        infer_codes = infer_inputs.reference_codes(sample)
+        infer = infer_inputs(sample, codes=infer_codes)
         infer_ids = infer["input_ids"][0].tolist()
         ids_equal = train_prefix == infer_ids
         first_diff = next((i for i, (a, b) in enumerate(zip(train_prefix, infer_ids)) if a != b),
@@ -72,16 +73,17 @@ def check_prompt_parity(dataset, train_collator, infer_inputs: InferenceInputs, 
         train_ref = train_batch["audio_out_ids"][:, t_seg[0]:t_seg[1]]
         infer_ref = infer["audio_out_ids"]
         codes_equal = train_ref.shape == infer_ref.shape and bool(torch.equal(train_ref, infer_ref.cpu()))
-        raw_equal = all(np.array_equal(dataset.codes(p), c) for p, c in zip([sample.ref_audio], infer_inputs.reference_codes(sample)))
+        raw_equal = len(infer_codes) == 1 and np.array_equal(dataset.codes(sample.ref_audio), infer_codes[0])
         row = {"index": index, "prompt_tokens": len(infer_ids), "ids_equal": ids_equal,
                "reference_codes_equal": codes_equal and raw_equal}
         if not ids_equal:
             row["first_difference_at"] = first_diff
         if not codes_equal:
             row["reference_shapes"] = [list(train_ref.shape), list(infer_ref.shape)]
-        ok &= ids_equal and codes_equal and raw_equal
+        row["ok"] = ids_equal and codes_equal and raw_equal
         rows.append(row)
-    bad = [r["index"] for r in rows if not (r["ids_equal"] and r["reference_codes_equal"])]
+    bad = [r["index"] for r in rows if not r["ok"]]
+    ok = not bad
     summary = f"{len(rows) - len(bad)}/{len(rows)} samples: training prompt == inference prompt, same reference codes"
     if bad:
         summary += f"; mismatch in samples {bad}"
@@ -89,7 +91,7 @@ def check_prompt_parity(dataset, train_collator, infer_inputs: InferenceInputs, 
 
 
 def check_labels(dataset, train_collator, eos_id: int) -> CheckResult:
-    rows, ok = [], True
+    rows = []
     for index in range(len(dataset)):
         batch = train_collator([dataset[index]])
         labels = batch["label_audio_ids"]
@@ -104,10 +106,10 @@ def check_labels(dataset, train_collator, eos_id: int) -> CheckResult:
         row = {"index": index, "text_labels": int((batch["label_ids"] != IGNORE).sum()),
                "audio_labels": int(mask.sum()), "reference_labels": ref_labels,
                "stream_eos_trained": eos_trained, "audio_labels_match_codes": labels_match}
-        good = row["text_labels"] > 0 and row["audio_labels"] > 0 and ref_labels == 0 and eos_trained and labels_match
-        ok &= good
+        row["ok"] = row["text_labels"] > 0 and row["audio_labels"] > 0 and ref_labels == 0 and eos_trained and labels_match
         rows.append(row)
-    bad = [r["index"] for r in rows if r["reference_labels"] or not (r["stream_eos_trained"] and r["audio_labels"] and r["audio_labels_match_codes"])]
+    bad = [r["index"] for r in rows if not r["ok"]]
+    ok = not bad
     summary = (f"{len(rows) - len(bad)}/{len(rows)} samples: reference masked, target trained, stream EOS a target"
                + (f"; wrong labels in samples {bad}" if bad else ""))
     return CheckResult("label_audit", ok, summary, rows)

@@ -63,9 +63,11 @@ class InferenceInputs:
         _, paths = inference_prompt(sample, self.tokenizer)
         return [self.codec.encode(p).cpu().numpy().astype(np.int64) for p in paths]
 
-    def __call__(self, sample: CloneSample, device: torch.device | str = "cpu") -> dict:
+    def __call__(self, sample: CloneSample, device: torch.device | str = "cpu",
+                 codes: list[np.ndarray] | None = None) -> dict:
+        """`codes`: the reference codes if already encoded (see `reference_codes`)."""
         prompt_ids, _ = inference_prompt(sample, self.tokenizer)
-        chatml = make_chatml_sample(prompt_ids, None, self.reference_codes(sample))
+        chatml = make_chatml_sample(prompt_ids, None, self.reference_codes(sample) if codes is None else codes)
         inputs = batch_to_inputs(self.collator([chatml]))
         return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
 
