@@ -133,6 +133,7 @@ def train(cfg: TrainConfig) -> Path:
         save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit,
         dataloader_num_workers=cfg.dataloader_num_workers,
+        dataloader_pin_memory=on_cuda,
         remove_unused_columns=False,  # the collator's keys are the model's inputs
         ddp_find_unused_parameters=False,  # left unset, Trainer passes True for a PeftModel
         report_to=[cfg.report_to] if cfg.report_to != "none" else [],
