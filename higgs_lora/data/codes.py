@@ -93,10 +93,15 @@ def load_codec(name_or_path: str = "bosonai/higgs-audio-v2-tokenizer", device: s
     return HiggsAudioCodec.load(name_or_path, device=device)
 
 
+def encode_file(codec: AudioCodec, path: str | Path) -> np.ndarray:
+    """The one codec call for a file, training and inference alike: int64 (C, T) codes."""
+    return codec.encode(str(path)).cpu().numpy().astype(np.int64)
+
+
 def encode_files(codec: AudioCodec, paths: Iterable[str | Path], desc: str = "Encoding audio") -> dict[str, np.ndarray]:
     """Encode each distinct file once (the code cache for a data set); values are int64 (C, T) arrays."""
     unique = list(dict.fromkeys(str(p) for p in paths))
     out: dict[str, np.ndarray] = {}
     for path in tqdm(unique, desc=desc, unit="file", disable=len(unique) < 8):
-        out[path] = codec.encode(path).cpu().numpy().astype(np.int64)
+        out[path] = encode_file(codec, path)
     return out

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from boson_multimodal.model.higgs_audio.utils import revert_delay_pattern
 
-from ..data.codes import AudioCodec, load_codec
+from ..data.codes import AudioCodec, encode_file, load_codec
 from ..data.dataset import batch_to_inputs, build_collator, make_chatml_sample
 from ..data.sample import CloneSample, inference_prompt
 from ..defaults import AUDIO_TOKENIZER, DEFAULT_SYSTEM_PROMPT
@@ -61,13 +61,15 @@ class InferenceInputs:
 
     def reference_codes(self, sample: CloneSample) -> list[np.ndarray]:
         _, paths = inference_prompt(sample, self.tokenizer)
-        return [self.codec.encode(p).cpu().numpy().astype(np.int64) for p in paths]
+        return [encode_file(self.codec, p) for p in paths]
 
     def __call__(self, sample: CloneSample, device: torch.device | str = "cpu",
                  codes: list[np.ndarray] | None = None) -> dict:
         """`codes`: the reference codes if already encoded (see `reference_codes`)."""
-        prompt_ids, _ = inference_prompt(sample, self.tokenizer)
-        chatml = make_chatml_sample(prompt_ids, None, self.reference_codes(sample) if codes is None else codes)
+        prompt_ids, paths = inference_prompt(sample, self.tokenizer)
+        if codes is None:
+            codes = [encode_file(self.codec, p) for p in paths]
+        chatml = make_chatml_sample(prompt_ids, None, codes)
         inputs = batch_to_inputs(self.collator([chatml]))
         return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
 
