@@ -1,6 +1,19 @@
-"""Defaults a user gets without flags: the real model, the real codec, and the shared system prompt."""
+"""Defaults a user gets without flags: the real model, the real codec, the shared system prompt, LoRA targets.
+
+Importable without torch: the CLI shows these in `--help`.
+"""
 BASE_MODEL = "bosonai/higgs-audio-v2-generation-3B-base"
 AUDIO_TOKENIZER = "bosonai/higgs-audio-v2-tokenizer"
 # The design document's prompt. Upstream examples use "Generate audio following instruction." or none;
 # whichever is configured, training and inference build the prompt with the same code.
 DEFAULT_SYSTEM_PROMPT = "Generate speech in the provided voice."
+
+# The design's LoRA targets, as PEFT suffixes. Attention is shared by text and audio tokens;
+# `mlp` is the text FFN and `audio_mlp` the DualFFN audio FFN of every layer; the two heads
+# live under `audio_decoder_proj`. Targets a given model lacks are skipped with a notice.
+DEFAULT_LORA_TARGETS = [
+    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+    "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",
+    "audio_mlp.gate_proj", "audio_mlp.up_proj", "audio_mlp.down_proj",
+    "text_lm_head", "audio_lm_head",
+]

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from higgs_lora.cli import build_parser, main, train_config_from_args
+from higgs_lora.cli import build_parser, main
+from higgs_lora.cli.train import train_config_from_args
 from higgs_lora.defaults import AUDIO_TOKENIZER, BASE_MODEL
 from higgs_lora.train.recipe import RUN_CONFIG, TrainConfig
 

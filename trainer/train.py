@@ -15,11 +15,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # works from any folder, installed or not
 
 from higgs_lora import cli  # noqa: E402
+from higgs_lora.cli import train as train_command  # noqa: E402
+from higgs_lora.cli.common import HelpFormatter  # noqa: E402
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
-    cli.add_train_arguments(parser)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    train_command.add_arguments(parser)
     parser.add_argument("--validate_data_only", action="store_true", help="check --train_data, list invalid samples, exit")
     parser.add_argument("--create_sample_data", metavar="OUT_JSON", help="write a small sample set with real speech and exit")
     parser.add_argument("--overwrite", action="store_true", help="with --create_sample_data: replace an existing file")
@@ -31,7 +33,7 @@ def main(argv=None) -> int:
         if not args.train_data:
             parser.error("--validate_data_only needs --train_data")
         return cli.main(["validate", args.train_data, "--system_prompt", args.system_prompt])
-    return cli.run(cli.cmd_train, args)
+    return cli.run(train_command.run, args)
 
 
 if __name__ == "__main__":

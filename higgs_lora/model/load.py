@@ -8,19 +8,11 @@ import logging
 import torch
 import torch.utils.checkpoint
 
+from ..defaults import DEFAULT_LORA_TARGETS
 from .tiny import TINY, ensure_tiny_model
 
 log = logging.getLogger(__name__)
 
-# The design's LoRA targets, as PEFT suffixes. Attention is shared by text and audio tokens;
-# `mlp` is the text FFN and `audio_mlp` the DualFFN audio FFN of every layer; the two heads
-# live under `audio_decoder_proj`. Targets a given model lacks are skipped with a notice.
-DEFAULT_LORA_TARGETS = [
-    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-    "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",
-    "audio_mlp.gate_proj", "audio_mlp.up_proj", "audio_mlp.down_proj",
-    "text_lm_head", "audio_lm_head",
-]
 
 
 def resolve_model_path(name_or_path: str) -> str:
