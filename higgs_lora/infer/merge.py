@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 from ..model.load import load_model, load_tokenizer, resolve_model_path
-from ..train.recipe import RUN_CONFIG
+from ..train.config import RUN_CONFIG
 
 
 def merge_adapter(base_model: str, lora_path: str | Path, output_path: str | Path, dtype: str = "auto",

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..defaults import AUDIO_TOKENIZER, BASE_MODEL, DEFAULT_LORA_TARGETS, DEFAULT_SYSTEM_PROMPT
+
+RUN_CONFIG = "higgs_lora_run.json"  # the run's settings, next to the adapter; merge/infer read them back
 
 
 @dataclass
@@ -38,3 +42,9 @@ class TrainConfig:
     resume_from_checkpoint: str | None = None
     quick_test: bool = False
     report_to: str = "tensorboard"
+
+
+def read_run_config(folder: str | Path) -> dict:
+    """The settings a training run wrote next to its adapter ({} when the folder has none)."""
+    path = Path(folder) / RUN_CONFIG
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}

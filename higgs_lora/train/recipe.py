@@ -32,13 +32,10 @@ from ..model.load import (
     apply_lora, count_parameters, default_device, enable_activation_checkpointing,
     load_model, load_tokenizer,
 )
-from .config import TrainConfig
+from .config import RUN_CONFIG, TrainConfig, read_run_config  # noqa: F401  (re-exported)
 from .trainer import HiggsAudioTrainer, MetricsJsonlCallback, allow_checkpoint_rng_state
 
 log = logging.getLogger(__name__)
-
-RUN_CONFIG = "higgs_lora_run.json"  # what merge/infer read back: base model, codec, system prompt
-
 
 def quick_test_overrides(cfg: TrainConfig) -> TrainConfig:
     """A few steps on a few samples: checks the environment (and the named model) end to end."""
@@ -124,7 +121,3 @@ def train(cfg: TrainConfig) -> Path:
         (out / RUN_CONFIG).write_text(json.dumps(asdict(cfg), indent=2, ensure_ascii=False), encoding="utf-8")
     return out
 
-
-def read_run_config(folder: str | Path) -> dict:
-    path = Path(folder) / RUN_CONFIG
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
