@@ -100,6 +100,14 @@ class VoiceCloningDataset(Dataset):
     def codes(self, path: str) -> np.ndarray:
         return self._codes[path]
 
+    def lengths(self) -> list[int]:
+        """Per sample, the sequence length the model sees: text tokens plus, for every clip, its audio
+        columns (frames, stream BOS and EOS, and the delay pattern's extra codebooks - 1 columns), each
+        replacing one placeholder token. What memory estimates and length bucketing measure."""
+        extra = 2 + self.num_codebooks - 1
+        return [len(input_ids) + sum(self._codes[p].shape[1] + extra - 1 for p in paths)
+                for input_ids, _, paths in self._tokens]
+
     def __getitem__(self, index: int) -> ChatMLDatasetSample:
         input_ids, label_ids, paths = self._tokens[index]
         return make_chatml_sample(input_ids, label_ids, [self._codes[p] for p in paths])

@@ -200,3 +200,19 @@ def test_text_labels_after_collation(tiny_dataset, tiny_config, tiny_tokenizer):
     assert (batch.input_ids[short, pad] == tiny_config.pad_token_id).all()
     assert (batch.attention_mask[short, pad] == 0).all()
     assert (batch.label_ids[short, pad] == -100).all()
+
+
+def test_lengths_count_the_collated_sequence(tiny_dataset, tiny_config):
+    """lengths() predicts the collated batch's length: text tokens with each clip's placeholder
+    replaced by its audio columns (delay pattern, stream BOS/EOS included)."""
+    from higgs_lora.data.dataset import DictCollator, build_collator
+
+    collator = DictCollator(build_collator(tiny_config))
+    lengths = tiny_dataset.lengths()
+    assert len(lengths) == len(tiny_dataset)
+    for index, expected in enumerate(lengths):
+        batch = collator([tiny_dataset[index]])
+        n_text = batch["input_ids"].shape[1]
+        n_audio = batch["audio_out_ids"].shape[1]
+        n_placeholders = int((batch["input_ids"] == tiny_config.audio_out_token_idx).sum())
+        assert expected == n_text - n_placeholders + n_audio
