@@ -2,8 +2,14 @@
 
 Importable without torch: the CLI shows these in `--help`.
 """
-BASE_MODEL = "bosonai/higgs-audio-v2-generation-3B-base"
-AUDIO_TOKENIZER = "bosonai/higgs-audio-v2-tokenizer"
+# Pinned to the last revisions boson_multimodal 0.1.1 can read: Boson rewrote both repositories in
+# place on 2026-04-04 for transformers' native format (model/hub.py has the details).
+MODEL_REPO = "bosonai/higgs-audio-v2-generation-3B-base"
+MODEL_REVISION = "10840182ca4ad5d9d9113b60b9bb3c1ef1ba3f84"  # 2025-07-28
+TOKENIZER_REPO = "bosonai/higgs-audio-v2-tokenizer"
+TOKENIZER_REVISION = "9d4988fbd4ad07b4cac3a5fa462741a41810dbec"  # 2025-07-22, the last with model.pth
+BASE_MODEL = f"{MODEL_REPO}@{MODEL_REVISION}"
+AUDIO_TOKENIZER = f"{TOKENIZER_REPO}@{TOKENIZER_REVISION}"
 # The design document's prompt. Upstream examples use "Generate audio following instruction." or none;
 # whichever is configured, training and inference build the prompt with the same code.
 DEFAULT_SYSTEM_PROMPT = "Generate speech in the provided voice."

@@ -11,8 +11,9 @@ from higgs_lora.cli.train import train_config_from_args
 from higgs_lora.defaults import AUDIO_TOKENIZER, BASE_MODEL
 from higgs_lora.train.recipe import RUN_CONFIG, TrainConfig
 
-HUB_MODEL = "bosonai/higgs-audio-v2-generation-3B-base"
-HUB_CODEC = "bosonai/higgs-audio-v2-tokenizer"
+# The defaults are pinned to the last revisions boson_multimodal 0.1.1 reads (Boson's 2026-04 rewrite).
+HUB_MODEL = "bosonai/higgs-audio-v2-generation-3B-base@10840182ca4ad5d9d9113b60b9bb3c1ef1ba3f84"
+HUB_CODEC = "bosonai/higgs-audio-v2-tokenizer@9d4988fbd4ad07b4cac3a5fa462741a41810dbec"
 
 
 

@@ -1,5 +1,6 @@
 """The `higgs-lora` command: argument parsing only, one module per subcommand (pipeline stage).
 
+    higgs-lora download [--output_dir D]        stage the pinned model and codec as local folders
     higgs-lora create-sample-data OUT.json      small canonical data set with real speech
     higgs-lora validate DATA                    list invalid samples (exit 1 if any)
     higgs-lora train --train_data DATA ...      LoRA fine-tuning (torchrun for several GPUs)
@@ -20,9 +21,9 @@ import sys
 from .common import HelpFormatter
 
 # One module per subcommand, in the order `--help` lists them. Each module has NAME, SUMMARY,
-# add_arguments(parser) and run(args); it imports torch and friends only inside run(), so building
+# add_arguments(parser) and run(args) (and optionally a longer DESCRIPTION); it imports torch and friends only inside run(), so building
 # the parser (and `--help`) stays instant.
-COMMANDS = ["create_sample_data", "validate", "train", "merge", "infer", "check_alignment"]
+COMMANDS = ["download", "create_sample_data", "validate", "train", "merge", "infer", "check_alignment"]
 
 
 def command_module(name: str):
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         module = command_module(name)
-        p = sub.add_parser(module.NAME, help=module.SUMMARY, description=module.SUMMARY, formatter_class=HelpFormatter)
+        p = sub.add_parser(module.NAME, help=module.SUMMARY, description=getattr(module, "DESCRIPTION", module.SUMMARY), formatter_class=HelpFormatter)
         module.add_arguments(p)
         p.set_defaults(func=module.run)
     return parser

@@ -84,8 +84,8 @@ class TinyCodec:
         return np.clip(out, -1.0, 1.0)
 
 
-def load_codec(name_or_path: str = "bosonai/higgs-audio-v2-tokenizer", device: str | None = None) -> AudioCodec:
-    """`tiny` gives the offline stand-in; anything else is a hub id or folder of the real tokenizer."""
+def load_codec(name_or_path: str, device: str | None = None) -> AudioCodec:
+    """`tiny` gives the offline stand-in; anything else is a folder or hub id (`repo@revision`) of the real tokenizer."""
     if name_or_path == TINY:
         return TinyCodec()
     from .higgs_codec import HiggsAudioCodec

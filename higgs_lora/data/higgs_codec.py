@@ -68,8 +68,8 @@ def random_semantic_teacher() -> torch.nn.Module:
 
 
 @contextlib.contextmanager
-def offline_semantic_teacher() -> Iterator[None]:
-    """While active, boson's tokenizer gets ``random_semantic_teacher()`` instead of downloading HuBERT.
+def _semantic_teacher(make) -> Iterator[None]:
+    """While active, boson's tokenizer constructor gets ``make()`` instead of loading HuBERT by name.
 
     Only the ``AutoModel`` name inside boson's tokenizer module is replaced, and it is restored on exit,
     so nothing else in the process (the LLM loading included) is affected.
@@ -77,17 +77,32 @@ def offline_semantic_teacher() -> Iterator[None]:
     module = _boson_tokenizer_module()
     real_auto_model = module.AutoModel
 
-    class _OfflineAutoModel:
+    class _AutoModel:
         @staticmethod
         def from_pretrained(*_args, **_kwargs):
-            return random_semantic_teacher()
+            return make()
 
-    module.AutoModel = _OfflineAutoModel
+    module.AutoModel = _AutoModel
     try:
         yield
     finally:
         module.AutoModel = real_auto_model
 
+
+def offline_semantic_teacher():
+    """Boson's tokenizer gets ``random_semantic_teacher()`` instead of downloading HuBERT (tests)."""
+    return _semantic_teacher(random_semantic_teacher)
+
+
+def semantic_teacher_from(folder) -> contextlib.AbstractContextManager:
+    """Boson's tokenizer gets the HuBERT in `folder` (a pinned snapshot or a staged copy), without remote code.
+
+    boson asks for `trust_remote_code=True`; the checkpoint is a plain HubertModel, so no code from the
+    hub is executed here.
+    """
+    from transformers import AutoModel
+
+    return _semantic_teacher(lambda: AutoModel.from_pretrained(str(folder), trust_remote_code=False))
 
 def build_random_tokenizer(config: dict | None = None, device: str = "cpu", seed: int = 0) -> torch.nn.Module:
     """boson's real ``HiggsAudioTokenizer`` class with random weights, built offline and reproducibly."""
@@ -114,11 +129,19 @@ class HiggsAudioCodec:
 
     @classmethod
     def load(cls, name_or_path: str | os.PathLike = AUDIO_TOKENIZER, device: str | torch.device | None = None):
-        """Load a hub id or a local folder holding ``config.json`` and ``model.pth``."""
+        """Load a hub id (`repo@revision`, see model/hub.py) or a local folder holding ``config.json`` and ``model.pth``.
+
+        boson's loader takes no revision, so a hub id is fetched here at its revision and boson gets the
+        folder; the HuBERT its constructor loads by name comes from `hub.semantic_teacher_folder`.
+        """
+        from ..model.hub import codec_folder, semantic_teacher_folder
+
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        folder = codec_folder(str(name_or_path))
         module = _boson_tokenizer_module()
-        tokenizer = module.load_higgs_audio_tokenizer(str(name_or_path), device=str(device))
+        with semantic_teacher_from(semantic_teacher_folder(folder)):
+            tokenizer = module.load_higgs_audio_tokenizer(str(folder), device=str(device))
         return cls(tokenizer, name=str(name_or_path))
 
     @classmethod

@@ -20,7 +20,9 @@ from ..data.codes import AudioCodec, encode_file, load_codec
 from ..data.dataset import batch_to_inputs, build_collator, make_chatml_sample
 from ..data.sample import CloneSample, inference_prompt
 from ..defaults import AUDIO_TOKENIZER, DEFAULT_SYSTEM_PROMPT
+from ..model.hub import warn_if_other_base
 from ..model.load import default_device, load_model, load_tokenizer
+from ..train.config import read_run_config
 
 # The serve engine stops at <|end_of_text|> / <|eot_id|>. A cloning call wants exactly the one audio
 # segment its prompt opened, so it also stops where that stream closes (<|audio_eos|> follows the
@@ -92,6 +94,7 @@ class VoiceCloner:
         if lora_path:
             from peft import PeftModel
 
+            warn_if_other_base(read_run_config(lora_path), model_path, f"adapter {lora_path}")
             model = PeftModel.from_pretrained(model, lora_path).merge_and_unload()
         return cls(model, load_tokenizer(model_path), load_codec(audio_tokenizer, device=device))
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 
 from ..model.load import load_model, load_tokenizer, resolve_model_path
-from ..train.config import RUN_CONFIG
+from ..model.hub import warn_if_other_base
+from ..train.config import RUN_CONFIG, read_run_config
 
 
 def merge_adapter(base_model: str, lora_path: str | Path, output_path: str | Path, dtype: str = "auto",
@@ -24,6 +25,7 @@ def merge_adapter(base_model: str, lora_path: str | Path, output_path: str | Pat
         raise FileNotFoundError(f"{lora_path}: no adapter_config.json (is this a training --output_dir?)")
     if output_path.exists() and any(output_path.iterdir()) and not overwrite:
         raise FileExistsError(f"{output_path} exists and is not empty; pass --overwrite to replace its files")
+    warn_if_other_base(read_run_config(lora_path), base_model, f"merge {lora_path}")
     model = load_model(base_model, device=device, dtype=_stored_dtype(base_model) if dtype == "auto" else dtype)
     merged = PeftModel.from_pretrained(model, str(lora_path)).merge_and_unload()
     output_path.mkdir(parents=True, exist_ok=True)

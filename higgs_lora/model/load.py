@@ -9,14 +9,15 @@ import torch
 import torch.utils.checkpoint
 
 from ..defaults import DEFAULT_LORA_TARGETS
-from .tiny import TINY, ensure_tiny_model
+from .hub import model_folder
 
 log = logging.getLogger(__name__)
 
 
 
 def resolve_model_path(name_or_path: str) -> str:
-    return str(ensure_tiny_model()) if name_or_path == TINY else name_or_path
+    """Local folder for `tiny`, a folder or a hub id (`repo@revision`; see model/hub.py), format-checked."""
+    return str(model_folder(name_or_path))
 
 
 def default_device() -> str:
@@ -39,6 +40,7 @@ def resolve_dtype(dtype: str | torch.dtype, device: str) -> torch.dtype:
 def load_tokenizer(name_or_path: str):
     from transformers import AutoTokenizer
 
+    # From the resolved local folder: a hub id was fetched at its pinned revision by model_folder.
     return AutoTokenizer.from_pretrained(resolve_model_path(name_or_path))
 
 

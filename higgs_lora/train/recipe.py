@@ -28,6 +28,7 @@ import torch
 from ..data.codes import load_codec
 from ..data.dataset import DictCollator, VoiceCloningDataset, build_collator
 from ..data.validate import load_samples
+from ..model.hub import provenance
 from ..model.load import (
     apply_lora, count_parameters, default_device, enable_activation_checkpointing,
     load_model, load_tokenizer,
@@ -118,6 +119,9 @@ def train(cfg: TrainConfig) -> Path:
     trainer.save_model(str(out))  # PEFT adapter: adapter_config.json + adapter_model.safetensors
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(out)
-        (out / RUN_CONFIG).write_text(json.dumps(asdict(cfg), indent=2, ensure_ascii=False), encoding="utf-8")
+        # What the adapter was trained on, hashes included: merge/infer warn when served on other weights.
+        run = asdict(cfg) | {"provenance": {"base_model": provenance(cfg.base_model),
+                                            "audio_tokenizer": provenance(cfg.audio_tokenizer, "codec")}}
+        (out / RUN_CONFIG).write_text(json.dumps(run, indent=2, ensure_ascii=False), encoding="utf-8")
     return out
 

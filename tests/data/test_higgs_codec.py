@@ -8,7 +8,7 @@ import soundfile as sf
 import torch
 
 from higgs_lora.data.codes import load_codec
-from higgs_lora.data.higgs_codec import RELEASED_TOKENIZER_CONFIG, HiggsAudioCodec, offline_semantic_teacher
+from higgs_lora.data.higgs_codec import RELEASED_TOKENIZER_CONFIG, HiggsAudioCodec, random_semantic_teacher
 
 # Building the tokenizer takes seconds and the first encode runs k-means on its codebooks.
 pytestmark = pytest.mark.timeout(180)
@@ -64,9 +64,10 @@ def test_load_from_local_folder(encoded, clip, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(RELEASED_TOKENIZER_CONFIG))
     torch.save(codec.tokenizer.state_dict(), tmp_path / "model.pth")
 
-    # The project entry point, through boson's own loader; only the HuBERT download is replaced.
-    with offline_semantic_teacher():
-        loaded = load_codec(str(tmp_path), device="cpu")
+    # A staged folder (as `higgs-lora download` writes it) carries the HuBERT the constructor loads by
+    # name; the project entry point then goes through boson's own loader with no network at all.
+    random_semantic_teacher().save_pretrained(tmp_path / "semantic_teacher")
+    loaded = load_codec(str(tmp_path), device="cpu")
     assert isinstance(loaded, HiggsAudioCodec) and loaded.name == str(tmp_path)
 
     saved = codec.tokenizer.state_dict()

@@ -4,6 +4,7 @@ One four-step run (module fixture) is shared by most tests; it uses non-default 
 that the logged loss can be checked against the weighted sum of its logged parts.
 """
 
+import hashlib
 import json
 import math
 
@@ -118,6 +119,12 @@ def test_run_config_records_what_merge_and_infer_need(run):
     assert saved["system_prompt"] == cfg.system_prompt
     assert saved["max_steps"] == 4 and saved["text_loss_weight"] == 0.5 and saved["audio_loss_weight"] == 2.0
     assert read_run_config(out / "nowhere") == {}
+    # provenance: the weights actually used, by hash, so serving the adapter on other weights warns
+    from higgs_lora.model.tiny import ensure_tiny_model
+
+    expected = hashlib.sha256((ensure_tiny_model() / "model.safetensors").read_bytes()).hexdigest()
+    assert saved["provenance"]["base_model"]["weights_sha256"] == {"model.safetensors": expected}
+    assert saved["provenance"]["audio_tokenizer"] == {"name": "tiny"}
 
 
 def test_tokenizer_is_saved_with_the_adapter(run):
