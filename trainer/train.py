@@ -25,6 +25,7 @@ def main(argv=None) -> int:
     parser.add_argument("--validate_data_only", action="store_true", help="check --train_data, list invalid samples, exit")
     parser.add_argument("--create_sample_data", metavar="OUT_JSON", help="write a small sample set with real speech and exit")
     parser.add_argument("--overwrite", action="store_true", help="with --create_sample_data: replace an existing file")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of any error")
     args = parser.parse_args(argv)
     if args.create_sample_data:
         return cli.main(["create-sample-data", args.create_sample_data, "--system_prompt", args.system_prompt]

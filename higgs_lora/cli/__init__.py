@@ -30,24 +30,39 @@ def command_module(name: str):
     return importlib.import_module(f"{__name__}.{name}")
 
 
+def _add_command(p: argparse.ArgumentParser, module) -> None:
+    module.add_arguments(p)
+    p.add_argument("--debug", action="store_true", help="show the full traceback of any error")
+    p.set_defaults(func=module.run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="higgs-lora", description=__doc__, formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         module = command_module(name)
-        p = sub.add_parser(module.NAME, help=module.SUMMARY, description=getattr(module, "DESCRIPTION", module.SUMMARY), formatter_class=HelpFormatter)
-        module.add_arguments(p)
-        p.set_defaults(func=module.run)
+        p = sub.add_parser(module.NAME, help=module.SUMMARY, description=getattr(module, "DESCRIPTION", module.SUMMARY),
+                           formatter_class=HelpFormatter)
+        _add_command(p, module)
     return parser
+
+
+# User mistakes (bad data, missing or wrong folders, unreachable hub ids, existing outputs): one line,
+# exit 2. Everything else is a bug and keeps its traceback; --debug shows the traceback for all.
+USER_ERRORS = (ValueError, OSError)
 
 
 def run(func, args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return func(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        # Data and path problems are the user's to fix: say what is wrong without a traceback.
-        print(f"error: {err}", file=sys.stderr)
+    except USER_ERRORS as err:
+        if getattr(args, "debug", False):
+            raise
+        message = str(err) or type(err).__name__
+        if isinstance(err, OSError) and err.filename and str(err.filename) not in message:
+            message = f"{err.filename}: {message}"
+        print(f"error: {message}", file=sys.stderr)
         return 2
 
 
@@ -56,5 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     return run(args.func, args)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def run_command(name: str, argv: list[str] | None = None, prog: str | None = None) -> int:
+    """One subcommand as its own program (the design's script paths): its --help shows `prog`."""
+    module = command_module(name.replace("-", "_"))
+    parser = argparse.ArgumentParser(prog=prog, description=getattr(module, "DESCRIPTION", module.SUMMARY),
+                                     formatter_class=HelpFormatter)
+    _add_command(parser, module)
+    args = parser.parse_args(argv)
+    return run(args.func, args)
+

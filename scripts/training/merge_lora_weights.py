@@ -13,4 +13,4 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from higgs_lora import cli  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(cli.main(["merge", *sys.argv[1:]]))
+    sys.exit(cli.run_command("merge", prog="merge_lora_weights.py"))

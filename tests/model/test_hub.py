@@ -122,9 +122,12 @@ def test_parse_ref(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         assert parse_ref(MODEL_REPO) == HubRef(MODEL_REPO, "main")
     assert MODEL_REVISION in caplog.text and "main" in caplog.text  # Boson's rewritten repos warn
-    for bad in ("no-slash", "a/b@", "a/b/c", "/abs/path/that/does/not/exist"):
+    for bad in ("no-slash", "a/b@", "a b/c"):
         with pytest.raises(WeightsError, match="hub id"):
             parse_ref(bad)
+    for missing_folder in ("a/b/c", "/abs/path/that/does/not/exist", "./model", str(tmp_path / "gone")):
+        with pytest.raises(WeightsError, match="no such folder"):
+            parse_ref(missing_folder)
 
 
 def test_defaults_are_pinned():
