@@ -392,14 +392,16 @@ class Plan:
     memory: MemoryEstimate
     memory_other: MemoryEstimate  # the same plan with checkpointing flipped
     step: StepEstimate
+    accumulation: int = 1
     warnings: list[str] = field(default_factory=list)
 
 
 def make_plan(config: dict, batch_size: int, seq_len: int, lora_r: int = 64, gpus: int = 1, gpu: str = "h200",
               checkpointing: bool = False, targets: list[str] | None = None, mfu: float = DEFAULT_MFU,
-              weight_bytes: int = 2) -> Plan:
-    if gpus < 1:
-        raise ValueError(f"--gpus must be at least 1, got {gpus}")
+              weight_bytes: int = 2, accumulation: int = 1) -> Plan:
+    if gpus < 1 or accumulation < 1 or lora_r < 0:
+        raise ValueError(f"--gpus and --gradient_accumulation_steps must be at least 1 and --lora_r at least 0 "
+                         f"(got {gpus}, {accumulation}, {lora_r})")
     shape = ModelShape.from_config(config)
     spec = gpu_spec(gpu)
     kw = dict(lora_r=lora_r, targets=targets, weight_bytes=weight_bytes)
@@ -407,7 +409,7 @@ def make_plan(config: dict, batch_size: int, seq_len: int, lora_r: int = 64, gpu
     other = estimate_memory(shape, batch_size, seq_len, checkpointing=not checkpointing, **kw)
     plan = Plan(shape, count_params(shape, lora_r, targets), batch_size, seq_len, lora_r, gpus, gpu, checkpointing,
                 mfu, weight_bytes, mem, other,
-                estimate_step(shape, batch_size, seq_len, lora_r, targets, checkpointing, gpu, mfu))
+                estimate_step(shape, batch_size, seq_len, lora_r, targets, checkpointing, gpu, mfu), accumulation)
     capacity = spec["memory_gib"] * GIB
     if not fits(mem, capacity):
         advice = ("turn on --use_gradient_checkpointing" if not checkpointing and fits(other, capacity)
@@ -451,6 +453,9 @@ def format_plan(plan: Plan) -> str:
         f"time at {plan.mfu:.0%} MFU of {spec['peak_flops'] / 1e12:.0f} TFLOP/s bf16: {st.seconds:.2f} s per micro-batch",
         f"throughput: {st.tokens_per_s:,.0f} tokens/s, {st.samples_per_s:.2f} samples/s per GPU; "
         f"{plan.gpus} GPU(s): {st.tokens_per_s * plan.gpus:,.0f} tokens/s, {st.samples_per_s * plan.gpus:.2f} samples/s",
+        f"optimizer step: {plan.batch_size} x {plan.accumulation} accumulation x {plan.gpus} GPU(s) = "
+        f"{plan.batch_size * plan.accumulation * plan.gpus} samples in {st.seconds * plan.accumulation:.2f} s "
+        "(data-parallel all-reduce of the LoRA gradients not counted)",
     ]
     lines += [f"WARNING: {w}" for w in plan.warnings]
     return "\n".join(lines)
