@@ -60,7 +60,7 @@ GPUS = {
 # allocator's fragmentation are not in max_memory_allocated, which the estimate predicts.
 USABLE_FRACTION = 0.9
 # Measured on an H200 (released shape, batch 4, r=64): 0.55 s/step -> ~16 % by the formula above,
-# 0.84 s/step with checkpointing -> ~14 %, batch 16 with checkpointing ~18 %.
+# 0.84 s/step with checkpointing -> ~14 %, batch 16 with checkpointing ~19 %.
 DEFAULT_MFU = 0.15
 # Counted per-layer activation bytes overstate what backward really keeps (tensors shared between
 # ops, temporaries freed early); this factor was fitted to the H200 figures below.
