@@ -44,3 +44,15 @@ def test_plan_reads_a_folder_config_and_counts_the_tiny_model(tmp_path, capsys, 
 def test_plan_bad_input_is_a_clear_error(capsys, argv):
     assert main(["plan", *argv]) == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_plan_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from higgs_lora.cli import main; rc = main(['plan']); "
+            "heavy = [m for m in ('torch', 'transformers', 'numpy') if m in sys.modules]; "
+            "assert not heavy, heavy; sys.exit(rc)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "parameters: total" in result.stdout
