@@ -29,13 +29,14 @@ def _help(capsys, *argv) -> str:
 
 def test_top_level_help_lists_every_subcommand(capsys):
     out = _help(capsys)
-    for command in ("create-sample-data", "validate", "train", "merge", "infer", "check-alignment"):
+    for command in ("create-sample-data", "validate", "plan", "train", "merge", "infer", "check-alignment"):
         assert command in out
 
 
 @pytest.mark.parametrize("command, flags", [
     ("create-sample-data", ["out_json", "--n_samples", "--overwrite", "--system_prompt"]),
     ("validate", ["data", "--for_inference", "--system_prompt"]),
+    ("plan", ["--base_model", "--batch_size", "--seq_len", "--lora_r", "--gpus", "--gpu", "--use_gradient_checkpointing"]),
     ("train", ["--train_data", "--output_dir", "--base_model", "--audio_tokenizer", "--batch_size",
                "--gradient_accumulation_steps", "--learning_rate", "--max_steps", "--lora_r", "--lora_alpha",
                "--lora_targets", "--use_gradient_checkpointing", "--resume_from_checkpoint", "--quick_test",

@@ -35,7 +35,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--audio_loss_weight", type=float, default=d.audio_loss_weight, help="weight of the shifted per-codebook audio cross-entropy")
     p.add_argument("--mixed_precision", action=argparse.BooleanOptionalAction, default=True,
                    help="bf16 on CUDA (default on; ignored on CPU)")
-    p.add_argument("--use_gradient_checkpointing", action="store_true", help="recompute decoder layers in backward to save memory")
+    p.add_argument("--use_gradient_checkpointing", action="store_true",
+                   help="recompute decoder layers in backward to save memory (turned on by itself when the longest batch needs it)")
+    p.add_argument("--max_audio_seconds", type=float, default=None,
+                   help="drop samples whose reference + target audio is longer (each dropped sample is listed)")
     p.add_argument("--dataloader_num_workers", type=int, default=d.dataloader_num_workers, help="data loading processes per GPU")
     p.add_argument("--logging_steps", type=int, default=d.logging_steps, help="log (console, TensorBoard, metrics.jsonl) every N optimizer steps")
     p.add_argument("--save_steps", type=int, default=d.save_steps, help="write a resumable checkpoint every N optimizer steps")

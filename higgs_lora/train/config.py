@@ -34,6 +34,7 @@ class TrainConfig:
     audio_loss_weight: float = 1.0
     mixed_precision: bool = True
     use_gradient_checkpointing: bool = False
+    max_audio_seconds: float | None = None  # drop (and list) samples with longer reference + target audio
     dataloader_num_workers: int = 2
     logging_steps: int = 10
     save_steps: int = 500

@@ -34,6 +34,7 @@ from ..model.load import (
     load_model, load_tokenizer,
 )
 from .config import RUN_CONFIG, TrainConfig, read_run_config  # noqa: F401  (re-exported)
+from .memory_guard import check_memory, drop_long_samples
 from .trainer import HiggsAudioTrainer, MetricsJsonlCallback, allow_checkpoint_rng_state
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def train(cfg: TrainConfig) -> Path:
     device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if on_cuda else "cpu"
     bf16 = bool(cfg.mixed_precision and on_cuda and torch.cuda.is_bf16_supported())
 
-    samples = load_samples(cfg.train_data, cfg.system_prompt)
+    samples, file_indices = drop_long_samples(load_samples(cfg.train_data, cfg.system_prompt), cfg.max_audio_seconds)
     if cfg.quick_test:
         samples = samples[: max(2, cfg.batch_size)]
     tokenizer = load_tokenizer(cfg.base_model)
@@ -75,6 +76,8 @@ def train(cfg: TrainConfig) -> Path:
     collator = DictCollator(build_collator(model.config))
 
     model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
+    # Before any step: the longest batch must fit (checkpointing turned on, or a clear stop, if not).
+    cfg.use_gradient_checkpointing = check_memory(cfg, model.config, dataset, device, 2 if bf16 else 4, file_indices)
     if cfg.use_gradient_checkpointing:
         enable_activation_checkpointing(model)
     trainable, total = count_parameters(model)

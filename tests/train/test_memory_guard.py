@@ -1,0 +1,146 @@
+"""The pre-flight memory decision (pure, small capacities on the tiny data) and the recipe acting on it."""
+
+import logging
+
+import pytest
+
+from higgs_lora.data.sample_data import create_sample_data
+from higgs_lora.train import memory_guard as G
+from higgs_lora.train import plan as P
+from higgs_lora.train.config import TrainConfig, read_run_config
+
+
+def _capacity_for(total_bytes: float, slack: float = 1.0) -> float:
+    """A capacity whose usable share is `slack` times `total_bytes`."""
+    return total_bytes * slack / P.USABLE_FRACTION
+
+
+@pytest.fixture(scope="module")
+def tiny_shape(tiny_config):
+    return P.ModelShape.from_config(tiny_config.to_dict())
+
+
+def _estimates(shape, sizes, batch, **kw):
+    b, length = G.longest_batch(sizes, batch)
+    return (P.estimate_memory(shape, b, length, checkpointing=False, weight_bytes=4, **kw),
+            P.estimate_memory(shape, b, length, checkpointing=True, weight_bytes=4, **kw))
+
+
+def test_sizes_of_the_tiny_dataset(tiny_dataset):
+    sizes = G.sample_sizes(tiny_dataset, indices=[3, 7])
+    assert [s.index for s in sizes] == [3, 7]
+    assert [s.length for s in sizes] == tiny_dataset.lengths()
+    for size, sample in zip(sizes, tiny_dataset.samples):
+        assert size.speaker == sample.speaker
+        frames = tiny_dataset.codes(sample.ref_audio).shape[1] + tiny_dataset.codes(sample.target_audio).shape[1]
+        assert size.seconds == pytest.approx(frames / 25)
+
+
+def test_decision_fits_needs_checkpointing_or_stops_naming_the_longest_sample(tiny_dataset, tiny_shape):
+    sizes = G.sample_sizes(tiny_dataset)
+    plain, ckpt = _estimates(tiny_shape, sizes, 2, lora_r=8)
+    assert ckpt.total < plain.total
+    decide = lambda cap, **kw: G.decide_memory(tiny_shape, sizes, 2, cap, lora_r=8, weight_bytes=4, **kw)  # noqa: E731
+
+    roomy = decide(_capacity_for(plain.total, 1.01))
+    assert roomy.fits and not roomy.checkpointing and not roomy.turned_on_checkpointing
+    assert roomy.estimate == plain
+
+    tight = decide(_capacity_for((plain.total + ckpt.total) / 2))
+    assert tight.fits and tight.checkpointing and tight.turned_on_checkpointing
+    assert "turning activation checkpointing ON" in tight.message
+    # asked for checkpointing already: nothing to turn on
+    assert not decide(_capacity_for(ckpt.total, 1.01), checkpointing=True).turned_on_checkpointing
+
+    full = decide(_capacity_for(ckpt.total, 0.99))
+    assert not full.fits
+    longest = max(sizes, key=lambda s: s.length)
+    assert f"#{longest.index} (speaker {longest.speaker}, {longest.seconds:.1f} s of audio" in full.message
+    assert "Settings that fit (with activation checkpointing): --batch_size 1" in full.message
+
+
+def test_suggested_settings_really_fit():
+    # released shape on an 80 GB card: six ordinary samples and two very long ones, batch 4, checkpointing
+    shape = P.ModelShape.from_config(P.released_config())
+    sizes = [G.SampleSize(i, f"s{i}", 20.0 + i, 700 + 25 * i) for i in range(6)]
+    sizes += [G.SampleSize(6, "long", 240.0, 6500), G.SampleSize(7, "longer", 300.0, 8000)]
+    capacity = 40 * P.GIB
+    decision = G.decide_memory(shape, sizes, 4, capacity, lora_r=64)
+    assert not decision.fits
+    assert decision.message.index("#7 (speaker longer, 300.0 s") < decision.message.index("#6 (speaker long, 240.0 s")
+    assert "--max_audio_seconds 25 (drops 2 of 8 samples)" in decision.message
+    kept = [s for s in sizes if s.seconds <= 25]
+    assert G.decide_memory(shape, kept, 4, capacity, lora_r=64).fits
+    batch = int(decision.message.split("--batch_size ")[1].split()[0])
+    assert G.decide_memory(shape, sizes, batch, capacity, lora_r=64, checkpointing=True).fits
+    assert not G.decide_memory(shape, sizes, batch + 1, capacity, lora_r=64, checkpointing=True).fits
+
+
+def test_max_audio_seconds_drops_and_lists_long_samples(sample_samples, caplog):
+    from higgs_lora.data.audio import audio_duration
+
+    seconds = [audio_duration(s.ref_audio) + audio_duration(s.target_audio) for s in sample_samples]
+    limit = sorted(seconds)[len(seconds) // 2]
+    with caplog.at_level(logging.WARNING, logger="higgs_lora.train.memory_guard"):
+        kept, indices = G.drop_long_samples(sample_samples, limit)
+    long = [i for i, s in enumerate(seconds) if s > limit]
+    assert long and indices == [i for i in range(len(seconds)) if i not in long]
+    assert kept == [sample_samples[i] for i in indices]
+    assert f"dropped {len(long)} of {len(seconds)}" in caplog.text
+    for i in long:
+        assert f"#{i} (speaker {sample_samples[i].speaker}" in caplog.text
+    assert G.drop_long_samples(sample_samples, None) == (list(sample_samples), list(range(len(seconds))))
+    with pytest.raises(ValueError, match="drops every sample"):
+        G.drop_long_samples(sample_samples, 0.01)
+
+
+def test_capacity_from_the_environment(monkeypatch):
+    monkeypatch.setenv(G.CAPACITY_ENV, "1.5")
+    assert G.gpu_capacity("cpu") == 1.5 * P.GIB
+    monkeypatch.setenv(G.CAPACITY_ENV, "lots")
+    with pytest.raises(ValueError, match=G.CAPACITY_ENV):
+        G.gpu_capacity(None)
+    monkeypatch.delenv(G.CAPACITY_ENV)
+    assert G.gpu_capacity("cpu") is None
+
+
+# --- the recipe --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def guard_data(tmp_path_factory, tiny_config, tiny_tokenizer, tiny_codec):
+    from higgs_lora.data.dataset import VoiceCloningDataset
+    from higgs_lora.data.validate import load_samples
+
+    path = create_sample_data(tmp_path_factory.mktemp("guard") / "d.json", n_samples=2)
+    dataset = VoiceCloningDataset(load_samples(path), tiny_tokenizer, tiny_codec)
+    shape = P.ModelShape.from_config(tiny_config.to_dict())
+    return path, _estimates(shape, G.sample_sizes(dataset), 2, lora_r=4)
+
+
+def _cfg(path, out, **kw):
+    return TrainConfig(train_data=str(path), output_dir=str(out), base_model="tiny", audio_tokenizer="tiny",
+                       batch_size=2, gradient_accumulation_steps=1, max_steps=1, logging_steps=1, lora_r=4,
+                       lora_alpha=8, save_steps=10**9, dataloader_num_workers=0, report_to="none", **kw)
+
+
+def test_recipe_turns_checkpointing_on_when_memory_is_short(guard_data, tmp_path, monkeypatch, caplog):
+    from higgs_lora.train.recipe import train
+
+    path, (plain, ckpt) = guard_data
+    monkeypatch.setenv(G.CAPACITY_ENV, repr(_capacity_for((plain.total + ckpt.total) / 2) / P.GIB))
+    with caplog.at_level(logging.WARNING, logger="higgs_lora.train.memory_guard"):
+        out = train(_cfg(path, tmp_path / "out"))
+    assert "turning activation checkpointing ON" in caplog.text
+    assert read_run_config(out)["use_gradient_checkpointing"] is True
+
+
+def test_recipe_stops_before_training_when_nothing_fits(guard_data, tmp_path, monkeypatch):
+    from higgs_lora.train.recipe import train
+
+    path, (_, ckpt) = guard_data
+    monkeypatch.setenv(G.CAPACITY_ENV, repr(_capacity_for(ckpt.total, 0.5) / P.GIB))
+    with pytest.raises(ValueError, match=r"does not fit in GPU memory.*Longest samples: #\d"):
+        train(_cfg(path, tmp_path / "out"))
+    assert not (tmp_path / "out" / "adapter_model.safetensors").exists()
+    assert not (tmp_path / "out" / "metrics.jsonl").exists()
