@@ -80,11 +80,16 @@ def _records(path: Path, f) -> Iterator:
     if not first:
         return  # an empty file has no samples
     stripped = first.strip()
-    try:
-        record = json.loads(stripped) if stripped.startswith("{") else None
-    except json.JSONDecodeError:
-        record = None
-    if record is None:
+    # A .jsonl file is read line by line whatever its lines hold (each is a record to classify); any
+    # other file is JSON Lines when its first line is a whole JSON object.
+    lines_only = path.suffix.lower() in (".jsonl", ".ndjson")
+    record, is_lines = None, False
+    if lines_only or stripped.startswith("{"):
+        try:
+            record, is_lines = json.loads(stripped), True
+        except json.JSONDecodeError:
+            pass
+    if not is_lines:
         # A JSON document (list, {"samples": ...}, a pretty-printed object): parse it whole.
         text = first + f.read()
         try:
@@ -102,23 +107,22 @@ def _records(path: Path, f) -> Iterator:
             raise DataFileError(str(path), 'expected a list of samples, {"samples": [...]}, or JSON Lines')
         return
     # JSON Lines: one record per line, streamed.
-    pending = record  # held back only to tell a lone non-sample object (not a data file) from a record
+    pending = [record]  # held back only to tell a lone non-sample object (not a data file) from a record
     for line in f:
         lineno += 1
         if not line.strip():
             continue
-        if pending is not None:
-            yield from _unwrap(pending)
-            pending = None
+        if pending:
+            yield from _unwrap(pending.pop())
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
             raise DataFileError(str(path), f"line {lineno} is not valid JSON ({err.msg}, column {err.colno})") from None
         yield from _unwrap(record)
-    if pending is not None:
-        if not _sample_like(pending):
+    if pending:
+        if not lines_only and not _sample_like(pending[0]):
             raise DataFileError(str(path), 'expected a list of samples, {"samples": [...]}, or JSON Lines')
-        yield from _unwrap(pending)
+        yield from _unwrap(pending.pop())
 
 
 def _unwrap(record):

@@ -208,7 +208,7 @@ def validate_file(
         infos = check_audio_files(local, limits, workers=workers, progress=progress)
 
     for index, sample_id, sample, errors, audio, texts in entries:
-        errors = list(errors)
+        errors, warnings = list(errors), []
         for role, p in audio:
             if is_remote(p):
                 if not allow_remote_audio:
@@ -222,12 +222,13 @@ def validate_file(
             elif isinstance(texts[role], str) and info.seconds:
                 warning = implausible_speaking_rate(texts[role], info.seconds, min_chars_per_second, max_chars_per_second)
                 if warning:
-                    report.warnings.append({"index": index, "id": sample_id, "code": "implausible_speaking_rate",
+                    warnings.append({"index": index, "id": sample_id, "code": "implausible_speaking_rate",
                                             "message": f"{role}: {warning} ({p})"})
         if errors:
             report.invalid.append(InvalidSample(index, sample_id, errors))
-        else:
+        else:  # warnings only on valid samples: an invalid one is already listed
             report.samples.append((index, sample))
+            report.warnings += warnings
     return report
 
 

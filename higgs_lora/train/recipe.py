@@ -61,7 +61,7 @@ def train(cfg: TrainConfig) -> Path:
     device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if on_cuda else "cpu"
     bf16 = bool(cfg.mixed_precision and on_cuda and torch.cuda.is_bf16_supported())
 
-    samples = load_samples(cfg.train_data, cfg.system_prompt)
+    samples = load_samples(cfg.train_data, cfg.system_prompt, text_normalization=cfg.text_normalization)
     if cfg.quick_test:
         samples = samples[: max(2, cfg.batch_size)]
     tokenizer = load_tokenizer(cfg.base_model)
