@@ -177,8 +177,12 @@ def _strip_instruction(text: str) -> str:
     return tail.strip() if sep and tail.strip() else text
 
 
+def is_remote_url(path: str) -> bool:
+    return path.lower().startswith(("http://", "https://"))
+
+
 def resolve_audio(path: str, base_dir: Path) -> str:
-    if path.lower().startswith(("http://", "https://")):
+    if is_remote_url(path):
         return path
     p = Path(path).expanduser()
     return str(p if p.is_absolute() else (base_dir / p))
