@@ -79,3 +79,22 @@ def test_speaking_rate_counts_letters_and_digits_not_diacritics_or_spaces():
     assert too_fast and "110.0 chars/s" in too_fast
     assert implausible_speaking_rate("نعم", 10.0)  # 0.3 chars/s: likely the wrong clip
     assert implausible_speaking_rate("نعم", 10.0, min_cps=0.1) is None
+
+
+def test_every_command_that_reads_transcripts_takes_the_same_flag_and_train_stores_it():
+    from dataclasses import asdict
+
+    from higgs_lora.cli import build_parser
+    from higgs_lora.cli.train import train_config_from_args
+    from higgs_lora.train.config import TrainConfig
+
+    parser = build_parser()
+    for argv in (["validate", "d.json"], ["infer", "--chatml_file", "d.json", "--output_dir", "o"],
+                 ["check-alignment", "--train_data", "d.json"], ["train", "--train_data", "d.json"]):
+        args = parser.parse_args(argv + ["--text_normalization", "tatweel,digits=western"])
+        assert args.text_normalization == "tatweel,digits=western"
+    args = parser.parse_args(["train", "--train_data", "d.json", "--text_normalization", "none"])
+    assert train_config_from_args(args).text_normalization == "none"
+    cfg = train_config_from_args(parser.parse_args(["train", "--train_data", "d.json"]))
+    assert cfg.text_normalization == TrainConfig(train_data="").text_normalization == DEFAULT_TEXT_NORMALIZATION
+    assert json.loads(json.dumps(asdict(cfg)))["text_normalization"] == DEFAULT_TEXT_NORMALIZATION
