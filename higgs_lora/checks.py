@@ -27,6 +27,7 @@ import torch
 
 from .data.dataset import DictCollator, VoiceCloningDataset, build_collator
 from .data.sample import CloneSample
+from .data.text import normalize_sample
 from .infer.engine import GenerationSettings, InferenceInputs, VoiceCloner
 from .train.loss import compute_loss
 
@@ -48,6 +49,7 @@ class TrainingSide:
     dataset_cls: type = VoiceCloningDataset
     collator_factory: Callable = build_collator
     loss_fn: Callable = compute_loss
+    normalize_text: bool = True  # the text front-end (data/text.py) on the training side
 
 
 def _segments(starts: torch.Tensor, total: int) -> list[tuple[int, int]]:
@@ -55,9 +57,11 @@ def _segments(starts: torch.Tensor, total: int) -> list[tuple[int, int]]:
     return [(bounds[i], bounds[i + 1]) for i in range(len(starts))]
 
 
-def check_prompt_parity(dataset, train_collator, infer_inputs: InferenceInputs, audio_out_bos_id: int) -> CheckResult:
+def check_prompt_parity(dataset, train_collator, infer_inputs: InferenceInputs, audio_out_bos_id: int,
+                        infer_samples: list[CloneSample] | None = None) -> CheckResult:
+    """`infer_samples`: the samples as the inference side prepared them (default: the training side's)."""
     rows = []
-    for index, sample in enumerate(dataset.samples):
+    for index, sample in enumerate(infer_samples or dataset.samples):
         item = dataset[index]
         train_ids = item.input_ids.tolist()
         bos_positions = [i for i, t in enumerate(train_ids) if t == audio_out_bos_id]
@@ -195,21 +199,25 @@ class AlignmentReport:
 
 def run_checks(samples: list[CloneSample], model, tokenizer, codec, side: TrainingSide | None = None,
                overfit: bool = True, overfit_index: int = 0, max_steps: int = 400, learning_rate: float = 3e-3,
-               check_every: int = 25, log=print) -> AlignmentReport:
-    """All checks on `samples`; `model` is trained in place by the overfit check (pass a throwaway copy)."""
+               check_every: int = 25, log=print, text_normalization="none") -> AlignmentReport:
+    """All checks on `samples`; `model` is trained in place by the overfit check (pass a throwaway copy).
+
+    Each side runs the text front-end on the raw `samples` itself, as training and inference do."""
     side = side or TrainingSide()
     config = model.config
-    dataset = side.dataset_cls(samples, tokenizer, codec, num_codebooks=config.audio_num_codebooks)
+    infer_samples = [normalize_sample(s, text_normalization) for s in samples]
+    train_samples = [normalize_sample(s, text_normalization) if side.normalize_text else s for s in samples]
+    dataset = side.dataset_cls(train_samples, tokenizer, codec, num_codebooks=config.audio_num_codebooks)
     train_collator = DictCollator(side.collator_factory(config))
     infer_inputs = InferenceInputs(tokenizer, codec, config)
     audio_out_bos = tokenizer.convert_tokens_to_ids("<|audio_out_bos|>")
-    checks = [check_prompt_parity(dataset, train_collator, infer_inputs, audio_out_bos),
+    checks = [check_prompt_parity(dataset, train_collator, infer_inputs, audio_out_bos, infer_samples),
               check_labels(dataset, train_collator, config.audio_stream_eos_id)]
     for c in checks:
         log(f"[{'PASS' if c.ok else 'FAIL'}] {c.name}: {c.summary}")
     if overfit:
         log(f"overfit-and-regenerate on sample {overfit_index} ...")
-        checks.append(check_overfit(samples[overfit_index], model, tokenizer, codec, side, max_steps, learning_rate,
+        checks.append(check_overfit(infer_samples[overfit_index], model, tokenizer, codec, side, max_steps, learning_rate,
                                     check_every, log=log))
         log(f"[{'PASS' if checks[-1].ok else 'FAIL'}] {checks[-1].name}: {checks[-1].summary}")
     return AlignmentReport(checks, {"samples": len(samples), "audio_num_codebooks": config.audio_num_codebooks,

@@ -229,3 +229,24 @@ def test_check_alignment_passes_on_data_laid_out_differently(tmp_path):
     body = json.loads(report.read_text(encoding="utf-8"))
     assert rc == 0 and body["ok"] is True, body
     assert body["checks"]["prompt_parity"]["details"][0]["prompt_tokens"] > 0
+
+
+def test_prompt_parity_covers_the_text_front_end(samples, tiny_model_factory, tiny_tokenizer, tiny_codec):
+    """Arabic transcripts with tatweel, diacritics, Persian digits and stray spaces: parity holds when both
+    sides run the normaliser, and fails when the training side skips it."""
+    arabic = [dataclasses.replace(s, ref_text="  مرحـــبا   بِكُم ۳ ", target_text="السَّلامُ   عليـكم ٢٠٢٤")
+              for s in samples]
+    spec = "whitespace,tatweel,strip_diacritics,digits=western"
+    both = _run(arabic, tiny_model_factory, tiny_tokenizer, tiny_codec, overfit=False, text_normalization=spec)
+    assert _checks(both)["prompt_parity"].ok
+    skipped = _run(arabic, tiny_model_factory, tiny_tokenizer, tiny_codec, overfit=False, text_normalization=spec,
+                   side=TrainingSide(normalize_text=False))
+    parity = _checks(skipped)["prompt_parity"]
+    assert not parity.ok and all("first_difference_at" in row for row in parity.details)
+    # with text already normalised, skipping it changes nothing: the failure above is the normaliser's
+    from higgs_lora.data.text import normalize_sample
+
+    normalised = [normalize_sample(s, spec) for s in arabic]
+    plain = _run(normalised, tiny_model_factory, tiny_tokenizer, tiny_codec, overfit=False, text_normalization=spec,
+                 side=TrainingSide(normalize_text=False))
+    assert _checks(plain)["prompt_parity"].ok

@@ -33,7 +33,8 @@ def main(argv=None) -> int:
     if args.validate_data_only:
         if not args.train_data:
             parser.error("--validate_data_only needs --train_data")
-        return cli.main(["validate", args.train_data, "--system_prompt", args.system_prompt])
+        return cli.main(["validate", args.train_data, "--system_prompt", args.system_prompt]
+                        + (["--text_normalization", args.text_normalization] if args.text_normalization else []))
     return cli.run(train_command.run, args)
 
 

@@ -2,6 +2,7 @@
 
     higgs-lora download [--output_dir D]        stage the pinned model and codec as local folders
     higgs-lora create-sample-data OUT.json      small canonical data set with real speech
+    higgs-lora convert IN... --output OUT.jsonl  other layouts / folders of clips -> canonical JSONL
     higgs-lora validate DATA                    list invalid samples (exit 1 if any)
     higgs-lora plan --batch_size N --seq_len L  memory and time of a run, from the model config
     higgs-lora train --train_data DATA ...      LoRA fine-tuning (torchrun for several GPUs)
@@ -24,7 +25,7 @@ from .common import HelpFormatter
 # One module per subcommand, in the order `--help` lists them. Each module has NAME, SUMMARY,
 # add_arguments(parser) and run(args) (and optionally a longer DESCRIPTION); it imports torch and friends only inside run(), so building
 # the parser (and `--help`) stays instant.
-COMMANDS = ["download", "create_sample_data", "validate", "plan", "train", "merge", "infer", "check_alignment"]
+COMMANDS = ["download", "create_sample_data", "convert", "validate", "plan", "train", "merge", "infer", "check_alignment"]
 
 
 def command_module(name: str):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..defaults import AUDIO_TOKENIZER, BASE_MODEL
-from .common import add_system_prompt
+from .common import add_system_prompt, add_text_normalization
 
 NAME = "check-alignment"
 SUMMARY = "prove training and inference see the same thing"
@@ -23,6 +23,7 @@ def add_arguments(p) -> None:
     p.add_argument("--max_samples", type=int, default=None, help="check only the first N samples")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     add_system_prompt(p)
+    add_text_normalization(p)
 
 
 def run(args) -> int:
@@ -31,7 +32,8 @@ def run(args) -> int:
     from ..data.validate import load_samples
     from ..model.load import apply_lora, default_device, load_model, load_tokenizer
 
-    samples = load_samples(args.train_data, args.system_prompt)
+    # Raw transcripts: run_checks normalises them on each side, so a side that skips it shows up.
+    samples = load_samples(args.train_data, args.system_prompt, text_normalization="none")
     if args.max_samples:
         samples = samples[: args.max_samples]
     device = args.device or default_device()
@@ -43,7 +45,8 @@ def run(args) -> int:
         model = apply_lora(model, r=16, alpha=32, dropout=0.0)
     codec = load_codec(args.audio_tokenizer, device=device)
     report = run_checks(samples, model, tokenizer, codec, overfit=not args.skip_overfit,
-                        overfit_index=args.overfit_sample, max_steps=args.max_steps, learning_rate=args.learning_rate)
+                        overfit_index=args.overfit_sample, max_steps=args.max_steps, learning_rate=args.learning_rate,
+                        text_normalization=args.text_normalization)
     report.meta.update(base_model=args.base_model, audio_tokenizer=args.audio_tokenizer, train_data=args.train_data,
                        overfit_params=None if args.skip_overfit else mode)
     print("alignment OK" if report.ok else "alignment FAILED: " + ", ".join(c.name for c in report.checks if not c.ok))

@@ -21,3 +21,12 @@ def add_system_prompt(p: argparse.ArgumentParser) -> None:
     p.add_argument("--system_prompt", default=DEFAULT_SYSTEM_PROMPT,
                    help="system prompt for samples without one (\"\" for none); training and inference share it "
                         f"(default: {DEFAULT_SYSTEM_PROMPT!r})")
+
+
+def add_text_normalization(p: argparse.ArgumentParser, default=None) -> None:
+    from ..data.text import DEFAULT_TEXT_NORMALIZATION
+
+    p.add_argument("--text_normalization", default=default, metavar="SPEC",
+                   help="transcript normaliser shared by training and inference: comma-separated options from "
+                        "whitespace, tatweel, strip_diacritics, nfkc, punct=arabic|latin, digits=western|arabic, "
+                        f"or none (default: {DEFAULT_TEXT_NORMALIZATION})")

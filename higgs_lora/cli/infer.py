@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from ..defaults import AUDIO_TOKENIZER, BASE_MODEL
-from .common import add_system_prompt
+from .common import add_system_prompt, add_text_normalization
 
 NAME = "infer"
 SUMMARY = "clone voices: one WAV per sample + results.json"
@@ -29,6 +29,7 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     p.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), bf16, fp16, fp32")
     add_system_prompt(p)
+    add_text_normalization(p)
 
 
 def run(args) -> int:
@@ -38,7 +39,8 @@ def run(args) -> int:
     from ..data.validate import load_samples
     from ..infer.engine import GenerationSettings, VoiceCloner
 
-    samples = load_samples(args.chatml_file, args.system_prompt, require_target=False)
+    samples = load_samples(args.chatml_file, args.system_prompt, require_target=False,
+                           text_normalization=args.text_normalization)
     cloner = VoiceCloner.load(args.model_path, args.lora_path, args.audio_tokenizer, device=args.device, dtype=args.dtype)
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                                   top_p=args.top_p, ras_win_len=args.ras_win_len, seed=args.seed)

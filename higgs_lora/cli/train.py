@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..defaults import AUDIO_TOKENIZER, BASE_MODEL, DEFAULT_LORA_TARGETS
 from ..train.config import TrainConfig
-from .common import add_system_prompt
+from .common import add_system_prompt, add_text_normalization
 
 NAME = "train"
 SUMMARY = "LoRA fine-tuning (use torchrun for several GPUs)"
@@ -20,6 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base_model", default=None, help=f"hub id, local folder or tiny (default: {BASE_MODEL}; tiny with --quick_test)")
     p.add_argument("--audio_tokenizer", default=None, help=f"hub id, local folder or tiny (default: {AUDIO_TOKENIZER}; tiny with --quick_test and no --base_model)")
     add_system_prompt(p)
+    add_text_normalization(p, default=d.text_normalization)
     p.add_argument("--batch_size", type=int, default=d.batch_size, help="samples per GPU per micro-batch")
     p.add_argument("--gradient_accumulation_steps", type=int, default=d.gradient_accumulation_steps, help="micro-batches per optimizer step; effective batch = batch_size x this x GPUs")
     p.add_argument("--learning_rate", type=float, default=d.learning_rate, help="peak learning rate (cosine schedule after warmup)")

@@ -1,35 +1,45 @@
 """Readers for the accepted input layouts, reduced to `CloneSample` components.
 
-Accepted files: a JSON list of samples, a JSON object with a "samples" list, or JSON Lines.
+Accepted files: a JSON list of samples, a JSON object with a "samples" list, or JSON Lines (read
+line by line, so a 10 GB JSONL file never sits in memory as text).
 Accepted samples:
 
 - canonical ChatML (`messages`): [system], user(reference text), assistant(reference audio),
   user(target text), assistant(target audio);
+- the design's four-message layout ([system], user, assistant, user) with the target audio in a
+  top-level `target_audio` field or in `misc.target_audio`;
+- the layout several public Higgs trainers use: user content a list [reference text, reference
+  audio, "instruction: target text"], assistant content [target text, target audio];
 - flat records: {"ref_text", "ref_audio", "target_text", "target_audio", ["speaker"], ["system_prompt"]}.
 
-Relative audio paths are resolved against the data file's folder.
+Relative audio paths are resolved against the data file's folder; http(s) URLs are kept as they are.
+Every problem with a sample is one of the reason codes in `validate.CODES`.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-
-from .sample import CloneSample
+from typing import Iterator
 
 FIFTH_MESSAGE_HINT = (
     'add a fifth message {"role": "assistant", "content": {"type": "audio", "audio_url": "<target.wav>"}} '
     "holding the recording of the target text (the design's four-message layout has nothing to learn)"
 )
+FOR_INFERENCE_HINT = "if this file is inference input, validate it with --for_inference"
+ROLES = ("system", "user", "assistant")
+# Keys that make a lone JSON object a sample (or a wrapper of samples) rather than some other file.
+_SAMPLE_KEYS = ("messages", "ref_audio", "ref_text", "target_text", "target_audio", "samples")
 
 
 class SampleError(ValueError):
-    """One sample that cannot be used: `reason` is a short code, the message says what to do."""
+    """One sample that cannot be used: `reason` is its first code, `errors` all (code, message) pairs."""
 
-    def __init__(self, reason: str, message: str):
+    def __init__(self, reason: str, message: str, errors: list[tuple[str, str]] | None = None):
         super().__init__(message)
         self.reason = reason
+        self.errors = errors or [(reason, message)]
 
 
 @dataclass
@@ -41,125 +51,288 @@ class DataFileError(ValueError):
         return f"{self.path}: {self.message}"
 
 
-def read_records(path: str | Path) -> list:
+def _sample_like(obj) -> bool:
+    return isinstance(obj, dict) and any(k in obj for k in _SAMPLE_KEYS)
+
+
+def iter_records(path: str | Path) -> Iterator:
+    """The records of a data file, one at a time. JSON Lines are streamed; a JSON document is parsed whole.
+
+    Raises DataFileError naming the file and where it stops being readable."""
     path = Path(path)
     if not path.is_file():
         raise DataFileError(str(path), "data file not found")
-    text = path.read_text(encoding="utf-8-sig")  # -sig: files saved by Windows editors start with a BOM
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as whole_err:
-        records = []
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise DataFileError(str(path), f"not JSON ({whole_err}) nor JSON Lines (line {lineno})") from None
-        return records
-    if isinstance(data, dict) and isinstance(data.get("samples"), list):
-        return data["samples"]
-    if isinstance(data, list):
-        return data
-    if isinstance(data, dict) and ("messages" in data or "ref_audio" in data or "ref_text" in data):
-        return [data]  # a single sample (or a one-line JSONL file)
-    raise DataFileError(str(path), 'expected a list of samples, {"samples": [...]}, or JSON Lines')
+        # -sig: files saved by Windows editors start with a BOM
+        with open(path, encoding="utf-8-sig") as f:
+            yield from _records(path, f)
+    except UnicodeDecodeError as err:
+        raise DataFileError(str(path), f"not UTF-8 text ({err.reason} at byte {err.start})") from None
+
+
+def _records(path: Path, f) -> Iterator:
+    lineno, first = 0, ""
+    for line in f:
+        lineno += 1
+        if line.strip():
+            first = line
+            break
+    if not first:
+        return  # an empty file has no samples
+    stripped = first.strip()
+    # A .jsonl file is read line by line whatever its lines hold (each is a record to classify); any
+    # other file is JSON Lines when its first line is a whole JSON object.
+    lines_only = path.suffix.lower() in (".jsonl", ".ndjson")
+    record, is_lines = None, False
+    if lines_only or stripped.startswith("{"):
+        try:
+            record, is_lines = json.loads(stripped), True
+        except json.JSONDecodeError:
+            pass
+    if not is_lines:
+        # A JSON document (list, {"samples": ...}, a pretty-printed object): parse it whole.
+        text = first + f.read()
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            where = f"line {err.lineno + lineno - 1} column {err.colno}"
+            raise DataFileError(str(path), f"not valid JSON nor JSON Lines ({err.msg} at {where})") from None
+        if isinstance(data, dict) and isinstance(data.get("samples"), list):
+            yield from data["samples"]
+        elif isinstance(data, list):
+            yield from data
+        elif _sample_like(data):
+            yield data
+        else:
+            raise DataFileError(str(path), 'expected a list of samples, {"samples": [...]}, or JSON Lines')
+        return
+    # JSON Lines: one record per line, streamed.
+    pending = [record]  # held back only to tell a lone non-sample object (not a data file) from a record
+    for line in f:
+        lineno += 1
+        if not line.strip():
+            continue
+        if pending:
+            yield from _unwrap(pending.pop())
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataFileError(str(path), f"line {lineno} is not valid JSON ({err.msg}, column {err.colno})") from None
+        yield from _unwrap(record)
+    if pending:
+        if not lines_only and not _sample_like(pending[0]):
+            raise DataFileError(str(path), 'expected a list of samples, {"samples": [...]}, or JSON Lines')
+        yield from _unwrap(pending.pop())
+
+
+def _unwrap(record):
+    if isinstance(record, dict) and isinstance(record.get("samples"), list) and "messages" not in record:
+        return list(record["samples"])
+    return [record]
+
+
+def read_records(path: str | Path) -> list:
+    """All records of a data file (see iter_records)."""
+    return list(iter_records(path))
+
+
+# ---------------------------------------------------------------- content helpers
+
+def _items(content) -> list:
+    return content if isinstance(content, list) else [content]
+
+
+def _is_audio(item) -> bool:
+    return isinstance(item, dict) and item.get("type") == "audio"
+
+
+def _text_item(item) -> str | None:
+    if isinstance(item, str):
+        return item
+    if isinstance(item, dict) and item.get("type") == "text" and isinstance(item.get("text"), str):
+        return item["text"]
+    return None
 
 
 def _text_of(content) -> str | None:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, dict) and content.get("type") == "text":
-        return content.get("text")
-    if isinstance(content, list) and len(content) == 1:
-        return _text_of(content[0])
-    return None
+    """The text of a content that is text only (a string, a text item, or a list of exactly one)."""
+    items = _items(content)
+    if len(items) != 1:
+        return None
+    return _text_item(items[0])
 
 
 def _audio_of(content) -> str | None:
-    if isinstance(content, dict) and content.get("type") == "audio":
-        return content.get("audio_url") or None
-    if isinstance(content, list) and len(content) == 1:
-        return _audio_of(content[0])
-    return None
+    """The audio path of a content holding exactly one audio item (text items alongside are ignored)."""
+    audios = [i for i in _items(content) if _is_audio(i)]
+    if len(audios) != 1:
+        return None
+    url = audios[0].get("audio_url")
+    return url if isinstance(url, str) and url else None
 
 
-def _resolve(path: str, base_dir: Path) -> str:
+def _strip_instruction(text: str) -> str:
+    """'Please say: the words' -> 'the words' (the public-trainer layout prefixes the target text)."""
+    head, sep, tail = text.partition(":")
+    return tail.strip() if sep and tail.strip() else text
+
+
+def is_remote_url(path: str) -> bool:
+    return path.lower().startswith(("http://", "https://"))
+
+
+def resolve_audio(path: str, base_dir: Path) -> str:
+    if is_remote_url(path):
+        return path
     p = Path(path).expanduser()
     return str(p if p.is_absolute() else (base_dir / p))
 
 
-def _from_messages(record: dict, base_dir: Path, default_system_prompt: str, require_target: bool) -> CloneSample:
+# ---------------------------------------------------------------- record -> components
+
+@dataclass
+class Components:
+    """What a record says, before any check: fields are None when absent; `errors` are (code, message)."""
+
+    ref_text: object = None
+    ref_audio: object = None
+    target_text: object = None
+    target_audio: object = None
+    system_prompt: object = None
+    speaker: object = None
+    errors: list = field(default_factory=list)
+
+
+def record_id(record) -> str | None:
+    """How a report names a sample besides its index: its id, else its speaker."""
+    if not isinstance(record, dict):
+        return None
+    misc = record.get("misc") if isinstance(record.get("misc"), dict) else {}
+    for value in (record.get("id"), record.get("sample_id"), misc.get("id"), record.get("speaker"), misc.get("speaker")):
+        if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value):
+            return str(value)
+    return None
+
+
+def _extra_target_audio(record: dict):
+    if record.get("target_audio"):
+        return record["target_audio"]
+    misc = record.get("misc")
+    return misc.get("target_audio") if isinstance(misc, dict) else None
+
+
+def extract(record) -> Components:
+    """The components of any accepted layout, with a code for each one it lacks."""
+    c = Components()
+    if not isinstance(record, dict):
+        c.errors.append(("not_an_object", f"a sample must be a JSON object, got {type(record).__name__}"))
+        return c
+    c.speaker = record.get("speaker")
+    if "messages" in record:
+        _extract_messages(record, c)
+    elif any(k in record for k in ("ref_audio", "ref_text", "target_text", "target_audio")):
+        c.ref_text, c.ref_audio = record.get("ref_text"), record.get("ref_audio")
+        c.target_text, c.target_audio = record.get("target_text"), record.get("target_audio")
+        c.system_prompt = record.get("system_prompt")
+    else:
+        c.errors.append(("no_messages", 'a sample needs "messages" (ChatML) or ref_text/ref_audio/target_text/target_audio'))
+    return c
+
+
+def _extract_messages(record: dict, c: Components) -> None:
     messages = record["messages"]
-    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-        raise SampleError("bad_structure", '"messages" must be a list of {"role", "content"} objects')
-    system = [m for m in messages if m.get("role") == "system"]
-    turns = [m for m in messages if m.get("role") != "system"]
-    if len(system) > 1 or (system and messages[0].get("role") != "system"):
-        raise SampleError("bad_structure", "at most one system message, and it must come first")
+    if not isinstance(messages, list) or not messages:
+        c.errors.append(("no_messages", '"messages" must be a non-empty list of {"role", "content"} objects'))
+        return
+    bad = [i for i, m in enumerate(messages) if not isinstance(m, dict) or m.get("role") not in ROLES]
+    if bad:
+        roles = [m.get("role") if isinstance(m, dict) else type(m).__name__ for m in messages]
+        c.errors.append(("unknown_role", f"messages {bad} are not {{role, content}} objects with a role in {list(ROLES)}; "
+                                         f"got {roles}"))
+        messages = [m for i, m in enumerate(messages) if i not in bad]
+    n_system = next((i for i, m in enumerate(messages) if m.get("role") != "system"), len(messages))
+    system, turns = messages[:n_system], messages[n_system:]
+    if any(m.get("role") == "system" for m in turns) or len(system) > 1:
+        c.errors.append(("unknown_role", "at most one system message, and it must come first"))
+        turns = [m for m in turns if m.get("role") != "system"]
+    if system:
+        c.system_prompt = _text_of(system[0].get("content"))
+        if c.system_prompt is None:
+            c.errors.append(("unknown_role", "the system message must hold plain text"))
     roles = [m.get("role") for m in turns]
-    if roles == ["user", "assistant", "user"]:
-        if require_target:
-            raise SampleError("no_target_audio", f"sample has no target audio: {FIFTH_MESSAGE_HINT}")
-        turns = turns + [{"role": "assistant", "content": None}]
-    elif roles != ["user", "assistant", "user", "assistant"]:
-        raise SampleError(
-            "bad_structure",
-            "expected messages [system], user(reference text), assistant(reference audio), "
-            f"user(target text), assistant(target audio); got roles {[m.get('role') for m in messages]}",
-        )
-    ref_text, ref_audio = _text_of(turns[0].get("content")), _audio_of(turns[1].get("content"))
-    target_text, target_audio = _text_of(turns[2].get("content")), _audio_of(turns[3].get("content"))
-    if ref_text is None or target_text is None:
-        raise SampleError("bad_structure", "user messages must hold plain text (reference and target transcripts)")
-    if ref_audio is None:
-        raise SampleError("bad_structure", 'the first assistant message must be {"type": "audio", "audio_url": ...}')
-    if target_audio is None and require_target:
-        raise SampleError("no_target_audio", f"the last assistant message is not audio: {FIFTH_MESSAGE_HINT}")
-    system_prompt = _text_of(system[0].get("content")) if system else default_system_prompt
-    if system_prompt is None:
-        raise SampleError("bad_structure", "the system message must hold plain text")
-    return CloneSample(
-        ref_text=ref_text,
-        ref_audio=_resolve(ref_audio, base_dir),
-        target_text=target_text,
-        target_audio=_resolve(target_audio, base_dir) if target_audio else None,
-        system_prompt=system_prompt,
-        speaker=record.get("speaker"),
-    )
+    first = turns[0].get("content") if turns else None
+    if roles[:1] == ["user"] and any(_is_audio(i) for i in _items(first)) and len(roles) <= 2:
+        _extract_public_layout(turns, c)
+        return
+    if len(turns) > 4:
+        c.errors.append(("unknown_role", "expected user(reference text), assistant(reference audio), user(target text), "
+                                         f"assistant(target audio) after the system prompt; got roles {roles}"))
+    slots = turns[:4] + [None] * (4 - min(len(turns), 4))
+
+    def content(slot, role):
+        return slot.get("content") if slot is not None and slot.get("role") == role else None
+
+    c.ref_text = _text_of(content(slots[0], "user"))
+    c.ref_audio = _audio_of(content(slots[1], "assistant"))
+    c.target_text = _text_of(content(slots[2], "user"))
+    c.target_audio = _audio_of(content(slots[3], "assistant"))
+    if c.target_audio is None and slots[3] is None:
+        c.target_audio = _extra_target_audio(record)
 
 
-def _from_flat(record: dict, base_dir: Path, default_system_prompt: str, require_target: bool) -> CloneSample:
-    missing = [k for k in ("ref_text", "ref_audio", "target_text") if not record.get(k)]
-    if missing:
-        raise SampleError("bad_structure", f"flat record lacks {missing}")
-    if not record.get("target_audio") and require_target:
-        raise SampleError("no_target_audio", 'flat record has no "target_audio": add the recording of target_text')
-    return CloneSample(
-        ref_text=record["ref_text"],
-        ref_audio=_resolve(record["ref_audio"], base_dir),
-        target_text=record["target_text"],
-        target_audio=_resolve(record["target_audio"], base_dir) if record.get("target_audio") else None,
-        system_prompt=record.get("system_prompt", default_system_prompt),
-        speaker=record.get("speaker"),
-    )
+def _extract_public_layout(turns: list, c: Components) -> None:
+    user = _items(turns[0].get("content"))
+    texts = [t for t in map(_text_item, user) if t is not None]
+    audios = [i for i in user if _is_audio(i)]
+    c.ref_text = texts[0] if texts else None
+    c.ref_audio = audios[0].get("audio_url") if audios else None
+    instructed = _strip_instruction(texts[1]) if len(texts) > 1 else None
+    if len(turns) > 1 and turns[1].get("role") == "assistant":
+        answer = _items(turns[1].get("content"))
+        answer_texts = [t for t in map(_text_item, answer) if t is not None]
+        c.target_text = answer_texts[0] if answer_texts else instructed
+        c.target_audio = _audio_of(answer)
+    else:
+        c.target_text = instructed
 
 
-def sample_from_record(record, base_dir: Path, default_system_prompt: str, require_target: bool = True) -> CloneSample:
-    """Components of one record; raises SampleError with a reason code. Does not touch the audio.
+def component_errors(c: Components, require_target: bool) -> list[tuple[str, str]]:
+    """Codes for what `c` lacks, in a fixed order (structure first, then fields)."""
+    errors = list(c.errors)
+    if errors and errors[0][0] in ("not_an_object", "no_messages"):
+        return errors
+    for value, code, what in ((c.ref_text, "no_reference_text", "reference transcript"),
+                              (c.target_text, "no_target_text", "target text")):
+        if not isinstance(value, str):
+            errors.append((code, f"no {what} (a user message, or field, of plain text)"))
+        elif not value.strip():
+            errors.append(("empty_text", f"the {what} is empty"))
+    if not isinstance(c.ref_audio, str) or not c.ref_audio:
+        errors.append(("no_reference_audio", 'no reference audio: the first assistant message must be '
+                                             '{"type": "audio", "audio_url": ...}'))
+    if require_target and (not isinstance(c.target_audio, str) or not c.target_audio):
+        errors.append(("no_target_audio", f"no target audio: {FIFTH_MESSAGE_HINT}; {FOR_INFERENCE_HINT}"))
+    return errors
+
+
+def sample_from_record(record, base_dir: Path, default_system_prompt: str, require_target: bool = True):
+    """Components of one record as a CloneSample; raises SampleError carrying every code. Does not touch the audio.
 
     `require_target=False` is for inference, where the target audio is what gets generated.
     """
-    if not isinstance(record, dict):
-        raise SampleError("bad_structure", f"a sample must be a JSON object, got {type(record).__name__}")
-    if "messages" in record:
-        sample = _from_messages(record, base_dir, default_system_prompt, require_target)
-    elif "ref_audio" in record or "ref_text" in record:
-        sample = _from_flat(record, base_dir, default_system_prompt, require_target)
-    else:
-        raise SampleError("bad_structure", 'a sample needs "messages" (ChatML) or ref_text/ref_audio/target_text/target_audio')
-    for field in ("ref_text", "target_text"):
-        if not getattr(sample, field).strip():
-            raise SampleError("empty_text", f"{field.replace('_', ' ')} is empty")
-    return sample
+    from .sample import CloneSample  # boson_multimodal is imported there; keep this module light
+
+    c = extract(record)
+    errors = component_errors(c, require_target)
+    if errors:
+        raise SampleError(errors[0][0], "; ".join(f"[{code}] {msg}" for code, msg in errors), errors)
+    target_audio = c.target_audio if isinstance(c.target_audio, str) and c.target_audio else None
+    system_prompt = c.system_prompt if isinstance(c.system_prompt, str) else default_system_prompt
+    return CloneSample(
+        ref_text=c.ref_text,
+        ref_audio=resolve_audio(c.ref_audio, base_dir),
+        target_text=c.target_text,
+        target_audio=resolve_audio(target_audio, base_dir) if target_audio else None,
+        system_prompt=system_prompt,
+        speaker=None if c.speaker is None else str(c.speaker),
+    )

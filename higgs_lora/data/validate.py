@@ -1,39 +1,128 @@
-"""Sample validation: each invalid sample is named by index with a reason code and what to do."""
+"""Sample validation: every sample is valid or listed with its index, id and one or more reason codes.
+
+Each unique audio file is checked once (decoded to the end, not only its header), in worker
+processes when asked, so 10,000 samples sharing a few clips cost a few decodes.
+"""
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..defaults import DEFAULT_SYSTEM_PROMPT
-from .audio import AudioError, audio_duration
-from .formats import SampleError, read_records, sample_from_record
-from .sample import CloneSample
+from .audio_check import MAX_SECONDS, MIN_SECONDS, SILENCE_DBFS, AudioInfo, AudioLimits, check_many, is_remote
+from .formats import FOR_INFERENCE_HINT, component_errors, extract, iter_records, record_id, resolve_audio
+from .text import MAX_CHARS_PER_SECOND, MIN_CHARS_PER_SECOND, TextNormalizer, implausible_speaking_rate
 
-MIN_AUDIO_SECONDS = 0.1
+# The fixed, documented set of reasons a sample is invalid (README: "Reason codes").
+CODES = {
+    "not_an_object": "the sample is not a JSON object",
+    "no_messages": 'no "messages" list (nor flat ref_/target_ fields)',
+    "unknown_role": "a message without a system/user/assistant role, or roles in an order no layout allows",
+    "no_reference_text": "no user message (or field) with the reference transcript",
+    "no_reference_audio": "no assistant message (or field) with the reference audio",
+    "no_target_text": "no user message (or field) with the target text",
+    "no_target_audio": "no target audio (training needs the recording of the target text)",
+    "empty_text": "a transcript that is empty or only whitespace (after text normalisation)",
+    "audio_not_found": "an audio path that is not a file",
+    "audio_unreadable": "an audio file that does not decode to the end (or decodes to NaN/inf)",
+    "audio_too_short": "a clip shorter than --min_duration",
+    "audio_too_long": "a clip longer than --max_duration",
+    "audio_silent": "a clip whose RMS level is below the silence threshold (about -60 dBFS)",
+    "remote_audio": "an http(s) URL, refused unless --allow_remote_audio",
+}
+# Reported apart; they never invalidate a sample.
+WARNING_CODES = {
+    "implausible_speaking_rate": "characters per second of a transcript vs its clip outside the plausible range",
+}
 
 
 @dataclass
 class Problem:
+    """One invalid sample in the form earlier callers used: its first code, all messages joined."""
+
     index: int
     reason: str
     message: str
 
 
 @dataclass
+class InvalidSample:
+    index: int
+    id: str | None
+    errors: list[tuple[str, str]]
+
+    @property
+    def codes(self) -> list[str]:
+        return [code for code, _ in self.errors]
+
+    def line(self) -> str:
+        label = f"sample {self.index}" + (f" ({self.id})" if self.id is not None else "")
+        return f"{label}: " + "; ".join(f"[{code}] {message}" for code, message in self.errors)
+
+
+@dataclass
 class ValidationReport:
     path: str
     total: int = 0
-    samples: list[tuple[int, CloneSample]] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
+    samples: list = field(default_factory=list)  # (index, CloneSample) of the valid samples
+    invalid: list[InvalidSample] = field(default_factory=list)
+    warnings: list[dict] = field(default_factory=list)  # {"index", "id", "code", "message"}
+    require_target: bool = True
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.invalid
 
-    def summary(self) -> str:
-        lines = [f"{self.path}: {len(self.samples)} valid, {len(self.problems)} invalid of {self.total} samples"]
-        lines += [f"  sample {p.index}: [{p.reason}] {p.message}" for p in self.problems]
+    @property
+    def valid(self) -> int:
+        return len(self.samples)
+
+    @property
+    def problems(self) -> list[Problem]:
+        return [Problem(s.index, s.errors[0][0], "; ".join(m for _, m in s.errors)) for s in self.invalid]
+
+    def code_counts(self) -> Counter:
+        """Samples per code (a sample with a code twice counts once)."""
+        return Counter(code for s in self.invalid for code in dict.fromkeys(s.codes))
+
+    def to_dict(self) -> dict:
+        return {
+            "path": self.path,
+            "total": self.total,
+            "valid": self.valid,
+            "invalid": [{"index": s.index, "id": s.id, "errors": [{"code": c, "message": m} for c, m in s.errors]}
+                        for s in self.invalid],
+            "warnings": self.warnings,
+            "counts": dict(self.code_counts()),
+        }
+
+    def write(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+
+    def summary(self, limit: int | None = None) -> str:
+        """Counts per code, then the invalid samples (all of them, or the first `limit`), then warnings."""
+        lines = [f"{self.path}: {self.valid} valid, {len(self.invalid)} invalid of {self.total} samples"]
+        for code, n in sorted(self.code_counts().items(), key=lambda kv: (-kv[1], kv[0])):
+            lines.append(f"  {code}: {n}")
+        shown = self.invalid if limit is None else self.invalid[:limit]
+        lines += ["  " + s.line() for s in shown]
+        if len(shown) < len(self.invalid):
+            lines.append(f"  ... and {len(self.invalid) - len(shown)} more (--report R.json lists them all)")
+        if "no_target_audio" in self.code_counts() and self.require_target:
+            lines.append(f"hint: {FOR_INFERENCE_HINT}")
+        if self.warnings:
+            counts = Counter(w["code"] for w in self.warnings)
+            lines.append("warnings (samples stay valid): " + ", ".join(f"{c}: {n}" for c, n in sorted(counts.items())))
+            shown_w = self.warnings if limit is None else self.warnings[:limit]
+            for w in shown_w:
+                label = f"sample {w['index']}" + (f" ({w['id']})" if w["id"] is not None else "")
+                lines.append(f"  {label}: [{w['code']}] {w['message']}")
+            if len(shown_w) < len(self.warnings):
+                lines.append(f"  ... and {len(self.warnings) - len(shown_w)} more warnings")
         return "\n".join(lines)
 
 
@@ -43,18 +132,30 @@ class InvalidDataError(ValueError):
         self.report = report
 
 
-def _check_audio(sample: CloneSample) -> None:
-    for role, path in (("reference", sample.ref_audio), ("target", sample.target_audio)):
-        if path is None:
-            continue
-        if not Path(path).is_file():
-            raise SampleError("missing_audio", f"{role} audio not found: {path}")
-        try:
-            seconds = audio_duration(path)
-        except AudioError as err:
-            raise SampleError("unreadable_audio", f"{role} audio: {err}") from None
-        if seconds < MIN_AUDIO_SECONDS:
-            raise SampleError("audio_too_short", f"{role} audio is {seconds:.3f} s long: {path}")
+def check_audio_files(paths: list[str], limits: AudioLimits, workers: int = 1, progress: bool = False) -> dict[str, AudioInfo]:
+    """AudioInfo per path; `workers` > 1 decodes in that many processes. Never raises for a bad file."""
+    from tqdm.auto import tqdm
+
+    results: dict[str, AudioInfo] = {}
+    bar = tqdm(total=len(paths), desc="Checking audio", unit="file", disable=not progress)
+    chunk = 16
+    chunks = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]
+    if workers > 1 and len(chunks) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn: the parent may hold torch threads or CUDA, which fork does not copy safely.
+        with ProcessPoolExecutor(max_workers=min(workers, len(chunks)),
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            for infos in pool.map(check_many, chunks, [limits] * len(chunks)):
+                results.update((i.path, i) for i in infos)
+                bar.update(len(infos))
+    else:
+        for part in chunks:
+            results.update((i.path, i) for i in check_many(part, limits))
+            bar.update(len(part))
+    bar.close()
+    return results
 
 
 def validate_file(
@@ -62,29 +163,86 @@ def validate_file(
     default_system_prompt: str = DEFAULT_SYSTEM_PROMPT,
     require_target: bool = True,
     check_audio: bool = True,
+    *,
+    min_duration: float = MIN_SECONDS,
+    max_duration: float = MAX_SECONDS,
+    silence_dbfs: float = SILENCE_DBFS,
+    allow_remote_audio: bool = False,
+    workers: int = 1,
+    text_normalization=None,
+    min_chars_per_second: float = MIN_CHARS_PER_SECOND,
+    max_chars_per_second: float = MAX_CHARS_PER_SECOND,
+    progress: bool = False,
 ) -> ValidationReport:
+    """Classify every sample of `path`. Raises DataFileError only when the file itself cannot be read."""
+    from .sample import CloneSample
+
     path = Path(path)
-    records = read_records(path)
-    report = ValidationReport(path=str(path), total=len(records))
-    for index, record in enumerate(records):
-        try:
-            sample = sample_from_record(record, path.parent, default_system_prompt, require_target)
-            if check_audio:
-                _check_audio(sample)
-        except SampleError as err:
-            report.problems.append(Problem(index, err.reason, str(err)))
-        else:
+    normalizer = TextNormalizer.from_config(text_normalization)
+    report = ValidationReport(path=str(path), require_target=require_target)
+    entries = []  # (index, id, sample or None, errors, [(role, resolved audio path)], texts per role)
+    for index, record in enumerate(iter_records(path)):
+        c = extract(record)
+        if isinstance(c.ref_text, str):
+            c.ref_text = normalizer(c.ref_text)
+        if isinstance(c.target_text, str):
+            c.target_text = normalizer(c.target_text)
+        errors = component_errors(c, require_target)
+        audio = [(role, resolve_audio(p, path.parent)) for role, p in (("reference", c.ref_audio), ("target", c.target_audio))
+                 if isinstance(p, str) and p]
+        sample = None
+        if not errors:
+            sample = CloneSample(
+                ref_text=c.ref_text, ref_audio=audio[0][1], target_text=c.target_text,
+                target_audio=audio[1][1] if len(audio) > 1 else None,
+                system_prompt=c.system_prompt if isinstance(c.system_prompt, str) else default_system_prompt,
+                speaker=None if c.speaker is None else str(c.speaker))
+        texts = {"reference": c.ref_text, "target": c.target_text}
+        entries.append((index, record_id(record), sample, errors, audio, texts))
+    report.total = len(entries)
+
+    infos: dict[str, AudioInfo] = {}
+    if check_audio:
+        local = sorted({p for e in entries for _, p in e[4] if not is_remote(p)})
+        limits = AudioLimits(min_duration, max_duration, silence_dbfs)
+        infos = check_audio_files(local, limits, workers=workers, progress=progress)
+
+    for index, sample_id, sample, errors, audio, texts in entries:
+        errors, warnings = list(errors), []
+        for role, p in audio:
+            if is_remote(p):
+                if not allow_remote_audio:
+                    errors.append(("remote_audio", f"{role} audio is a URL ({p}); download it, or pass --allow_remote_audio"))
+                continue
+            info = infos.get(p)
+            if info is None:
+                continue
+            if info.code:
+                errors.append((info.code, f"{role} audio: {info.message}"))
+            elif isinstance(texts[role], str) and info.seconds:
+                warning = implausible_speaking_rate(texts[role], info.seconds, min_chars_per_second, max_chars_per_second)
+                if warning:
+                    warnings.append({"index": index, "id": sample_id, "code": "implausible_speaking_rate",
+                                            "message": f"{role}: {warning} ({p})"})
+        if errors:
+            report.invalid.append(InvalidSample(index, sample_id, errors))
+        else:  # warnings only on valid samples: an invalid one is already listed
             report.samples.append((index, sample))
+            report.warnings += warnings
     return report
 
 
 def load_samples(
-    path: str | Path, default_system_prompt: str = DEFAULT_SYSTEM_PROMPT, require_target: bool = True
-) -> list[CloneSample]:
-    """All samples of a data file, or InvalidDataError listing every bad one (nothing is dropped silently)."""
-    report = validate_file(path, default_system_prompt, require_target)
-    if not report.ok:
-        raise InvalidDataError(report)
-    if not report.samples:
+    path: str | Path,
+    default_system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+    require_target: bool = True,
+    text_normalization=None,
+    **validate_kwargs,
+) -> list:
+    """All samples of a data file, transcripts normalised with `text_normalization` (the one text
+    front-end training and inference share), or InvalidDataError listing every bad one."""
+    report = validate_file(path, default_system_prompt, require_target, text_normalization=text_normalization,
+                           **validate_kwargs)
+    if not report.ok or not report.samples:
         raise InvalidDataError(report)
     return [s for _, s in report.samples]

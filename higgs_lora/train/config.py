@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..data.text import DEFAULT_TEXT_NORMALIZATION
 from ..defaults import AUDIO_TOKENIZER, BASE_MODEL, DEFAULT_LORA_TARGETS, DEFAULT_SYSTEM_PROMPT
 
 RUN_CONFIG = "higgs_lora_run.json"  # the run's settings, next to the adapter; merge/infer read them back
@@ -18,6 +19,8 @@ class TrainConfig:
     base_model: str = BASE_MODEL
     audio_tokenizer: str = AUDIO_TOKENIZER
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    # Transcript normaliser spec (data/text.py); stored in the run settings so inference replays it.
+    text_normalization: str = DEFAULT_TEXT_NORMALIZATION
     batch_size: int = 4
     gradient_accumulation_steps: int = 4
     learning_rate: float = 5e-4

@@ -63,7 +63,8 @@ def train(cfg: TrainConfig) -> Path:
     device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if on_cuda else "cpu"
     bf16 = bool(cfg.mixed_precision and on_cuda and torch.cuda.is_bf16_supported())
 
-    samples, file_indices = drop_long_samples(load_samples(cfg.train_data, cfg.system_prompt), cfg.max_audio_seconds)
+    samples, file_indices = drop_long_samples(
+        load_samples(cfg.train_data, cfg.system_prompt, text_normalization=cfg.text_normalization), cfg.max_audio_seconds)
     if cfg.quick_test:
         samples = samples[: max(2, cfg.batch_size)]
     tokenizer = load_tokenizer(cfg.base_model)

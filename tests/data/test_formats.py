@@ -99,7 +99,8 @@ def test_flat_record(tmp_path):
     assert err.value.reason == "no_target_audio"
     with pytest.raises(SampleError) as err:
         sample_from_record({"ref_text": "a", "target_text": "b"}, tmp_path, DEFAULT)
-    assert err.value.reason == "bad_structure" and "ref_audio" in str(err.value)
+    assert err.value.reason == "no_reference_audio"
+    assert [code for code, _ in err.value.errors] == ["no_reference_audio", "no_target_audio"]
 
 
 @pytest.mark.parametrize("with_system", [True, False])
@@ -121,36 +122,42 @@ def test_last_assistant_message_that_is_text_is_no_target():
 
 
 @pytest.mark.parametrize(
-    "roles",
+    "roles, codes",
     [
-        ["user", "user", "user", "assistant"],
-        ["assistant", "user", "assistant", "user"],
-        ["user", "assistant", "user", "assistant", "user"],
-        ["user", "assistant"],
-        ["user", "system", "assistant", "user", "assistant"],
+        (["user", "user", "user", "assistant"], ["no_reference_audio"]),
+        (["assistant", "user", "assistant", "user"],
+         ["no_reference_text", "no_target_text", "no_reference_audio", "no_target_audio"]),
+        (["user", "assistant", "user", "assistant", "user"], ["unknown_role"]),
+        (["user", "assistant"], ["no_target_text", "no_target_audio"]),
+        (["user", "system", "assistant", "user", "assistant"], ["unknown_role"]),
+        (["user", "narrator", "assistant", "user", "assistant"], ["unknown_role"]),
     ],
 )
-def test_wrong_roles_are_bad_structure(roles):
-    contents = {"user": "words", "assistant": _audio("a.wav"), "system": "sys"}
+def test_wrong_roles_get_every_code_that_applies(roles, codes):
+    contents = {"user": "words", "assistant": _audio("a.wav"), "system": "sys", "narrator": "x"}
     record = {"messages": [{"role": r, "content": contents[r]} for r in roles]}
     with pytest.raises(SampleError) as err:
         _parse(record)
-    assert err.value.reason == "bad_structure"
+    assert [code for code, _ in err.value.errors] == codes
+    assert err.value.reason == codes[0]
 
 
 @pytest.mark.parametrize(
-    "record",
+    "record, code",
     [
-        "not an object",
-        {"messages": "nope"},
-        {"unrelated": 1},
-        {"messages": [{"role": "system", "content": "a"}, {"role": "system", "content": "b"}]},
+        ("not an object", "not_an_object"),
+        ([1, 2], "not_an_object"),
+        ({"messages": "nope"}, "no_messages"),
+        ({"messages": []}, "no_messages"),
+        ({"unrelated": 1}, "no_messages"),
+        ({"messages": [{"role": "system", "content": "a"}, {"role": "system", "content": "b"}]}, "unknown_role"),
+        ({"messages": ["not a message"]}, "unknown_role"),
     ],
 )
-def test_malformed_records_are_bad_structure(record):
+def test_malformed_records_get_their_code(record, code):
     with pytest.raises(SampleError) as err:
         _parse(record)
-    assert err.value.reason == "bad_structure"
+    assert err.value.reason == code
 
 
 def test_reference_turn_must_be_audio():
@@ -158,7 +165,38 @@ def test_reference_turn_must_be_audio():
     record["messages"][1]["content"] = "text instead of audio"
     with pytest.raises(SampleError) as err:
         _parse(record)
-    assert err.value.reason == "bad_structure"
+    assert err.value.reason == "no_reference_audio"
+
+
+@pytest.mark.parametrize("where", ["top", "misc"])
+def test_design_four_messages_with_target_audio_field(where):
+    record = _record(system="Speak.", n_turns=3)
+    if where == "top":
+        record["target_audio"] = "tgt.wav"
+    else:
+        record["misc"] = {"target_audio": "tgt.wav"}
+    s = _parse(record)
+    assert (s.ref_text, s.target_text, s.target_audio) == ("reference words", "target words", str(Path("/base/tgt.wav")))
+
+
+def test_public_trainer_layout_strips_the_instruction_and_keeps_texts():
+    record = {"messages": [
+        {"role": "system", "content": "Sys."},
+        {"role": "user", "content": [
+            {"type": "text", "text": "ref words"}, _audio("r.wav"),
+            {"type": "text", "text": "Please speak this in the voice above: target words"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "target words"}, _audio("t.wav")]},
+    ]}
+    s = _parse(record)
+    assert s == CloneSample("ref words", str(Path("/base/r.wav")), "target words", str(Path("/base/t.wav")), "Sys.", None)
+    # without the assistant turn (inference input) the target text comes from the instruction
+    s = _parse({"messages": record["messages"][1:2]}, require_target=False)
+    assert (s.target_text, s.target_audio, s.system_prompt) == ("target words", None, DEFAULT)
+
+
+def test_remote_audio_urls_are_kept_as_urls():
+    record = _record(target="https://example.org/t.wav")
+    assert _parse(record).target_audio == "https://example.org/t.wav"
 
 
 @pytest.mark.parametrize("which", [0, 2])
@@ -205,3 +243,26 @@ def test_utf8_bom_is_accepted(tmp_path):
     path = tmp_path / "bom.json"
     path.write_text("\ufeff" + json.dumps(records), encoding="utf-8")
     assert read_records(path) == records
+
+
+def test_jsonl_is_streamed_record_by_record(tmp_path):
+    from higgs_lora.data.formats import iter_records
+
+    path = tmp_path / "big.jsonl"
+    path.write_text(json.dumps(_record()) + "\n" + json.dumps(_record(system="x")) + "\n{broken\n")
+    records = iter_records(path)
+    # the first records arrive before the reader has seen the broken line: nothing reads the file whole
+    assert next(records) == _record()
+    assert next(records) == _record(system="x")
+    with pytest.raises(DataFileError, match="line 3"):
+        next(records)
+
+
+def test_pretty_printed_single_object_and_invalid_utf8(tmp_path):
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps(_record(), indent=2))
+    assert read_records(path) == [_record()]
+    bad = tmp_path / "latin1.jsonl"
+    bad.write_bytes(b'{"ref_text": "caf\xe9"}\n')
+    with pytest.raises(DataFileError, match="UTF-8"):
+        read_records(bad)

@@ -291,6 +291,6 @@ def test_invalid_data_fails_before_any_model_is_loaded(tmp_path, monkeypatch):
         train(TrainConfig(train_data=str(data), output_dir=str(out), max_steps=1, report_to="none", **TINY))
     problems = info.value.report.problems
     assert [p.index for p in problems] == [0, 2]
-    assert [p.reason for p in problems] == ["missing_audio", "no_target_audio"]
+    assert [p.reason for p in problems] == ["audio_not_found", "no_target_audio"]
     assert "sample 0" in str(info.value) and "sample 2" in str(info.value)
     assert not out.exists()  # nothing written: no checkpoints, no metrics
