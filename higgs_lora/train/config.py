@@ -32,7 +32,7 @@ class TrainConfig:
     lora_targets: list[str] = field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))
     text_loss_weight: float = 1.0
     audio_loss_weight: float = 1.0
-    mixed_precision: bool = True
+    mixed_precision: str = "auto"  # auto | bf16 | fp16 | no (see model/precision.py)
     use_gradient_checkpointing: bool = False
     dataloader_num_workers: int = 2
     logging_steps: int = 10
