@@ -49,8 +49,12 @@ def quick_test_overrides(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
-def train(cfg: TrainConfig) -> Path:
-    """Run training; returns the output folder holding the final adapter (PEFT layout)."""
+def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=()) -> Path:
+    """Run training; returns the output folder holding the final adapter (PEFT layout).
+
+    `model`/`tokenizer`: an already built base model (in the precision's weights dtype) and its
+    tokenizer instead of loading `cfg.base_model` (gpu-check's random-weight released shape);
+    `callbacks`: extra TrainerCallbacks (gpu-check's step timer)."""
     from transformers import TrainingArguments, set_seed
 
     if cfg.quick_test:
@@ -66,9 +70,10 @@ def train(cfg: TrainConfig) -> Path:
     samples = load_samples(cfg.train_data, cfg.system_prompt)
     if cfg.quick_test:
         samples = samples[: max(2, cfg.batch_size)]
-    tokenizer = load_tokenizer(cfg.base_model)
+    tokenizer = tokenizer or load_tokenizer(cfg.base_model)
     # Under torchrun, Trainer moves the model to this process's GPU; load on CPU first then.
-    model = load_model(cfg.base_model, device="cpu", dtype=precision.weights_dtype)
+    if model is None:
+        model = load_model(cfg.base_model, device="cpu", dtype=precision.weights_dtype)
     model.config.use_cache = False
     codec = load_codec(cfg.audio_tokenizer, device=device)
     dataset = VoiceCloningDataset(samples, tokenizer, codec, num_codebooks=model.config.audio_num_codebooks)
@@ -111,7 +116,7 @@ def train(cfg: TrainConfig) -> Path:
         args=args,
         train_dataset=dataset,
         data_collator=collator,
-        callbacks=[MetricsJsonlCallback(out / "metrics.jsonl")],
+        callbacks=[MetricsJsonlCallback(out / "metrics.jsonl"), *callbacks],
         text_loss_weight=cfg.text_loss_weight,
         audio_loss_weight=cfg.audio_loss_weight,
     )
