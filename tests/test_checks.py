@@ -147,8 +147,6 @@ class RecordingCollator:
     batches: list = []
 
     def __init__(self, config, *args, **kwargs):
-        from higgs_lora.data.dataset import DictCollator
-
         self.inner = build_collator(config, *args, **kwargs)
 
     def __call__(self, samples):

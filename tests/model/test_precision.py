@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from higgs_lora.data.dataset import DictCollator, VoiceCloningDataset, build_collator
+from higgs_lora.data.dataset import DictCollator, build_collator
 from higgs_lora.model.load import apply_lora, load_model
 from higgs_lora.model.precision import Precision, match_audio_embedding_dtype, resolve_precision
 from higgs_lora.train.trainer import HiggsAudioTrainer
