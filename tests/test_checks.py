@@ -226,6 +226,24 @@ def test_fit_runs_under_the_training_precision(samples, tiny_tokenizer, tiny_cod
     assert check.details["precision"] == "bf16" and report.ok, check.summary
 
 
+def test_bf16_regeneration_under_cuda_autocast_semantics(samples, tiny_tokenizer, tiny_codec):
+    """What check-alignment on the tiny model does on a GPU (auto = bf16): the fit and greedy generation
+    both run under autocast, and the tiny target is still reproduced exactly."""
+    from cuda_autocast import cuda_autocast_fp32_ops
+
+    from higgs_lora.model.load import load_model
+    from higgs_lora.model.precision import resolve_precision
+
+    precision = resolve_precision("bf16", "cpu")
+    with cuda_autocast_fp32_ops():
+        model = precision.prepare(load_model("tiny", device="cpu", dtype=precision.weights_dtype))
+        model.config.use_cache = False
+        report = _run(samples, lambda: model, tiny_tokenizer, tiny_codec, precision=precision, mode="regenerate",
+                      max_steps=100, check_every=50)
+    check = _checks(report)["overfit_regenerate"]
+    assert report.ok and check.details["precision"] == "bf16", check.summary
+
+
 # --- what the checks compare and what they cost --------------------------------------------------
 
 
