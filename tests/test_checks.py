@@ -4,6 +4,8 @@ The real pipeline must pass all three checks; each broken variant must fail its 
 - an unshifted loss (learns to copy its input)       -> overfit_regenerate fails;
 - training collator with the delay pattern flipped  -> prompt_parity fails;
 - the reference clip trained (start_index=None)     -> label_audit fails.
+The same holds with the large-model judge (teacher-forced agreement instead of regeneration), and
+the fit runs through the real training path (Trainer, precision, a padded batch of 2).
 """
 
 import copy
@@ -13,6 +15,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from higgs_lora.checks import AlignmentReport, CheckResult, TrainingSide, run_checks
 from higgs_lora.data.dataset import VoiceCloningDataset, build_collator
@@ -133,6 +136,157 @@ def test_unmasked_reference_fails_label_audit(samples, tiny_model_factory, tiny_
     assert "wrong labels in samples [0, 1]" in audit.summary
 
 
+# --- teacher-forced mode (the large-model judge) -----------------------------------------------
+
+TF = dict(mode="teacher_forced", max_steps=60, check_every=10)
+
+
+class RecordingCollator:
+    """The real training collator, remembering what each fitting batch looked like."""
+
+    batches: list = []
+
+    def __init__(self, config, *args, **kwargs):
+        self.inner = build_collator(config, *args, **kwargs)
+
+    def __call__(self, samples):
+        batch = self.inner(samples)
+        RecordingCollator.batches.append(batch.attention_mask.clone())
+        return batch
+
+
+@pytest.fixture(scope="module")
+def tf_report(samples, tiny_model_factory, tiny_tokenizer, tiny_codec):
+    RecordingCollator.batches = []
+    side = TrainingSide(collator_factory=RecordingCollator)
+    report = _run(samples, tiny_model_factory, tiny_tokenizer, tiny_codec, side=side, **TF)
+    return report, list(RecordingCollator.batches)
+
+
+def test_teacher_forced_passes_on_the_real_pipeline(tf_report):
+    report, _ = tf_report
+    assert [c.name for c in report.checks] == NAMES[:2] + ["overfit_teacher_forced"] and report.ok
+    details = _checks(report)["overfit_teacher_forced"].details
+    assert details["mode"] == "teacher_forced" and details["code_agreement"] == 1.0
+    assert details["target_positions"] > 0 and details["steps"] <= TF["max_steps"]
+    assert details["learning_rate"] == 3e-3 and details["precision"] == "no"  # full weights, fp32 on CPU
+    assert report.meta["overfit"]["mode"] == "teacher_forced" and report.meta["overfit"]["params"] == "full"
+
+
+def test_fit_runs_padded_batches_of_two(tf_report):
+    _, masks = tf_report
+    fitting = [m for m in masks if m.shape[0] == 2]
+    assert fitting and len(fitting) == len(masks) - 4  # 4 single-sample batches: parity + audit, 2 samples each
+    assert all(bool((m == 0).any()) for m in fitting)  # padding in every fitting batch
+
+
+def test_unshifted_loss_fails_teacher_forced(samples, tiny_model_factory, tiny_tokenizer, tiny_codec):
+    side = TrainingSide(loss_fn=functools.partial(compute_loss, shift=False))
+    report = _run(samples, tiny_model_factory, tiny_tokenizer, tiny_codec, side=side, **TF)
+    check = _checks(report)["overfit_teacher_forced"]
+    assert not check.ok and not report.ok and check.details["steps"] == TF["max_steps"]
+    assert check.details["history"][-1]["loss"] < 0.5 and check.details["code_agreement"] < 0.5
+    assert "does NOT equal" in check.summary
+
+
+def test_delay_pattern_mismatch_fails_teacher_forced_too(samples, tiny_model_factory, tiny_tokenizer, tiny_codec):
+    side = TrainingSide(collator_factory=_flipped_delay_collator)
+    report = _run(samples, tiny_model_factory, tiny_tokenizer, tiny_codec, side=side, **TF)
+    checks = _checks(report)
+    assert not checks["prompt_parity"].ok and not checks["overfit_teacher_forced"].ok
+    assert checks["overfit_teacher_forced"].details["code_agreement"] < 0.5
+
+
+def test_unmasked_reference_fails_with_teacher_forced_mode(samples, tiny_model_factory, tiny_tokenizer, tiny_codec):
+    side = TrainingSide(dataset_cls=UnmaskedReferenceDataset)
+    report = _run(samples, tiny_model_factory, tiny_tokenizer, tiny_codec, side=side, mode="teacher_forced",
+                  max_steps=5, check_every=5)
+    assert not _checks(report)["label_audit"].ok and not report.ok
+
+
+def test_fit_runs_under_the_training_precision(samples, tiny_tokenizer, tiny_codec):
+    """bf16 with CUDA autocast semantics: the fit goes through autocast, so a model without the
+    audio-embedding cast crashes in the check exactly as training would; with it, the check passes."""
+    from boson_multimodal.model.higgs_audio import HiggsAudioModel
+    from cuda_autocast import cuda_autocast_fp32_ops
+
+    from higgs_lora.model.load import load_model
+    from higgs_lora.model.precision import resolve_precision
+    from higgs_lora.model.tiny import ensure_tiny_model
+
+    precision = resolve_precision("bf16", "cpu")
+    with cuda_autocast_fp32_ops():
+        bare = HiggsAudioModel.from_pretrained(str(ensure_tiny_model()), torch_dtype=torch.bfloat16)
+        bare.config.use_cache = False
+        with pytest.raises(RuntimeError, match="Index put requires the source and destination dtypes match"):
+            _run(samples, lambda: bare, tiny_tokenizer, tiny_codec, precision=precision, **TF)
+        model = precision.prepare(load_model("tiny", device="cpu", dtype=precision.weights_dtype))
+        report = _run(samples, lambda: model, tiny_tokenizer, tiny_codec, precision=precision, **TF)
+    check = _checks(report)["overfit_teacher_forced"]
+    assert check.details["precision"] == "bf16" and report.ok, check.summary
+
+
+def test_bf16_regeneration_under_cuda_autocast_semantics(samples, tiny_tokenizer, tiny_codec):
+    """What check-alignment on the tiny model does on a GPU (auto = bf16): the fit and greedy generation
+    both run under autocast, and the tiny target is still reproduced exactly."""
+    from cuda_autocast import cuda_autocast_fp32_ops
+
+    from higgs_lora.model.load import load_model
+    from higgs_lora.model.precision import resolve_precision
+
+    precision = resolve_precision("bf16", "cpu")
+    with cuda_autocast_fp32_ops():
+        model = precision.prepare(load_model("tiny", device="cpu", dtype=precision.weights_dtype))
+        model.config.use_cache = False
+        report = _run(samples, lambda: model, tiny_tokenizer, tiny_codec, precision=precision, mode="regenerate",
+                      max_steps=100, check_every=50)
+    check = _checks(report)["overfit_regenerate"]
+    assert report.ok and check.details["precision"] == "bf16", check.summary
+
+
+# --- what the checks compare and what they cost --------------------------------------------------
+
+
+class CountingCodec:
+    def __init__(self, codec):
+        self.codec, self.calls = codec, []
+        self.sampling_rate, self.tps, self.num_codebooks = codec.sampling_rate, codec.tps, codec.num_codebooks
+
+    def encode(self, path, sr=None):
+        self.calls.append(str(path))
+        return self.codec.encode(path, sr)
+
+    def decode(self, codes):
+        return self.codec.decode(codes)
+
+
+def test_each_file_is_encoded_once_per_side_and_the_fit_encodes_nothing(samples, tiny_model_factory, tiny_tokenizer,
+                                                                        tiny_codec):
+    codec = CountingCodec(tiny_codec)
+    run_checks(samples, tiny_model_factory(), tiny_tokenizer, codec, overfit=True, log=lambda *a: None,
+               mode="teacher_forced", max_steps=2, check_every=2)
+    files = {p for s in samples for p in (s.ref_audio, s.target_audio)}
+    refs = [s.ref_audio for s in samples]
+    # the training cache encodes every file once; the inference side encodes each reference once
+    assert sorted(codec.calls) == sorted(list(files) + refs)
+
+
+class CorruptCacheDataset(VoiceCloningDataset):
+    """A training cache whose reference codes differ from what the codec gives."""
+
+    def __init__(self, samples, *args, **kwargs):
+        super().__init__(samples, *args, **kwargs)
+        for s in samples:
+            self._codes[s.ref_audio] = (self._codes[s.ref_audio] + 1) % 1024
+
+
+def test_parity_reads_the_training_cache(samples, tiny_tokenizer, tiny_codec, tiny_config):
+    report = run_checks(samples, None, tiny_tokenizer, tiny_codec, side=TrainingSide(dataset_cls=CorruptCacheDataset),
+                        overfit=False, config=tiny_config, log=lambda *a: None)
+    parity = _checks(report)["prompt_parity"]
+    assert not parity.ok and all(r["ids_equal"] and not r["reference_codes_equal"] for r in parity.details)
+
+
 # --- the report --------------------------------------------------------------------------------
 
 
@@ -191,7 +345,36 @@ def test_cli_check_alignment_skip_overfit(cli_data, tmp_path):
     data = json.loads(report.read_text(encoding="utf-8"))
     assert rc == 0 and data["ok"] is True
     assert list(data["checks"]) == NAMES[:2] and data["samples"] == 2
-    assert data["overfit_params"] is None
+    assert data["overfit_params"] is None and "overfit" not in data
+
+
+def test_cli_skip_overfit_loads_no_weights(cli_data, tmp_path, monkeypatch):
+    from boson_multimodal.model.higgs_audio import HiggsAudioModel
+
+    from higgs_lora.cli import main
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("--skip_overfit loaded model weights")
+
+    monkeypatch.setattr(HiggsAudioModel, "from_pretrained", refuse)
+    monkeypatch.setattr("higgs_lora.model.load.load_model", refuse)
+    rc = main(["check-alignment", "--train_data", str(cli_data), "--base_model", "tiny", "--audio_tokenizer", "tiny",
+               "--skip_overfit", "--report", str(tmp_path / "r.json")])
+    assert rc == 0 and json.loads((tmp_path / "r.json").read_text())["ok"] is True
+
+
+def test_cli_teacher_forced_reports_its_settings(cli_data, tmp_path):
+    from higgs_lora.cli import main
+
+    report = tmp_path / "report.json"
+    rc = main(["check-alignment", "--train_data", str(cli_data), "--base_model", "tiny", "--audio_tokenizer", "tiny",
+               "--report", str(report), "--overfit_mode", "teacher_forced", "--max_steps", "60", "--check_every", "10",
+               "--max_samples", "2"])
+    data = json.loads(report.read_text(encoding="utf-8"))
+    assert rc == 0 and data["ok"] is True
+    assert data["overfit"] == {"mode": "teacher_forced", "learning_rate": 3e-3, "max_steps": 60, "check_every": 10,
+                               "params": "full", "precision": "no"}
+    assert data["overfit_params"] == "full" and "overfit_teacher_forced" in data["checks"]
 
 
 def test_check_alignment_passes_on_data_laid_out_differently(tmp_path):

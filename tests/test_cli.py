@@ -86,8 +86,22 @@ def test_train_flags_reach_the_config():
     assert (cfg.batch_size, cfg.gradient_accumulation_steps, cfg.learning_rate, cfg.max_steps) == (3, 5, 1e-3, 7)
     assert (cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets) == (8, 16, 0.1, ["q_proj", "v_proj"])
     assert (cfg.text_loss_weight, cfg.audio_loss_weight) == (0.5, 2.0)
-    assert cfg.mixed_precision is False and cfg.use_gradient_checkpointing is True and cfg.report_to == "none"
+    assert cfg.mixed_precision == "no" and cfg.use_gradient_checkpointing is True and cfg.report_to == "none"
     assert cfg.resume_from_checkpoint == "o/checkpoint-5" and cfg.seed == 1
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ([], "auto"), (["--mixed_precision"], "bf16"), (["--mixed_precision", "bf16"], "bf16"),
+    (["--mixed_precision", "fp16"], "fp16"), (["--mixed_precision", "no"], "no"), (["--no-mixed_precision"], "no"),
+])
+def test_mixed_precision_values(argv, expected):
+    assert _train_config("--train_data", "d.json", *argv).mixed_precision == expected
+
+
+def test_mixed_precision_rejects_unknown_values(capsys):
+    with pytest.raises(SystemExit) as info:
+        _train_config("--train_data", "d.json", "--mixed_precision", "fp8")
+    assert info.value.code == 2 and "fp8" in capsys.readouterr().err
 
 
 def test_quick_test_defaults_to_the_tiny_kit_unless_a_model_is_named(tmp_path):

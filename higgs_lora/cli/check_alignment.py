@@ -14,12 +14,21 @@ def add_arguments(p) -> None:
     p.add_argument("--base_model", default=BASE_MODEL, help=f"hub id, folder or tiny (default: {BASE_MODEL})")
     p.add_argument("--audio_tokenizer", default=AUDIO_TOKENIZER, help=f"hub id, folder or tiny (default: {AUDIO_TOKENIZER})")
     p.add_argument("--report", default=None, help="write the JSON report here")
-    p.add_argument("--skip_overfit", action="store_true", help="only the cheap checks (prompt parity, label audit)")
+    p.add_argument("--skip_overfit", action="store_true",
+                   help="only the cheap checks (prompt parity, label audit): needs the model config, not its weights")
     p.add_argument("--overfit_sample", type=int, default=0, help="index of the sample to overfit")
     p.add_argument("--overfit_params", choices=["auto", "full", "lora"], default="auto",
-                   help="train all weights (auto for tiny) or a LoRA adapter (auto for real models)")
-    p.add_argument("--max_steps", type=int, default=400, help="most optimizer steps for the overfit check (it stops early on an exact match)")
-    p.add_argument("--learning_rate", type=float, default=3e-3, help="learning rate of the overfit check")
+                   help="train all weights or a LoRA adapter (r=16); auto: all weights below 50M parameters (tiny), LoRA above")
+    p.add_argument("--overfit_mode", choices=["auto", "regenerate", "teacher_forced"], default="auto",
+                   help="regenerate: greedy generation must reproduce the target exactly (auto with all weights); "
+                        "teacher_forced: the argmax at every target position must equal it (auto with LoRA)")
+    p.add_argument("--max_steps", type=int, default=None,
+                   help="most optimizer steps of the fit; it stops at the first pass (default: 400 all weights, 100 LoRA)")
+    p.add_argument("--learning_rate", type=float, default=None,
+                   help="learning rate of the fit (default: 3e-3 all weights, 1e-3 LoRA; 3e-3 diverges on the released model)")
+    p.add_argument("--check_every", type=int, default=None, help="judge the fit every N steps (default: 25 all weights, 5 LoRA)")
+    p.add_argument("--mixed_precision", nargs="?", const="bf16", default="auto", choices=["auto", "bf16", "fp16", "no"],
+                   help="precision of the fit, as in training (auto: bf16 on CUDA, no on CPU)")
     p.add_argument("--max_samples", type=int, default=None, help="check only the first N samples")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     add_system_prompt(p)
@@ -27,31 +36,45 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from ..checks import run_checks
+    from ..checks import FULL_FIT_MAX_PARAMS, run_checks
     from ..data.codes import load_codec
     from ..data.validate import load_samples
-    from ..model.load import apply_lora, default_device, load_model, load_tokenizer
+    from ..model.load import apply_lora, default_device, load_model, load_tokenizer, resolve_model_path
+    from ..model.precision import resolve_precision
 
     # Raw transcripts: run_checks normalises them on each side, so a side that skips it shows up.
     samples = load_samples(args.train_data, args.system_prompt, text_normalization="none")
     if args.max_samples:
         samples = samples[: args.max_samples]
+    if not 0 <= args.overfit_sample < len(samples):
+        raise ValueError(f"--overfit_sample {args.overfit_sample}: the data has {len(samples)} samples")
     device = args.device or default_device()
+    precision = resolve_precision(args.mixed_precision, device)
     tokenizer = load_tokenizer(args.base_model)
-    tiny = args.base_model == "tiny"
-    model = load_model(args.base_model, device=device, dtype="fp32" if tiny else "auto")
-    mode = args.overfit_params if args.overfit_params != "auto" else ("full" if tiny else "lora")
-    if not args.skip_overfit and mode == "lora":
-        model = apply_lora(model, r=16, alpha=32, dropout=0.0)
+    model = config = None
+    params = None
+    if args.skip_overfit:
+        from boson_multimodal.model.higgs_audio import HiggsAudioConfig
+
+        config = HiggsAudioConfig.from_pretrained(resolve_model_path(args.base_model))  # no weights needed
+    else:
+        model = load_model(args.base_model, device=device, dtype=precision.weights_dtype)
+        model.config.use_cache = False
+        size = sum(p.numel() for p in model.parameters())
+        params = args.overfit_params if args.overfit_params != "auto" else ("full" if size < FULL_FIT_MAX_PARAMS else "lora")
+        if params == "lora":
+            model = apply_lora(model, r=16, alpha=32, dropout=0.0)
+        model = precision.prepare(model)
     codec = load_codec(args.audio_tokenizer, device=device)
-    report = run_checks(samples, model, tokenizer, codec, overfit=not args.skip_overfit,
+    report = run_checks(samples, model, tokenizer, codec, overfit=not args.skip_overfit, config=config,
                         overfit_index=args.overfit_sample, max_steps=args.max_steps, learning_rate=args.learning_rate,
+                        check_every=args.check_every, precision=precision,
+                        mode=None if args.overfit_mode == "auto" else args.overfit_mode,
                         text_normalization=args.text_normalization)
     report.meta.update(base_model=args.base_model, audio_tokenizer=args.audio_tokenizer, train_data=args.train_data,
-                       overfit_params=None if args.skip_overfit else mode)
+                       overfit_params=params)
     print("alignment OK" if report.ok else "alignment FAILED: " + ", ".join(c.name for c in report.checks if not c.ok))
     if args.report:
         report.write(args.report)
         print(f"report written to {args.report}")
     return 0 if report.ok else 1
-

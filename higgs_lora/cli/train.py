@@ -34,8 +34,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="module-name suffixes to adapt; missing ones are skipped (default: attention, mlp, audio_mlp, both heads)")
     p.add_argument("--text_loss_weight", type=float, default=d.text_loss_weight, help="weight of the shifted text cross-entropy")
     p.add_argument("--audio_loss_weight", type=float, default=d.audio_loss_weight, help="weight of the shifted per-codebook audio cross-entropy")
-    p.add_argument("--mixed_precision", action=argparse.BooleanOptionalAction, default=True,
-                   help="bf16 on CUDA (default on; ignored on CPU)")
+    p.add_argument("--mixed_precision", nargs="?", const="bf16", default=d.mixed_precision,
+                   choices=["auto", "bf16", "fp16", "no"],
+                   help="bf16: bf16 base weights + bf16 autocast, LoRA and optimizer in fp32; fp16: the same with loss "
+                        "scaling (GPUs without bf16); no: fp32. Bare flag = bf16; auto = bf16 on CUDA, no on CPU")
+    p.add_argument("--no-mixed_precision", dest="mixed_precision", action="store_const", const="no",
+                   help="same as --mixed_precision no")
     p.add_argument("--use_gradient_checkpointing", action="store_true",
                    help="recompute decoder layers in backward to save memory (turned on by itself when the longest batch needs it)")
     p.add_argument("--max_audio_seconds", type=float, default=None,

@@ -10,6 +10,7 @@ import torch.utils.checkpoint
 
 from ..defaults import DEFAULT_LORA_TARGETS
 from .hub import model_folder
+from .precision import match_audio_embedding_dtype
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ def load_model(name_or_path: str, device: str | None = None, dtype: str | torch.
     device = device or default_device()
     path = resolve_model_path(name_or_path)
     model = HiggsAudioModel.from_pretrained(path, torch_dtype=resolve_dtype(dtype, device))
+    match_audio_embedding_dtype(model)  # CUDA autocast's fp32 sum would otherwise crash the forward
     return model.to(device)
 
 

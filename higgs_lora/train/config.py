@@ -35,7 +35,7 @@ class TrainConfig:
     lora_targets: list[str] = field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))
     text_loss_weight: float = 1.0
     audio_loss_weight: float = 1.0
-    mixed_precision: bool = True
+    mixed_precision: str = "auto"  # auto | bf16 | fp16 | no (see model/precision.py)
     use_gradient_checkpointing: bool = False
     max_audio_seconds: float | None = None  # drop (and list) samples with longer reference + target audio
     dataloader_num_workers: int = 2

@@ -6,7 +6,7 @@ Features:
 - the collator built from the model config (`data.dataset.build_collator`), as the serve engine builds it;
 - the shifted text + per-codebook audio loss (`train.loss`), stream EOS trained, reference masked;
 - PEFT LoRA on attention, text FFN, DualFFN audio FFN and both heads (flags choose r/alpha/dropout/targets);
-- transformers.Trainer: bf16 autocast on CUDA, gradient accumulation, DDP under torchrun,
+- transformers.Trainer: the `model.precision` scheme (bf16 autocast over bf16 weights, fp32 LoRA on CUDA), gradient accumulation, DDP under torchrun,
   activation checkpointing by patching decoder layers, checkpoints + resume, TensorBoard,
   and OUTPUT_DIR/metrics.jsonl with one record per logged step.
 
@@ -33,6 +33,7 @@ from ..model.load import (
     apply_lora, count_parameters, default_device, enable_activation_checkpointing,
     load_model, load_tokenizer,
 )
+from ..model.precision import resolve_precision
 from .config import RUN_CONFIG, TrainConfig, read_run_config  # noqa: F401  (re-exported)
 from .memory_guard import check_memory, drop_long_samples
 from .trainer import HiggsAudioTrainer, MetricsJsonlCallback, allow_checkpoint_rng_state
@@ -50,8 +51,12 @@ def quick_test_overrides(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
-def train(cfg: TrainConfig) -> Path:
-    """Run training; returns the output folder holding the final adapter (PEFT layout)."""
+def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=()) -> Path:
+    """Run training; returns the output folder holding the final adapter (PEFT layout).
+
+    `model`/`tokenizer`: an already built base model (in the precision's weights dtype) and its
+    tokenizer instead of loading `cfg.base_model` (gpu-check's random-weight released shape);
+    `callbacks`: extra TrainerCallbacks (gpu-check's step timer)."""
     from transformers import TrainingArguments, set_seed
 
     if cfg.quick_test:
@@ -61,24 +66,27 @@ def train(cfg: TrainConfig) -> Path:
     on_cuda = default_device() == "cuda"
     # Under torchrun each process owns GPU LOCAL_RANK; the codec must not pile onto GPU 0.
     device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if on_cuda else "cpu"
-    bf16 = bool(cfg.mixed_precision and on_cuda and torch.cuda.is_bf16_supported())
+    precision = resolve_precision(cfg.mixed_precision, device)
+    print(f"precision: {precision.name} (base weights {precision.weights_dtype}, trainable parameters fp32)")
 
     samples, file_indices = drop_long_samples(
         load_samples(cfg.train_data, cfg.system_prompt, text_normalization=cfg.text_normalization), cfg.max_audio_seconds)
     if cfg.quick_test:
         samples = samples[: max(2, cfg.batch_size)]
-    tokenizer = load_tokenizer(cfg.base_model)
+    tokenizer = tokenizer or load_tokenizer(cfg.base_model)
     # Under torchrun, Trainer moves the model to this process's GPU; load on CPU first then.
-    model = load_model(cfg.base_model, device="cpu", dtype=torch.bfloat16 if bf16 else torch.float32)
+    base_by_name = model is None  # a caller's model object has no weights on disk to hash
+    if model is None:
+        model = load_model(cfg.base_model, device="cpu", dtype=precision.weights_dtype)
     model.config.use_cache = False
     codec = load_codec(cfg.audio_tokenizer, device=device)
     dataset = VoiceCloningDataset(samples, tokenizer, codec, num_codebooks=model.config.audio_num_codebooks)
     del codec  # the codec's GPU memory is not needed while training
     collator = DictCollator(build_collator(model.config))
 
-    model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
+    model = precision.prepare(apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets))
     # Before any step: the longest batch must fit (checkpointing turned on, or a clear stop, if not).
-    cfg.use_gradient_checkpointing = check_memory(cfg, model.config, dataset, device, 2 if bf16 else 4, file_indices)
+    cfg.use_gradient_checkpointing = check_memory(cfg, model.config, dataset, device, precision.weights_dtype.itemsize, file_indices)
     if cfg.use_gradient_checkpointing:
         enable_activation_checkpointing(model)
     trainable, total = count_parameters(model)
@@ -95,7 +103,7 @@ def train(cfg: TrainConfig) -> Path:
         weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm,
         lr_scheduler_type="cosine",
-        bf16=bf16,
+        **precision.training_arguments(),
         logging_steps=cfg.logging_steps,
         logging_dir=str(out / "runs"),
         save_strategy="steps",
@@ -114,7 +122,7 @@ def train(cfg: TrainConfig) -> Path:
         args=args,
         train_dataset=dataset,
         data_collator=collator,
-        callbacks=[MetricsJsonlCallback(out / "metrics.jsonl")],
+        callbacks=[MetricsJsonlCallback(out / "metrics.jsonl"), *callbacks],
         text_loss_weight=cfg.text_loss_weight,
         audio_loss_weight=cfg.audio_loss_weight,
     )
@@ -124,7 +132,8 @@ def train(cfg: TrainConfig) -> Path:
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(out)
         # What the adapter was trained on, hashes included: merge/infer warn when served on other weights.
-        run = asdict(cfg) | {"provenance": {"base_model": provenance(cfg.base_model),
+        base = provenance(cfg.base_model) if base_by_name else {"name": cfg.base_model, "weights_sha256": None}
+        run = asdict(cfg) | {"provenance": {"base_model": base,
                                             "audio_tokenizer": provenance(cfg.audio_tokenizer, "codec")}}
         (out / RUN_CONFIG).write_text(json.dumps(run, indent=2, ensure_ascii=False), encoding="utf-8")
     return out

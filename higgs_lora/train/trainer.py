@@ -17,8 +17,10 @@ from .loss import compute_loss
 class HiggsAudioTrainer(Trainer):
     """Trainer whose loss is `train.loss.compute_loss`; logs text/audio/per-codebook parts with `loss`."""
 
-    def __init__(self, *args, text_loss_weight: float = 1.0, audio_loss_weight: float = 1.0, **kwargs):
+    def __init__(self, *args, text_loss_weight: float = 1.0, audio_loss_weight: float = 1.0, loss_fn=compute_loss,
+                 **kwargs):
         super().__init__(*args, **kwargs)
+        self.loss_fn = loss_fn  # swappable only so check-alignment's tests can inject a broken loss
         self.text_loss_weight = text_loss_weight
         self.audio_loss_weight = audio_loss_weight
         self._parts: dict[str, float] = {}
@@ -26,7 +28,7 @@ class HiggsAudioTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs)
-        parts = compute_loss(outputs, inputs["label_audio_ids"], self.text_loss_weight, self.audio_loss_weight)
+        parts = self.loss_fn(outputs, inputs["label_audio_ids"], self.text_loss_weight, self.audio_loss_weight)
         if model.training:
             self._accumulate(parts)
         return (parts.loss, outputs) if return_outputs else parts.loss

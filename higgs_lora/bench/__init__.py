@@ -1,0 +1,1 @@
+"""Measuring tools that ship with the project (gpu-check)."""

@@ -1,0 +1,406 @@
+"""gpu-check: the released architecture (random weights) through this project's own code on one GPU.
+
+Offline: the model is built from the released configuration shipped in this package
+(`released_config.json`, 5,771,283,456 parameters: Llama-3.2-3B backbone with DualFFN on all 28
+layers, 8 codebooks) with random weights, and the tokenizer is the tiny kit's byte-level one with
+the config's special-token ids remapped onto it; compute and memory per token match the real model.
+Phases, all through the project's code paths:
+
+- train: `train.recipe.train` (Trainer, precision scheme, LoRA r=64) at batch 4 without and with
+  activation checkpointing, and on a long pair (batch 2, each 30 s reference + 30 s target):
+  median step time, non-pad tokens/s, samples/s, peak memory, MFU estimate;
+- infer: `infer.engine.VoiceCloner` on one prompt, sampled: generated columns/s and real-time factor;
+- alignment: `checks.run_checks` (prompt parity, label audit, teacher-forced overfit through the
+  training path).
+
+`shape="small"` runs the same phases at a scaled-down shape (CPU, a minute or two).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import statistics
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from ..data.sample import CloneSample
+from ..model import tiny
+from ..model.precision import Precision, resolve_precision
+
+SHAPES = ("released", "small")
+# Peak dense bf16/fp16 tensor throughput (FLOP/s) per GPU, for the MFU estimate; unknown GPUs get none.
+PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "L4": 121e12}
+FLOP_FORMULA = ("FLOPs per token = 4 x active parameters (2 for the forward, 2 for the backward to activations; "
+                "the frozen base computes no weight gradients, LoRA's own FLOPs and attention scores are left out). "
+                "Active parameters: every non-embedding parameter except the FFN branch a token does not take "
+                "(text tokens use the text MLP, audio tokens the DualFFN audio MLP), weighted by the batch's share "
+                "of audio positions, counted on the built model. MFU = FLOPs per token x tokens/s / GPU peak.")
+# Per shape: clip lengths (s), text length (chars), steps, generated columns, alignment fit budget.
+PLANS = {
+    "released": dict(normal=(16, (6, 10), (6, 14), (60, 160)), long=(2, (30, 30), (30, 30), (300, 400)),
+                     short=(2, (3, 4), (2, 3), (20, 40)), steps=10, long_steps=4, columns=300, workers=2,
+                     align=dict(max_steps=100, check_every=5)),
+    "small": dict(normal=(4, (1, 2), (1, 2), (10, 30)), long=(2, (4, 4), (4, 4), (40, 60)),
+                  short=(2, (1, 1.5), (1, 1.5), (10, 20)), steps=3, long_steps=2, columns=24, workers=0,
+                  align=dict(max_steps=60, check_every=10)),
+}
+TEXT = "الْجَوُّ جَمِيلٌ الْيَوْمَ وَنَحْنُ نَتَعَلَّمُ أَشْيَاءَ جَدِيدَةً كُلَّ يَوْمٍ فِي الْمَدْرَسَةِ. "
+
+
+def shipped_config() -> dict:
+    from ..train.plan import released_config  # the one shipped copy (higgs_lora/model/configs/)
+
+    return released_config()
+
+
+def build_config(shape: str = "released"):
+    """The released HiggsAudioConfig with the tiny tokenizer's special-token ids (small: scaled down)."""
+    from boson_multimodal.model.higgs_audio import HiggsAudioConfig
+
+    if shape not in SHAPES:
+        raise ValueError(f"--shape {shape!r}: use one of {', '.join(SHAPES)}")
+    c = shipped_config()
+    c.pop("audio_encoder_config", None)  # skip_audio_tower: no Whisper tower is built
+    sid = tiny.special_id
+    c.update(audio_in_token_idx=sid("<|AUDIO|>"), audio_out_token_idx=sid("<|AUDIO_OUT|>"),
+             audio_out_bos_token_id=sid("<|audio_out_bos|>"), audio_eos_token_id=sid("<|audio_eos|>"),
+             pad_token_id=sid("<|end_of_text|>"))
+    text = c["text_config"]
+    text.update(bos_token_id=sid("<|begin_of_text|>"), eos_token_id=sid("<|end_of_text|>"))
+    if shape == "small":
+        text.update(num_hidden_layers=2, hidden_size=128, intermediate_size=256, num_attention_heads=4,
+                    num_key_value_heads=2, head_dim=32, vocab_size=512)
+        c.update(hidden_size=128, audio_ffn_hidden_size=128, audio_ffn_intermediate_size=256, audio_dual_ffn_layers=[0, 1])
+    return HiggsAudioConfig(**c)
+
+
+def build_model(config, device: str, dtype: torch.dtype, seed: int = 0):
+    """Random weights, allocated directly on `device` in `dtype` (no full-precision copy on the host)."""
+    from boson_multimodal.model.higgs_audio import HiggsAudioModel
+
+    from ..model.precision import match_audio_embedding_dtype
+
+    gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    torch.manual_seed(seed)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = HiggsAudioModel(config)
+    finally:
+        torch.set_default_dtype(previous)
+    match_audio_embedding_dtype(model)
+    model.config.use_cache = False
+    return model
+
+
+def parameter_groups(model) -> dict:
+    """Exact parameter counts of the built model by role (for the FLOP estimate)."""
+    groups = {"total": 0, "embeddings": 0, "text_mlp": 0, "audio_mlp": 0, "audio_head": 0}
+    for name, p in model.named_parameters():
+        n = p.numel()
+        groups["total"] += n
+        if "embed_tokens" in name or "audio_codebook_embeddings" in name:
+            groups["embeddings"] += n
+        elif ".audio_mlp." in name:
+            groups["audio_mlp"] += n
+        elif ".mlp." in name:
+            groups["text_mlp"] += n
+        elif "audio_lm_head" in name:
+            groups["audio_head"] += n
+    if getattr(model.config.text_config, "tie_word_embeddings", False):
+        # the text head shares the embedding matrix and is computed at every position
+        groups["tied_text_head"] = model.config.text_config.vocab_size * model.config.hidden_size
+    return groups
+
+
+def active_params_per_token(groups: dict, audio_share: float) -> float:
+    shared = (groups["total"] - groups["embeddings"] - groups["text_mlp"] - groups["audio_mlp"] - groups["audio_head"]
+              + groups.get("tied_text_head", 0))
+    return shared + (1 - audio_share) * groups["text_mlp"] + audio_share * (groups["audio_mlp"] + groups["audio_head"])
+
+
+# --- data -------------------------------------------------------------------------------------------
+
+
+def _clip(path: Path, seconds: float, rng) -> str:
+    """Noise under a 4 Hz syllable-like envelope at 24 kHz: realistic length, codes that vary."""
+    n = int(seconds * 24000)
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * np.arange(n) / 24000) ** 2
+    sf.write(path, (0.1 * rng.standard_normal(n) * envelope).astype(np.float32), 24000)
+    return str(path)
+
+
+def make_samples(folder: Path, tag: str, spec, seed: int) -> list[CloneSample]:
+    count, ref_s, tgt_s, chars = spec
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(count):
+        k = int(rng.integers(chars[0], chars[1] + 1))
+        text = (TEXT * (k // len(TEXT) + 2))[:k]
+        out.append(CloneSample(ref_text=text[: max(1, k // 2)], ref_audio=_clip(folder / f"{tag}{i}_ref.wav", rng.uniform(*ref_s), rng),
+                               target_text=text, target_audio=_clip(folder / f"{tag}{i}_tgt.wav", rng.uniform(*tgt_s), rng),
+                               system_prompt="Generate speech in the provided voice.", speaker=f"{tag}{i}"))
+    return out
+
+
+def write_chatml(samples: list[CloneSample], path: Path) -> str:
+    rows = [{"messages": [{"role": "system", "content": s.system_prompt}, {"role": "user", "content": s.ref_text},
+                          {"role": "assistant", "content": {"type": "audio", "audio_url": s.ref_audio}},
+                          {"role": "user", "content": s.target_text},
+                          {"role": "assistant", "content": {"type": "audio", "audio_url": s.target_audio}}],
+             "speaker": s.speaker} for s in samples]
+    path.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    return str(path)
+
+
+# --- phases -----------------------------------------------------------------------------------------
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _peak_gb(device: str):
+    return round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.startswith("cuda") else None
+
+
+def _reset_peak(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _step_timer(device: str):
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        """Wall time of every optimizer step (synchronised), and the dataset the run trained on."""
+
+        def __init__(self):
+            self.times, self.dataset = [], None
+
+        def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
+            self.dataset = getattr(train_dataloader, "dataset", None)
+
+        def on_step_begin(self, *args, **kwargs):
+            _sync(device)
+            self._t = time.perf_counter()
+
+        def on_step_end(self, *args, **kwargs):
+            _sync(device)
+            self.times.append(time.perf_counter() - self._t)
+
+    return StepTimer()
+
+
+def _audio_share(dataset) -> tuple[float, float]:
+    """Mean sequence length the model sees per sample, and the share of it that is audio columns."""
+    lengths = dataset.lengths()
+    text = [int(dataset[i].input_ids.shape[0]) for i in range(len(dataset))]  # placeholders count as text here
+    audio = [total - t for total, t in zip(lengths, text)]
+    return sum(lengths) / len(lengths), sum(audio) / max(1, sum(lengths))
+
+
+def train_phase(name: str, ctx: dict, data: str, batch_size: int, steps: int, checkpointing: bool) -> dict:
+    from ..train.recipe import TrainConfig, train
+
+    device, precision = ctx["device"], ctx["precision"]
+    model = build_model(ctx["config"], device, precision.weights_dtype)
+    _reset_peak(device)
+    timer = _step_timer(device)
+    out = Path(ctx["workdir"]) / name
+    cfg = TrainConfig(train_data=data, output_dir=str(out), base_model="random", audio_tokenizer="tiny",
+                      batch_size=batch_size, gradient_accumulation_steps=1, max_steps=steps, logging_steps=1,
+                      save_steps=10**9, lora_r=64, lora_alpha=128, use_gradient_checkpointing=checkpointing,
+                      dataloader_num_workers=ctx["workers"], report_to="none", learning_rate=5e-4,
+                      mixed_precision=precision.name, warmup_ratio=0.0)
+    t0 = time.time()
+    train(cfg, model=model, tokenizer=ctx["tokenizer"], callbacks=[timer])
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    warm = timer.times[2:] or timer.times  # the first steps include allocator and kernel warm-up
+    step_s = statistics.median(warm)
+    mean_len, audio_share = _audio_share(timer.dataset)
+    tokens = mean_len * batch_size
+    active = active_params_per_token(ctx["groups"], audio_share)
+    flops = 4 * active * tokens / step_s
+    peak = ctx["peak_flops"]
+    row = {"phase": name, "batch": batch_size, "checkpointing": checkpointing, "steps": len(timer.times),
+           "median_step_s": round(step_s, 4), "tokens_per_step": round(tokens), "tokens_per_s": round(tokens / step_s),
+           "samples_per_s": round(batch_size / step_s, 2), "peak_memory_gb": _peak_gb(device),
+           "audio_share": round(audio_share, 3), "active_params": round(active), "tflops": round(flops / 1e12, 2),
+           "mfu": round(flops / peak, 4) if peak else None,
+           "first_loss": rows[0].get("loss") if rows else None, "last_loss": rows[-1].get("loss") if rows else None,
+           "wall_s": round(time.time() - t0, 1)}
+    del model
+    return row
+
+
+def infer_phase(ctx: dict, columns: int) -> dict:
+    from ..data.codes import TinyCodec
+    from ..infer.engine import GenerationSettings, VoiceCloner
+
+    device, precision = ctx["device"], ctx["precision"]
+    model = build_model(ctx["config"], device, precision.weights_dtype)
+    model.config.use_cache = True
+    cloner = VoiceCloner(model, ctx["tokenizer"], TinyCodec())
+    sample = ctx["short"][0]
+    cloner.generate(sample, GenerationSettings(max_new_tokens=16, temperature=0.7, seed=0))  # warm-up
+    _reset_peak(device)
+    _sync(device)
+    t0 = time.perf_counter()
+    g = cloner.generate(sample, GenerationSettings(max_new_tokens=columns, temperature=0.7, seed=0))
+    _sync(device)
+    dt = time.perf_counter() - t0
+    n = int(g.raw_codes.shape[1])
+    del cloner, model
+    return {"prompt_tokens": len(g.prompt_ids), "max_new_tokens": columns, "generated_columns": n,
+            "seconds": round(dt, 3), "columns_per_s": round(n / dt, 1),
+            "realtime_factor": round((n / 25) / dt, 3), "stopped_at_eos": g.stopped, "peak_memory_gb": _peak_gb(device),
+            "note": "sampled (temperature 0.7, top-k 50, top-p 0.95, RAS 7/2); real-time factor = (columns / 25) s of audio per second"}
+
+
+def alignment_phase(ctx: dict) -> dict:
+    from ..checks import FULL_FIT_MAX_PARAMS, run_checks
+    from ..data.codes import TinyCodec
+    from ..model.load import apply_lora
+
+    device, precision = ctx["device"], ctx["precision"]
+    model = build_model(ctx["config"], device, precision.weights_dtype)
+    params = "full" if ctx["groups"]["total"] < FULL_FIT_MAX_PARAMS else "lora"
+    if params == "lora":
+        model = apply_lora(model, r=16, alpha=32, dropout=0.0)
+    model = precision.prepare(model)
+    t0 = time.time()
+    report = run_checks(ctx["short"], model, ctx["tokenizer"], TinyCodec(), mode="teacher_forced",
+                        precision=precision, log=ctx["log"], **ctx["plan"]["align"])
+    data = report.to_json()
+    del model
+    fit = next((c for c in report.checks if c.name.startswith("overfit")), None)
+    return {"ok": data["ok"], "seconds": round(time.time() - t0, 1), "params": params, "settings": data.get("overfit"),
+            "checks": {k: {"ok": v["ok"], "summary": v["summary"]} for k, v in data["checks"].items()},
+            "history": fit.details.get("history") if fit else None}
+
+
+def device_info(device: str) -> dict:
+    info = {"device": device, "torch": torch.__version__}
+    if device.startswith("cuda"):
+        props = torch.cuda.get_device_properties(torch.device(device))
+        info.update(name=props.name, memory_gb=round(props.total_memory / 2**30, 1), cuda=torch.version.cuda)
+    else:
+        info.update(name="cpu", threads=torch.get_num_threads())
+    import transformers
+
+    info["transformers"] = transformers.__version__
+    return info
+
+
+def _peak_for(name: str):
+    return next((v for k, v in PEAK_FLOPS.items() if k in name), None)
+
+
+def run_gpu_check(shape: str = "released", output: str | Path | None = None, device: str | None = None,
+                  mixed_precision: str | None = None, steps: int | None = None, phases=("train", "infer", "alignment"),
+                  log=print) -> dict:
+    """Run the phases, print a table, write the JSON report to `output` (if given) and return it."""
+    if shape not in SHAPES:
+        raise ValueError(f"--shape {shape!r}: use one of {', '.join(SHAPES)}")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if shape == "released" and not device.startswith("cuda"):
+        raise ValueError("gpu-check --shape released needs a CUDA GPU (the model is 5.8B parameters); "
+                         "--shape small runs the same phases on CPU")
+    t_start = time.time()
+    plan = dict(PLANS[shape])
+    if steps:
+        plan.update(steps=steps, long_steps=min(steps, plan["long_steps"]))
+    precision: Precision = resolve_precision(mixed_precision, device)
+    config = build_config(shape)
+    info = device_info(device)
+    report: dict = {"shape": shape, "device": info, "precision": precision.name, "flop_formula": FLOP_FORMULA,
+                    "peak_flops": _peak_for(info.get("name", "")), "train": [], "infer": None, "alignment": None}
+    with tempfile.TemporaryDirectory(prefix="higgs_lora_gpu_check_") as tmp:
+        work = Path(tmp)
+        ctx = {"device": device, "precision": precision, "config": config, "tokenizer": tiny.build_tokenizer(),
+               "workdir": work, "workers": plan["workers"], "peak_flops": report["peak_flops"], "plan": plan,
+               "log": log}
+        model = build_model(config, "meta", precision.weights_dtype)
+        ctx["groups"] = parameter_groups(model)
+        del model
+        report["parameters"] = ctx["groups"]
+        log(f"gpu-check: {shape} shape, {ctx['groups']['total']:,} parameters, {precision.name}, on {info.get('name')}")
+        normal = write_chatml(make_samples(work, "n", plan["normal"], 0), work / "normal.json")
+        long = write_chatml(make_samples(work, "l", plan["long"], 1), work / "long.json")
+        ctx["short"] = make_samples(work, "s", plan["short"], 2)
+
+        def attempt(label, fn):
+            log(f"-- {label}")
+            try:
+                return fn()
+            except Exception as e:  # one failed phase (e.g. out of memory) must not hide the others
+                if device.startswith("cuda"):
+                    torch.cuda.empty_cache()
+                return {"phase": label, "ok": False, "error": f"{type(e).__name__}: {e}"[:2000],
+                        "traceback": traceback.format_exc()[-3000:]}
+            finally:
+                gc.collect()
+
+        if "train" in phases:
+            for name, data, bs, n, ckpt in (("batch4", normal, 4, plan["steps"], False),
+                                            ("batch4_checkpointing", normal, 4, plan["steps"], True),
+                                            ("long_pair_checkpointing", long, 2, plan["long_steps"], True)):
+                report["train"].append(attempt(name, lambda: train_phase(name, ctx, data, bs, n, ckpt)))
+        if "infer" in phases:
+            report["infer"] = attempt("infer", lambda: infer_phase(ctx, plan["columns"]))
+        if "alignment" in phases:
+            report["alignment"] = attempt("alignment", lambda: alignment_phase(ctx))
+    report["total_s"] = round(time.time() - t_start, 1)
+    log(table(report))
+    if output:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        Path(output).write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+        log(f"report written to {output}")
+    return report
+
+
+def _fmt(v, spec=""):
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return format(v, spec)
+
+
+def table(report: dict) -> str:
+    d = report["device"]
+    lines = [f"gpu-check ({report['shape']} shape, {report['parameters']['total']:,} params, {report['precision']}) "
+             f"on {d.get('name')}: {report['total_s']} s",
+             f"{'train':<26}{'step s':>8}{'tok/s':>9}{'samp/s':>8}{'peak GB':>9}{'TFLOP/s':>9}{'MFU':>7}"]
+    for r in report["train"]:
+        if "median_step_s" not in r:
+            lines.append(f"{r.get('phase', '?'):<26}FAILED: {r.get('error', '')[:90]}")
+            continue
+        lines.append(f"{r['phase']:<26}{r['median_step_s']:>8.3f}{r['tokens_per_s']:>9,}{r['samples_per_s']:>8.2f}"
+                     f"{_fmt(r['peak_memory_gb'], '.1f'):>9}{r['tflops']:>9.1f}{_fmt(r['mfu'], '.1%'):>7}")
+    inf = report.get("infer")
+    if inf:
+        lines.append("infer: FAILED: " + inf["error"][:90] if "error" in inf else
+                     f"infer: {inf['generated_columns']} columns in {inf['seconds']} s = {inf['columns_per_s']} columns/s, "
+                     f"{inf['realtime_factor']}x real time")
+    al = report.get("alignment")
+    if al:
+        if "error" in al:
+            lines.append("alignment: FAILED: " + al["error"][:90])
+        else:
+            s = al["settings"] or {}
+            lines.append(f"alignment: {'OK' if al['ok'] else 'FAILED'} in {al['seconds']} s ({s.get('mode')}, {al['params']} weights, "
+                         f"lr {s.get('learning_rate')}, {s.get('precision')})")
+            lines += [f"  [{'PASS' if c['ok'] else 'FAIL'}] {k}: {c['summary']}" for k, c in al["checks"].items()]
+    return "\n".join(lines)

@@ -1,0 +1,115 @@
+"""The one precision scheme, used identically by training, check-alignment, inference and gpu-check.
+
+`bf16` (the default on CUDA): frozen base weights stored in bf16, LoRA parameters (and everything
+else that trains) and their AdamW state in fp32, the forward under bf16 autocast, the loss in fp32
+(`train.loss` upcasts the logits). On the released shape this was the fastest measured variant on
+an H200 (0.45 s/step at batch 4, 55.5 GB, against 0.55 s / 63 GB for bf16 weights without
+autocast), and fp32 adapters keep small LoRA updates from vanishing in bf16 rounding.
+
+`fp16` (for GPUs without bf16): the same with fp16 weights, fp16 autocast and Trainer's loss
+scaling (GradScaler, which needs the trainable parameters in fp32: they are).
+
+`no`: everything in fp32, no autocast.
+
+Why the audio embeddings are cast: CUDA autocast runs `torch.sum` in fp32, so
+`HiggsAudioModel._embed_audio_ids` (a sum over codebook embeddings) returns fp32 under autocast,
+and boson's `merge_input_ids_with_audio_features` index-puts that into the bf16 text embeddings:
+"Index put requires the source and destination dtypes match" on the first training step. CPU
+autocast keeps `sum` in bf16, so CPU runs never see it. `match_audio_embedding_dtype` casts the
+audio embeddings back to the text embedding dtype without touching boson's files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from dataclasses import dataclass
+
+import torch
+
+CHOICES = ("auto", "bf16", "fp16", "no")
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "no": torch.float32}
+
+
+@dataclass(frozen=True)
+class Precision:
+    name: str  # bf16 | fp16 | no
+    device_type: str  # cuda | cpu
+
+    @property
+    def weights_dtype(self) -> torch.dtype:
+        """The dtype the frozen base weights are stored in."""
+        return _DTYPES[self.name]
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return None if self.name == "no" else _DTYPES[self.name]
+
+    def training_arguments(self) -> dict:
+        """What Trainer needs: bf16=True / fp16=True make it run the forward under autocast (fp16 with GradScaler)."""
+        return {"bf16": self.name == "bf16", "fp16": self.name == "fp16"}
+
+    def autocast(self):
+        """The forward context for code that runs the model outside Trainer (checks, gpu-check)."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.autocast_dtype)
+
+    def prepare(self, model):
+        """Apply the scheme to a (PEFT-wrapped or bare) model whose base weights are already in `weights_dtype`."""
+        match_audio_embedding_dtype(model)
+        upcast_trainable(model)
+        return model
+
+
+def resolve_precision(choice: str | None, device: str | torch.device) -> Precision:
+    """`auto`/None: bf16 on CUDA (fp16 where the GPU lacks bf16), no on CPU. Raises ValueError when the device cannot do it."""
+    device_type = torch.device(device).type
+    choice = (choice or "auto").lower()
+    if choice in ("fp32", "none", "false"):
+        choice = "no"
+    if choice not in CHOICES:
+        raise ValueError(f"--mixed_precision {choice!r}: use one of {', '.join(CHOICES)}")
+    cuda = device_type == "cuda"
+    if choice == "auto":
+        if not cuda:
+            return Precision("no", device_type)
+        return Precision("bf16" if torch.cuda.is_bf16_supported() else "fp16", device_type)
+    if choice == "bf16" and cuda and not torch.cuda.is_bf16_supported():
+        name = torch.cuda.get_device_name()
+        raise ValueError(f"--mixed_precision bf16: this GPU ({name}) does not support bf16; use fp16 (with loss scaling) or no")
+    if choice == "fp16" and not cuda:
+        raise ValueError("--mixed_precision fp16 needs a CUDA GPU (fp16 loss scaling is not supported on CPU); use bf16 or no")
+    # bf16 on CPU is allowed when asked for explicitly (CPU autocast has bf16): slow, but it lets the
+    # bf16 path be tested without a GPU.
+    return Precision(choice, device_type)
+
+
+def _base_model(model):
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def match_audio_embedding_dtype(model) -> None:
+    """Make `_embed_audio_ids` return the text embedding dtype (idempotent, instance-level, boson untouched)."""
+    base = _base_model(model)
+    if getattr(base, "_higgs_lora_audio_embed_cast", False):
+        return
+    original = base._embed_audio_ids
+
+    @functools.wraps(original)
+    def embed_audio_ids(audio_ids, _original=original, _base=base):
+        embed = _original(audio_ids)
+        return embed.to(_base.embed_tokens.weight.dtype)
+
+    base._embed_audio_ids = embed_audio_ids
+    base._higgs_lora_audio_embed_cast = True
+
+
+def upcast_trainable(model) -> int:
+    """Trainable parameters (LoRA, modules_to_save copies) in fp32: optimizer state and updates in full precision."""
+    n = 0
+    for p in model.parameters():
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data = p.data.float()
+            n += 1
+    return n
