@@ -1,15 +1,13 @@
 """Long texts: split into chunks, cap the new tokens per chunk, join the chunks' audio.
 
 Splitting follows upstream's examples/generation.py in spirit (sentences first, then a length cap),
-with Arabic punctuation (، ؛ ؟) and the Arabic full stop (۔) understood. No torch here.
+with Arabic punctuation (، ؛ ؟) and the Arabic full stop (۔) understood. No torch (and no numpy at import time) here.
 """
 
 from __future__ import annotations
 
 import math
 import re
-
-import numpy as np
 
 # Sentence ends (Latin and Arabic), then clause marks used only to break an over-long sentence.
 _SENTENCE_END = re.compile(r"(?<=[.!?؟۔…])\s+|\n+")
@@ -85,11 +83,13 @@ def split_text(text: str, max_chars: int = DEFAULT_CHUNK_MAX_CHARS) -> list[str]
     return chunks
 
 
-def crossfade_concat(waves: list[np.ndarray], sample_rate: int, seconds: float = DEFAULT_CROSSFADE_S) -> np.ndarray:
+def crossfade_concat(waves: list, sample_rate: int, seconds: float = DEFAULT_CROSSFADE_S):
     """Join waveforms, overlapping each boundary by `seconds` with an equal-power crossfade.
 
     The overlap is shortened where a piece is shorter than it; 0 seconds is plain concatenation.
     """
+    import numpy as np  # here, not at the top: the CLI imports this module while building `--help`
+
     waves = [np.asarray(w, dtype=np.float32) for w in waves if len(w)]
     if not waves:
         return np.zeros(0, dtype=np.float32)

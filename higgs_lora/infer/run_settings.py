@@ -57,6 +57,13 @@ def find_run_config(*folders: str | Path | None) -> tuple[Path | None, dict]:
     return None, {}
 
 
+def _same_path(a, b) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except (OSError, TypeError):
+        return False
+
+
 def _show(value) -> str:
     return repr(value) if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
@@ -71,7 +78,9 @@ def resolve(flags: dict, *folders: str | Path | None, flag_names: dict | None = 
         in_run = key in run
         if given is not None:
             values[name], sources[name] = given, "flag"
-            if in_run and run[key] != given:
+            # A merged folder named as the model holds its own run file: naming it is no contradiction.
+            is_that_folder = name == "base_model" and path is not None and _same_path(given, path.parent)
+            if in_run and run[key] != given and not is_that_folder:
                 messages.append(f"warning: {flag_names.get(name, '--' + name)} {_show(given)} differs from the "
                                 f"training run's {_show(run[key])} ({path}); using the flag")
         elif in_run:
