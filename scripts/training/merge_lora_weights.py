@@ -1,16 +1,28 @@
 #!/usr/bin/env python
 """Merge a LoRA adapter into the base model (the design's path for `higgs-lora merge`).
 
-    python scripts/training/merge_lora_weights.py --base_model bosonai/higgs-audio-v2-generation-3B-base \
-        --lora_path checkpoints/voice_cloning --output_path models/voice_cloning_merged
+    python scripts/training/merge_lora_weights.py --lora_path checkpoints/voice_cloning \
+        --output_path models/voice_cloning_merged [--base_model B] [--dtype bf16|fp32]
 """
 
+import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from higgs_lora import cli  # noqa: E402
+from higgs_lora.cli.common import HelpFormatter  # noqa: E402
+
+
+def main(argv=None) -> int:
+    module = cli.command_module("merge")
+    parser = argparse.ArgumentParser(prog="merge_lora_weights.py",
+                                     description=module.SUMMARY + " (same flags as `higgs-lora merge`)",
+                                     formatter_class=HelpFormatter)
+    module.add_arguments(parser)
+    return cli.run(module.run, parser.parse_args(argv))
+
 
 if __name__ == "__main__":
-    sys.exit(cli.main(["merge", *sys.argv[1:]]))
+    sys.exit(main())
