@@ -377,3 +377,21 @@ def test_validate_lists_bad_samples_and_exits_1(tmp_path, capsys):
     assert "2 valid, 1 invalid" in text and "sample 1" in text and "no_target_audio" in text
     # the same file is fine as inference input
     assert main(["validate", str(out), "--for_inference"]) == 0
+
+
+# --- wrappers at the design's paths ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("script, prog", [("arb_inference.py", "arb_inference.py"),
+                                          ("scripts/training/merge_lora_weights.py", "merge_lora_weights.py")])
+def test_wrapper_help_names_itself_and_imports_no_torch(script, prog):
+    import re
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-X", "importtime", script, "--help"], cwd=root, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith(f"usage: {prog}")
+    assert not re.search(r"\|\s+(torch|transformers|peft|numpy)$", done.stderr, re.MULTILINE)
