@@ -395,3 +395,20 @@ def test_wrapper_help_names_itself_and_imports_no_torch(script, prog):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith(f"usage: {prog}")
     assert not re.search(r"\|\s+(torch|transformers|peft|numpy)$", done.stderr, re.MULTILINE)
+
+
+def test_check_alignment_takes_base_codec_and_prompt_from_the_run(tmp_path, capsys):
+    from higgs_lora.data.sample_data import create_sample_data
+
+    data = create_sample_data(tmp_path / "data.json", n_samples=2)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / RUN_CONFIG).write_text(json.dumps({"base_model": "tiny", "audio_tokenizer": "tiny",
+                                                  "system_prompt": ""}), encoding="utf-8")
+    report = tmp_path / "report.json"
+    # no --base_model / --audio_tokenizer: without the run's settings this would go to the hub
+    assert main(["check-alignment", "--train_data", str(data), "--lora_path", str(run_dir), "--skip_overfit",
+                 "--report", str(report)]) == 0
+    written = json.loads(report.read_text(encoding="utf-8"))
+    assert written["ok"] and written["base_model"] == "tiny" and written["audio_tokenizer"] == "tiny"
+    assert "settings from the training run" in capsys.readouterr().err
