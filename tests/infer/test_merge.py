@@ -223,3 +223,28 @@ def test_merged_folder_serves_in_boson_serve_engine_with_the_codes_of_base_plus_
     # ... and the adapter matters: the base model alone samples something else from the same seed
     plain = base.generate(sample, GenerationSettings(max_new_tokens=40, cap_by_text=False, **sampling))
     assert plain.raw_codes.shape != ref.raw_codes.shape or not np.array_equal(plain.raw_codes, ref.raw_codes)
+
+
+def test_unmerged_adapter_on_a_bf16_base_keeps_its_weights_in_fp32(adapter):
+    """What `infer --lora_path` serves on CUDA (bf16 base): the update is computed from fp32 adapter
+    weights at run time, never rounded into the bf16 base weights."""
+    from higgs_lora.infer.engine import VoiceCloner
+
+    cloner = VoiceCloner.load("tiny", lora_path=str(adapter), audio_tokenizer="tiny", device="cpu", dtype="bf16")
+    dtypes = {n: p.dtype for n, p in cloner.net.named_parameters()}
+    assert {d for n, d in dtypes.items() if "lora_" in n} == {torch.float32}
+    base = [d for n, d in dtypes.items() if n.endswith("q_proj.base_layer.weight")]
+    assert base and set(base) == {torch.bfloat16}
+
+
+def test_sharded_merged_folder_loads_and_carries_its_notes(adapter, merged, tmp_path):
+    from boson_multimodal.model.higgs_audio import HiggsAudioModel
+
+    out = tmp_path / "sharded"
+    merge_adapter("tiny", adapter, out, dtype="fp32", max_shard_size="1MB")
+    shards = sorted(p.name for p in out.glob("model-*.safetensors"))
+    assert len(shards) >= 2 and (out / "model.safetensors.index.json").is_file()
+    assert {"config.json", "tokenizer_config.json", RUN_CONFIG, "higgs_lora_merge.json"} <= {p.name for p in out.iterdir()}
+    a = HiggsAudioModel.from_pretrained(out).state_dict()
+    b = HiggsAudioModel.from_pretrained(merged).state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
