@@ -24,7 +24,7 @@ def run(args) -> int:
     from ..data.formats import SampleError
     from ..data.sample import CloneSample
     from ..infer.engine import check_text
-    from .generation_args import settings_and_cloner
+    from .generation_args import load_cloner, resolve_settings
 
     check_text(args.text)
     if not args.ref_text.strip():
@@ -34,10 +34,11 @@ def run(args) -> int:
     output = Path(args.output)
     if output.is_dir():
         raise ValueError(f"--output {output} is a folder; name a .wav file")
-    settings, generation, chunking, cloner = settings_and_cloner(args)
+    _check_reference(args.ref_audio)
+    settings, generation, chunking = resolve_settings(args)
     sample = CloneSample(ref_text=args.ref_text, ref_audio=str(args.ref_audio), target_text=args.text,
                          system_prompt=settings["system_prompt"])
-    _check_reference(args.ref_audio)
+    cloner = load_cloner(args, settings)
     wav, sr, result = cloner.clone(sample, generation, chunking)
     write_wav(output, wav, sr)
     seconds = len(wav) / sr

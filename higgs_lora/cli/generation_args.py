@@ -57,9 +57,9 @@ def check_paths(model_path: str | None, lora_path: str | None) -> None:
                                     f"a hub id such as {BASE_MODEL}, or tiny)")
 
 
-def settings_and_cloner(args):
-    """Resolve the run settings (printing what came from where), then load the model once."""
-    from ..infer.engine import ChunkSettings, GenerationSettings, VoiceCloner
+def resolve_settings(args):
+    """Run settings (printing what came from where), generation and chunking settings; loads nothing."""
+    from ..infer.engine import ChunkSettings, GenerationSettings
     from ..infer.run_settings import resolve_inference
 
     check_paths(args.model_path, args.lora_path)
@@ -71,6 +71,12 @@ def settings_and_cloner(args):
                                     top_p=args.top_p, ras_win_len=args.ras_win_len, seed=args.seed)
     chunking = ChunkSettings(max_chars=args.chunk_max_chars, context_chunks=args.context_chunks,
                              crossfade_s=args.crossfade)
-    cloner = VoiceCloner.load(settings["model_path"], settings["lora_path"], settings["audio_tokenizer"],
-                              device=args.device, dtype=args.dtype, cache=args.cache)
-    return settings, generation, chunking, cloner
+    return settings, generation, chunking
+
+
+def load_cloner(args, settings):
+    """The model (+ unmerged adapter) and codec, loaded once; CUDA graphs captured on CUDA."""
+    from ..infer.engine import VoiceCloner
+
+    return VoiceCloner.load(settings["model_path"], settings["lora_path"], settings["audio_tokenizer"],
+                            device=args.device, dtype=args.dtype, cache=args.cache)

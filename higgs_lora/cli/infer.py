@@ -49,11 +49,11 @@ def run(args) -> int:
     from ..data.audio import write_wav
     from ..infer.chunking import FRAMES_PER_CHAR, SLACK_FRAMES
     from ..infer.run_settings import validate_with_normalization
-    from .generation_args import settings_and_cloner
+    from .generation_args import load_cloner, resolve_settings
 
     if not Path(args.chatml_file).is_file():
         raise FileNotFoundError(f"--chatml_file {args.chatml_file}: no such file")
-    settings, generation, chunking, cloner = settings_and_cloner(args)
+    settings, generation, chunking = resolve_settings(args)
     report = validate_with_normalization(args.chatml_file, settings["system_prompt"], settings["text_normalization"],
                                          require_target=False)
     skipped = [{"index": p.index, "reason": p.reason, "error": p.message} for p in report.problems]
@@ -62,6 +62,7 @@ def run(args) -> int:
     if not report.samples:
         raise ValueError(f"{args.chatml_file}: no usable sample ({len(report.problems)} invalid of {report.total}); "
                          f"run `higgs-lora validate --for_inference {args.chatml_file}`")
+    cloner = load_cloner(args, settings)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     record_ids, used, results = _records_ids(args.chatml_file), set(), []
