@@ -412,3 +412,16 @@ def test_check_alignment_takes_base_codec_and_prompt_from_the_run(tmp_path, caps
     written = json.loads(report.read_text(encoding="utf-8"))
     assert written["ok"] and written["base_model"] == "tiny" and written["audio_tokenizer"] == "tiny"
     assert "settings from the training run" in capsys.readouterr().err
+
+
+def test_infer_unloadable_model_is_one_line_naming_it(tmp_path, capsys):
+    chatml_file, _ = _inference_file(tmp_path)
+    not_a_model = tmp_path / "not_a_model"  # a folder, but no config.json / weights in it
+    not_a_model.mkdir()
+    (not_a_model / "notes.txt").write_text("hello")
+    rc = main(["infer", "--chatml_file", str(chatml_file), "--output_dir", str(tmp_path / "o"),
+               "--model_path", str(not_a_model), "--audio_tokenizer", "tiny"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "not_a_model" in err and "tiny" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()

@@ -78,5 +78,10 @@ def load_cloner(args, settings):
     """The model (+ unmerged adapter) and codec, loaded once; CUDA graphs captured on CUDA."""
     from ..infer.engine import VoiceCloner
 
-    return VoiceCloner.load(settings["model_path"], settings["lora_path"], settings["audio_tokenizer"],
-                            device=args.device, dtype=args.dtype, cache=args.cache)
+    try:
+        return VoiceCloner.load(settings["model_path"], settings["lora_path"], settings["audio_tokenizer"],
+                                device=args.device, dtype=args.dtype, cache=args.cache)
+    except OSError as err:  # hub or folder lookups (transformers raises OSError with a long story)
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ValueError(f"could not load model {settings['model_path']!r} / codec {settings['audio_tokenizer']!r}: "
+                         f"{first} (use a local folder, a reachable hub id, or tiny for the offline kit)") from None
