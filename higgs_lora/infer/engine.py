@@ -8,7 +8,7 @@ the delay pattern is reverted and the stream BOS/EOS columns stripped before dec
 
 Speed: on CUDA, generation runs through static KV-cache buckets (one `StaticCache` per length,
 layers = text layers + DualFFN layers) with CUDA graphs captured once per loaded model
-(`HiggsAudioModel.capture_model`), exactly the mechanism of boson's serve engine; the dynamic cache
+(`HiggsAudioModel.capture_model`), the same mechanism as boson's serve engine; the dynamic cache
 (plain `generate`) is 4-6x slower there. On CPU the dynamic cache is used (the static path works
 there too and gives the same codes; the tests run it without graphs).
 
