@@ -1,8 +1,12 @@
 #!/usr/bin/env python
-"""Voice-cloning inference at the design's path (`higgs-lora infer`); `generate_arabic_speech` for Python use.
+"""Voice-cloning inference at the design's path (the `higgs-lora infer` command); `generate_arabic_speech`
+for Python use.
 
     python arb_inference.py --chatml_file data/test_samples.json --output_dir results/arabic_voice_cloning \
         --model_path models/voice_cloning_merged
+
+    from arb_inference import generate_arabic_speech
+    wav, sr = generate_arabic_speech(ref_text, ref_audio_path, target_text)   # model from HIGGS_LORA_MODEL ...
 """
 
 import sys
@@ -13,14 +17,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from higgs_lora import cli  # noqa: E402
 
 
-def __getattr__(name):
-    # `from arb_inference import generate_arabic_speech` (the design's Python entry point), imported on
-    # first use so that `python arb_inference.py --help` does not load torch.
-    if name == "generate_arabic_speech":
-        from higgs_lora.infer.engine import generate_arabic_speech
+def generate_arabic_speech(ref_text, ref_audio_path, target_text, temperature=0.3, top_k=50, top_p=0.95, seed=None,
+                           **kwargs):
+    """The design's entry point (see `higgs_lora.infer.engine.generate_arabic_speech`); torch loads on first call."""
+    from higgs_lora.infer.engine import generate_arabic_speech as generate
 
-        return generate_arabic_speech
-    raise AttributeError(name)
+    return generate(ref_text, ref_audio_path, target_text, temperature, top_k, top_p, seed, **kwargs)
+
+
+def main(argv=None) -> int:
+    return cli.run_command("infer", argv, prog="arb_inference.py")
 
 if __name__ == "__main__":
-    sys.exit(cli.run_command("infer", prog="arb_inference.py"))
+    sys.exit(main())

@@ -24,13 +24,16 @@ step "3/6 train: LoRA on the tiny model (python trainer/train.py takes the same 
     --learning_rate 1e-3 --lora_r 8 --lora_alpha 16 --dataloader_num_workers 0 --report_to tensorboard
 tail -n 1 "$OUT/lora/metrics.jsonl"
 
-step "4/6 merge the adapter into the base model"
-"$HL" merge --base_model tiny --lora_path "$OUT/lora" --output_path "$OUT/merged"
+step "4/6 merge the adapter into the base model (base model and codec read back from the run's settings)"
+"$HL" merge --lora_path "$OUT/lora" --output_path "$OUT/merged" --dtype fp32
 
 step "5/6 infer: clone each sample's voice through the same prompt builder"
 "$HL" validate --for_inference "$OUT/data.json" >/dev/null
 "$HL" infer --chatml_file "$OUT/data.json" --output_dir "$OUT/audio" --model_path "$OUT/merged" \
-    --audio_tokenizer tiny --max_new_tokens 60 --temperature 0.7 --seed 0
+    --max_new_tokens 60 --temperature 0.7 --seed 0
+# one sentence from the command line, base model + unmerged adapter (codec and prompt from the run)
+"$HL" clone --lora_path "$OUT/lora" --ref_audio "$OUT/data_audio/spk1_01.wav" --ref_text "مَرْحَبًا، كَيْفَ حَالُكَ؟" \
+    --text "مرحبا، هذا صوت مستنسخ." --output "$OUT/audio/clone.wav" --max_new_tokens 60 --seed 0
 
 step "6/6 check-alignment: prompt parity, label audit, overfit-and-regenerate"
 "$HL" check-alignment --train_data "$OUT/data.json" --base_model tiny --audio_tokenizer tiny \

@@ -3,12 +3,13 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 
 from higgs_lora.cli import build_parser, main
 from higgs_lora.cli.train import train_config_from_args
-from higgs_lora.defaults import AUDIO_TOKENIZER, BASE_MODEL
+from higgs_lora.defaults import AUDIO_TOKENIZER, BASE_MODEL, DEFAULT_SYSTEM_PROMPT
 from higgs_lora.train.recipe import RUN_CONFIG, TrainConfig
 
 # The defaults are pinned to the last revisions boson_multimodal 0.1.1 reads (Boson's 2026-04 rewrite).
@@ -29,7 +30,8 @@ def _help(capsys, *argv) -> str:
 
 def test_top_level_help_lists_every_subcommand(capsys):
     out = _help(capsys)
-    for command in ("create-sample-data", "validate", "plan", "train", "merge", "infer", "check-alignment"):
+    for command in ("download", "create-sample-data", "convert", "validate", "plan", "train", "merge", "infer", "clone",
+                    "check-alignment", "gpu-check"):
         assert command in out
 
 
@@ -43,7 +45,10 @@ def test_top_level_help_lists_every_subcommand(capsys):
                "--report_to", "--mixed_precision"]),
     ("merge", ["--base_model", "--lora_path", "--output_path", "--dtype", "--overwrite"]),
     ("infer", ["--chatml_file", "--output_dir", "--model_path", "--lora_path", "--audio_tokenizer",
-               "--temperature", "--max_new_tokens", "--ras_win_len", "--seed"]),
+               "--temperature", "--top_k", "--top_p", "--max_new_tokens", "--ras_win_len", "--seed",
+               "--chunk_max_chars", "--context_chunks", "--crossfade", "--cache", "--system_prompt"]),
+    ("clone", ["--ref_audio", "--ref_text", "--text", "--output", "--model_path", "--lora_path", "--audio_tokenizer",
+               "--temperature", "--seed", "--max_new_tokens", "--chunk_max_chars"]),
     ("check-alignment", ["--train_data", "--base_model", "--audio_tokenizer", "--report", "--skip_overfit",
                          "--max_steps"]),
 ])
@@ -153,39 +158,105 @@ def _inference_file(tmp_path) -> tuple[Path, list[dict]]:
     train_records = json.loads(data.read_text(encoding="utf-8"))
     ref = train_records[0]["messages"]
     flat = {"ref_text": ref[1]["content"], "ref_audio": str(tmp_path / ref[2]["content"]["audio_url"]),
-            "target_text": ref[3]["content"], "speaker": train_records[0]["speaker"]}
+            "target_text": ref[3]["content"], "speaker": train_records[0]["speaker"], "id": "first-clip"}
     chatml = {"messages": train_records[1]["messages"][:4]}  # system, user, assistant(ref audio), user(target)
     path = tmp_path / "infer.jsonl"
     path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in (flat, chatml)) + "\n", encoding="utf-8")
     return path, [flat, chatml]
 
 
-def test_infer_writes_one_wav_per_sample_and_results_json(tmp_path):
+GREEDY_FLAGS = ["--temperature", "0", "--ras_win_len", "0"]  # RAS resamples at random even at temperature 0
+
+
+def test_infer_writes_one_wav_per_sample_and_results_json(tmp_path, capsys):
     chatml_file, records = _inference_file(tmp_path)
     out = tmp_path / "gen"
-    # --ras_win_len 0: repetition-aware sampling resamples at random even at temperature 0
     rc = main(["infer", "--chatml_file", str(chatml_file), "--output_dir", str(out), "--model_path", "tiny",
-               "--audio_tokenizer", "tiny", "--max_new_tokens", "30", "--temperature", "0", "--ras_win_len", "0"])
+               "--audio_tokenizer", "tiny", "--max_new_tokens", "30", *GREEDY_FLAGS])
     assert rc == 0
-    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    document = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert set(document) >= {"settings", "samples", "summary"}
+    settings = document["settings"]
+    assert settings["model"] == "tiny" and settings["lora_path"] is None and settings["audio_tokenizer"] == "tiny"
+    assert settings["system_prompt"] == DEFAULT_SYSTEM_PROMPT and settings["cache"] == "dynamic"  # CPU
+    assert settings["sampling"]["temperature"] == 0 and settings["sampling"]["max_new_tokens"] == 30
+    results = document["samples"]
     assert len(results) == 2
-    fields = {"index", "wav", "speaker", "target_text", "reference_audio", "frames", "seconds", "stopped_at_eos",
-              "generation_seconds"}
     for index, (result, record) in enumerate(zip(results, records)):
-        assert set(result) == fields
-        assert result["index"] == index
+        assert set(result) >= {"id", "target_text", "output", "duration_s", "frames", "chunks", "stopped", "seconds",
+                               "realtime_factor"}
+        assert result["index"] == index and result["chunks"] == 1
         expected_text = record["target_text"] if "target_text" in record else record["messages"][3]["content"]
         assert result["target_text"] == expected_text
         assert Path(result["reference_audio"]).is_file()
-        assert isinstance(result["stopped_at_eos"], bool)
+        assert isinstance(result["stopped"], bool)
         assert 0 < result["frames"] < 30  # one frame per new token at most, BOS/EOS columns stripped
-        wav, sr = sf.read(out / result["wav"], dtype="float32")
+        wav, sr = sf.read(out / result["output"], dtype="float32")
         assert sr == 24000 and wav.ndim == 1
         assert len(wav) == result["frames"] * 960
-        assert result["seconds"] == pytest.approx(len(wav) / 24000, abs=1e-3)
-    assert results[0]["speaker"] == records[0]["speaker"] and results[0]["wav"] == f"0000_{records[0]['speaker']}.wav"
-    assert results[1]["speaker"] is None and results[1]["wav"] == "0001.wav"
-    assert sorted(p.name for p in out.glob("*.wav")) == sorted(r["wav"] for r in results)
+        assert result["duration_s"] == pytest.approx(len(wav) / 24000, abs=1e-3)
+        assert result["realtime_factor"] == pytest.approx(result["duration_s"] / result["seconds"], rel=0.01)
+    # named by id where the record has one, else by index
+    assert results[0]["id"] == "first-clip" and results[0]["output"] == "first-clip.wav"
+    assert results[1]["id"] == "0001" and results[1]["output"] == "0001.wav"
+    assert sorted(p.name for p in out.glob("*.wav")) == sorted(r["output"] for r in results)
+    summary = document["summary"]
+    assert summary["generated"] == 2 and summary["skipped"] == 0 and summary["chunks"] == 2
+    assert summary["audio_s"] == pytest.approx(sum(r["duration_s"] for r in results), abs=1e-3)
+    assert "2 of 2 samples cloned" in capsys.readouterr().out
+
+
+def test_infer_skips_a_bad_sample_and_goes_on(tmp_path, capsys, monkeypatch):
+    chatml_file, records = _inference_file(tmp_path)
+    bad_text = dict(records[0], target_text="   ", id="blank")  # refused by validation: empty_text
+    broken = dict(records[0], id="broken", target_text="x y z")  # fails during generation
+    lines = [json.dumps(r, ensure_ascii=False) for r in (records[0], bad_text, broken, records[1])]
+    chatml_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    from higgs_lora.infer.engine import VoiceCloner
+
+    real_clone = VoiceCloner.clone
+
+    def clone(self, sample, *a, **kw):
+        if sample.target_text == "x y z":
+            raise RuntimeError("codec exploded")
+        return real_clone(self, sample, *a, **kw)
+
+    monkeypatch.setattr(VoiceCloner, "clone", clone)
+    out = tmp_path / "gen"
+    assert main(["infer", "--chatml_file", str(chatml_file), "--output_dir", str(out), "--model_path", "tiny",
+                 "--audio_tokenizer", "tiny", "--max_new_tokens", "20", *GREEDY_FLAGS]) == 0
+    document = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert [r["index"] for r in document["samples"]] == [0, 3]
+    skipped = {s["index"]: s for s in document["skipped"]}
+    assert skipped[1]["reason"] == "empty_text" and skipped[2]["reason"] == "generation_failed"
+    assert "codec exploded" in skipped[2]["error"]
+    assert document["summary"]["skipped"] == 2 and document["summary"]["generated"] == 2
+    assert not (out / "broken.wav").exists()
+    err = capsys.readouterr().err
+    assert "skipping sample 1" in err and "skipping sample 2" in err
+
+
+def test_infer_long_text_is_generated_in_chunks(tmp_path):
+    chatml_file, records = _inference_file(tmp_path)
+    long = dict(records[0], id="long", target_text="الْجَوُّ جَمِيلٌ الْيَوْمَ. " * 6)
+    chatml_file.write_text(json.dumps(long, ensure_ascii=False) + "\n", encoding="utf-8")
+    out = tmp_path / "gen"
+    assert main(["infer", "--chatml_file", str(chatml_file), "--output_dir", str(out), "--model_path", "tiny",
+                 "--audio_tokenizer", "tiny", "--chunk_max_chars", "60", "--context_chunks", "1",
+                 "--crossfade", "0", *GREEDY_FLAGS]) == 0
+    document = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    (result,) = document["samples"]
+    assert result["chunks"] == len(result["chunk_texts"]) >= 3
+    assert all(len(t) <= 60 for t in result["chunk_texts"])
+    assert " ".join(result["chunk_texts"]).split() == long["target_text"].split()
+    assert result["frames"] == sum(result["chunk_frames"])
+    wav, _ = sf.read(out / result["output"], dtype="float32")
+    assert len(wav) == result["frames"] * 960  # no crossfade: the chunks' audio end to end
+    # each chunk's budget is capped by its own text length (documented formula)
+    from higgs_lora.infer.chunking import token_cap
+
+    assert result["chunk_max_new_tokens"] == [token_cap(t, 2048) for t in result["chunk_texts"]]
+    assert document["settings"]["chunking"] == {"max_chars": 60, "context_chunks": 1, "crossfade_s": 0.0}
 
 
 def test_infer_missing_input_is_a_clear_error(tmp_path, capsys):
@@ -194,6 +265,106 @@ def test_infer_missing_input_is_a_clear_error(tmp_path, capsys):
     assert rc == 2
     assert "nope.json" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_infer_missing_model_folder_is_a_clear_error(tmp_path, capsys):
+    chatml_file, _ = _inference_file(tmp_path)
+    rc = main(["infer", "--chatml_file", str(chatml_file), "--output_dir", str(tmp_path / "o"),
+               "--model_path", str(tmp_path / "no_such_model"), "--audio_tokenizer", "tiny"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "no_such_model" in err and "Traceback" not in err
+
+
+# --- the training run's settings read back -------------------------------------------------------
+
+
+def test_run_settings_reach_merge_and_infer(tmp_path, capsys, monkeypatch):
+    """Train with --system_prompt "": merge without --base_model uses the run's base (tiny), and infer
+    without --system_prompt/--audio_tokenizer builds prompts without a system turn and uses the run's codec."""
+    from higgs_lora.data.sample_data import create_sample_data
+    from higgs_lora.infer.engine import VoiceCloner
+
+    data = create_sample_data(tmp_path / "data.json", n_samples=2)
+    run_dir = tmp_path / "run"
+    assert main(["train", "--train_data", str(data), "--output_dir", str(run_dir), "--base_model", "tiny",
+                 "--audio_tokenizer", "tiny", "--system_prompt", "", "--max_steps", "1", "--batch_size", "1",
+                 "--gradient_accumulation_steps", "1", "--report_to", "none", "--dataloader_num_workers", "0",
+                 "--no-mixed_precision"]) == 0
+    assert json.loads((run_dir / RUN_CONFIG).read_text())["system_prompt"] == ""
+    merged = tmp_path / "merged"
+    capsys.readouterr()
+    assert main(["merge", "--lora_path", str(run_dir), "--output_path", str(merged), "--dtype", "fp32"]) == 0
+    assert "base model 'tiny'" in capsys.readouterr().err
+    assert json.loads((merged / "higgs_lora_merge.json").read_text())["base_model"] == "tiny"
+
+    seen = []
+    real_generate = VoiceCloner.generate
+
+    def generate(self, sample, *a, **kw):
+        result = real_generate(self, sample, *a, **kw)
+        seen.append((sample.system_prompt, self.tokenizer.decode(result.prompt_ids)))
+        return result
+
+    monkeypatch.setattr(VoiceCloner, "generate", generate)
+    flat = tmp_path / "flat.jsonl"  # records without a system message take the run's system prompt
+    record = json.loads(data.read_text())[0]["messages"]
+    flat.write_text(json.dumps({"ref_text": record[1]["content"], "target_text": record[3]["content"],
+                                "ref_audio": str(tmp_path / record[2]["content"]["audio_url"])}) + "\n")
+    for model_flags in (["--lora_path", str(run_dir)], ["--model_path", str(merged)]):
+        seen.clear()
+        out = tmp_path / ("gen_" + model_flags[0].strip("-"))
+        assert main(["infer", "--chatml_file", str(flat), "--output_dir", str(out), *model_flags,
+                     "--max_new_tokens", "12", *GREEDY_FLAGS]) == 0
+        settings = json.loads((out / "results.json").read_text())["settings"]
+        assert settings["system_prompt"] == "" and settings["audio_tokenizer"] == "tiny"
+        assert settings["model"] == ("tiny" if "--lora_path" in model_flags else str(merged))
+        assert settings["sources"]["system_prompt"] == "run"
+        assert seen and all(sp == "" and "system<|end_header_id|>" not in text for sp, text in seen)
+        assert "user<|end_header_id|>" in seen[0][1]
+        assert "settings from the training run" in capsys.readouterr().err
+    # a flag that contradicts the run wins, with a warning
+    seen.clear()
+    assert main(["infer", "--chatml_file", str(flat), "--output_dir", str(tmp_path / "g3"), "--lora_path",
+                 str(run_dir), "--system_prompt", "Speak.", "--max_new_tokens", "12", *GREEDY_FLAGS]) == 0
+    assert seen[0][0] == "Speak." and "system<|end_header_id|>" in seen[0][1]
+    assert "warning: --system_prompt 'Speak.' differs from the training run's ''" in capsys.readouterr().err
+
+
+# --- clone -----------------------------------------------------------------------------------------
+
+
+def test_clone_writes_one_wav(tmp_path, capsys, sample_samples):
+    sample = sample_samples[0]
+    out = tmp_path / "sub" / "out.wav"
+    assert main(["clone", "--ref_audio", sample.ref_audio, "--ref_text", sample.ref_text, "--text",
+                 sample.target_text, "--output", str(out), "--model_path", "tiny", "--audio_tokenizer", "tiny",
+                 "--max_new_tokens", "11", *GREEDY_FLAGS]) == 0
+    wav, sr = sf.read(out, dtype="float32")
+    assert sr == 24000 and len(wav) > 0 and len(wav) % 960 == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    # through the same prompt builder and engine as infer: identical audio for the same sample
+    from higgs_lora.infer.engine import GenerationSettings, VoiceCloner
+
+    cloner = VoiceCloner.load("tiny", audio_tokenizer="tiny", device="cpu")
+    expected, _, _ = cloner.clone(sample, GenerationSettings(max_new_tokens=11, temperature=0, ras_win_len=0))
+    np.testing.assert_allclose(wav, expected, atol=1 / 32768)  # PCM_16 file
+
+
+@pytest.mark.parametrize("text", ["", "   \n "])
+def test_clone_refuses_empty_text_with_the_validation_reason(tmp_path, capsys, sample_samples, text):
+    sample = sample_samples[0]
+    rc = main(["clone", "--ref_audio", sample.ref_audio, "--ref_text", sample.ref_text, "--text", text,
+               "--output", str(tmp_path / "o.wav"), "--model_path", "tiny", "--audio_tokenizer", "tiny"])
+    assert rc == 2
+    assert "empty_text" in capsys.readouterr().err
+    assert not (tmp_path / "o.wav").exists()
+
+
+def test_clone_missing_reference_is_a_clear_error(tmp_path, capsys):
+    rc = main(["clone", "--ref_audio", str(tmp_path / "nope.wav"), "--ref_text", "a", "--text", "b",
+               "--output", str(tmp_path / "o.wav"), "--model_path", "tiny", "--audio_tokenizer", "tiny"])
+    assert rc == 2 and "nope.wav" in capsys.readouterr().err
 
 
 # --- data commands ---------------------------------------------------------------------------------
@@ -223,3 +394,51 @@ def test_validate_lists_bad_samples_and_exits_1(tmp_path, capsys):
     assert "2 valid, 1 invalid" in text and "sample 1" in text and "no_target_audio" in text
     # the same file is fine as inference input
     assert main(["validate", str(out), "--for_inference"]) == 0
+
+
+# --- wrappers at the design's paths ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("script, prog", [("arb_inference.py", "arb_inference.py"),
+                                          ("scripts/training/merge_lora_weights.py", "merge_lora_weights.py")])
+def test_wrapper_help_names_itself_and_imports_no_torch(script, prog):
+    import re
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-X", "importtime", script, "--help"], cwd=root, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith(f"usage: {prog}")
+    assert not re.search(r"\|\s+(torch|transformers|peft|numpy)$", done.stderr, re.MULTILINE)
+
+
+def test_check_alignment_takes_base_codec_and_prompt_from_the_run(tmp_path, capsys):
+    from higgs_lora.data.sample_data import create_sample_data
+
+    data = create_sample_data(tmp_path / "data.json", n_samples=2)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / RUN_CONFIG).write_text(json.dumps({"base_model": "tiny", "audio_tokenizer": "tiny",
+                                                  "system_prompt": ""}), encoding="utf-8")
+    report = tmp_path / "report.json"
+    # no --base_model / --audio_tokenizer: without the run's settings this would go to the hub
+    assert main(["check-alignment", "--train_data", str(data), "--lora_path", str(run_dir), "--skip_overfit",
+                 "--report", str(report)]) == 0
+    written = json.loads(report.read_text(encoding="utf-8"))
+    assert written["ok"] and written["base_model"] == "tiny" and written["audio_tokenizer"] == "tiny"
+    assert "settings from the training run" in capsys.readouterr().err
+
+
+def test_infer_unloadable_model_is_one_line_naming_it(tmp_path, capsys):
+    chatml_file, _ = _inference_file(tmp_path)
+    not_a_model = tmp_path / "not_a_model"  # a folder, but no config.json / weights in it
+    not_a_model.mkdir()
+    (not_a_model / "notes.txt").write_text("hello")
+    rc = main(["infer", "--chatml_file", str(chatml_file), "--output_dir", str(tmp_path / "o"),
+               "--model_path", str(not_a_model), "--audio_tokenizer", "tiny"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "not_a_model" in err and "tiny" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..defaults import AUDIO_TOKENIZER, BASE_MODEL
-from .common import add_system_prompt, add_text_normalization
+from .common import add_text_normalization
 
 NAME = "check-alignment"
 SUMMARY = "prove training and inference see the same thing"
@@ -11,8 +11,15 @@ SUMMARY = "prove training and inference see the same thing"
 
 def add_arguments(p) -> None:
     p.add_argument("--train_data", required=True, help="ChatML JSON/JSONL training file")
-    p.add_argument("--base_model", default=BASE_MODEL, help=f"hub id, folder or tiny (default: {BASE_MODEL})")
-    p.add_argument("--audio_tokenizer", default=AUDIO_TOKENIZER, help=f"hub id, folder or tiny (default: {AUDIO_TOKENIZER})")
+    # Defaults of None: what is not given comes from the training run's higgs_lora_run.json
+    # (--lora_path, or a merged folder as --base_model), then from the built-in defaults.
+    p.add_argument("--lora_path", default=None,
+                   help="a training --output_dir whose run settings (base model, codec, system prompt, text "
+                        "normalisation) become the defaults here; the check trains its own throwaway weights")
+    p.add_argument("--base_model", default=None,
+                   help=f"hub id, folder or tiny (default: the training run's, else {BASE_MODEL})")
+    p.add_argument("--audio_tokenizer", default=None,
+                   help=f"hub id, folder or tiny (default: the training run's, else {AUDIO_TOKENIZER})")
     p.add_argument("--report", default=None, help="write the JSON report here")
     p.add_argument("--skip_overfit", action="store_true",
                    help="only the cheap checks (prompt parity, label audit): needs the model config, not its weights")
@@ -31,7 +38,9 @@ def add_arguments(p) -> None:
                    help="precision of the fit, as in training (auto: bf16 on CUDA, no on CPU)")
     p.add_argument("--max_samples", type=int, default=None, help="check only the first N samples")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
-    add_system_prompt(p)
+    p.add_argument("--system_prompt", default=None,
+                   help="system prompt for samples without one (\"\" for none) (default: the training run's, "
+                        "else the project default)")
     add_text_normalization(p)
 
 
@@ -39,11 +48,18 @@ def run(args) -> int:
     from ..checks import FULL_FIT_MAX_PARAMS, run_checks
     from ..data.codes import load_codec
     from ..data.validate import load_samples
+    from ..infer.run_settings import resolve
     from ..model.load import apply_lora, default_device, load_model, load_tokenizer, resolve_model_path
     from ..model.precision import resolve_precision
 
+    settings = resolve({"base_model": args.base_model, "audio_tokenizer": args.audio_tokenizer,
+                        "system_prompt": args.system_prompt, "text_normalization": args.text_normalization},
+                       args.lora_path, args.base_model)
+    settings.report()
+    args.base_model, args.audio_tokenizer = settings["base_model"], settings["audio_tokenizer"]
+    args.text_normalization = settings["text_normalization"]
     # Raw transcripts: run_checks normalises them on each side, so a side that skips it shows up.
-    samples = load_samples(args.train_data, args.system_prompt, text_normalization="none")
+    samples = load_samples(args.train_data, settings["system_prompt"], text_normalization="none")
     if args.max_samples:
         samples = samples[: args.max_samples]
     if not 0 <= args.overfit_sample < len(samples):

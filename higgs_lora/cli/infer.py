@@ -1,64 +1,136 @@
-"""`higgs-lora infer`: clone voices, one WAV per sample + results.json."""
+"""`higgs-lora infer`: clone voices for a data file, one WAV per sample + results.json."""
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from pathlib import Path
 
-from ..defaults import AUDIO_TOKENIZER, BASE_MODEL
-from .common import add_system_prompt, add_text_normalization
+from .generation_args import add_generation_arguments, add_model_arguments
 
 NAME = "infer"
 SUMMARY = "clone voices: one WAV per sample + results.json"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--chatml_file", required=True, help="samples (target audio optional)")
+    p.add_argument("--chatml_file", required=True,
+                   help="samples in any format `validate` reads (target audio optional)")
     p.add_argument("--output_dir", required=True, help="folder for the WAV files and results.json")
-    p.add_argument("--model_path", default=BASE_MODEL, help=f"merged model, base model or tiny (default: {BASE_MODEL})")
-    p.add_argument("--lora_path", default=None, help="adapter to apply on top of --model_path")
-    p.add_argument("--audio_tokenizer", default=AUDIO_TOKENIZER, help=f"hub id, folder or tiny (default: {AUDIO_TOKENIZER})")
-    p.add_argument("--temperature", type=float, default=0.3, help="0 = greedy")
-    p.add_argument("--top_k", type=int, default=50, help="sample among the K most likely codes (ignored when greedy)")
-    p.add_argument("--top_p", type=float, default=0.95, help="nucleus sampling mass (ignored when greedy)")
-    p.add_argument("--ras_win_len", type=int, default=7, help="repetition-aware sampling window (0 = off); it resamples repeats even at temperature 0, so use 0 for repeatable greedy output")
-    p.add_argument("--max_new_tokens", type=int, default=2048, help="one audio frame (40 ms) per token")
-    p.add_argument("--seed", type=int, default=None, help="sampling seed, for repeatable output")
-    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
-    p.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), bf16, fp16, fp32")
-    add_system_prompt(p)
-    add_text_normalization(p)
+    add_model_arguments(p)
+    add_generation_arguments(p)
+
+
+def _records_ids(path) -> list:
+    """Each record's "id" where the reader gives records as dicts (else None)."""
+    try:
+        from ..data.formats import read_records
+
+        return [r.get("id") if isinstance(r, dict) else None for r in read_records(path)]
+    except Exception:  # ids are a nicety: a reader that cannot list them must not stop the run
+        return []
+
+
+def output_name(sample, index: int, record_ids: list, used: set) -> tuple[str, str]:
+    """(id, file name): the sample's id (or its index), made safe as a file name and unique."""
+    sid = getattr(sample, "id", None) or (record_ids[index] if index < len(record_ids) else None)
+    sid = str(sid) if sid not in (None, "") else f"{index:04d}"
+    stem = re.sub(r"[^\w.-]+", "_", sid).strip("._") or f"{index:04d}"
+    if stem in used:
+        stem = f"{stem}_{index:04d}"
+    used.add(stem)
+    return sid, f"{stem}.wav"
 
 
 def run(args) -> int:
     from tqdm.auto import tqdm
 
     from ..data.audio import write_wav
-    from ..data.validate import load_samples
-    from ..infer.engine import GenerationSettings, VoiceCloner
+    from ..infer.chunking import FRAMES_PER_CHAR, SLACK_FRAMES
+    from ..infer.run_settings import validate_with_normalization
+    from .generation_args import load_cloner, resolve_settings
 
-    samples = load_samples(args.chatml_file, args.system_prompt, require_target=False,
-                           text_normalization=args.text_normalization)
-    cloner = VoiceCloner.load(args.model_path, args.lora_path, args.audio_tokenizer, device=args.device, dtype=args.dtype)
-    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-                                  top_p=args.top_p, ras_win_len=args.ras_win_len, seed=args.seed)
+    if not Path(args.chatml_file).is_file():
+        raise FileNotFoundError(f"--chatml_file {args.chatml_file}: no such file")
+    settings, generation, chunking = resolve_settings(args)
+    report = validate_with_normalization(args.chatml_file, settings["system_prompt"], settings["text_normalization"],
+                                         require_target=False)
+    skipped = [{"index": p.index, "reason": p.reason, "error": p.message} for p in report.problems]
+    for p in report.problems:
+        print(f"skipping sample {p.index}: [{p.reason}] {p.message}", file=sys.stderr)
+    if not report.samples:
+        raise ValueError(f"{args.chatml_file}: no usable sample ({len(report.problems)} invalid of {report.total}); "
+                         f"run `higgs-lora validate --for_inference {args.chatml_file}`")
+    cloner = load_cloner(args, settings)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    results = []
-    for index, sample in enumerate(tqdm(samples, desc="Generating", unit="sample")):
-        t0 = time.time()
-        wav, sr, gen = cloner.clone(sample, settings)
-        name = f"{index:04d}" + (f"_{sample.speaker}" if sample.speaker else "") + ".wav"
-        write_wav(out / name, wav, sr)
-        results.append({"index": index, "wav": name, "speaker": sample.speaker, "target_text": sample.target_text,
-                        "reference_audio": sample.ref_audio, "frames": int(gen.codes.shape[1]),
-                        "seconds": round(len(wav) / sr, 3), "stopped_at_eos": gen.stopped,
-                        "generation_seconds": round(time.time() - t0, 2)})
-        if not gen.stopped:
-            print(f"warning: sample {index} hit --max_new_tokens {args.max_new_tokens} before the stream EOS", file=sys.stderr)
-    (out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+    record_ids, used, results = _records_ids(args.chatml_file), set(), []
+    t_start = time.perf_counter()
+    bar = tqdm(report.samples, desc="Cloning", unit="sample")
+    for index, sample in bar:
+        sid, name = output_name(sample, index, record_ids, used)
+        try:
+            wav, sr, result = cloner.clone(sample, generation, chunking)
+            write_wav(out / name, wav, sr)
+        except KeyboardInterrupt:
+            raise
+        except Exception as err:  # one bad sample (unreadable clip, codec failure...) must not stop the run
+            reason = getattr(err, "reason", "generation_failed")
+            skipped.append({"index": index, "id": sid, "reason": reason, "error": f"{type(err).__name__}: {err}"})
+            tqdm.write(f"skipping sample {index} ({sid}): [{reason}] {type(err).__name__}: {err}", file=sys.stderr)
+            used.discard(name[:-4])
+            continue
+        # Real-time factor from the rounded figures the record shows, so the record agrees with itself.
+        duration, seconds = round(len(wav) / sr, 3), round(result.seconds, 3)
+        results.append({
+            "id": sid, "index": index, "target_text": sample.target_text, "output": name,
+            "duration_s": duration, "frames": result.frames, "chunks": len(result.chunks),
+            "stopped": result.stopped, "seconds": seconds,
+            "realtime_factor": round(duration / seconds, 3) if seconds > 0 else None,
+            "speaker": sample.speaker, "reference_audio": sample.ref_audio,
+            "chunk_texts": result.texts, "chunk_frames": [int(g.codes.shape[1]) for g in result.chunks],
+            "chunk_max_new_tokens": [g.max_new_tokens for g in result.chunks],
+        })
+        if not result.stopped:
+            tqdm.write(f"warning: sample {index} ({sid}): a chunk reached its token cap before the stream EOS",
+                       file=sys.stderr)
+        bar.set_postfix(audio=f"{sum(r['duration_s'] for r in results):.0f}s", skipped=len(skipped))
+    bar.close()
+    wall = time.perf_counter() - t_start
+    audio_s = sum(r["duration_s"] for r in results)
+    gen_s = sum(r["seconds"] for r in results)
+    summary = {
+        "samples": report.total, "generated": len(results), "skipped": len(skipped),
+        "stopped": sum(r["stopped"] for r in results), "chunks": sum(r["chunks"] for r in results),
+        "audio_s": round(audio_s, 3), "generation_s": round(gen_s, 3), "wall_s": round(wall, 3),
+        "realtime_factor": round(audio_s / gen_s, 3) if gen_s > 0 else None,
+        "frames_per_s": round(sum(r["frames"] for r in results) / gen_s, 2) if gen_s > 0 else None,
+    }
+    document = {
+        "settings": {
+            "model": settings["model_path"], "lora_path": settings["lora_path"],
+            "audio_tokenizer": settings["audio_tokenizer"], "system_prompt": settings["system_prompt"],
+            "text_normalization": settings["text_normalization"],
+            "run_config": str(settings.run_config_path) if settings.run_config_path else None,
+            "sources": settings.sources,
+            "sampling": {"temperature": generation.temperature, "top_k": generation.top_k, "top_p": generation.top_p,
+                         "ras_win_len": generation.ras_win_len, "seed": generation.seed,
+                         "max_new_tokens": generation.max_new_tokens,
+                         "token_cap": f"min(max_new_tokens, {FRAMES_PER_CHAR} * characters + {SLACK_FRAMES}) per chunk"},
+            "chunking": {"max_chars": chunking.max_chars, "context_chunks": chunking.context_chunks,
+                         "crossfade_s": chunking.crossfade_s},
+            "cache": cloner.cache_mode, "cuda_graphs": cloner.cuda_graphs, "device": str(cloner.device),
+            "chatml_file": str(args.chatml_file),
+        },
+        "samples": results,
+        "skipped": skipped,
+        "summary": summary,
+    }
+    (out / "results.json").write_text(json.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
+    rtf = f", {summary['realtime_factor']}x real time" if summary["realtime_factor"] else ""
+    print(f"{len(results)} of {report.total} samples cloned ({len(skipped)} skipped), {audio_s:.1f} s of audio in "
+          f"{gen_s:.1f} s{rtf} on {cloner.device} ({cloner.cache_mode} cache); "
+          f"{summary['stopped']}/{len(results)} stopped at the stream EOS")
     print(f"wrote {len(results)} WAV files and results.json to {out}")
-    return 0
-
+    return 0 if results else 1

@@ -12,12 +12,17 @@ prompt it is asked to continue at inference:
     assistant <target audio>                     (training only: the one trained turn)
 
 At inference the last turn is replaced by the generation prefix below, which ends in
-<|audio_out_bos|> exactly where the trained target turn has it.
+<|audio_out_bos|> exactly where the trained target turn has it. Long texts are generated chunk by
+chunk (as upstream's examples/generation.py does): the earlier chunks of the same text then sit
+between the reference and the current chunk as context, each a user turn (its text) followed by an
+assistant audio turn (the audio generated for it), so the model continues in the voice it has
+been producing. With no context the prompt is exactly the training prompt's prefix.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 from boson_multimodal.data_types import AudioContent, ChatMLSample, Message
 from boson_multimodal.dataset.chatml_dataset import prepare_chatml_sample
@@ -36,15 +41,22 @@ class CloneSample:
     speaker: str | None = None
 
 
-def build_messages(sample: CloneSample, with_target: bool) -> list[Message]:
+def build_messages(sample: CloneSample, with_target: bool,
+                   context: Sequence[tuple[str, str]] = ()) -> list[Message]:
+    """`context`: (text, audio_url) of earlier generated chunks, inserted before the target text."""
+    if context and with_target:
+        raise ValueError("context turns are for chunked inference; a training sample has none")
     messages = []
     if sample.system_prompt:
         messages.append(Message(role="system", content=sample.system_prompt))
     messages += [
         Message(role="user", content=sample.ref_text),
         Message(role="assistant", content=AudioContent(audio_url=sample.ref_audio)),
-        Message(role="user", content=sample.target_text),
     ]
+    for text, audio_url in context:
+        messages += [Message(role="user", content=text),
+                     Message(role="assistant", content=AudioContent(audio_url=audio_url))]
+    messages.append(Message(role="user", content=sample.target_text))
     if with_target:
         if not sample.target_audio:
             raise ValueError("a training sample needs its target audio")
@@ -58,8 +70,8 @@ def training_chatml(sample: CloneSample) -> ChatMLSample:
     return ChatMLSample(messages=messages, start_index=len(messages) - 1, speaker=sample.speaker)
 
 
-def inference_chatml(sample: CloneSample) -> ChatMLSample:
-    return ChatMLSample(messages=build_messages(sample, with_target=False), speaker=sample.speaker)
+def inference_chatml(sample: CloneSample, context: Sequence[tuple[str, str]] = ()) -> ChatMLSample:
+    return ChatMLSample(messages=build_messages(sample, with_target=False, context=context), speaker=sample.speaker)
 
 
 def tokenize_chatml(chatml: ChatMLSample, tokenizer) -> tuple[list[int], list[int], list[str]]:
@@ -70,8 +82,10 @@ def tokenize_chatml(chatml: ChatMLSample, tokenizer) -> tuple[list[int], list[in
     return input_ids, label_ids, [a.audio_url for a in audio_contents]
 
 
-def inference_prompt(sample: CloneSample, tokenizer) -> tuple[list[int], list[str]]:
-    """Token ids the model continues at inference, and the audio files they refer to (in order)."""
-    input_ids, _, audio_paths = tokenize_chatml(inference_chatml(sample), tokenizer)
+def inference_prompt(sample: CloneSample, tokenizer,
+                     context: Sequence[tuple[str, str]] = ()) -> tuple[list[int], list[str]]:
+    """Token ids the model continues at inference, and the audio files they refer to (in order:
+    the reference, then each context chunk's audio_url)."""
+    input_ids, _, audio_paths = tokenize_chatml(inference_chatml(sample, context), tokenizer)
     input_ids = input_ids + tokenizer.encode(GENERATION_PREFIX, add_special_tokens=False)
     return input_ids, audio_paths

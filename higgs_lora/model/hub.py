@@ -99,7 +99,8 @@ def check_model_folder(folder: Path, name: str | None = None) -> Path:
     where = name or str(folder)
     config_path = folder / "config.json"
     if not config_path.is_file():
-        raise WeightsError(f"{where}: no config.json (not a model folder; {DOWNLOAD_HINT})")
+        raise WeightsError(f"{where}: no config.json, so not a model folder (pass a model folder, a hub id or `tiny`; "
+                           f"{DOWNLOAD_HINT})")
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:

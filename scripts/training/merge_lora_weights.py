@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Merge a LoRA adapter into the base model (the design's path for `higgs-lora merge`).
 
-    python scripts/training/merge_lora_weights.py --base_model bosonai/higgs-audio-v2-generation-3B-base \
-        --lora_path checkpoints/voice_cloning --output_path models/voice_cloning_merged
+    python scripts/training/merge_lora_weights.py --lora_path checkpoints/voice_cloning \
+        --output_path models/voice_cloning_merged [--base_model B] [--dtype bf16|fp32]
 """
 
 import sys
@@ -12,5 +12,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from higgs_lora import cli  # noqa: E402
 
+
+def main(argv=None) -> int:
+    return cli.run_command("merge", argv, prog="merge_lora_weights.py")
+
 if __name__ == "__main__":
-    sys.exit(cli.run_command("merge", prog="merge_lora_weights.py"))
+    sys.exit(main())

@@ -163,3 +163,40 @@ def test_build_messages_keeps_speaker_out_of_the_text(tiny_tokenizer):
     assert [m.role for m in build_messages(s, with_target=True)] == ["user", "assistant", "user", "assistant"]
     ids, _, _ = tokenize_chatml(training_chatml(s), tiny_tokenizer)
     assert "spk9" not in tiny_tokenizer.decode(ids)
+
+
+# --- chunked inference: earlier chunks as context turns ------------------------------------------
+
+
+def test_context_turns_sit_between_the_reference_and_the_target_text():
+    from higgs_lora.data.sample import CloneSample, build_messages, inference_chatml
+
+    sample = CloneSample(ref_text="ref", ref_audio="ref.wav", target_text="third", system_prompt="sys")
+    messages = build_messages(sample, with_target=False, context=[("first", "c1"), ("second", "c2")])
+    shape = [(m.role, m.content if isinstance(m.content, str) else m.content.audio_url) for m in messages]
+    assert shape == [("system", "sys"), ("user", "ref"), ("assistant", "ref.wav"), ("user", "first"),
+                     ("assistant", "c1"), ("user", "second"), ("assistant", "c2"), ("user", "third")]
+    # no context: exactly the training prompt's messages without the target turn
+    assert inference_chatml(sample).messages == build_messages(sample, with_target=False)
+
+
+def test_context_is_refused_for_training_samples():
+    import pytest
+
+    from higgs_lora.data.sample import CloneSample, build_messages
+
+    sample = CloneSample(ref_text="r", ref_audio="r.wav", target_text="t", target_audio="t.wav")
+    with pytest.raises(ValueError, match="context"):
+        build_messages(sample, with_target=True, context=[("x", "x.wav")])
+
+
+def test_inference_prompt_with_context_lists_the_context_audio_after_the_reference(tiny_tokenizer):
+    from higgs_lora.data.sample import CloneSample, inference_prompt
+
+    sample = CloneSample(ref_text="ref", ref_audio="ref.wav", target_text="now")
+    ids, paths = inference_prompt(sample, tiny_tokenizer, context=[("before", "gen-0")])
+    plain, _ = inference_prompt(sample, tiny_tokenizer)
+    assert paths == ["ref.wav", "gen-0"]
+    assert len(ids) > len(plain) and ids[-3:] == plain[-3:]
+    text = tiny_tokenizer.decode(ids)
+    assert text.index("ref") < text.index("before") < text.index("now")

@@ -8,7 +8,9 @@ import torch
 from boson_multimodal.model.higgs_audio.utils import build_delay_pattern_mask
 
 from higgs_lora.data.sample import GENERATION_PREFIX, inference_prompt
-from higgs_lora.infer.engine import UPSTREAM_STOP_STRINGS, GenerationSettings, InferenceInputs, VoiceCloner
+from higgs_lora.infer.chunking import split_text
+from higgs_lora.infer.engine import (UPSTREAM_STOP_STRINGS, ChunkSettings, GenerationSettings, InferenceInputs,
+                                     VoiceCloner)
 
 
 BOS, EOS, C = 1024, 1025, 8
@@ -210,19 +212,151 @@ def test_clone_returns_a_24k_float32_waveform_of_frames_times_hop(cloner, sample
     np.testing.assert_allclose(wav, expected)
 
 
-def test_generate_arabic_speech_entry_point(sample):
+def test_generate_arabic_speech_takes_model_adapter_and_codec_from_keywords(sample):
     from higgs_lora.infer import engine
 
-    engine._cached_cloner.cache_clear()
-    try:
-        wav, sr = engine.generate_arabic_speech(
-            sample.ref_text, sample.ref_audio, sample.target_text, model_path="tiny", audio_tokenizer="tiny",
-            settings=GenerationSettings(max_new_tokens=12, **GREEDY))
-    finally:
-        engine._cached_cloner.cache_clear()
+    wav, sr = engine.generate_arabic_speech(
+        sample.ref_text, sample.ref_audio, sample.target_text, temperature=0.0, model_path="tiny",
+        audio_tokenizer="tiny", max_new_tokens=12)
     assert sr == 24000 and wav.dtype == np.float32 and wav.ndim == 1
     # at most 12 columns: at most 3 frames once the BOS, delay and last columns are stripped
     assert 0 < len(wav) <= (12 - C - 1) * 960 and len(wav) % 960 == 0
+
+
+@pytest.mark.parametrize("text", ["", "  \t\n"])
+def test_generate_arabic_speech_refuses_empty_text_with_the_validation_reason(sample, text):
+    from higgs_lora.data.formats import SampleError
+    from higgs_lora.infer import engine
+
+    with pytest.raises(SampleError, match="empty_text") as info:
+        engine.generate_arabic_speech(sample.ref_text, sample.ref_audio, text, model_path="tiny",
+                                      audio_tokenizer="tiny")
+    assert info.value.reason == "empty_text"
+
+
+def test_design_snippet_with_tiny_in_the_environment(sample, monkeypatch):
+    """The design's test, as written there: three positional arguments, no model path."""
+    import arb_inference
+
+    monkeypatch.setenv("HIGGS_LORA_MODEL", "tiny")
+    monkeypatch.setenv("HIGGS_LORA_AUDIO_TOKENIZER", "tiny")
+    monkeypatch.delenv("HIGGS_LORA_LORA_PATH", raising=False)
+    ref_text, ref_audio_path, target_text = sample.ref_text, sample.ref_audio, sample.target_text
+
+    result = arb_inference.generate_arabic_speech(
+        ref_text, ref_audio_path, target_text
+    )
+
+    assert result is not None
+    assert len(result[0]) > 0  # Generated audio
+    assert result[1] == 24000
+
+
+# --- static KV cache (the CUDA path, without graphs on CPU) -------------------------------------
+
+
+def test_static_cache_gives_the_codes_of_the_dynamic_cache(tiny_model_factory, tiny_tokenizer, tiny_codec, sample):
+    model = tiny_model_factory()
+    dynamic = VoiceCloner(model, tiny_tokenizer, tiny_codec, cache="dynamic")
+    # buckets: the prompt (with its reference columns) outgrows the first, so the copy to the next runs too
+    static = VoiceCloner(model, tiny_tokenizer, tiny_codec, cache="static", cache_lengths=(64, 1024))
+    assert dynamic.cache_mode == "dynamic" and dynamic.kv_caches is None  # what "auto" picks on CPU
+    assert static.cache_mode == "static" and list(static.kv_caches) == [64, 1024] and not static.cuda_graphs
+    # one cache layer per text layer and per DualFFN layer, as the serve engine sizes them
+    config = model.config
+    assert len(static.kv_caches[64].key_cache) == config.text_config.num_hidden_layers + len(config.audio_dual_ffn_layers)
+    settings = GenerationSettings(max_new_tokens=40, **GREEDY)
+    for _ in range(2):  # twice: the caches are reset between calls
+        a, b = dynamic.generate(sample, settings), static.generate(sample, settings)
+        assert a.raw_codes.shape[1] > C + 1
+        assert np.array_equal(a.raw_codes, b.raw_codes) and a.stopped == b.stopped
+    assert static.net.current_past_key_values_bucket == 1024  # the static path really ran (and was promoted)
+    # chunked long text with context: still the same codes
+    from dataclasses import replace
+
+    long = replace(sample, target_text=" ".join([sample.target_text] * 3))
+    chunking = ChunkSettings(max_chars=40, context_chunks=1)
+    _, _, ra = dynamic.clone(long, settings, chunking)
+    _, _, rb = static.clone(long, settings, chunking)
+    assert len(ra.chunks) >= 2 and np.array_equal(ra.codes, rb.codes)
+
+
+def test_static_cache_falls_back_to_dynamic_when_the_sequence_cannot_fit(tiny_model_factory, tiny_tokenizer,
+                                                                         tiny_codec, sample):
+    model = tiny_model_factory()
+    static = VoiceCloner(model, tiny_tokenizer, tiny_codec, cache="static", cache_lengths=(64,))
+    settings = GenerationSettings(max_new_tokens=20, **GREEDY)
+    expected = VoiceCloner(model, tiny_tokenizer, tiny_codec, cache="dynamic").generate(sample, settings)
+    assert np.array_equal(static.generate(sample, settings).raw_codes, expected.raw_codes)
+
+
+# --- long text -----------------------------------------------------------------------------------
+
+
+def test_long_text_chunks_generate_concatenate_and_keep_the_context_bounded(cloner, sample, tiny_tokenizer):
+    from dataclasses import replace
+
+    from higgs_lora.infer.chunking import crossfade_concat
+
+    long = replace(sample, target_text=" ".join([sample.target_text] * 5))
+    settings = GenerationSettings(max_new_tokens=30, **GREEDY)
+    wav, sr, result = cloner.clone(long, settings, ChunkSettings(max_chars=40, context_chunks=2, crossfade_s=0.02))
+    n = len(result.chunks)
+    assert n >= 4 and result.texts == split_text(long.target_text, 40)
+    # the reference is always first; at most the last 2 generated chunks follow it
+    assert [g.prompt_audio_segments for g in result.chunks] == [1 + min(i, 2) for i in range(n)]
+    first = tiny_tokenizer.decode(result.chunks[0].prompt_ids)
+    reference_turns = first[: first.index("<|AUDIO_OUT|>")]  # system, user(ref text), assistant(ref audio)
+    for i, g in enumerate(result.chunks):
+        prompt = tiny_tokenizer.decode(g.prompt_ids)
+        assert prompt.startswith(reference_turns)
+        assert prompt.count("<|AUDIO_OUT|>") == 1 + min(i, 2)
+        # the context turns are the previous chunks' texts, in order, then the chunk itself
+        expected_texts = result.texts[max(0, i - 2): i + 1]
+        positions = [prompt.index(t) for t in expected_texts]
+        assert positions == sorted(positions)
+        assert prompt.rstrip().endswith("<|audio_out_bos|>")
+    # bounded: the prompt stops growing once the context window is full
+    lengths = [len(g.prompt_ids) for g in result.chunks]
+    assert max(lengths[3:]) <= max(lengths[:3]) + 20
+    # the waveform is the chunks' decoded audio joined with the crossfade
+    expected = crossfade_concat([cloner.decode(g.codes) for g in result.chunks], sr, 0.02)
+    np.testing.assert_allclose(wav, expected)
+    assert result.frames == sum(g.codes.shape[1] for g in result.chunks)
+
+
+def test_context_chunks_zero_keeps_only_the_reference(cloner, sample):
+    from dataclasses import replace
+
+    long = replace(sample, target_text=" ".join([sample.target_text] * 3))
+    _, _, result = cloner.clone(long, GenerationSettings(max_new_tokens=20, **GREEDY),
+                                ChunkSettings(max_chars=40, context_chunks=0))
+    assert len(result.chunks) >= 2 and all(g.prompt_audio_segments == 1 for g in result.chunks)
+
+
+def test_one_chunk_prompt_is_the_training_prompt_text_untouched(cloner, sample, tiny_tokenizer):
+    from dataclasses import replace
+
+    spaced = replace(sample, target_text=sample.target_text + "  \n")  # whitespace a splitter would normalise
+    _, _, result = cloner.clone(spaced, GenerationSettings(max_new_tokens=11, **GREEDY))
+    assert len(result.chunks) == 1
+    assert result.chunks[0].prompt_ids == inference_prompt(spaced, tiny_tokenizer)[0]
+
+
+def test_token_cap_from_the_text_length_stops_a_model_that_never_ends(cloner, sample, monkeypatch):
+    from dataclasses import replace
+
+    from higgs_lora.infer.chunking import FRAMES_PER_CHAR, SLACK_FRAMES
+
+    budgets = []
+    monkeypatch.setattr(cloner.net, "generate", lambda **kw: budgets.append(kw["max_new_tokens"]) or (
+        kw["input_ids"], []))
+    short = replace(sample, target_text="مرحبا")
+    cloner.generate(short, GenerationSettings(max_new_tokens=10_000))
+    assert budgets == [FRAMES_PER_CHAR * len("مرحبا") + SLACK_FRAMES]
+    cloner.generate(short, GenerationSettings(max_new_tokens=7))  # the flag is a cap too
+    cloner.generate(short, GenerationSettings(max_new_tokens=10_000, cap_by_text=False))
+    assert budgets[1:] == [7, 10_000]
 
 
 def test_stopped_means_generate_closed_the_stream(cloner, sample, monkeypatch):
