@@ -129,18 +129,26 @@ def test_config_changes_change_the_collated_batch(tiny_dataset, tiny_config):
     assert starts == [1, 1, 1, 1]
 
 
-def test_whisper_is_refused_without_a_processor_when_the_model_has_a_tower(tiny_config):
+def test_whisper_follows_the_config_and_forcing_it_without_a_tower_is_refused(tiny_config):
     with_tower = copy.deepcopy(tiny_config)
     with_tower.encode_whisper_embed = True
     with_tower.skip_audio_tower = False
-    with pytest.raises(ValueError, match="WhisperProcessor"):
-        build_collator(with_tower)
+    collator = build_collator(with_tower)  # a default feature extractor, built offline
+    assert collator.encode_whisper_embed is True
+    fe = collator.whisper_processor.feature_extractor
+    assert fe.sampling_rate == 16000 and fe.feature_size == with_tower.audio_encoder_config.num_mel_bins
 
     no_tower = copy.deepcopy(tiny_config)
     no_tower.encode_whisper_embed = True
     no_tower.skip_audio_tower = True
     collator = build_collator(no_tower, whisper_processor=object())
     assert collator.encode_whisper_embed is False and collator.whisper_processor is None
+    # the released model's shape: no tower; forcing Whisper on is refused with the reason
+    with pytest.raises(ValueError, match="no audio tower"):
+        build_collator(tiny_config, encode_whisper_embed=True)
+    with pytest.raises(ValueError, match="training without them"):
+        build_collator(with_tower, encode_whisper_embed=False)
+    assert build_collator(tiny_config, encode_whisper_embed=False).encode_whisper_embed is False
 
 
 def test_batch_to_inputs_keys_are_forward_parameters(tiny_dataset, tiny_config):
