@@ -10,9 +10,11 @@ Features:
   activation checkpointing by patching decoder layers, checkpoints + resume, TensorBoard,
   and OUTPUT_DIR/metrics.jsonl with one record per logged step.
 
-Limits: batches mix samples of any length (no length bucketing yet); audio is encoded once in
-each process before training (no on-disk code cache yet); the design's "consistency loss" is not
-implemented; long-text chunking exists only at inference.
+Audio codes come from the on-disk code cache (`data.cache`, default OUTPUT_DIR/code_cache), built
+first and sharded across ranks when incomplete; `--max_tokens_per_batch` turns on length-aware
+batches (`data.sampler`).
+
+Limits: the design's "consistency loss" is not implemented; long-text chunking exists only at inference.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 import torch
 
 from ..data.codes import load_codec
-from ..data.dataset import DictCollator, VoiceCloningDataset, build_collator
+from ..data.dataset import DictCollator, VoiceCloningDataset, build_collator, encodes_whisper
 from ..data.validate import load_samples
 from ..model.load import (
     apply_lora, count_parameters, default_device, enable_activation_checkpointing,
@@ -68,10 +70,7 @@ def train(cfg: TrainConfig) -> Path:
     # Under torchrun, Trainer moves the model to this process's GPU; load on CPU first then.
     model = load_model(cfg.base_model, device="cpu", dtype=torch.bfloat16 if bf16 else torch.float32)
     model.config.use_cache = False
-    codec = load_codec(cfg.audio_tokenizer, device=device)
-    dataset = VoiceCloningDataset(samples, tokenizer, codec, num_codebooks=model.config.audio_num_codebooks)
-    del codec  # the codec's GPU memory is not needed while training
-    collator = DictCollator(build_collator(model.config))
+    collator = DictCollator(build_collator(model.config, encode_whisper_embed=cfg.encode_whisper_embed or None))
 
     model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
     if cfg.use_gradient_checkpointing:
@@ -104,6 +103,17 @@ def train(cfg: TrainConfig) -> Path:
         seed=cfg.seed,
         disable_tqdm=False,
     )
+    _ = args.device  # under torchrun this starts the process group, so ranks share the cache build
+    codec = load_codec(cfg.audio_tokenizer, device=device)
+    dataset = VoiceCloningDataset(
+        samples, tokenizer, codec, num_codebooks=model.config.audio_num_codebooks,
+        cache_dir=cfg.cache_dir or str(out / "code_cache"), require_cache=cfg.require_cache,
+        skip_invalid=cfg.skip_invalid, max_bad_samples=cfg.max_bad_samples,
+        with_waveforms=encodes_whisper(model.config), data_path=cfg.train_data, audio_tokenizer=cfg.audio_tokenizer)
+    del codec  # the codec's GPU memory is not needed while training
+    if dataset.skipped and args.process_index == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "skipped_samples.json").write_text(json.dumps(dataset.skipped, indent=2, ensure_ascii=False), encoding="utf-8")
     trainer = HiggsAudioTrainer(
         model=model,
         args=args,
@@ -112,6 +122,7 @@ def train(cfg: TrainConfig) -> Path:
         callbacks=[MetricsJsonlCallback(out / "metrics.jsonl")],
         text_loss_weight=cfg.text_loss_weight,
         audio_loss_weight=cfg.audio_loss_weight,
+        max_tokens_per_batch=cfg.max_tokens_per_batch,
     )
     allow_checkpoint_rng_state()
     trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)
