@@ -2,6 +2,7 @@
 
     higgs-lora create-sample-data OUT.json      small canonical data set with real speech
     higgs-lora validate DATA                    list invalid samples (exit 1 if any)
+    higgs-lora tokenize DATA --audio_tokenizer T --cache_dir C   encode the audio once (code cache)
     higgs-lora train --train_data DATA ...      LoRA fine-tuning (torchrun for several GPUs)
     higgs-lora merge --base_model B --lora_path L --output_path O
     higgs-lora infer --chatml_file F --output_dir D --model_path M [--lora_path L]
@@ -22,7 +23,7 @@ from .common import HelpFormatter
 # One module per subcommand, in the order `--help` lists them. Each module has NAME, SUMMARY,
 # add_arguments(parser) and run(args); it imports torch and friends only inside run(), so building
 # the parser (and `--help`) stays instant.
-COMMANDS = ["create_sample_data", "validate", "train", "merge", "infer", "check_alignment"]
+COMMANDS = ["create_sample_data", "validate", "tokenize", "train", "merge", "infer", "check_alignment"]
 
 
 def command_module(name: str):

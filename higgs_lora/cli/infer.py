@@ -28,6 +28,8 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=None, help="sampling seed, for repeatable output")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     p.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), bf16, fp16, fp32")
+    p.add_argument("--cache_dir", default=None, help="read reference codes from this audio-code cache (see tokenize); misses are encoded and stored")
+    p.add_argument("--require_cache", action="store_true", help="fail before generating if any reference clip is not in --cache_dir")
     add_system_prompt(p)
 
 
@@ -40,6 +42,14 @@ def run(args) -> int:
 
     samples = load_samples(args.chatml_file, args.system_prompt, require_target=False)
     cloner = VoiceCloner.load(args.model_path, args.lora_path, args.audio_tokenizer, device=args.device, dtype=args.dtype)
+    if args.cache_dir:  # the codes training read, not a second encode
+        from ..data.cache import cached_codec
+
+        cloner.codec = cloner.prepare_inputs.codec = cached_codec(
+            cloner.codec, args.cache_dir, args.require_cache, [s.ref_audio for s in samples], args.chatml_file,
+            args.audio_tokenizer)
+    elif args.require_cache:
+        raise ValueError("--require_cache needs --cache_dir")
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                                   top_p=args.top_p, ras_win_len=args.ras_win_len, seed=args.seed)
     out = Path(args.output_dir)
