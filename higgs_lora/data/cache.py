@@ -257,7 +257,9 @@ class CodeCache:
 
         unique = list(dict.fromkeys(str(p) for p in paths))
         report = BuildReport()
-        if rank is None:
+        if self._tmp is not None:  # a private temporary folder is not shared: this process does everything
+            rank, world_size, barrier = 0, 1, None
+        elif rank is None:
             rank, world_size, barrier = distributed_context()
         if not require:
             mine = [p for p in unique if path_owner(p, world_size) == rank]

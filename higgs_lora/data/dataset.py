@@ -169,7 +169,8 @@ class VoiceCloningDataset(Dataset):
             raise CacheMissingError(missing_message(len(report.missing), len(set(all_paths)), cache_dir,
                                                     data_path, audio_tokenizer or getattr(codec, "name", None)))
         failed = dict(report.failed)
-        failed.update({p: "no cache record after encoding (another rank failed?)" for p in report.missing})
+        failed.update({p: ("no cache record after every rank encoded its share: is the cache folder on a file system "
+                                     "all nodes share?") for p in report.missing})
         self.failed_files = failed
         bad = [i for i, (_, _, paths) in enumerate(tokens) if any(p in failed for p in paths)]
         if bad and not skip_invalid:
