@@ -179,7 +179,8 @@ class VoiceCloningDataset(Dataset):
         if bad:
             print(f"warning: skipping {len(bad)} of {len(samples)} samples whose audio could not be encoded "
                   f"(--skip_invalid): {bad[:20]}{' ...' if len(bad) > 20 else ''}", file=sys.stderr)
-        keep = [i for i in range(len(samples)) if i not in set(bad)]
+        dropped = set(bad)
+        keep = [i for i in range(len(samples)) if i not in dropped]
         if not keep:
             raise ValueError("no sample left to train on: every sample has audio that could not be encoded")
         self.samples = [samples[i] for i in keep]
