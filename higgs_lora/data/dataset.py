@@ -129,6 +129,22 @@ def make_chatml_sample(input_ids, label_ids, codes: Sequence[np.ndarray],
     )
 
 
+def _pack_labels(input_ids, label_ids):
+    """Labels are the input ids where trained and -100 elsewhere: keep one bit a token (a full copy otherwise)."""
+    ids, labels = np.asarray(input_ids), np.asarray(label_ids)
+    mask = labels != -100
+    if labels.shape == ids.shape and np.array_equal(labels[mask], ids[mask]):
+        return np.packbits(mask)
+    return labels.astype(np.int32)
+
+
+def _unpack_labels(input_ids, packed) -> np.ndarray:
+    if packed.dtype != np.uint8:
+        return packed
+    mask = np.unpackbits(packed, count=len(input_ids)).astype(bool)
+    return np.where(mask, input_ids, -100)
+
+
 class BadSamplesError(RuntimeError):
     """More samples failed at read time than `max_bad_samples` allows."""
 
@@ -156,11 +172,13 @@ class VoiceCloningDataset(Dataset):
         self.max_bad_samples = max_bad_samples
         self.with_waveforms = with_waveforms
         tokens = []
+        shared_paths: dict[str, str] = {}  # one string per distinct path, however many samples use it
         for index, sample in enumerate(samples):
             input_ids, label_ids, audio_paths = tokenize_chatml(self.chatml(sample), tokenizer)
             if all(t == -100 for t in label_ids):
                 raise ValueError(f"sample {index}: nothing to learn (no label outside the masked prompt)")
-            tokens.append((np.array(input_ids, dtype=np.int32), np.array(label_ids, dtype=np.int32), audio_paths))
+            tokens.append((np.array(input_ids, dtype=np.int32), _pack_labels(input_ids, label_ids),
+                           [shared_paths.setdefault(p, p) for p in audio_paths]))
 
         self.cache = CodeCache.for_codec(cache_dir, codec)
         all_paths = [p for _, _, paths in tokens for p in paths]
@@ -218,10 +236,10 @@ class VoiceCloningDataset(Dataset):
                 for input_ids, _, paths in self._tokens]
 
     def _build(self, index: int) -> ChatMLDatasetSample:
-        input_ids, label_ids, paths = self._tokens[index]
+        input_ids, labels, paths = self._tokens[index]
         codes = [self._load_codes(p) for p in paths]
         waveforms = [load_audio(p, WHISPER_SAMPLE_RATE) for p in paths] if self.with_waveforms else None
-        return make_chatml_sample(input_ids, label_ids, codes, waveforms)
+        return make_chatml_sample(input_ids, _unpack_labels(input_ids, labels), codes, waveforms)
 
     def __getitem__(self, index: int) -> ChatMLDatasetSample:
         n = len(self)

@@ -224,3 +224,19 @@ def test_lengths_count_the_collated_sequence(tiny_dataset, tiny_config):
         n_audio = batch["audio_out_ids"].shape[1]
         n_placeholders = int((batch["input_ids"] == tiny_config.audio_out_token_idx).sum())
         assert expected == n_text - n_placeholders + n_audio
+
+
+def test_labels_kept_compactly_come_back_exactly(tiny_dataset, sample_samples, tiny_tokenizer):
+    from higgs_lora.data.dataset import _pack_labels, _unpack_labels
+    from higgs_lora.data.sample import tokenize_chatml, training_chatml
+
+    for index in range(len(tiny_dataset)):
+        input_ids, label_ids, _ = tokenize_chatml(training_chatml(sample_samples[index]), tiny_tokenizer)
+        assert tiny_dataset[index].label_ids.tolist() == label_ids
+        assert tiny_dataset[index].input_ids.tolist() == input_ids
+    ids = np.arange(10)
+    odd = np.array([-100] * 5 + [7, 6, 7, 8, 9])  # a label that differs from its input id: kept in full
+    np.testing.assert_array_equal(_unpack_labels(ids, _pack_labels(ids, odd)), odd)
+    plain = np.array([-100] * 5 + [5, 6, 7, 8, 9])
+    assert _pack_labels(ids, plain).nbytes == 2
+    np.testing.assert_array_equal(_unpack_labels(ids, _pack_labels(ids, plain)), plain)
