@@ -46,18 +46,21 @@ def run(args) -> int:
     codec = load_codec(args.audio_tokenizer, device=device)
     cache = CodeCache.for_codec(args.cache_dir, codec)
     report = cache.build(codec, paths)
+    counts = torch.tensor([report.encoded, report.reused])
+    if torch.distributed.is_initialized():  # totals over all ranks
+        torch.distributed.all_reduce(counts)
     if int(os.environ.get("RANK", "0")) != 0:
         return 1 if report.failed else 0
     total = len(set(paths))
     print(f"{total} distinct audio files in {len(samples)} samples: {len(report.entries)} cached in {cache.dir}; "
-          f"this process encoded {report.encoded}, found {report.reused} already done"
+          f"encoded {int(counts[0])} now, {int(counts[1])} were already done"
           + (f"; {len(report.failed)} failed" if report.failed else ""))
     for path, reason in list(report.failed.items())[:20]:
         print(f"  failed: {path}: {reason}", file=sys.stderr)
     if len(report.failed) > 20:
         print(f"  ... and {len(report.failed) - 20} more", file=sys.stderr)
     if args.report:
-        Path(args.report).write_text(json.dumps({"total": total, "cached": len(report.entries), "encoded": report.encoded,
+        Path(args.report).write_text(json.dumps({"total": total, "cached": len(report.entries), "encoded": int(counts[0]),
                                                  "failed": report.failed, "cache_dir": str(cache.dir)},
                                                 indent=2, ensure_ascii=False), encoding="utf-8")
     return 1 if report.failed else 0
