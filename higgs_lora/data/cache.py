@@ -301,6 +301,19 @@ def distributed_context():
     return dist.get_rank(), dist.get_world_size(), lambda: dist.barrier(group=group)
 
 
+def start_distributed(timeout_s: int = 1800) -> None:
+    """Under torchrun, start the process group now, exactly as Trainer would later (accelerate's
+    PartialState, default backend, TrainingArguments' default ddp_timeout), so the cache build before
+    training can be shared out; Trainer then finds it started. No-op in a single process."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    from datetime import timedelta
+
+    from accelerate import PartialState
+
+    PartialState(timeout=timedelta(seconds=timeout_s))
+
+
 def missing_message(count: int, total: int, cache_dir, data: str | None, audio_tokenizer: str | None) -> str:
     cmd = f"higgs-lora tokenize {data or 'DATA'} --audio_tokenizer {audio_tokenizer or 'T'} --cache_dir {cache_dir}"
     return (f"{count} of {total} audio files are not in the code cache {cache_dir} (--require_cache); "

@@ -267,6 +267,19 @@ class VoiceCloningDataset(Dataset):
                                   f"files. {listed}")
 
 
+def write_skipped(dataset: VoiceCloningDataset, folder) -> None:
+    """OUTPUT_DIR/skipped_samples.json (main process) when samples were dropped: nothing lost silently."""
+    import json
+    import os
+    from pathlib import Path
+
+    if not dataset.skipped or int(os.environ.get("RANK", "0")) != 0:
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    (Path(folder) / "skipped_samples.json").write_text(json.dumps(dataset.skipped, indent=2, ensure_ascii=False),
+                                                       encoding="utf-8")
+
+
 class DictCollator:
     """Trainer wants dict batches: the upstream collator, then its fields as forward kwargs."""
 

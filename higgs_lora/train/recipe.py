@@ -27,8 +27,9 @@ from pathlib import Path
 
 import torch
 
+from ..data.cache import start_distributed
 from ..data.codes import load_codec
-from ..data.dataset import DictCollator, VoiceCloningDataset, build_collator, encodes_whisper
+from ..data.dataset import DictCollator, VoiceCloningDataset, build_collator, encodes_whisper, write_skipped
 from ..data.validate import load_samples
 from ..model.load import (
     apply_lora, count_parameters, default_device, enable_activation_checkpointing,
@@ -70,6 +71,15 @@ def train(cfg: TrainConfig) -> Path:
     # Under torchrun, Trainer moves the model to this process's GPU; load on CPU first then.
     model = load_model(cfg.base_model, device="cpu", dtype=torch.bfloat16 if bf16 else torch.float32)
     model.config.use_cache = False
+    start_distributed()  # under torchrun the ranks share out the code-cache build
+    codec = load_codec(cfg.audio_tokenizer, device=device)
+    dataset = VoiceCloningDataset(
+        samples, tokenizer, codec, num_codebooks=model.config.audio_num_codebooks,
+        cache_dir=cfg.cache_dir or str(out / "code_cache"), require_cache=cfg.require_cache,
+        skip_invalid=cfg.skip_invalid, max_bad_samples=cfg.max_bad_samples,
+        with_waveforms=encodes_whisper(model.config), data_path=cfg.train_data, audio_tokenizer=cfg.audio_tokenizer)
+    del codec  # the codec's GPU memory is not needed while training
+    write_skipped(dataset, out)
     collator = DictCollator(build_collator(model.config, encode_whisper_embed=cfg.encode_whisper_embed or None))
 
     model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
@@ -103,17 +113,6 @@ def train(cfg: TrainConfig) -> Path:
         seed=cfg.seed,
         disable_tqdm=False,
     )
-    _ = args.device  # under torchrun this starts the process group, so ranks share the cache build
-    codec = load_codec(cfg.audio_tokenizer, device=device)
-    dataset = VoiceCloningDataset(
-        samples, tokenizer, codec, num_codebooks=model.config.audio_num_codebooks,
-        cache_dir=cfg.cache_dir or str(out / "code_cache"), require_cache=cfg.require_cache,
-        skip_invalid=cfg.skip_invalid, max_bad_samples=cfg.max_bad_samples,
-        with_waveforms=encodes_whisper(model.config), data_path=cfg.train_data, audio_tokenizer=cfg.audio_tokenizer)
-    del codec  # the codec's GPU memory is not needed while training
-    if dataset.skipped and args.process_index == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "skipped_samples.json").write_text(json.dumps(dataset.skipped, indent=2, ensure_ascii=False), encoding="utf-8")
     trainer = HiggsAudioTrainer(
         model=model,
         args=args,
