@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole pipeline offline on the tiny random-weight model and the tiny codec:
-# create-sample-data -> validate -> train -> merge -> infer -> check-alignment.
+# create-sample-data -> validate -> tokenize -> train -> merge -> infer -> check-alignment.
 # It proves the plumbing and the alignment, not voice quality (the tiny model is random).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,9 +17,12 @@ step "1/6 create-sample-data: real (espeak-ng) speech, canonical five-message Ch
 step "2/6 validate"
 "$HL" validate "$OUT/data.json"
 
-step "3/6 train: LoRA on the tiny model (python trainer/train.py takes the same flags)"
+step "3/6 tokenize: each audio file encoded once into the on-disk code cache, then train from it"
+"$HL" tokenize "$OUT/data.json" --audio_tokenizer tiny --cache_dir "$OUT/codes"
+# LoRA on the tiny model (python trainer/train.py takes the same flags); --require_cache: no encoding here
 "$HL" train --train_data "$OUT/data.json" --output_dir "$OUT/lora" \
-    --base_model tiny --audio_tokenizer tiny \
+    --base_model tiny --audio_tokenizer tiny --cache_dir "$OUT/codes" --require_cache \
+    --max_tokens_per_batch 800 \
     --batch_size 2 --gradient_accumulation_steps 1 --max_steps 20 --logging_steps 5 \
     --learning_rate 1e-3 --lora_r 8 --lora_alpha 16 --dataloader_num_workers 0 --report_to tensorboard
 tail -n 1 "$OUT/lora/metrics.jsonl"
@@ -30,7 +33,7 @@ step "4/6 merge the adapter into the base model (base model and codec read back 
 step "5/6 infer: clone each sample's voice through the same prompt builder"
 "$HL" validate --for_inference "$OUT/data.json" >/dev/null
 "$HL" infer --chatml_file "$OUT/data.json" --output_dir "$OUT/audio" --model_path "$OUT/merged" \
-    --max_new_tokens 60 --temperature 0.7 --seed 0
+    --cache_dir "$OUT/codes" --max_new_tokens 60 --temperature 0.7 --seed 0
 # one sentence from the command line, base model + unmerged adapter (codec and prompt from the run)
 "$HL" clone --lora_path "$OUT/lora" --ref_audio "$OUT/data_audio/spk1_01.wav" --ref_text "مَرْحَبًا، كَيْفَ حَالُكَ؟" \
     --text "مرحبا، هذا صوت مستنسخ." --output "$OUT/audio/clone.wav" --max_new_tokens 60 --seed 0

@@ -4,6 +4,7 @@
     higgs-lora create-sample-data OUT.json      small canonical data set with real speech
     higgs-lora convert IN... --output OUT.jsonl  other layouts / folders of clips -> canonical JSONL
     higgs-lora validate DATA                    list invalid samples (exit 1 if any)
+    higgs-lora tokenize DATA --audio_tokenizer T --cache_dir C   encode the audio once (code cache)
     higgs-lora plan --batch_size N --seq_len L  memory and time of a run, from the model config
     higgs-lora train --train_data DATA ...      LoRA fine-tuning (torchrun for several GPUs)
     higgs-lora merge --base_model B --lora_path L --output_path O
@@ -27,7 +28,7 @@ from .common import HelpFormatter
 # One module per subcommand, in the order `--help` lists them. Each module has NAME, SUMMARY,
 # add_arguments(parser) and run(args) (and optionally a longer DESCRIPTION); it imports torch and friends only inside run(), so building
 # the parser (and `--help`) stays instant.
-COMMANDS = ["download", "create_sample_data", "convert", "validate", "plan", "train", "merge", "infer", "clone", "check_alignment", "gpu_check"]
+COMMANDS = ["download", "create_sample_data", "convert", "validate", "tokenize", "plan", "train", "merge", "infer", "clone", "check_alignment", "gpu_check"]
 
 
 def command_module(name: str):

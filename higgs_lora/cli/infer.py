@@ -20,6 +20,10 @@ def add_arguments(p) -> None:
     p.add_argument("--output_dir", required=True, help="folder for the WAV files and results.json")
     add_model_arguments(p)
     add_generation_arguments(p)
+    p.add_argument("--cache_dir", default=None,
+                   help="read reference codes from this audio-code cache (see tokenize); misses are encoded and stored")
+    p.add_argument("--require_cache", action="store_true",
+                   help="fail before generating if any reference clip is not in --cache_dir")
 
 
 def _records_ids(path) -> list:
@@ -53,6 +57,8 @@ def run(args) -> int:
 
     if not Path(args.chatml_file).is_file():
         raise FileNotFoundError(f"--chatml_file {args.chatml_file}: no such file")
+    if args.require_cache and not args.cache_dir:
+        raise ValueError("--require_cache needs --cache_dir")
     settings, generation, chunking = resolve_settings(args)
     report = validate_with_normalization(args.chatml_file, settings["system_prompt"], settings["text_normalization"],
                                          require_target=False)
@@ -63,6 +69,12 @@ def run(args) -> int:
         raise ValueError(f"{args.chatml_file}: no usable sample ({len(report.problems)} invalid of {report.total}); "
                          f"run `higgs-lora validate --for_inference {args.chatml_file}`")
     cloner = load_cloner(args, settings)
+    if args.cache_dir:  # the codes training read, not a second encode
+        from ..data.cache import cached_codec
+
+        cloner.codec = cloner.prepare_inputs.codec = cached_codec(
+            cloner.codec, args.cache_dir, args.require_cache, [s.ref_audio for _, s in report.samples],
+            args.chatml_file, settings["audio_tokenizer"])
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     record_ids, used, results = _records_ids(args.chatml_file), set(), []

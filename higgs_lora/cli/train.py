@@ -51,6 +51,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=d.seed, help="seed for data order, dropout and LoRA init")
     p.add_argument("--resume_from_checkpoint", default=None, help="checkpoint folder to resume from")
     p.add_argument("--report_to", default=d.report_to, choices=["tensorboard", "none"], help="TensorBoard logs in OUTPUT_DIR/runs, or none")
+    p.add_argument("--cache_dir", default=None, help="on-disk audio-code cache, shared by runs and ranks; built first when incomplete (default: OUTPUT_DIR/code_cache)")
+    p.add_argument("--require_cache", action="store_true", help="encode nothing: fail if the code cache misses any file (build it with higgs-lora tokenize)")
+    p.add_argument("--skip_invalid", action="store_true", help="drop invalid samples (e.g. audio that fails to encode) and train on the rest; they are listed in a report")
+    p.add_argument("--max_bad_samples", type=int, default=d.max_bad_samples, help="samples allowed to fail at read time (damaged/deleted cache entry) before the run aborts")
+    p.add_argument("--max_tokens_per_batch", type=int, default=d.max_tokens_per_batch, help="length-aware batches of similar-length samples up to this many padded tokens per GPU (0: fixed --batch_size)")
+    p.add_argument("--encode_whisper_embed", action="store_true", help="require Whisper features; refused unless the model's config has an audio tower (the released model has none)")
     p.add_argument("--quick_test", action="store_true",
                    help="a few steps on a few samples; without --base_model uses the tiny model and codec (no download)")
 

@@ -99,7 +99,8 @@ def encode_file(codec: AudioCodec, path: str | Path) -> np.ndarray:
 
 
 def encode_files(codec: AudioCodec, paths: Iterable[str | Path], desc: str = "Encoding audio") -> dict[str, np.ndarray]:
-    """Encode each distinct file once (the code cache for a data set); values are int64 (C, T) arrays."""
+    """Encode each distinct file once, in memory; values are int64 (C, T) arrays. Training uses the
+    on-disk cache instead (`data.cache.CodeCache`), which calls `encode_file` the same way."""
     unique = list(dict.fromkeys(str(p) for p in paths))
     out: dict[str, np.ndarray] = {}
     for path in tqdm(unique, desc=desc, unit="file", disable=len(unique) < 8):

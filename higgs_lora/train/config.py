@@ -46,6 +46,12 @@ class TrainConfig:
     resume_from_checkpoint: str | None = None
     quick_test: bool = False
     report_to: str = "tensorboard"
+    cache_dir: str | None = None  # audio-code cache (default OUTPUT_DIR/code_cache); see data/cache.py
+    require_cache: bool = False  # fail instead of encoding when the cache misses files
+    skip_invalid: bool = False  # train on the rest when some samples are invalid (listed in a report)
+    max_bad_samples: int = 10  # samples allowed to fail at read time before the run aborts
+    max_tokens_per_batch: int = 0  # >0: length-aware batches under this padded-token budget (batch_size ignored)
+    encode_whisper_embed: bool = False  # ask for Whisper features; refused unless the model has an audio tower
 
 
 def read_run_config(folder: str | Path) -> dict:

@@ -10,9 +10,11 @@ Features:
   activation checkpointing by patching decoder layers, checkpoints + resume, TensorBoard,
   and OUTPUT_DIR/metrics.jsonl with one record per logged step.
 
-Limits: batches mix samples of any length (no length bucketing yet); audio is encoded once in
-each process before training (no on-disk code cache yet); the design's "consistency loss" is not
-implemented; long-text chunking exists only at inference.
+Audio codes come from the on-disk code cache (`data.cache`, default OUTPUT_DIR/code_cache), built
+first and sharded across ranks when incomplete; `--max_tokens_per_batch` turns on length-aware
+batches (`data.sampler`).
+
+Limits: the design's "consistency loss" is not implemented; long-text chunking exists only at inference.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from pathlib import Path
 
 import torch
 
+from ..data.cache import start_distributed
 from ..data.codes import load_codec
-from ..data.dataset import DictCollator, VoiceCloningDataset, build_collator
+from ..data.dataset import DictCollator, VoiceCloningDataset, build_collator, encodes_whisper, write_skipped
 from ..data.validate import load_samples
 from ..model.hub import provenance
 from ..model.load import (
@@ -79,10 +82,16 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=()) -> Path:
     if model is None:
         model = load_model(cfg.base_model, device="cpu", dtype=precision.weights_dtype)
     model.config.use_cache = False
+    start_distributed()  # under torchrun the ranks share out the code-cache build
     codec = load_codec(cfg.audio_tokenizer, device=device)
-    dataset = VoiceCloningDataset(samples, tokenizer, codec, num_codebooks=model.config.audio_num_codebooks)
+    dataset = VoiceCloningDataset(
+        samples, tokenizer, codec, num_codebooks=model.config.audio_num_codebooks,
+        cache_dir=cfg.cache_dir or str(out / "code_cache"), require_cache=cfg.require_cache,
+        skip_invalid=cfg.skip_invalid, max_bad_samples=cfg.max_bad_samples,
+        with_waveforms=encodes_whisper(model.config), data_path=cfg.train_data, audio_tokenizer=cfg.audio_tokenizer)
     del codec  # the codec's GPU memory is not needed while training
-    collator = DictCollator(build_collator(model.config))
+    write_skipped(dataset, out)
+    collator = DictCollator(build_collator(model.config, encode_whisper_embed=cfg.encode_whisper_embed or None))
 
     model = precision.prepare(apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets))
     # Before any step: the longest batch must fit (checkpointing turned on, or a clear stop, if not).
@@ -125,6 +134,7 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=()) -> Path:
         callbacks=[MetricsJsonlCallback(out / "metrics.jsonl"), *callbacks],
         text_loss_weight=cfg.text_loss_weight,
         audio_loss_weight=cfg.audio_loss_weight,
+        max_tokens_per_batch=cfg.max_tokens_per_batch,
     )
     allow_checkpoint_rng_state()
     trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)

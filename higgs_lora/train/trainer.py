@@ -18,13 +18,21 @@ class HiggsAudioTrainer(Trainer):
     """Trainer whose loss is `train.loss.compute_loss`; logs text/audio/per-codebook parts with `loss`."""
 
     def __init__(self, *args, text_loss_weight: float = 1.0, audio_loss_weight: float = 1.0, loss_fn=compute_loss,
-                 **kwargs):
+                 max_tokens_per_batch: int = 0, **kwargs):
         super().__init__(*args, **kwargs)
         self.loss_fn = loss_fn  # swappable only so check-alignment's tests can inject a broken loss
+        self.max_tokens_per_batch = max_tokens_per_batch
         self.text_loss_weight = text_loss_weight
         self.audio_loss_weight = audio_loss_weight
         self._parts: dict[str, float] = {}
         self._parts_count = 0
+
+    def get_train_dataloader(self):
+        if not self.max_tokens_per_batch:
+            return super().get_train_dataloader()
+        from ..data.sampler import length_grouped_dataloader  # token-budget batches (see data/sampler.py)
+
+        return length_grouped_dataloader(self.train_dataset, self.data_collator, self.args, self.max_tokens_per_batch)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs)

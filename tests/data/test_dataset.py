@@ -129,18 +129,26 @@ def test_config_changes_change_the_collated_batch(tiny_dataset, tiny_config):
     assert starts == [1, 1, 1, 1]
 
 
-def test_whisper_is_refused_without_a_processor_when_the_model_has_a_tower(tiny_config):
+def test_whisper_follows_the_config_and_forcing_it_without_a_tower_is_refused(tiny_config):
     with_tower = copy.deepcopy(tiny_config)
     with_tower.encode_whisper_embed = True
     with_tower.skip_audio_tower = False
-    with pytest.raises(ValueError, match="WhisperProcessor"):
-        build_collator(with_tower)
+    collator = build_collator(with_tower)  # a default feature extractor, built offline
+    assert collator.encode_whisper_embed is True
+    fe = collator.whisper_processor.feature_extractor
+    assert fe.sampling_rate == 16000 and fe.feature_size == with_tower.audio_encoder_config.num_mel_bins
 
     no_tower = copy.deepcopy(tiny_config)
     no_tower.encode_whisper_embed = True
     no_tower.skip_audio_tower = True
     collator = build_collator(no_tower, whisper_processor=object())
     assert collator.encode_whisper_embed is False and collator.whisper_processor is None
+    # the released model's shape: no tower; forcing Whisper on is refused with the reason
+    with pytest.raises(ValueError, match="no audio tower"):
+        build_collator(tiny_config, encode_whisper_embed=True)
+    with pytest.raises(ValueError, match="training without them"):
+        build_collator(with_tower, encode_whisper_embed=False)
+    assert build_collator(tiny_config, encode_whisper_embed=False).encode_whisper_embed is False
 
 
 def test_batch_to_inputs_keys_are_forward_parameters(tiny_dataset, tiny_config):
@@ -216,3 +224,19 @@ def test_lengths_count_the_collated_sequence(tiny_dataset, tiny_config):
         n_audio = batch["audio_out_ids"].shape[1]
         n_placeholders = int((batch["input_ids"] == tiny_config.audio_out_token_idx).sum())
         assert expected == n_text - n_placeholders + n_audio
+
+
+def test_labels_kept_compactly_come_back_exactly(tiny_dataset, sample_samples, tiny_tokenizer):
+    from higgs_lora.data.dataset import _pack_labels, _unpack_labels
+    from higgs_lora.data.sample import tokenize_chatml, training_chatml
+
+    for index in range(len(tiny_dataset)):
+        input_ids, label_ids, _ = tokenize_chatml(training_chatml(sample_samples[index]), tiny_tokenizer)
+        assert tiny_dataset[index].label_ids.tolist() == label_ids
+        assert tiny_dataset[index].input_ids.tolist() == input_ids
+    ids = np.arange(10)
+    odd = np.array([-100] * 5 + [7, 6, 7, 8, 9])  # a label that differs from its input id: kept in full
+    np.testing.assert_array_equal(_unpack_labels(ids, _pack_labels(ids, odd)), odd)
+    plain = np.array([-100] * 5 + [5, 6, 7, 8, 9])
+    assert _pack_labels(ids, plain).nbytes == 2
+    np.testing.assert_array_equal(_unpack_labels(ids, _pack_labels(ids, plain)), plain)

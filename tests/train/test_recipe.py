@@ -294,3 +294,51 @@ def test_invalid_data_fails_before_any_model_is_loaded(tmp_path, monkeypatch):
     assert [p.reason for p in problems] == ["audio_not_found", "no_target_audio"]
     assert "sample 0" in str(info.value) and "sample 2" in str(info.value)
     assert not out.exists()  # nothing written: no checkpoints, no metrics
+
+
+# --- code cache, skipped samples, length-aware batches ------------------------------------------
+
+
+def test_train_builds_the_code_cache_then_reuses_it_with_length_batches(data4, tmp_path, monkeypatch, capsys):
+    from higgs_lora.data.codes import TinyCodec
+
+    calls = []
+
+    class Counting(TinyCodec):
+        def encode(self, path, sr=None):
+            calls.append(path)
+            return super().encode(path, sr)
+
+    monkeypatch.setattr(recipe, "load_codec", lambda *a, **k: Counting())
+    cache = tmp_path / "codes"
+    base = dict(TINY, train_data=str(data4), max_steps=2, save_steps=100, report_to="none", cache_dir=str(cache))
+    train(TrainConfig(output_dir=str(tmp_path / "a"), **base))
+    assert calls and len(calls) == len(set(calls))  # each clip encoded once
+    assert list(cache.glob("*/codes/*/*.npy"))
+    calls.clear()
+    train(TrainConfig(output_dir=str(tmp_path / "b"), require_cache=True, max_tokens_per_batch=4000, **base))
+    assert calls == []
+    assert "length-aware batches (--max_tokens_per_batch 4000)" in capsys.readouterr().out
+    assert len(_metrics(tmp_path / "b")) == 2
+
+
+def test_train_stops_on_audio_that_fails_to_encode_unless_skip_invalid(data4, tmp_path, monkeypatch):
+    from higgs_lora.data.codes import TinyCodec
+
+    samples = json.loads(data4.read_text(encoding="utf-8"))
+    broken_clip = samples[1]["messages"][-1]["content"]["audio_url"]
+
+    class Failing(TinyCodec):
+        def encode(self, path, sr=None):
+            if str(path).endswith(broken_clip.split("/")[-1]):
+                raise RuntimeError("decoder exploded")
+            return super().encode(path, sr)
+
+    monkeypatch.setattr(recipe, "load_codec", lambda *a, **k: Failing())
+    base = dict(TINY, train_data=str(data4), max_steps=1, save_steps=100, report_to="none")
+    with pytest.raises(ValueError, match="decoder exploded"):
+        train(TrainConfig(output_dir=str(tmp_path / "a"), **base))
+    out = train(TrainConfig(output_dir=str(tmp_path / "b"), skip_invalid=True, **base))
+    skipped = json.loads((out / "skipped_samples.json").read_text())
+    assert 1 in [s["index"] for s in skipped] and all("decoder exploded" in r for s in skipped for r in s["files"].values())
+    assert (out / "adapter_model.safetensors").is_file()
