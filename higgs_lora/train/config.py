@@ -39,7 +39,10 @@ class TrainConfig:
     save_steps: int = 500
     save_total_limit: int = 2
     seed: int = 42
-    resume_from_checkpoint: str | None = None
+    resume_from_checkpoint: str | None = None  # a checkpoint folder, or "latest" (newest complete one)
+    overwrite_output_dir: bool = False  # start over in a folder that holds an earlier run
+    skip_invalid: bool = False  # drop invalid samples (listed in skipped_samples.json) instead of stopping
+    max_nonfinite_steps: int = 5  # abort after this many NaN/inf steps in a row (each one is skipped)
     quick_test: bool = False
     report_to: str = "tensorboard"
 

@@ -27,12 +27,14 @@ import torch
 
 from ..data.codes import load_codec
 from ..data.dataset import DictCollator, VoiceCloningDataset, build_collator
-from ..data.validate import load_samples
 from ..model.load import (
     apply_lora, count_parameters, default_device, enable_activation_checkpointing,
     load_model, load_tokenizer,
 )
+from . import checkpoints
 from .config import RUN_CONFIG, TrainConfig, read_run_config  # noqa: F401  (re-exported)
+from .faults import NonFiniteGuard, StopOnSignal, TrainingInterrupted, select_samples
+from .preflight import preflight
 from .trainer import HiggsAudioTrainer, MetricsJsonlCallback, allow_checkpoint_rng_state
 
 log = logging.getLogger(__name__)
@@ -48,26 +50,41 @@ def quick_test_overrides(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
-def train(cfg: TrainConfig) -> Path:
-    """Run training; returns the output folder holding the final adapter (PEFT layout)."""
+def train(cfg: TrainConfig, on_stage=None) -> Path:
+    """Run training; returns the output folder holding the final adapter (PEFT layout).
+
+    `on_stage(name)` is told each stage as it starts (data, model, codec, training step, save).
+    Raises TrainingInterrupted after a SIGTERM (a checkpoint was saved), TrainingAborted on faults.
+    """
     from transformers import TrainingArguments, set_seed
 
+    stage = on_stage or (lambda name: None)
     if cfg.quick_test:
         cfg = quick_test_overrides(cfg)
-    set_seed(cfg.seed)
     out = Path(cfg.output_dir)
+    # Folder checks, disk space, data and model reachability: all before any weights are loaded.
+    resume = checkpoints.resolve_resume(cfg.resume_from_checkpoint, out)
+    checkpoints.check_output_dir(out, cfg.overwrite_output_dir, resuming=resume is not None)
+    guard = NonFiniteGuard(cfg.max_nonfinite_steps)
+    preflight(cfg, stage)
+    stage("data")
+    samples = select_samples(cfg.train_data, cfg.system_prompt, cfg.skip_invalid, out)
+    if cfg.overwrite_output_dir and resume is None and int(os.environ.get("RANK", "0")) == 0:
+        checkpoints.clear_earlier_run(out)
+    set_seed(cfg.seed)
     on_cuda = default_device() == "cuda"
     # Under torchrun each process owns GPU LOCAL_RANK; the codec must not pile onto GPU 0.
     device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if on_cuda else "cpu"
     bf16 = bool(cfg.mixed_precision and on_cuda and torch.cuda.is_bf16_supported())
 
-    samples = load_samples(cfg.train_data, cfg.system_prompt)
     if cfg.quick_test:
         samples = samples[: max(2, cfg.batch_size)]
+    stage("model")
     tokenizer = load_tokenizer(cfg.base_model)
     # Under torchrun, Trainer moves the model to this process's GPU; load on CPU first then.
     model = load_model(cfg.base_model, device="cpu", dtype=torch.bfloat16 if bf16 else torch.float32)
     model.config.use_cache = False
+    stage("codec")
     codec = load_codec(cfg.audio_tokenizer, device=device)
     dataset = VoiceCloningDataset(samples, tokenizer, codec, num_codebooks=model.config.audio_num_codebooks)
     del codec  # the codec's GPU memory is not needed while training
@@ -109,12 +126,21 @@ def train(cfg: TrainConfig) -> Path:
         args=args,
         train_dataset=dataset,
         data_collator=collator,
-        callbacks=[MetricsJsonlCallback(out / "metrics.jsonl")],
+        callbacks=[MetricsJsonlCallback(out / "metrics.jsonl"), guard, stop := StopOnSignal()],
         text_loss_weight=cfg.text_loss_weight,
         audio_loss_weight=cfg.audio_loss_weight,
     )
+    trainer.nonfinite_guard = guard
     allow_checkpoint_rng_state()
-    trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)
+    stage("training step")
+    checkpoints.remove_stale_staging(out)
+    with stop.installed():
+        trainer.train(resume_from_checkpoint=resume)
+    if stop.stopped_at is not None and stop.stopped_at < trainer.state.max_steps:
+        raise TrainingInterrupted(
+            f"stopped by SIGTERM after step {stop.stopped_at}; checkpoint saved to {out / f'checkpoint-{stop.stopped_at}'}"
+            f"; continue with --resume_from_checkpoint latest --output_dir {out}", str(out / f"checkpoint-{stop.stopped_at}"))
+    stage("save")
     trainer.save_model(str(out))  # PEFT adapter: adapter_config.json + adapter_model.safetensors
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(out)
