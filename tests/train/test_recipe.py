@@ -208,8 +208,8 @@ def test_resume_mid_epoch_reproduces_the_uninterrupted_run(run, tmp_path):
     assert _metrics(resumed_out)[0]["loss"] == pytest.approx(_metrics(out)[3]["loss"], abs=1e-4)
     a, b = load_file(out / "adapter_model.safetensors"), load_file(resumed_out / "adapter_model.safetensors")
     assert a.keys() == b.keys()
-    for k in a:
-        torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-7, msg=k)
+    # the bar: the same adapter within 1e-6 on CPU
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-6
 
 
 def test_resume_from_a_shorter_run_completes(data4, tmp_path):
