@@ -83,6 +83,7 @@ def train_config_from_args(args: argparse.Namespace):
 
 
 def run(args) -> int:
+    import os
     import sys
 
     from ..train.faults import EXIT_INTERRUPTED, TrainingAborted, TrainingInterrupted, name_failing_rank
@@ -94,7 +95,8 @@ def run(args) -> int:
             cfg = train_config_from_args(args)
             out = train(cfg, on_stage=stages.append)
     except TrainingInterrupted as err:
-        print(str(err), file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":
+            print(str(err), file=sys.stderr)
         return EXIT_INTERRUPTED
     except TrainingAborted as err:
         print(f"error: {err}", file=sys.stderr)

@@ -198,7 +198,7 @@ def name_failing_rank():
     """Under torchrun, prefix a failure with the rank it happened on (torchrun then ends the job)."""
     try:
         yield
-    except (KeyboardInterrupt, SystemExit):
+    except (KeyboardInterrupt, SystemExit, TrainingInterrupted):
         raise
     except BaseException as err:
         if "RANK" in os.environ and "WORLD_SIZE" in os.environ:

@@ -274,3 +274,24 @@ def test_one_rank_dying_ends_the_torchrun_job_with_the_rank_named(data4, tmp_pat
     assert "error: rank 1 of 2 failed: RuntimeError: injected failure on this rank" in err
     assert elapsed < 240  # ended, did not hang in a collective
     assert not (out / "adapter_model.safetensors").exists()
+
+
+@pytest.mark.timeout(300)
+def test_sigterm_to_torchrun_saves_one_checkpoint_agreed_by_both_ranks(data4, tmp_path):
+    out = tmp_path / "out"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29577",
+         str(REPO / "trainer" / "train.py"), "--train_data", str(data4), "--output_dir", str(out),
+         "--max_steps", "200", "--save_steps", "1000", *CLI_TINY],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: _logged_steps(out) >= 2, proc)
+    proc.send_signal(signal.SIGTERM)  # what a cluster scheduler does; torchrun forwards it to the workers
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0  # torchrun reports the signal it got
+    assert "failed:" not in err, err[-3000:]  # no rank crashed: both stopped at the same step boundary
+    ckpt = latest_checkpoint(out)
+    assert ckpt is not None, err[-3000:]
+    assert (ckpt / "rng_state_0.pth").is_file() and (ckpt / "rng_state_1.pth").is_file()
+    assert 2 <= int(ckpt.name.split("-")[1]) < 200
+    assert "stopped by SIGTERM after step" in err
