@@ -115,7 +115,8 @@ class NonFiniteGuard(TrainerCallback):
         bad = self._bad_loss if self._bad_loss is not None else torch.zeros((), dtype=torch.bool)
         bad = bad.to(args.device)
         if params:
-            norms = torch.stack([p.grad.detach().float().norm() for p in params]).to(args.device)
+            # One fused kernel for all LoRA gradients; one host sync per optimizer step, not per tensor.
+            norms = torch.stack(torch._foreach_norm([p.grad.detach() for p in params])).to(args.device)
             bad = bad | ~torch.isfinite(norms).all()
         self._bad_loss = None
         step = state.global_step + 1
