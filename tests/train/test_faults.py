@@ -27,6 +27,14 @@ CLI_TINY = ["--base_model", "tiny", "--audio_tokenizer", "tiny", "--batch_size",
             "--report_to", "none"]
 
 
+def _free_port() -> str:
+    import socket
+
+    with socket.socket() as sock:  # fixed ports collide with other torchrun jobs on the machine
+        sock.bind(("127.0.0.1", 0))
+        return str(sock.getsockname()[1])
+
+
 def _metrics(folder):
     return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
 
@@ -264,7 +272,7 @@ def test_one_rank_dying_ends_the_torchrun_job_with_the_rank_named(data4, tmp_pat
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=f"{inject}{os.pathsep}{REPO}")
     start = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29573",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", _free_port(),
          str(REPO / "trainer" / "train.py"), "--train_data", str(data4), "--output_dir", str(out),
          "--max_steps", "50", "--save_steps", "1000", *CLI_TINY],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=280)
@@ -281,7 +289,7 @@ def test_sigterm_to_torchrun_saves_one_checkpoint_agreed_by_both_ranks(data4, tm
     out = tmp_path / "out"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29577",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", _free_port(),
          str(REPO / "trainer" / "train.py"), "--train_data", str(data4), "--output_dir", str(out),
          "--max_steps", "200", "--save_steps", "1000", *CLI_TINY],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
