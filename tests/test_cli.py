@@ -109,10 +109,16 @@ def test_mixed_precision_rejects_unknown_values(capsys):
     assert info.value.code == 2 and "fp8" in capsys.readouterr().err
 
 
-def test_quick_test_defaults_to_the_tiny_kit_unless_a_model_is_named(tmp_path):
+def test_quick_test_defaults_to_the_tiny_kit_unless_a_model_is_named(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     cfg = _train_config("--quick_test", "--train_data", "d.json")
     assert (cfg.base_model, cfg.audio_tokenizer, cfg.quick_test) == ("tiny", "tiny", True)
-    assert cfg.output_dir == "checkpoints/quick_test"
+    # a fresh temporary folder, not ./checkpoints
+    assert Path(cfg.output_dir).parent == tmp_path and Path(cfg.output_dir).name.startswith("higgs_lora_quick_test_")
+    assert _train_config("--quick_test", "--train_data", "d.json").output_dir != cfg.output_dir
+    assert _train_config("--quick_test", "--train_data", "d.json", "--output_dir", "o").output_dir == "o"
     cfg = _train_config("--quick_test", "--train_data", "d.json", "--audio_tokenizer", "codec")
     assert (cfg.base_model, cfg.audio_tokenizer) == ("tiny", "codec")
     # naming a model means testing that model (and, by default, the real codec)
@@ -129,9 +135,10 @@ def test_train_without_data_or_quick_test_is_a_clear_error(tmp_path, monkeypatch
     assert not list(tmp_path.iterdir())  # nothing created
 
 
-def test_quick_test_without_model_or_data_trains_the_tiny_kit(tmp_path):
+def test_quick_test_without_model_or_data_trains_the_tiny_kit(tmp_path, capsys):
     out = tmp_path / "quick"
     assert main(["train", "--quick_test", "--output_dir", str(out), "--report_to", "none"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("environment OK")
     run = json.loads((out / RUN_CONFIG).read_text(encoding="utf-8"))
     assert run["base_model"] == "tiny" and run["audio_tokenizer"] == "tiny" and run["quick_test"] is True
     # it made its own sample data, inside the output folder
@@ -145,6 +152,56 @@ def test_quick_test_without_model_or_data_trains_the_tiny_kit(tmp_path):
     assert [r["epoch"] for r in records] == pytest.approx([1.0, 2.0, 3.0])
     # no intermediate checkpoints in a quick test (Trainer may still save one at the last step)
     assert [p.name for p in out.glob("checkpoint-*")] in ([], ["checkpoint-3"])
+
+
+def test_quick_test_without_output_dir_writes_only_under_a_temporary_folder(tmp_path, monkeypatch, capsys):
+    import tempfile
+
+    work, temp = tmp_path / "cwd", tmp_path / "tmp"
+    work.mkdir(), temp.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    assert main(["train", "--quick_test", "--report_to", "none"]) == 0
+    assert not list(work.iterdir())  # nothing in the current folder
+    (made,) = temp.iterdir()
+    assert (made / "adapter_model.safetensors").is_file()
+    out = capsys.readouterr().out
+    assert "environment OK" in out and str(made) in out
+
+
+def _failing_stage(tmp_path, capsys, *argv):
+    rc = main(["train", "--quick_test", "--output_dir", str(tmp_path / "q"), "--report_to", "none", *argv])
+    err = capsys.readouterr()
+    assert rc != 0 and "environment OK" not in err.out
+    line = [x for x in err.err.splitlines() if "quick test FAILED" in x]  # may follow a progress bar
+    assert len(line) == 1, err.err
+    return line[0]
+
+
+def test_quick_test_names_the_failing_stage(tmp_path, capsys, monkeypatch):
+    from higgs_lora.train import recipe, trainer
+
+    assert "stage: data:" in _failing_stage(tmp_path / "1", capsys, "--train_data", str(tmp_path / "none.json"))
+    assert "stage: model:" in _failing_stage(tmp_path / "2", capsys, "--base_model", str(tmp_path / "no_model"),
+                                             "--audio_tokenizer", "tiny")
+    assert "stage: codec:" in _failing_stage(tmp_path / "3", capsys, "--audio_tokenizer", str(tmp_path / "no_codec"))
+
+    def broken_loss(*args, **kwargs):
+        raise RuntimeError("kernel exploded")
+
+    monkeypatch.setattr(trainer, "compute_loss", broken_loss)
+    assert "stage: training step: RuntimeError: kernel exploded" in _failing_stage(tmp_path / "4", capsys)
+    monkeypatch.undo()
+
+    real_save = recipe.HiggsAudioTrainer.save_model
+
+    def broken_save(self, output_dir=None, _internal_call=False):
+        if _internal_call:  # Trainer's own checkpoint at the last step: part of the training stage
+            return real_save(self, output_dir, _internal_call)
+        raise OSError("read-only file system")
+
+    monkeypatch.setattr(recipe.HiggsAudioTrainer, "save_model", broken_save)
+    assert "stage: save: OSError: read-only file system" in _failing_stage(tmp_path / "5", capsys)
 
 
 # --- infer -----------------------------------------------------------------------------------------

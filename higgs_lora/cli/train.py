@@ -49,16 +49,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save_steps", type=int, default=d.save_steps, help="write a resumable checkpoint every N optimizer steps")
     p.add_argument("--save_total_limit", type=int, default=d.save_total_limit, help="keep at most N checkpoints (oldest deleted)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed for data order, dropout and LoRA init")
-    p.add_argument("--resume_from_checkpoint", default=None, help="checkpoint folder to resume from")
+    p.add_argument("--resume_from_checkpoint", default=None, metavar="PATH|latest",
+                   help="continue a run: a checkpoint folder, or latest (the newest complete checkpoint in --output_dir)")
+    p.add_argument("--overwrite_output_dir", action="store_true",
+                   help="start a new run in an --output_dir that holds an earlier one (its checkpoints are removed)")
+    p.add_argument("--skip_invalid", action="store_true",
+                   help="drop invalid samples and train on the rest instead of refusing to start: samples that fail validation are "
+                        "listed in OUTPUT_DIR/skipped_samples.json, clips that fail to encode in OUTPUT_DIR/skipped_encoding.json")
+    p.add_argument("--max_nonfinite_steps", type=int, default=d.max_nonfinite_steps,
+                   help="NaN/inf loss or gradient: the step is skipped; abort after this many in a row")
     p.add_argument("--report_to", default=d.report_to, choices=["tensorboard", "none"], help="TensorBoard logs in OUTPUT_DIR/runs, or none")
     p.add_argument("--cache_dir", default=None, help="on-disk audio-code cache, shared by runs and ranks; built first when incomplete (default: OUTPUT_DIR/code_cache)")
     p.add_argument("--require_cache", action="store_true", help="encode nothing: fail if the code cache misses any file (build it with higgs-lora tokenize)")
-    p.add_argument("--skip_invalid", action="store_true", help="drop invalid samples (e.g. audio that fails to encode) and train on the rest; they are listed in a report")
     p.add_argument("--max_bad_samples", type=int, default=d.max_bad_samples, help="samples allowed to fail at read time (damaged/deleted cache entry) before the run aborts")
     p.add_argument("--max_tokens_per_batch", type=int, default=d.max_tokens_per_batch, help="length-aware batches of similar-length samples up to this many padded tokens per GPU (0: fixed --batch_size)")
     p.add_argument("--encode_whisper_embed", action="store_true", help="require Whisper features; refused unless the model's config has an audio tower (the released model has none)")
     p.add_argument("--quick_test", action="store_true",
-                   help="a few steps on a few samples; without --base_model uses the tiny model and codec (no download)")
+                   help="a few steps on a few samples, in a temporary folder unless --output_dir is given; ends with "
+                        "'environment OK' or the failing stage; without --base_model uses the tiny model and codec")
 
 
 
@@ -66,7 +74,14 @@ def train_config_from_args(args: argparse.Namespace):
     tiny_quick = args.quick_test and args.base_model is None
     base_model = args.base_model or ("tiny" if tiny_quick else BASE_MODEL)
     audio_tokenizer = args.audio_tokenizer or ("tiny" if tiny_quick else AUDIO_TOKENIZER)
-    output_dir = args.output_dir or ("checkpoints/quick_test" if args.quick_test else "checkpoints/voice_cloning")
+    output_dir = args.output_dir
+    if output_dir is None:
+        if args.quick_test:
+            import tempfile
+
+            output_dir = tempfile.mkdtemp(prefix="higgs_lora_quick_test_")
+        else:
+            output_dir = TrainConfig.output_dir
     train_data = args.train_data
     if train_data is None:
         if not args.quick_test:
@@ -82,8 +97,30 @@ def train_config_from_args(args: argparse.Namespace):
 
 
 def run(args) -> int:
+    import os
+    import sys
+
+    from ..train.faults import EXIT_INTERRUPTED, TrainingAborted, TrainingInterrupted, name_failing_rank
     from ..train.recipe import train
 
-    out = train(train_config_from_args(args))
+    stages = ["data"]
+    try:
+        with name_failing_rank():
+            cfg = train_config_from_args(args)
+            out = train(cfg, on_stage=stages.append)
+    except TrainingInterrupted as err:
+        if os.environ.get("RANK", "0") == "0":
+            print(str(err), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except TrainingAborted as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:
+        if not args.quick_test:
+            raise
+        print(f"quick test FAILED at stage: {stages[-1]}: {type(err).__name__}: {err}", file=sys.stderr)
+        return 2 if isinstance(err, (ValueError, FileNotFoundError)) else 1
     print(f"adapter saved to {out}")
+    if cfg.quick_test:
+        print(f"environment OK (data, model, codec, training step, save; files in {out})")
     return 0

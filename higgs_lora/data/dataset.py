@@ -267,8 +267,12 @@ class VoiceCloningDataset(Dataset):
                                   f"files. {listed}")
 
 
+SKIPPED_ENCODING = "skipped_encoding.json"
+
+
 def write_skipped(dataset: VoiceCloningDataset, folder) -> None:
-    """OUTPUT_DIR/skipped_samples.json (main process) when samples were dropped: nothing lost silently."""
+    """OUTPUT_DIR/skipped_encoding.json (main process) when samples were dropped because a clip failed to
+    encode: nothing lost silently. (Samples dropped by validation are in skipped_samples.json.)"""
     import json
     import os
     from pathlib import Path
@@ -276,7 +280,7 @@ def write_skipped(dataset: VoiceCloningDataset, folder) -> None:
     if not dataset.skipped or int(os.environ.get("RANK", "0")) != 0:
         return
     Path(folder).mkdir(parents=True, exist_ok=True)
-    (Path(folder) / "skipped_samples.json").write_text(json.dumps(dataset.skipped, indent=2, ensure_ascii=False),
+    (Path(folder) / SKIPPED_ENCODING).write_text(json.dumps(dataset.skipped, indent=2, ensure_ascii=False),
                                                        encoding="utf-8")
 
 

@@ -97,7 +97,7 @@ def offline_semantic_teacher():
 def semantic_teacher_from(folder) -> contextlib.AbstractContextManager:
     """Boson's tokenizer gets the HuBERT in `folder` (a pinned snapshot or a staged copy), without remote code.
 
-    boson asks for `trust_remote_code=True`; the checkpoint is a plain HubertModel, so no code from the
+    boson asks to trust remote code here; the checkpoint is a plain HubertModel, so no code from the
     hub is executed here.
     """
     from transformers import AutoModel

@@ -149,6 +149,28 @@ def codec_folder(name: str) -> Path:
     return check_codec_folder(fetch(ref, CODEC_FILES), str(ref))
 
 
+def model_config_path(name: str) -> Path:
+    """config.json of the model `name`, format-checked, without fetching its weights (preflight)."""
+    if name == "tiny":
+        from .tiny import ensure_tiny_model
+
+        return ensure_tiny_model() / "config.json"
+    ref = parse_ref(name)
+    folder = Path(name).expanduser() if ref is None else fetch(ref, ("config.json",))
+    return check_model_folder(folder, name if ref is None else str(ref)) / "config.json"
+
+
+def check_codec_source(name: str) -> None:
+    """The codec `name` is usable: a local folder with model.pth, or a hub id whose config can be fetched."""
+    if name == "tiny":
+        return
+    ref = parse_ref(name)
+    if ref is None:
+        check_codec_folder(Path(name).expanduser(), name)
+    else:
+        fetch(ref, ("config.json",))
+
+
 def semantic_teacher_folder(codec_dir: Path) -> Path:
     """The HuBERT the codec's constructor needs: staged next to the codec, named by env, or from the hub."""
     staged = codec_dir / SEMANTIC_TEACHER_DIR

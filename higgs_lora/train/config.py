@@ -43,12 +43,14 @@ class TrainConfig:
     save_steps: int = 500
     save_total_limit: int = 2
     seed: int = 42
-    resume_from_checkpoint: str | None = None
+    resume_from_checkpoint: str | None = None  # a checkpoint folder, or "latest" (newest complete one)
+    overwrite_output_dir: bool = False  # start over in a folder that holds an earlier run
+    skip_invalid: bool = False  # drop invalid samples (skipped_samples.json, skipped_encoding.json) instead of stopping
+    max_nonfinite_steps: int = 5  # abort after this many NaN/inf steps in a row (each one is skipped)
     quick_test: bool = False
     report_to: str = "tensorboard"
     cache_dir: str | None = None  # audio-code cache (default OUTPUT_DIR/code_cache); see data/cache.py
     require_cache: bool = False  # fail instead of encoding when the cache misses files
-    skip_invalid: bool = False  # train on the rest when some samples are invalid (listed in a report)
     max_bad_samples: int = 10  # samples allowed to fail at read time before the run aborts
     max_tokens_per_batch: int = 0  # >0: length-aware batches under this padded-token budget (batch_size ignored)
     encode_whisper_embed: bool = False  # ask for Whisper features; refused unless the model has an audio tower

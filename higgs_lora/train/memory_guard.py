@@ -112,10 +112,12 @@ def max_audio_seconds_that_fits(sizes, batch_size, capacity_bytes, estimate) -> 
 # The recipe's side
 
 
-def drop_long_samples(samples: list, max_audio_seconds: float | None) -> tuple[list, list[int]]:
+def drop_long_samples(samples: list, max_audio_seconds: float | None,
+                      indices: list[int] | None = None) -> tuple[list, list[int]]:
     """Samples whose reference + target audio is at most `max_audio_seconds` (from the file headers),
-    and their indices in the data file. Each dropped sample is listed in the log, never silently."""
-    indices = list(range(len(samples)))
+    and their indices in the data file (`indices`: those of `samples`, default 0..n-1). Each dropped
+    sample is listed in the log, never silently."""
+    indices = list(indices) if indices is not None else list(range(len(samples)))
     if max_audio_seconds is None:
         return list(samples), indices
     if max_audio_seconds <= 0:
@@ -123,7 +125,7 @@ def drop_long_samples(samples: list, max_audio_seconds: float | None) -> tuple[l
     from ..data.audio import audio_duration
 
     kept, kept_indices, dropped = [], [], []
-    for index, sample in enumerate(samples):
+    for index, sample in zip(indices, samples):
         seconds = audio_duration(sample.ref_audio) + (audio_duration(sample.target_audio) if sample.target_audio else 0.0)
         if seconds > max_audio_seconds:
             dropped.append(f"#{index} (speaker {sample.speaker or '?'}, {seconds:.1f} s)")

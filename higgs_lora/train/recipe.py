@@ -30,15 +30,17 @@ import torch
 from ..data.cache import start_distributed
 from ..data.codes import load_codec
 from ..data.dataset import DictCollator, VoiceCloningDataset, build_collator, encodes_whisper, write_skipped
-from ..data.validate import load_samples
 from ..model.hub import provenance
 from ..model.load import (
     apply_lora, count_parameters, default_device, enable_activation_checkpointing,
     load_model, load_tokenizer,
 )
 from ..model.precision import resolve_precision
+from . import checkpoints
 from .config import RUN_CONFIG, TrainConfig, read_run_config  # noqa: F401  (re-exported)
+from .faults import NonFiniteGuard, StopOnSignal, TrainingInterrupted, select_samples
 from .memory_guard import check_memory, drop_long_samples
+from .preflight import preflight
 from .trainer import HiggsAudioTrainer, MetricsJsonlCallback, allow_checkpoint_rng_state
 
 log = logging.getLogger(__name__)
@@ -54,34 +56,49 @@ def quick_test_overrides(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
-def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=()) -> Path:
+def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=None) -> Path:
     """Run training; returns the output folder holding the final adapter (PEFT layout).
 
     `model`/`tokenizer`: an already built base model (in the precision's weights dtype) and its
     tokenizer instead of loading `cfg.base_model` (gpu-check's random-weight released shape);
-    `callbacks`: extra TrainerCallbacks (gpu-check's step timer)."""
+    `callbacks`: extra TrainerCallbacks (gpu-check's step timer); `on_stage(name)` is told each stage as
+    it starts (data, model, codec, training step, save). Raises TrainingInterrupted after a SIGTERM (a
+    checkpoint was saved), TrainingAborted on faults.
+    """
     from transformers import TrainingArguments, set_seed
 
+    stage = on_stage or (lambda name: None)
     if cfg.quick_test:
         cfg = quick_test_overrides(cfg)
-    set_seed(cfg.seed)
     out = Path(cfg.output_dir)
+    # Folder checks, disk space, data and model reachability: all before any weights are loaded.
+    resume = checkpoints.resolve_resume(cfg.resume_from_checkpoint, out)
+    checkpoints.check_output_dir(out, cfg.overwrite_output_dir, resuming=resume is not None)
+    guard = NonFiniteGuard(cfg.max_nonfinite_steps)
+    preflight(cfg, stage, check_model=model is None)
+    stage("data")
+    samples, file_indices = select_samples(cfg.train_data, cfg.system_prompt, cfg.skip_invalid, out,
+                                           text_normalization=cfg.text_normalization)
+    if cfg.overwrite_output_dir and resume is None and int(os.environ.get("RANK", "0")) == 0:
+        checkpoints.clear_earlier_run(out)
+    set_seed(cfg.seed)
     on_cuda = default_device() == "cuda"
     # Under torchrun each process owns GPU LOCAL_RANK; the codec must not pile onto GPU 0.
     device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if on_cuda else "cpu"
     precision = resolve_precision(cfg.mixed_precision, device)
     print(f"precision: {precision.name} (base weights {precision.weights_dtype}, trainable parameters fp32)")
 
-    samples, file_indices = drop_long_samples(
-        load_samples(cfg.train_data, cfg.system_prompt, text_normalization=cfg.text_normalization), cfg.max_audio_seconds)
+    samples, file_indices = drop_long_samples(samples, cfg.max_audio_seconds, file_indices)
     if cfg.quick_test:
-        samples = samples[: max(2, cfg.batch_size)]
+        samples, file_indices = samples[: max(2, cfg.batch_size)], file_indices[: max(2, cfg.batch_size)]
+    stage("model")
     tokenizer = tokenizer or load_tokenizer(cfg.base_model)
     # Under torchrun, Trainer moves the model to this process's GPU; load on CPU first then.
     base_by_name = model is None  # a caller's model object has no weights on disk to hash
     if model is None:
         model = load_model(cfg.base_model, device="cpu", dtype=precision.weights_dtype)
     model.config.use_cache = False
+    stage("codec")
     start_distributed()  # under torchrun the ranks share out the code-cache build
     codec = load_codec(cfg.audio_tokenizer, device=device)
     dataset = VoiceCloningDataset(
@@ -90,6 +107,8 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=()) -> Path:
         skip_invalid=cfg.skip_invalid, max_bad_samples=cfg.max_bad_samples,
         with_waveforms=encodes_whisper(model.config), data_path=cfg.train_data, audio_tokenizer=cfg.audio_tokenizer)
     del codec  # the codec's GPU memory is not needed while training
+    # Positions in the data file of what the dataset kept (it drops clips that fail to encode).
+    file_indices = [file_indices[i] for i in dataset.source_indices]
     write_skipped(dataset, out)
     collator = DictCollator(build_collator(model.config, encode_whisper_embed=cfg.encode_whisper_embed or None))
 
@@ -131,13 +150,22 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=()) -> Path:
         args=args,
         train_dataset=dataset,
         data_collator=collator,
-        callbacks=[MetricsJsonlCallback(out / "metrics.jsonl"), *callbacks],
+        callbacks=[MetricsJsonlCallback(out / "metrics.jsonl"), guard, stop := StopOnSignal(), *callbacks],
         text_loss_weight=cfg.text_loss_weight,
         audio_loss_weight=cfg.audio_loss_weight,
         max_tokens_per_batch=cfg.max_tokens_per_batch,
     )
+    trainer.nonfinite_guard = guard
     allow_checkpoint_rng_state()
-    trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)
+    stage("training step")
+    checkpoints.remove_stale_staging(out)
+    with stop.installed():
+        trainer.train(resume_from_checkpoint=resume)
+    if stop.stopped_at is not None and stop.stopped_at < trainer.state.max_steps:
+        raise TrainingInterrupted(
+            f"stopped by SIGTERM after step {stop.stopped_at}; checkpoint saved to {out / f'checkpoint-{stop.stopped_at}'}"
+            f"; continue with --resume_from_checkpoint latest --output_dir {out}", str(out / f"checkpoint-{stop.stopped_at}"))
+    stage("save")
     trainer.save_model(str(out))  # PEFT adapter: adapter_config.json + adapter_model.safetensors
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(out)

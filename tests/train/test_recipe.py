@@ -215,8 +215,8 @@ def test_resume_mid_epoch_reproduces_the_uninterrupted_run(run, tmp_path):
     assert _metrics(resumed_out)[0]["loss"] == pytest.approx(_metrics(out)[3]["loss"], abs=1e-4)
     a, b = load_file(out / "adapter_model.safetensors"), load_file(resumed_out / "adapter_model.safetensors")
     assert a.keys() == b.keys()
-    for k in a:
-        torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-7, msg=k)
+    # the bar: the same adapter within 1e-6 on CPU
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-6
 
 
 def test_resume_from_a_shorter_run_completes(data4, tmp_path):
@@ -339,6 +339,6 @@ def test_train_stops_on_audio_that_fails_to_encode_unless_skip_invalid(data4, tm
     with pytest.raises(ValueError, match="decoder exploded"):
         train(TrainConfig(output_dir=str(tmp_path / "a"), **base))
     out = train(TrainConfig(output_dir=str(tmp_path / "b"), skip_invalid=True, **base))
-    skipped = json.loads((out / "skipped_samples.json").read_text())
+    skipped = json.loads((out / "skipped_encoding.json").read_text())
     assert 1 in [s["index"] for s in skipped] and all("decoder exploded" in r for s in skipped for r in s["files"].values())
     assert (out / "adapter_model.safetensors").is_file()

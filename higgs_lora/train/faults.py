@@ -1,0 +1,210 @@
+"""Faults a multi-day run must survive: invalid samples, non-finite steps, SIGTERM, a dying rank.
+
+- `select_samples`: without --skip_invalid, invalid data stops the run before any model is loaded
+  (InvalidDataError with the validation summary); with it, invalid samples are dropped and listed in
+  OUTPUT_DIR/skipped_samples.json, every valid sample kept.
+- `NonFiniteGuard`: a NaN/inf loss or gradient skips the optimizer step (gradients dropped, so neither
+  weights nor optimizer state change), is counted and logged; N in a row abort the run.
+- `StopOnSignal`: SIGTERM (a preempted cluster job) saves a checkpoint at the next step boundary and
+  stops; every process agrees on the stop, so DDP never waits on a rank that left.
+- `name_failing_rank`: under torchrun, an exception says which rank failed before torchrun tears down.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+log = logging.getLogger(__name__)
+
+SKIPPED_SAMPLES = "skipped_samples.json"
+EXIT_INTERRUPTED = 75  # sysexits EX_TEMPFAIL: stopped early on purpose, resume later
+
+
+class TrainingAborted(RuntimeError):
+    """Training stopped on a fault it cannot work around; the last checkpoint is intact."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """Training stopped by a signal after saving a checkpoint; `--resume_from_checkpoint latest` continues."""
+
+    def __init__(self, message: str, checkpoint: str | None):
+        super().__init__(message)
+        self.checkpoint = checkpoint
+
+
+# --- invalid samples -------------------------------------------------------------------------
+
+
+def select_samples(train_data: str, system_prompt: str, skip_invalid: bool, output_dir: str | Path,
+                   text_normalization=None) -> tuple[list, list[int]]:
+    """The valid samples of `train_data` and their indices in the file; invalid ones stop the run unless
+    `skip_invalid` drops them."""
+    from ..data.validate import InvalidDataError, validate_file
+
+    report = validate_file(train_data, system_prompt, text_normalization=text_normalization)
+    samples = [sample for _, sample in report.samples]
+    if not report.ok and not skip_invalid:
+        raise InvalidDataError(report)
+    if not samples:
+        raise InvalidDataError(report)
+    if not report.ok:
+        problems = [{"index": p.index, "reason": p.reason, "message": p.message} for p in report.problems]
+        if _is_main_process():
+            Path(output_dir).mkdir(parents=True, exist_ok=True)
+            path = Path(output_dir) / SKIPPED_SAMPLES
+            path.write_text(json.dumps({"train_data": str(train_data), "total": report.total,
+                                        "kept": len(samples), "skipped": problems}, indent=1,
+                                       ensure_ascii=False), encoding="utf-8")
+            print(f"--skip_invalid: {len(problems)} of {report.total} samples skipped, {len(samples)} kept; "
+                  f"list in {path}")
+    return samples, [index for index, _ in report.samples]
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _all_ranks_any(flag: bool, device) -> bool:
+    """True when `flag` is set on any process (a no-op without torch.distributed)."""
+    import torch
+
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+# --- non-finite steps ------------------------------------------------------------------------
+
+
+class NonFiniteGuard(TrainerCallback):
+    """Skips optimizer steps whose loss or gradient is NaN/inf; aborts after `max_in_a_row` in a row.
+
+    The trainer reports each micro-batch loss (`note_loss`, kept on the device: no host sync per
+    micro-step); the check runs once per optimizer step, before `optimizer.step()`. Skipping drops
+    the gradients (`grad = None`): AdamW then leaves both the weights and its moments untouched.
+    The learning-rate schedule and the step counter still advance (the step was spent).
+    """
+
+    def __init__(self, max_in_a_row: int = 5):
+        if max_in_a_row < 1:
+            raise ValueError(f"--max_nonfinite_steps must be at least 1, got {max_in_a_row}")
+        self.max_in_a_row = max_in_a_row
+        self.in_a_row = 0
+        self.skipped_total = 0
+        self.skipped_since_log = 0
+        self._bad_loss = None
+
+    def note_loss(self, loss) -> None:
+        import torch
+
+        bad = ~torch.isfinite(loss.detach())
+        self._bad_loss = bad if self._bad_loss is None else (self._bad_loss | bad)
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        import torch
+
+        params = [p for p in model.parameters() if p.requires_grad and p.grad is not None]
+        bad = self._bad_loss if self._bad_loss is not None else torch.zeros((), dtype=torch.bool)
+        bad = bad.to(args.device)
+        if params:
+            # One fused kernel for all LoRA gradients; one host sync per optimizer step, not per tensor.
+            norms = torch.stack(torch._foreach_norm([p.grad.detach() for p in params])).to(args.device)
+            bad = bad | ~torch.isfinite(norms).all()
+        self._bad_loss = None
+        step = state.global_step + 1
+        if not _all_ranks_any(bool(bad), args.device):
+            self.in_a_row = 0
+            return
+        for p in model.parameters():
+            p.grad = None
+        self.in_a_row += 1
+        self.skipped_total += 1
+        self.skipped_since_log += 1
+        if state.is_world_process_zero:
+            print(f"warning: step {step}: non-finite loss or gradient, optimizer step skipped "
+                  f"({self.in_a_row} in a row; the run stops at {self.max_in_a_row})", file=sys.stderr)
+        if self.in_a_row >= self.max_in_a_row:
+            raise TrainingAborted(
+                f"training aborted at step {step}: {self.in_a_row} optimizer steps in a row had a non-finite "
+                f"(NaN/inf) loss or gradient. Checkpoints already written are intact. Try a lower "
+                f"--learning_rate, --mixed_precision no, or check the data; resume with "
+                f"--resume_from_checkpoint latest (or raise --max_nonfinite_steps).")
+
+    def pop_log_count(self) -> int:
+        count, self.skipped_since_log = self.skipped_since_log, 0
+        return count
+
+
+# --- SIGTERM ---------------------------------------------------------------------------------
+
+
+class StopOnSignal(TrainerCallback):
+    """On SIGTERM/SIGINT-free preemption: save a checkpoint at the next step boundary, then stop.
+
+    `install()` takes SIGTERM for the duration of training; a second SIGTERM gets the previous
+    handler (usually: die now). Under DDP every process must stop at the same step, so the flag is
+    agreed on with one tiny all-reduce per optimizer step.
+    """
+
+    def __init__(self, signals=(signal.SIGTERM,)):
+        self.signals = signals
+        self.requested = False
+        self.stopped_at: int | None = None
+        self._previous = {}
+
+    def _handler(self, signum, frame):
+        self.requested = True
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        print(f"received signal {signum}: saving a checkpoint at the end of this step, then stopping",
+              file=sys.stderr, flush=True)
+
+    @contextmanager
+    def installed(self):
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        self._previous = {sig: signal.signal(sig, self._handler) for sig in self.signals}
+        try:
+            yield self
+        finally:
+            for sig, previous in self._previous.items():
+                signal.signal(sig, previous)
+            self._previous = {}
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if _all_ranks_any(self.requested, args.device):
+            self.requested = True
+            self.stopped_at = state.global_step
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+
+# --- dying ranks -----------------------------------------------------------------------------
+
+
+@contextmanager
+def name_failing_rank():
+    """Under torchrun, prefix a failure with the rank it happened on (torchrun then ends the job)."""
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit, TrainingInterrupted):
+        raise
+    except BaseException as err:
+        if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+            print(f"error: rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']} failed: "
+                  f"{type(err).__name__}: {err}", file=sys.stderr, flush=True)
+        raise

@@ -1,0 +1,130 @@
+"""Checks before any compute is spent: output folder, disk space, data, model and codec.
+
+Each failure is a ValueError/FileNotFoundError with one line naming the problem and the fix (the
+CLI prints it and exits 2). Nothing here loads weights or creates the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from .config import TrainConfig
+
+BYTES_PER_LORA_PARAM = 4 + 8  # fp32 adapter weights + AdamW's two fp32 moments
+FIXED_CHECKPOINT_BYTES = 64 * 2**20  # trainer state, RNG, scheduler, tokenizer files: generous
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_output_writable(output_dir: str | Path) -> Path:
+    """The folder (or, if it does not exist yet, the folder that would hold it) accepts new files."""
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"--output_dir {output_dir} is a file, not a folder; choose a folder")
+    base = _nearest_existing(output_dir)
+    if not base.is_dir():
+        raise ValueError(f"--output_dir {output_dir}: {base} is a file, not a folder")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise ValueError(f"--output_dir {output_dir}: {base} is not writable; choose a folder you can write to")
+    return base
+
+
+def model_config(name_or_path: str) -> dict:
+    """config.json of the model (a folder, `tiny`, or a hub id at its pinned revision: config only, no weights)."""
+    from ..model.hub import model_config_path
+
+    return json.loads(model_config_path(name_or_path).read_text(encoding="utf-8"))
+
+
+def check_codec(name_or_path: str) -> None:
+    from ..model.hub import check_codec_source
+
+    check_codec_source(name_or_path)
+
+
+def estimate_lora_parameters(config: dict, r: int, targets: list[str]) -> int:
+    """LoRA parameters (r x (in + out) per adapted Linear) from a Higgs Audio config.json alone."""
+    text = config.get("text_config", config)
+    hidden = text["hidden_size"]
+    heads = text["num_attention_heads"]
+    head_dim = text.get("head_dim") or hidden // heads
+    kv = text.get("num_key_value_heads", heads) * head_dim
+    inter = text["intermediate_size"]
+    audio_inter = config.get("audio_ffn_intermediate_size", inter)
+    layers = text["num_hidden_layers"]
+    dual = len(config.get("audio_dual_ffn_layers") or [])
+    audio_out = config.get("audio_num_codebooks", 8) * (config.get("audio_codebook_size", 1024) + 2)
+    per_layer = {
+        "self_attn.q_proj": hidden + heads * head_dim, "self_attn.k_proj": hidden + kv,
+        "self_attn.v_proj": hidden + kv, "self_attn.o_proj": heads * head_dim + hidden,
+        "mlp.gate_proj": hidden + inter, "mlp.up_proj": hidden + inter, "mlp.down_proj": inter + hidden,
+    }
+    per_dual_layer = {"audio_mlp.gate_proj": hidden + audio_inter, "audio_mlp.up_proj": hidden + audio_inter,
+                      "audio_mlp.down_proj": audio_inter + hidden}
+    heads_once = {"text_lm_head": hidden + text["vocab_size"], "audio_lm_head": hidden + audio_out}
+    total = 0
+    for target in targets:
+        if target in per_layer:
+            total += layers * per_layer[target]
+        elif target in per_dual_layer:
+            total += dual * per_dual_layer[target]
+        elif target in heads_once:
+            total += heads_once[target]
+    return total * r
+
+
+def checkpoint_bytes(lora_parameters: int) -> int:
+    return lora_parameters * BYTES_PER_LORA_PARAM + FIXED_CHECKPOINT_BYTES
+
+
+def check_disk_space(output_dir: str | Path, lora_parameters: int, save_total_limit: int) -> int:
+    """Room for the kept checkpoints, one being written, and the final adapter; returns the bytes needed."""
+    kept = max(save_total_limit, 1) + 1  # rotation deletes the oldest only after the new one is written
+    needed = kept * checkpoint_bytes(lora_parameters) + lora_parameters * 4
+    base = _nearest_existing(Path(output_dir))
+    free = shutil.disk_usage(base).free
+    if free < needed:
+        raise ValueError(f"--output_dir {output_dir}: {free / 2**30:.2f} GiB free on its disk, the run needs about "
+                         f"{needed / 2**30:.2f} GiB ({kept} checkpoints of {checkpoint_bytes(lora_parameters) / 2**20:.0f} "
+                         f"MiB for {lora_parameters:,} LoRA parameters); free space, lower --save_total_limit "
+                         "or --lora_r, or choose another --output_dir")
+    return needed
+
+
+def check_data_readable(train_data: str | Path) -> None:
+    path = Path(train_data)
+    if not path.is_file():
+        raise FileNotFoundError(f"--train_data {train_data}: no such file")
+    try:
+        with path.open("rb") as f:
+            f.read(1)
+    except OSError as err:
+        raise ValueError(f"--train_data {train_data}: cannot be read ({err.strerror or err})") from None
+
+
+def preflight(cfg: TrainConfig, stage=None, check_model: bool = True) -> dict:
+    """Run every check; returns what it found. `stage(name)` is told which check runs (data, model, codec, save).
+    `check_model=False`: the caller brings its own model object (gpu-check), so there is no model to look for."""
+    stage = stage or (lambda name: None)
+    stage("save")
+    check_output_writable(cfg.output_dir)
+    stage("data")
+    check_data_readable(cfg.train_data)
+    stage("model")
+    config = model_config(cfg.base_model) if check_model else None
+    stage("codec")
+    check_codec(cfg.audio_tokenizer)
+    if config is None:  # a model object handed in by the caller: nothing on disk to check
+        return {}
+    lora = estimate_lora_parameters(config, cfg.lora_r, cfg.lora_targets)
+    stage("save")
+    needed = check_disk_space(cfg.output_dir, lora, cfg.save_total_limit)
+    return {"lora_parameters_estimate": lora, "disk_bytes_needed": needed}
