@@ -111,17 +111,18 @@ def test_metrics_callback_writes_only_on_process_zero(tmp_path):
     assert path.is_file()
 
 
-def test_metrics_callback_records_only_logs_with_loss(tmp_path):
+def test_metrics_callback_records_training_and_eval_logs_only(tmp_path):
     path = tmp_path / "metrics.jsonl"
     callback = MetricsJsonlCallback(path)
     _on_log(callback, _state(True, step=1, epoch=0.5),
             {"loss": 2.5, "learning_rate": 1e-4, "grad_norm": float("nan"), "note": "text", "text_loss": 1.0})
     _on_log(callback, _state(True, step=2), {"train_runtime": 3.0, "train_loss": 2.0})  # end-of-training summary
-    _on_log(callback, _state(True, step=2), {"eval_loss": 2.0})
+    _on_log(callback, _state(True, step=2), {"eval_loss": 2.0, "eval_text_loss": 0.5})
     _on_log(callback, _state(True, step=2), None)
     _on_log(callback, _state(True, step=3, epoch=1.0), {"loss": 2.0})
     records = [json.loads(line) for line in path.read_text().splitlines()]
-    assert [r["step"] for r in records] == [1, 3]
+    assert [r["step"] for r in records] == [1, 2, 3]
     first = records[0]
     assert first == {"step": 1, "epoch": 0.5, "loss": 2.5, "learning_rate": 1e-4, "text_loss": 1.0}
+    assert records[1] == {"step": 2, "epoch": 1.5, "eval_loss": 2.0, "eval_text_loss": 0.5}
     assert all(math.isfinite(v) for r in records for v in r.values())
