@@ -183,7 +183,7 @@ def test_consistency_gradients_reach_only_lora_parameters(tiny_model_factory, ba
     # every trainable parameter on the audio path gets one (the text head plays no part in audio logits)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert set(got) == {n for n in trainable if "text_lm_head" not in n}
-    assert all(g.abs().sum() > 0 for n, g in got.items() if "lora_B" in n)
+    assert any(g.abs().sum() > 0 for n, g in got.items() if ".audio_mlp." in n)
     # The base forward is a constant (no grad): the same KL against precomputed base logits gives the
     # same gradient, so nothing flows through the base pass.
     model.zero_grad()
