@@ -33,6 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="module-name suffixes to adapt; missing ones are skipped (default: attention, mlp, audio_mlp, both heads)")
     p.add_argument("--text_loss_weight", type=float, default=d.text_loss_weight, help="weight of the shifted text cross-entropy")
     p.add_argument("--audio_loss_weight", type=float, default=d.audio_loss_weight, help="weight of the shifted per-codebook audio cross-entropy")
+    p.add_argument("--consistency_loss_weight", type=float, default=d.consistency_loss_weight,
+                   help="weight of the KL between the adapted and the base model's audio distributions on target "
+                        "frames (keeps zero-shot cloning; costs one extra forward per micro-batch; 0 = off)")
     p.add_argument("--mixed_precision", action=argparse.BooleanOptionalAction, default=True,
                    help="bf16 on CUDA (default on; ignored on CPU)")
     p.add_argument("--use_gradient_checkpointing", action="store_true", help="recompute decoder layers in backward to save memory")
@@ -43,6 +46,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=d.seed, help="seed for data order, dropout and LoRA init")
     p.add_argument("--resume_from_checkpoint", default=None, help="checkpoint folder to resume from")
     p.add_argument("--report_to", default=d.report_to, choices=["tensorboard", "none"], help="TensorBoard logs in OUTPUT_DIR/runs, or none")
+    p.add_argument("--eval_data", default=None, help="held-out data file: eval_loss (and its parts) every --eval_steps")
+    p.add_argument("--eval_split", type=float, default=d.eval_split,
+                   help="hold out this fraction of --train_data for eval_loss instead (whole speakers when named; 0 = none)")
+    p.add_argument("--eval_steps", type=int, default=d.eval_steps, help="evaluate every N optimizer steps (0 = every --save_steps)")
+    p.add_argument("--deepspeed", default=None, metavar="CONFIG.json",
+                   help="DeepSpeed config for Trainer (ZeRO; example: scripts/deepspeed_zero2.json; needs the deepspeed package)")
+    p.add_argument("--fsdp", default=d.fsdp, metavar="OPTIONS", help='Trainer FSDP options, e.g. "full_shard auto_wrap"')
     p.add_argument("--quick_test", action="store_true",
                    help="a few steps on a few samples; without --base_model uses the tiny model and codec (no download)")
 
@@ -70,6 +80,9 @@ def train_config_from_args(args: argparse.Namespace):
 def run(args) -> int:
     from ..train.recipe import train
 
+    from ..train.summary import is_rank_zero
+
     out = train(train_config_from_args(args))
-    print(f"adapter saved to {out}")
+    if is_rank_zero():  # under torchrun every process returns here
+        print(f"adapter saved to {out}")
     return 0

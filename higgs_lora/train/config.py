@@ -32,6 +32,7 @@ class TrainConfig:
     lora_targets: list[str] = field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))
     text_loss_weight: float = 1.0
     audio_loss_weight: float = 1.0
+    consistency_loss_weight: float = 0.0  # KL to the adapter-off base model on target frames (0: off)
     mixed_precision: bool = True
     use_gradient_checkpointing: bool = False
     dataloader_num_workers: int = 2
@@ -41,6 +42,11 @@ class TrainConfig:
     seed: int = 42
     resume_from_checkpoint: str | None = None
     quick_test: bool = False
+    eval_data: str | None = None  # held-out file for eval_loss ...
+    eval_split: float = 0.0  # ... or this fraction of train_data held out (by speaker when known)
+    eval_steps: int = 0  # eval every N steps (0: every --save_steps)
+    deepspeed: str | None = None  # Trainer's DeepSpeed config (JSON path); untested on GPU here
+    fsdp: str = ""  # Trainer's FSDP option string, e.g. "full_shard auto_wrap"; untested on GPU here
     report_to: str = "tensorboard"
 
 

@@ -10,9 +10,11 @@ Features:
   activation checkpointing by patching decoder layers, checkpoints + resume, TensorBoard,
   and OUTPUT_DIR/metrics.jsonl with one record per logged step.
 
+- held-out eval_loss (--eval_data or a by-speaker --eval_split), the optional consistency loss
+  (KL to the adapter-off base model), start and end summaries printed once by rank 0.
+
 Limits: batches mix samples of any length (no length bucketing yet); audio is encoded once in
-each process before training (no on-disk code cache yet); the design's "consistency loss" is not
-implemented; long-text chunking exists only at inference.
+each process before training (no on-disk code cache yet); long-text chunking exists only at inference.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from ..model.load import (
     load_model, load_tokenizer,
 )
 from .config import RUN_CONFIG, TrainConfig, read_run_config  # noqa: F401  (re-exported)
+from .eval_split import held_out
+from .metrics import CompactProgressCallback
+from .summary import RunFacts, StartSummaryCallback, audio_hours, end_block
 from .trainer import HiggsAudioTrainer, MetricsJsonlCallback, allow_checkpoint_rng_state
 
 log = logging.getLogger(__name__)
@@ -50,7 +55,10 @@ def quick_test_overrides(cfg: TrainConfig) -> TrainConfig:
 
 def train(cfg: TrainConfig) -> Path:
     """Run training; returns the output folder holding the final adapter (PEFT layout)."""
+    import time
+
     from transformers import TrainingArguments, set_seed
+    from transformers.trainer_callback import ProgressCallback
 
     if cfg.quick_test:
         cfg = quick_test_overrides(cfg)
@@ -64,12 +72,17 @@ def train(cfg: TrainConfig) -> Path:
     samples = load_samples(cfg.train_data, cfg.system_prompt)
     if cfg.quick_test:
         samples = samples[: max(2, cfg.batch_size)]
+    split = held_out(samples, cfg.eval_data, cfg.eval_split, cfg.seed, cfg.system_prompt)
+    samples = split.train
     tokenizer = load_tokenizer(cfg.base_model)
     # Under torchrun, Trainer moves the model to this process's GPU; load on CPU first then.
     model = load_model(cfg.base_model, device="cpu", dtype=torch.bfloat16 if bf16 else torch.float32)
     model.config.use_cache = False
     codec = load_codec(cfg.audio_tokenizer, device=device)
     dataset = VoiceCloningDataset(samples, tokenizer, codec, num_codebooks=model.config.audio_num_codebooks)
+    eval_dataset = (VoiceCloningDataset(split.eval, tokenizer, codec, num_codebooks=model.config.audio_num_codebooks)
+                    if split.eval else None)
+    target_hours, reference_hours, speakers = audio_hours(dataset, samples, codec.tps)
     del codec  # the codec's GPU memory is not needed while training
     collator = DictCollator(build_collator(model.config))
 
@@ -77,7 +90,16 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.use_gradient_checkpointing:
         enable_activation_checkpointing(model)
     trainable, total = count_parameters(model)
-    print(f"trainable params: {trainable:,} / {total:,} ({100 * trainable / total:.2f}%)")
+    eval_steps = cfg.eval_steps or cfg.save_steps
+    facts = RunFacts(
+        train_data=cfg.train_data, output_dir=str(out), samples=len(samples), target_hours=target_hours,
+        reference_hours=reference_hours, speakers=speakers, eval_samples=len(split.eval), eval_how=split.how,
+        eval_steps=eval_steps, precision="bf16 autocast" if bf16 else "fp32",
+        gradient_checkpointing=cfg.use_gradient_checkpointing, save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit, lora=f"LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} "
+        f"dropout={cfg.lora_dropout}", trainable=trainable, total=total,
+        consistency_loss_weight=cfg.consistency_loss_weight,
+        backend=f"DeepSpeed {cfg.deepspeed}" if cfg.deepspeed else (f"FSDP {cfg.fsdp}" if cfg.fsdp else ""))
 
     args = TrainingArguments(
         output_dir=str(out),
@@ -103,21 +125,36 @@ def train(cfg: TrainConfig) -> Path:
         report_to=[cfg.report_to] if cfg.report_to != "none" else [],
         seed=cfg.seed,
         disable_tqdm=False,
+        eval_strategy="steps" if eval_dataset is not None else "no",
+        eval_steps=eval_steps,
+        per_device_eval_batch_size=cfg.batch_size,
+        prediction_loss_only=True,
+        label_names=["label_ids", "label_audio_ids"],  # without them Trainer computes no eval loss
+        deepspeed=cfg.deepspeed,
+        fsdp=cfg.fsdp,
     )
     trainer = HiggsAudioTrainer(
         model=model,
         args=args,
         train_dataset=dataset,
+        eval_dataset=eval_dataset,
         data_collator=collator,
-        callbacks=[MetricsJsonlCallback(out / "metrics.jsonl")],
+        callbacks=[MetricsJsonlCallback(out / "metrics.jsonl"), StartSummaryCallback(facts)],
         text_loss_weight=cfg.text_loss_weight,
         audio_loss_weight=cfg.audio_loss_weight,
+        consistency_loss_weight=cfg.consistency_loss_weight,
     )
+    trainer.remove_callback(ProgressCallback)  # raw dicts on the console: compact lines instead
+    trainer.add_callback(CompactProgressCallback)
     allow_checkpoint_rng_state()
+    started = time.monotonic()
     trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)
     trainer.save_model(str(out))  # PEFT adapter: adapter_config.json + adapter_model.safetensors
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(out)
         (out / RUN_CONFIG).write_text(json.dumps(asdict(cfg), indent=2, ensure_ascii=False), encoding="utf-8")
+        print(end_block(trainer.state.log_history, steps=trainer.state.global_step, seconds=time.monotonic() - started,
+                        output_dir=str(out), base_model=cfg.base_model, audio_tokenizer=cfg.audio_tokenizer,
+                        data_for_infer=cfg.eval_data or cfg.train_data), flush=True)
     return out
 
