@@ -38,7 +38,8 @@ def test_top_level_help_lists_every_subcommand(capsys):
     ("train", ["--train_data", "--output_dir", "--base_model", "--audio_tokenizer", "--batch_size",
                "--gradient_accumulation_steps", "--learning_rate", "--max_steps", "--lora_r", "--lora_alpha",
                "--lora_targets", "--use_gradient_checkpointing", "--resume_from_checkpoint", "--quick_test",
-               "--report_to", "--mixed_precision"]),
+               "--report_to", "--mixed_precision", "--consistency_loss_weight", "--eval_data", "--eval_split",
+               "--eval_steps", "--deepspeed", "--fsdp"]),
     ("merge", ["--base_model", "--lora_path", "--output_path", "--dtype", "--overwrite"]),
     ("infer", ["--chatml_file", "--output_dir", "--model_path", "--lora_path", "--audio_tokenizer",
                "--temperature", "--max_new_tokens", "--ras_win_len", "--seed"]),
@@ -207,3 +208,33 @@ def test_validate_lists_bad_samples_and_exits_1(tmp_path, capsys):
     assert "2 valid, 1 invalid" in text and "sample 1" in text and "no_target_audio" in text
     # the same file is fine as inference input
     assert main(["validate", str(out), "--for_inference"]) == 0
+
+
+def test_scale_flags_reach_the_train_config():
+    p = build_parser()
+    cfg = train_config_from_args(p.parse_args([
+        "train", "--train_data", "d.json", "--consistency_loss_weight", "0.1", "--eval_split", "0.05", "--eval_steps", "50",
+        "--deepspeed", "scripts/deepspeed_zero2.json", "--fsdp", "full_shard auto_wrap"]))
+    assert (cfg.consistency_loss_weight, cfg.eval_split, cfg.eval_steps) == (0.1, 0.05, 50)
+    assert (cfg.deepspeed, cfg.fsdp, cfg.eval_data) == ("scripts/deepspeed_zero2.json", "full_shard auto_wrap", None)
+    defaults = train_config_from_args(p.parse_args(["train", "--train_data", "d.json"]))
+    assert (defaults.consistency_loss_weight, defaults.eval_split, defaults.deepspeed, defaults.fsdp) == (0.0, 0.0, None, "")
+    # the example DeepSpeed config leaves batch, accumulation, clipping and precision to Trainer ("auto")
+    example = json.loads((Path(__file__).resolve().parents[1] / "scripts" / "deepspeed_zero2.json").read_text())
+    assert example["zero_optimization"]["stage"] == 2
+    for key in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "gradient_clipping"):
+        assert example[key] == "auto"
+
+
+def test_adapter_saved_line_only_on_rank_zero(monkeypatch, capsys, tmp_path):
+    from higgs_lora.cli import train as train_command
+    from higgs_lora.train import recipe
+
+    monkeypatch.setattr(recipe, "train", lambda cfg: tmp_path)
+    args = build_parser().parse_args(["train", "--train_data", "d.json"])
+    monkeypatch.setenv("RANK", "1")
+    assert train_command.run(args) == 0
+    assert "adapter saved" not in capsys.readouterr().out
+    monkeypatch.setenv("RANK", "0")
+    assert train_command.run(args) == 0
+    assert capsys.readouterr().out.count("adapter saved to") == 1
