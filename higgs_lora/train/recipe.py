@@ -149,6 +149,8 @@ def train(cfg: TrainConfig) -> Path:
     allow_checkpoint_rng_state()
     started = time.monotonic()
     trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)
+    if eval_dataset is not None and trainer.state.global_step % eval_steps:
+        trainer.evaluate()  # the final adapter's held-out loss, for the end summary and metrics.jsonl
     trainer.save_model(str(out))  # PEFT adapter: adapter_config.json + adapter_model.safetensors
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(out)

@@ -299,6 +299,11 @@ def test_eval_split_consistency_and_summaries(sample_data_path, tmp_path, capsys
     train(cfg)
     printed = capsys.readouterr().out
     records = _metrics(out)
+    # eval_steps 2 on a 3-step run: evaluated at step 2 and once more on the final adapter
+    train(TrainConfig(**{**vars(cfg), "output_dir": str(tmp_path / "final"), "max_steps": 3, "eval_steps": 2,
+                         "consistency_loss_weight": 0.0}))
+    assert [r["step"] for r in _metrics(tmp_path / "final") if "eval_loss" in r] == [2, 3]
+    capsys.readouterr()
     train_records = [r for r in records if "loss" in r]
     eval_records = [r for r in records if "eval_loss" in r]
     assert [r["step"] for r in train_records] == [1, 2] and [r["step"] for r in eval_records] == [1, 2]
