@@ -87,21 +87,22 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path
     # 2 per device x 2 accumulation x 2 processes = 8 = the whole data set per step.
     proc = subprocess.run(
         ["bash", "scripts/launch_8xh200_training.sh", "--train_data", str(data), "--output_dir", str(ddp_out),
-         "--batch_size", "2", "--gradient_accumulation_steps", "2", "--report_to", "tensorboard", *COMMON],
+         "--batch_size", "2", "--gradient_accumulation_steps", "2", "--report_to", "tensorboard",
+         "--eval_data", str(data), "--eval_steps", "1", *COMMON],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=280,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     # The same global batch in one process, grouped differently: 4 per micro-batch x 2 accumulation.
-    def run_single(batch_size, accumulation):
+    def run_single(batch_size, accumulation, **extra):
         out = tmp_path / f"single_{batch_size}x{accumulation}"
-        train(TrainConfig(train_data=str(data), output_dir=str(out), base_model="tiny", audio_tokenizer="tiny",
+        train(TrainConfig(train_data=str(data), output_dir=str(out), base_model="tiny", audio_tokenizer="tiny", **extra,
                           batch_size=batch_size, gradient_accumulation_steps=accumulation, max_steps=2,
                           lora_dropout=0.0, warmup_ratio=0.0, learning_rate=1e-3, dataloader_num_workers=0,
                           logging_steps=1, save_steps=1000, report_to="none"))
         return out
 
-    single_out = run_single(4, 2)
+    single_out = run_single(4, 2, eval_data=str(data), eval_steps=1)
 
     rank0, rank1 = load_file(dumps / "rank0.safetensors"), load_file(dumps / "rank1.safetensors")
     assert rank0.keys() == rank1.keys() and rank0
@@ -118,6 +119,14 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path
     assert max(float((half[k] - single[k]).abs().max()) for k in half) > 1e-4
     ddp_metrics = [json.loads(line) for line in (ddp_out / "metrics.jsonl").read_text().splitlines()]
     single_metrics = [json.loads(line) for line in (single_out / "metrics.jsonl").read_text().splitlines()]
+    # held-out loss under DDP: each process evaluates half the file, the parts are all-reduced
+    ddp_eval, single_eval = ([r for r in m if "eval_loss" in r] for m in (ddp_metrics, single_metrics))
+    assert [r["step"] for r in ddp_eval] == [r["step"] for r in single_eval] == [1, 2]
+    for a, b in zip(ddp_eval, single_eval):
+        for key in ("eval_loss", "eval_text_loss", "eval_audio_loss", "eval_audio_loss_cb7"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4), key
+        assert a["eval_loss"] == pytest.approx(a["eval_text_loss"] + a["eval_audio_loss"], abs=1e-4)
+    ddp_metrics, single_metrics = ([r for r in m if "loss" in r] for m in (ddp_metrics, single_metrics))
     assert [r["step"] for r in ddp_metrics] == [1, 2]
     for a, b in zip(ddp_metrics, single_metrics):
         for key in ("loss", "text_loss", "audio_loss", "grad_norm"):
@@ -134,7 +143,7 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path
     assert "2 per device x 2 accumulation x 2 processes = 8 samples per step" in out
     assert "1 step per epoch; 2 steps = 2.00 epochs" in out
     assert out.count("adapter saved to") == 1
-    assert (out + proc.stderr).count("step 1/2 ") == 1
+    assert (out + proc.stderr).count("step 1/2 ") == 1 and (out + proc.stderr).count("eval at step 1 ") == 1
 
 
 @pytest.mark.timeout(200)
