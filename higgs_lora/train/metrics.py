@@ -87,6 +87,21 @@ class LossMeter:
         return out
 
 
+class ThroughputClock(TrainerCallback):
+    """Keeps setup, evaluation and checkpoint writing out of tokens/s and samples/s: the meter's clock
+    restarts when training begins and after each evaluation or save (both follow a log, so no micro-step
+    is pending then)."""
+
+    def __init__(self, meter: LossMeter):
+        self.meter = meter
+
+    def _restart(self, *args, **kwargs):
+        if not self.meter:
+            self.meter.started = time.perf_counter()
+
+    on_train_begin = on_evaluate = on_save = _restart
+
+
 def memory_gb(device) -> float:
     """CUDA: peak allocated since the last call (the peak is reset here). CPU: this process's RSS."""
     if torch.cuda.is_available() and torch.device(device).type == "cuda":

@@ -78,7 +78,8 @@ def start_block(facts: RunFacts, *, per_device: int, accumulation: int, processe
                   f"audio, {speakers}"),
     ]
     if facts.eval_samples:
-        rows.append(("held out", f"{_n(facts.eval_samples, 'sample')}, eval_loss every {facts.eval_steps} steps"
+        share = 100 * facts.eval_samples / (facts.eval_samples + facts.samples)
+        rows.append(("held out", f"{_n(facts.eval_samples, 'sample')} ({share:.0f}%), eval_loss every {facts.eval_steps} steps"
                                  + (f"; {facts.eval_how}" if facts.eval_how else "")))
     rows += [
         ("model", f"{facts.lora}; trainable {facts.trainable:,} of {facts.total:,} parameters "

@@ -9,7 +9,7 @@ import torch
 from transformers import Trainer
 
 from .loss import compute_loss, consistency_loss
-from .metrics import LossMeter, MetricsJsonlCallback, memory_gb  # noqa: F401  (MetricsJsonlCallback re-exported)
+from .metrics import LossMeter, MetricsJsonlCallback, ThroughputClock, memory_gb  # noqa: F401  (MetricsJsonlCallback re-exported)
 
 
 class HiggsAudioTrainer(Trainer):
@@ -24,6 +24,7 @@ class HiggsAudioTrainer(Trainer):
         self.consistency_loss_weight = consistency_loss_weight
         self._train_meter = LossMeter()
         self._eval_meter = LossMeter()
+        self.add_callback(ThroughputClock(self._train_meter))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs)

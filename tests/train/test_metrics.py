@@ -68,6 +68,29 @@ def test_meter_rates_are_counts_over_wall_time(forward, monkeypatch):
     assert summary["consistency_loss"] == 0.0
 
 
+def test_throughput_clock_leaves_evaluation_and_saving_out(forward, monkeypatch):
+    from higgs_lora.train.metrics import ThroughputClock
+
+    out, inputs = forward
+    now = [0.0]
+    monkeypatch.setattr(metrics.time, "perf_counter", lambda: now[0])
+    meter = LossMeter()
+    clock = ThroughputClock(meter)
+    now[0] = 50.0  # model loading, data encoding...
+    clock.on_train_begin(None, None, None)
+    now[0] = 52.0
+    meter.add(compute_loss(out, inputs["label_audio_ids"]), None, inputs)
+    assert meter.summary("cpu")["samples_per_second"] == pytest.approx(2 / 2.0)
+    now[0] = 70.0  # evaluation, then a checkpoint, after that log
+    clock.on_evaluate(None, None, None)
+    now[0] = 90.0
+    clock.on_save(None, None, None)
+    now[0] = 94.0
+    meter.add(compute_loss(out, inputs["label_audio_ids"]), None, inputs)
+    clock.on_save(None, None, None)  # a pending micro-step is never dropped from the interval
+    assert meter.summary("cpu")["samples_per_second"] == pytest.approx(2 / 4.0)
+
+
 def test_eval_meter_weights_batches_by_size(forward):
     out, inputs = forward
     parts = compute_loss(out, inputs["label_audio_ids"])
