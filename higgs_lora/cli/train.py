@@ -79,7 +79,6 @@ def train_config_from_args(args: argparse.Namespace):
 
 def run(args) -> int:
     from ..train.recipe import train
-
     from ..train.summary import is_rank_zero
 
     out = train(train_config_from_args(args))

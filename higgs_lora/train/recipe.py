@@ -8,8 +8,7 @@ Features:
 - PEFT LoRA on attention, text FFN, DualFFN audio FFN and both heads (flags choose r/alpha/dropout/targets);
 - transformers.Trainer: bf16 autocast on CUDA, gradient accumulation, DDP under torchrun,
   activation checkpointing by patching decoder layers, checkpoints + resume, TensorBoard,
-  and OUTPUT_DIR/metrics.jsonl with one record per logged step.
-
+  and OUTPUT_DIR/metrics.jsonl with one record per logged step;
 - held-out eval_loss (--eval_data or a by-speaker --eval_split), the optional consistency loss
   (KL to the adapter-off base model), start and end summaries printed once by rank 0.
 
