@@ -1,27 +1,73 @@
 #!/usr/bin/env bash
-# Launch LoRA training on one node with torchrun (default: 8 GPUs, the design's 8xH200 setup).
+# Launch LoRA training with torchrun: the design's 8xH200 node by default, several nodes when asked.
 #
 #   bash scripts/launch_8xh200_training.sh --train_data data/chatml_samples.json \
 #        --output_dir checkpoints/voice_cloning --num_epochs 3
 #
-# Any flag of trainer/train.py may be given; later flags override the defaults below.
-# NPROC (GPUs, default 8), MASTER_PORT (default 29500) and OMP_NUM_THREADS can be set in the environment.
+# Every flag of `higgs-lora train` (trainer/train.py) may be given; later flags override the defaults
+# below (e.g. --batch_size 2). `--help` prints those flags once, without starting torchrun.
+#
+# Environment (defaults in brackets):
+#   NPROC [8]  processes (GPUs) on this node      NNODES [1]  nodes      NODE_RANK [0]  this node's index
+#   MASTER_ADDR [localhost]  MASTER_PORT [29500]  address of node 0, the same on every node
+#   CUDA_VISIBLE_DEVICES [0..NPROC-1]  OMP_NUM_THREADS [16]  NCCL_IB_DISABLE [0]  NCCL_DEBUG [WARN]
+#   PYTORCH_CUDA_ALLOC_CONF [max_split_size_mb:512]   CHECKPOINTING [1]: 0 drops --use_gradient_checkpointing
+#   PYTHON [.venv/bin/python if present, else python]
+# Two nodes: run the same command on both, with NNODES=2, NODE_RANK=0 or 1 and MASTER_ADDR=<node 0>.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-NPROC="${NPROC:-8}"
-export OMP_NUM_THREADS="${OMP_NUM_THREADS:-16}"          # 128 cores / 8 processes
-export PYTORCH_CUDA_ALLOC_CONF="${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}"
-export TOKENIZERS_PARALLELISM=false
 
 PY="${PYTHON:-python}"
 [[ -x .venv/bin/python && -z "${PYTHON:-}" ]] && PY=.venv/bin/python
 
-# Effective batch = 4 per GPU x 4 accumulation x 8 GPUs = 128 (the design's numbers).
+for arg in "$@"; do
+    if [[ "$arg" == "-h" || "$arg" == "--help" ]]; then
+        awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"   # the header above
+        echo
+        exec "$PY" trainer/train.py --help   # one process: no torchrun, no GPUs touched
+    fi
+done
+
+NPROC="${NPROC:-8}"
+NNODES="${NNODES:-1}"
+NODE_RANK="${NODE_RANK:-0}"
+MASTER_ADDR="${MASTER_ADDR:-localhost}"
+MASTER_PORT="${MASTER_PORT:-29500}"
+
+# The design's environment; anything already set by the caller wins.
+export CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES:-$(seq -s, 0 $((NPROC - 1)))}"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-16}"          # 128 cores / 8 processes
+export NCCL_IB_DISABLE="${NCCL_IB_DISABLE:-0}"           # InfiniBand on (it matters across nodes)
+export NCCL_DEBUG="${NCCL_DEBUG:-WARN}"
+export TORCH_NCCL_ASYNC_ERROR_HANDLING="${TORCH_NCCL_ASYNC_ERROR_HANDLING:-1}"  # a dead rank ends the job, no silent hang
+export PYTORCH_CUDA_ALLOC_CONF="${PYTORCH_CUDA_ALLOC_CONF:-max_split_size_mb:512}"
+export TOKENIZERS_PARALLELISM=false
+
+# The design's flags (effective batch 4 x 4 x 8 = 128 on one node); "$@" comes last and overrides them.
+# The design's bare --mixed_precision means bf16; `auto` is bf16 on every GPU that has it (fp16 on older
+# ones) and fp32 on a CPU test run, where bf16 would only be emulated.
+DEFAULTS=(--batch_size 4 --gradient_accumulation_steps 4 --learning_rate 5e-4
+          --lora_r 64 --lora_alpha 128 --dataloader_num_workers 16 --mixed_precision auto)
+[[ "${CHECKPOINTING:-1}" == 1 ]] && DEFAULTS+=(--use_gradient_checkpointing)
+
+# The effective batch as train will see it: the last value of each flag wins, as argparse does.
+value_of() {
+    local name="$1" value="$2"; shift 2
+    while (($#)); do
+        case "$1" in
+            "$name") value="${2:-$value}"; shift ;;
+            "$name"=*) value="${1#*=}" ;;
+        esac
+        shift
+    done
+    echo "$value"
+}
+BATCH=$(value_of --batch_size 4 "${DEFAULTS[@]}" "$@")
+ACCUM=$(value_of --gradient_accumulation_steps 4 "${DEFAULTS[@]}" "$@")
+echo "launch: effective batch = ${BATCH} per device x ${ACCUM} accumulation x ${NPROC} processes x ${NNODES} nodes" \
+     "= $((BATCH * ACCUM * NPROC * NNODES)) samples per optimizer step (node ${NODE_RANK}, master ${MASTER_ADDR}:${MASTER_PORT})"
+
 exec "$PY" -m torch.distributed.run \
-    --nproc_per_node="$NPROC" --nnodes=1 --node_rank=0 \
-    --master_addr=localhost --master_port="${MASTER_PORT:-29500}" \
-    trainer/train.py \
-    --batch_size 4 --gradient_accumulation_steps 4 --learning_rate 5e-4 \
-    --lora_r 64 --lora_alpha 128 --dataloader_num_workers 4 \
-    "$@"
+    --nproc_per_node="$NPROC" --nnodes="$NNODES" --node_rank="$NODE_RANK" \
+    --master_addr="$MASTER_ADDR" --master_port="$MASTER_PORT" \
+    trainer/train.py "${DEFAULTS[@]}" "$@"

@@ -34,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="module-name suffixes to adapt; missing ones are skipped (default: attention, mlp, audio_mlp, both heads)")
     p.add_argument("--text_loss_weight", type=float, default=d.text_loss_weight, help="weight of the shifted text cross-entropy")
     p.add_argument("--audio_loss_weight", type=float, default=d.audio_loss_weight, help="weight of the shifted per-codebook audio cross-entropy")
+    p.add_argument("--consistency_loss_weight", type=float, default=d.consistency_loss_weight,
+                   help="weight of the KL between the adapted and the base model's audio distributions on target "
+                        "frames (keeps zero-shot cloning; costs one extra forward per micro-batch; 0 = off)")
     p.add_argument("--mixed_precision", nargs="?", const="bf16", default=d.mixed_precision,
                    choices=["auto", "bf16", "fp16", "no"],
                    help="bf16: bf16 base weights + bf16 autocast, LoRA and optimizer in fp32; fp16: the same with loss "
@@ -64,6 +67,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max_bad_samples", type=int, default=d.max_bad_samples, help="samples allowed to fail at read time (damaged/deleted cache entry) before the run aborts")
     p.add_argument("--max_tokens_per_batch", type=int, default=d.max_tokens_per_batch, help="length-aware batches of similar-length samples up to this many padded tokens per GPU (0: fixed --batch_size)")
     p.add_argument("--encode_whisper_embed", action="store_true", help="require Whisper features; refused unless the model's config has an audio tower (the released model has none)")
+    p.add_argument("--eval_data", default=None, help="held-out data file: eval_loss (and its parts) every --eval_steps")
+    p.add_argument("--eval_split", type=float, default=d.eval_split,
+                   help="hold out this fraction of --train_data for eval_loss instead (whole speakers when named; 0 = none)")
+    p.add_argument("--eval_steps", type=int, default=d.eval_steps, help="evaluate every N optimizer steps (0 = every --save_steps)")
+    p.add_argument("--deepspeed", default=None, metavar="CONFIG.json",
+                   help="DeepSpeed config for Trainer (ZeRO; example: scripts/deepspeed_zero2.json; needs the deepspeed package)")
+    p.add_argument("--fsdp", default=d.fsdp, metavar="OPTIONS", help='Trainer FSDP options, e.g. "full_shard auto_wrap"')
     p.add_argument("--quick_test", action="store_true",
                    help="a few steps on a few samples, in a temporary folder unless --output_dir is given; ends with "
                         "'environment OK' or the failing stage; without --base_model uses the tiny model and codec")
@@ -97,11 +107,11 @@ def train_config_from_args(args: argparse.Namespace):
 
 
 def run(args) -> int:
-    import os
     import sys
 
     from ..train.faults import EXIT_INTERRUPTED, TrainingAborted, TrainingInterrupted, name_failing_rank
     from ..train.recipe import train
+    from ..train.summary import is_rank_zero
 
     stages = ["data"]
     try:
@@ -109,7 +119,7 @@ def run(args) -> int:
             cfg = train_config_from_args(args)
             out = train(cfg, on_stage=stages.append)
     except TrainingInterrupted as err:
-        if os.environ.get("RANK", "0") == "0":
+        if is_rank_zero():
             print(str(err), file=sys.stderr)
         return EXIT_INTERRUPTED
     except TrainingAborted as err:
@@ -120,7 +130,8 @@ def run(args) -> int:
             raise
         print(f"quick test FAILED at stage: {stages[-1]}: {type(err).__name__}: {err}", file=sys.stderr)
         return 2 if isinstance(err, (ValueError, FileNotFoundError)) else 1
-    print(f"adapter saved to {out}")
-    if cfg.quick_test:
-        print(f"environment OK (data, model, codec, training step, save; files in {out})")
+    if is_rank_zero():  # under torchrun every process returns here
+        print(f"adapter saved to {out}")
+        if cfg.quick_test:
+            print(f"environment OK (data, model, codec, training step, save; files in {out})")
     return 0

@@ -35,6 +35,7 @@ class TrainConfig:
     lora_targets: list[str] = field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))
     text_loss_weight: float = 1.0
     audio_loss_weight: float = 1.0
+    consistency_loss_weight: float = 0.0  # KL to the adapter-off base model on target frames (0: off)
     mixed_precision: str = "auto"  # auto | bf16 | fp16 | no (see model/precision.py)
     use_gradient_checkpointing: bool = False
     max_audio_seconds: float | None = None  # drop (and list) samples with longer reference + target audio
@@ -48,6 +49,11 @@ class TrainConfig:
     skip_invalid: bool = False  # drop invalid samples (skipped_samples.json, skipped_encoding.json) instead of stopping
     max_nonfinite_steps: int = 5  # abort after this many NaN/inf steps in a row (each one is skipped)
     quick_test: bool = False
+    eval_data: str | None = None  # held-out file for eval_loss ...
+    eval_split: float = 0.0  # ... or this fraction of train_data held out (by speaker when known)
+    eval_steps: int = 0  # eval every N steps (0: every --save_steps)
+    deepspeed: str | None = None  # Trainer's DeepSpeed config (JSON path); untested on GPU here
+    fsdp: str = ""  # Trainer's FSDP option string, e.g. "full_shard auto_wrap"; untested on GPU here
     report_to: str = "tensorboard"
     cache_dir: str | None = None  # audio-code cache (default OUTPUT_DIR/code_cache); see data/cache.py
     require_cache: bool = False  # fail instead of encoding when the cache misses files

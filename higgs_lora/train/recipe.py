@@ -8,13 +8,15 @@ Features:
 - PEFT LoRA on attention, text FFN, DualFFN audio FFN and both heads (flags choose r/alpha/dropout/targets);
 - transformers.Trainer: the `model.precision` scheme (bf16 autocast over bf16 weights, fp32 LoRA on CUDA), gradient accumulation, DDP under torchrun,
   activation checkpointing by patching decoder layers, checkpoints + resume, TensorBoard,
-  and OUTPUT_DIR/metrics.jsonl with one record per logged step.
+  and OUTPUT_DIR/metrics.jsonl with one record per logged step;
+- held-out eval_loss (--eval_data or a by-speaker --eval_split), the optional consistency loss
+  (KL to the adapter-off base model), start and end summaries printed once by rank 0.
 
 Audio codes come from the on-disk code cache (`data.cache`, default OUTPUT_DIR/code_cache), built
 first and sharded across ranks when incomplete; `--max_tokens_per_batch` turns on length-aware
 batches (`data.sampler`).
 
-Limits: the design's "consistency loss" is not implemented; long-text chunking exists only at inference.
+Limits: long-text chunking exists only at inference.
 """
 
 from __future__ import annotations
@@ -38,9 +40,12 @@ from ..model.load import (
 from ..model.precision import resolve_precision
 from . import checkpoints
 from .config import RUN_CONFIG, TrainConfig, read_run_config  # noqa: F401  (re-exported)
+from .eval_split import held_out
 from .faults import NonFiniteGuard, StopOnSignal, TrainingInterrupted, select_samples
 from .memory_guard import check_memory, drop_long_samples
+from .metrics import CompactProgressCallback
 from .preflight import preflight
+from .summary import RunFacts, StartSummaryCallback, audio_hours, end_block
 from .trainer import HiggsAudioTrainer, MetricsJsonlCallback, allow_checkpoint_rng_state
 
 log = logging.getLogger(__name__)
@@ -65,7 +70,10 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
     it starts (data, model, codec, training step, save). Raises TrainingInterrupted after a SIGTERM (a
     checkpoint was saved), TrainingAborted on faults.
     """
+    import time
+
     from transformers import TrainingArguments, set_seed
+    from transformers.trainer_callback import ProgressCallback
 
     stage = on_stage or (lambda name: None)
     if cfg.quick_test:
@@ -85,12 +93,15 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
     on_cuda = default_device() == "cuda"
     # Under torchrun each process owns GPU LOCAL_RANK; the codec must not pile onto GPU 0.
     device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if on_cuda else "cpu"
-    precision = resolve_precision(cfg.mixed_precision, device)
-    print(f"precision: {precision.name} (base weights {precision.weights_dtype}, trainable parameters fp32)")
+    precision = resolve_precision(cfg.mixed_precision, device)  # named in the start summary
 
     samples, file_indices = drop_long_samples(samples, cfg.max_audio_seconds, file_indices)
     if cfg.quick_test:
         samples, file_indices = samples[: max(2, cfg.batch_size)], file_indices[: max(2, cfg.batch_size)]
+    split = held_out(samples, cfg.eval_data, cfg.eval_split, cfg.seed, cfg.system_prompt)
+    kept = {id(s) for s in split.train}
+    file_indices = [i for s, i in zip(samples, file_indices) if id(s) in kept]
+    samples = split.train
     stage("model")
     tokenizer = tokenizer or load_tokenizer(cfg.base_model)
     # Under torchrun, Trainer moves the model to this process's GPU; load on CPU first then.
@@ -101,11 +112,15 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
     stage("codec")
     start_distributed()  # under torchrun the ranks share out the code-cache build
     codec = load_codec(cfg.audio_tokenizer, device=device)
-    dataset = VoiceCloningDataset(
-        samples, tokenizer, codec, num_codebooks=model.config.audio_num_codebooks,
-        cache_dir=cfg.cache_dir or str(out / "code_cache"), require_cache=cfg.require_cache,
-        skip_invalid=cfg.skip_invalid, max_bad_samples=cfg.max_bad_samples,
-        with_waveforms=encodes_whisper(model.config), data_path=cfg.train_data, audio_tokenizer=cfg.audio_tokenizer)
+    cache_options = dict(cache_dir=cfg.cache_dir or str(out / "code_cache"), require_cache=cfg.require_cache,
+                         skip_invalid=cfg.skip_invalid, max_bad_samples=cfg.max_bad_samples,
+                         with_waveforms=encodes_whisper(model.config), audio_tokenizer=cfg.audio_tokenizer)
+    dataset = VoiceCloningDataset(samples, tokenizer, codec, num_codebooks=model.config.audio_num_codebooks,
+                                  data_path=cfg.train_data, **cache_options)
+    eval_dataset = (VoiceCloningDataset(split.eval, tokenizer, codec, num_codebooks=model.config.audio_num_codebooks,
+                                        data_path=cfg.eval_data or cfg.train_data, **cache_options)
+                    if split.eval else None)
+    target_hours, reference_hours, speakers = audio_hours(dataset, dataset.samples, codec.tps)
     del codec  # the codec's GPU memory is not needed while training
     # Positions in the data file of what the dataset kept (it drops clips that fail to encode).
     file_indices = [file_indices[i] for i in dataset.source_indices]
@@ -118,7 +133,16 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
     if cfg.use_gradient_checkpointing:
         enable_activation_checkpointing(model)
     trainable, total = count_parameters(model)
-    print(f"trainable params: {trainable:,} / {total:,} ({100 * trainable / total:.2f}%)")
+    eval_steps = cfg.eval_steps or cfg.save_steps
+    facts = RunFacts(
+        train_data=cfg.train_data, output_dir=str(out), samples=len(dataset), target_hours=target_hours,
+        reference_hours=reference_hours, speakers=speakers, eval_samples=len(split.eval), eval_how=split.how,
+        eval_steps=eval_steps, precision=precision.name,
+        gradient_checkpointing=cfg.use_gradient_checkpointing, save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit, lora=f"LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} "
+        f"dropout={cfg.lora_dropout}", trainable=trainable, total=total,
+        consistency_loss_weight=cfg.consistency_loss_weight,
+        backend=f"DeepSpeed {cfg.deepspeed}" if cfg.deepspeed else (f"FSDP {cfg.fsdp}" if cfg.fsdp else ""))
 
     args = TrainingArguments(
         output_dir=str(out),
@@ -144,27 +168,42 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
         report_to=[cfg.report_to] if cfg.report_to != "none" else [],
         seed=cfg.seed,
         disable_tqdm=False,
+        eval_strategy="steps" if eval_dataset is not None else "no",
+        eval_steps=eval_steps,
+        per_device_eval_batch_size=cfg.batch_size,
+        prediction_loss_only=True,
+        label_names=["label_ids", "label_audio_ids"],  # without them Trainer computes no eval loss
+        deepspeed=cfg.deepspeed,
+        fsdp=cfg.fsdp,
     )
     trainer = HiggsAudioTrainer(
         model=model,
         args=args,
         train_dataset=dataset,
+        eval_dataset=eval_dataset,
         data_collator=collator,
-        callbacks=[MetricsJsonlCallback(out / "metrics.jsonl"), guard, stop := StopOnSignal(), *callbacks],
+        callbacks=[MetricsJsonlCallback(out / "metrics.jsonl"), StartSummaryCallback(facts), guard,
+                   stop := StopOnSignal(), *callbacks],
         text_loss_weight=cfg.text_loss_weight,
         audio_loss_weight=cfg.audio_loss_weight,
+        consistency_loss_weight=cfg.consistency_loss_weight,
         max_tokens_per_batch=cfg.max_tokens_per_batch,
     )
+    trainer.remove_callback(ProgressCallback)  # raw dicts on the console: compact lines instead
+    trainer.add_callback(CompactProgressCallback)
     trainer.nonfinite_guard = guard
     allow_checkpoint_rng_state()
     stage("training step")
     checkpoints.remove_stale_staging(out)
+    started = time.monotonic()
     with stop.installed():
         trainer.train(resume_from_checkpoint=resume)
     if stop.stopped_at is not None and stop.stopped_at < trainer.state.max_steps:
         raise TrainingInterrupted(
             f"stopped by SIGTERM after step {stop.stopped_at}; checkpoint saved to {out / f'checkpoint-{stop.stopped_at}'}"
             f"; continue with --resume_from_checkpoint latest --output_dir {out}", str(out / f"checkpoint-{stop.stopped_at}"))
+    if eval_dataset is not None and trainer.state.global_step % eval_steps:
+        trainer.evaluate()  # the final adapter's held-out loss, for the end summary and metrics.jsonl
     stage("save")
     trainer.save_model(str(out))  # PEFT adapter: adapter_config.json + adapter_model.safetensors
     if trainer.is_world_process_zero():
@@ -174,5 +213,8 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
         run = asdict(cfg) | {"provenance": {"base_model": base,
                                             "audio_tokenizer": provenance(cfg.audio_tokenizer, "codec")}}
         (out / RUN_CONFIG).write_text(json.dumps(run, indent=2, ensure_ascii=False), encoding="utf-8")
+        print(end_block(trainer.state.log_history, steps=trainer.state.global_step, seconds=time.monotonic() - started,
+                        output_dir=str(out), base_model=cfg.base_model, audio_tokenizer=cfg.audio_tokenizer,
+                        data_for_infer=cfg.eval_data or cfg.train_data), flush=True)
     return out
 

@@ -1,4 +1,4 @@
-"""transformers.Trainer with the shifted Higgs Audio loss, loss-part logging and metrics.jsonl."""
+"""transformers.Trainer with the shifted Higgs Audio loss, the consistency loss and loss-part logging."""
 
 from __future__ import annotations
 
@@ -10,17 +10,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer
 
 from . import checkpoints
-from .loss import compute_loss
+from .loss import compute_loss, consistency_loss
+from .metrics import LossMeter, MetricsJsonlCallback, ThroughputClock, memory_gb  # noqa: F401  (MetricsJsonlCallback re-exported)
 
 
 class HiggsAudioTrainer(Trainer):
-    """Trainer whose loss is `train.loss.compute_loss`; logs text/audio/per-codebook parts with `loss`."""
+    """Trainer whose loss is `train.loss.compute_loss` (+ the optional consistency loss); logs the loss parts,
+    per-codebook losses, throughput and memory with `loss`, and the same parts with `eval_loss`."""
 
     def __init__(self, *args, text_loss_weight: float = 1.0, audio_loss_weight: float = 1.0, loss_fn=None,
-                 max_tokens_per_batch: int = 0, **kwargs):
+                 max_tokens_per_batch: int = 0, consistency_loss_weight: float = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
         # Swappable only so check-alignment's tests can inject a broken loss (the module's compute_loss
         # is looked up now, so fault-injection tests can patch it too).
@@ -28,8 +30,10 @@ class HiggsAudioTrainer(Trainer):
         self.max_tokens_per_batch = max_tokens_per_batch
         self.text_loss_weight = text_loss_weight
         self.audio_loss_weight = audio_loss_weight
-        self._parts: dict[str, float] = {}
-        self._parts_count = 0
+        self.consistency_loss_weight = consistency_loss_weight
+        self._train_meter = LossMeter()
+        self._eval_meter = LossMeter()
+        self.add_callback(ThroughputClock(self._train_meter))
         self.nonfinite_guard = None  # faults.NonFiniteGuard: sees every training loss
 
     def get_train_dataloader(self):
@@ -42,39 +46,45 @@ class HiggsAudioTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs)
         parts = self.loss_fn(outputs, inputs["label_audio_ids"], self.text_loss_weight, self.audio_loss_weight)
+        loss, consistency = parts.loss, None
+        if self.consistency_loss_weight:
+            consistency = self._consistency(model, inputs, outputs)
+            loss = loss + self.consistency_loss_weight * consistency
         if model.training:
             if self.nonfinite_guard is not None:
-                self.nonfinite_guard.note_loss(parts.loss)
-            self._accumulate(parts)
-        return (parts.loss, outputs) if return_outputs else parts.loss
+                self.nonfinite_guard.note_loss(loss)
+            self._train_meter.add(parts, consistency, inputs)
+        else:  # weighted by batch size, as Trainer weights eval_loss
+            self._eval_meter.add(parts, consistency, inputs, weight=float(inputs["input_ids"].shape[0]))
+        return (loss, outputs) if return_outputs else loss
 
-    def _accumulate(self, parts) -> None:
-        values = {"text_loss": float(parts.text_loss), "audio_loss": float(parts.audio_loss)}
-        values.update({f"audio_loss_cb{c}": float(v) for c, v in enumerate(parts.codebook_losses)})
-        for key, value in values.items():
-            self._parts[key] = self._parts.get(key, 0.0) + value
-        self._parts_count += 1
+    def _consistency(self, model, inputs, outputs):
+        """KL to the frozen base model: one extra forward with the adapter disabled, without grad."""
+        peft_model = self.accelerator.unwrap_model(model)
+        if not hasattr(peft_model, "disable_adapter"):
+            raise ValueError("--consistency_loss_weight needs a LoRA (PEFT) model: the base model is the adapter switched off")
+        with torch.no_grad(), peft_model.disable_adapter():
+            base = peft_model(**inputs)
+        return consistency_loss(outputs.audio_logits, base.audio_logits, inputs["label_audio_ids"])
 
-    def _mean_parts(self) -> dict[str, float]:
-        """Loss parts averaged over the steps since the last log and, like `loss`, over all processes."""
-        keys = sorted(self._parts)
-        totals = torch.tensor([self._parts[k] for k in keys] + [self._parts_count], dtype=torch.float64,
-                              device=self.args.device)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(totals)  # log() runs on every process at the same step
-        return {k: round(float(totals[i] / totals[-1]), 6) for i, k in enumerate(keys)}
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                        metric_key_prefix="eval"):
+        self._eval_meter.reset()
+        result = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        prefix = metric_key_prefix
+        if self._eval_meter:
+            result.metrics.update(self._eval_meter.summary(self.args.device, prefix=f"{prefix}_", rates=False))
+        return result
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         with _plain_cpu_map_location():
             return super()._load_optimizer_and_scheduler(checkpoint)
 
     def log(self, logs: dict, *args, **kwargs) -> None:
-        # Trainer logs the mean loss since the last log; add the parts averaged over the same steps.
-        if "loss" in logs and self._parts_count:
-            logs.update(self._mean_parts())
-            self._parts, self._parts_count = {}, 0
-            if torch.cuda.is_available():
-                logs["memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+        # Trainer logs the mean loss since the last log; add the parts averaged over the same micro-steps.
+        if "loss" in logs and self._train_meter:
+            logs.update(self._train_meter.summary(self.args.device))
+            logs["memory_gb"] = memory_gb(self.args.device)
             if self.nonfinite_guard is not None:
                 logs["skipped_nonfinite"] = self.nonfinite_guard.pop_log_count()
         super().log(logs, *args, **kwargs)
@@ -133,35 +143,3 @@ def _plain_cpu_map_location():
         yield
     finally:
         torch.load = original
-
-
-class MetricsJsonlCallback(TrainerCallback):
-    """One JSON object per logged training step in OUTPUT_DIR/metrics.jsonl (main process only)."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        # A resumed run continues the file from its checkpoint's step: records a killed run logged
-        # after that checkpoint are dropped (they are logged again); a fresh run starts it empty.
-        if not state.is_world_process_zero or not self.path.is_file():
-            return
-        lines = self.path.read_text(encoding="utf-8").splitlines()
-        kept = [line for line in lines if line.strip() and _record_step(line) <= state.global_step]
-        self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not state.is_world_process_zero or not logs or "loss" not in logs:
-            return
-        record = {"step": state.global_step, "epoch": state.epoch}
-        record.update({k: v for k, v in logs.items() if isinstance(v, (int, float)) and math.isfinite(v)})
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-
-
-def _record_step(line: str) -> float:
-    try:
-        return json.loads(line).get("step", math.inf)
-    except ValueError:
-        return math.inf  # a line cut short by a kill

@@ -169,3 +169,50 @@ def test_audio_loss_pools_over_targets_not_codebooks():
     assert per_cb[0].item() == pytest.approx(0.0, abs=1e-6)
     assert per_cb[1].item() == pytest.approx(BIG, rel=1e-3)
     assert pooled.item() == pytest.approx(per_cb[1].item() / 4, rel=1e-5)
+
+
+# --- consistency loss ------------------------------------------------------------------------
+
+
+def test_consistency_loss_is_the_kl_from_the_base_on_target_frames_only(forward):
+    from higgs_lora.train.loss import consistency_loss
+
+    out, inputs = forward
+    lab = inputs["label_audio_ids"]
+    adapted = out.audio_logits.detach()
+    torch.manual_seed(1)
+    base = adapted + torch.randn_like(adapted)
+    got = consistency_loss(adapted, base, lab)
+    # longhand: KL(base || adapted) per (row k, codebook c) whose next column is a target
+    total, n = 0.0, 0
+    for k in range(adapted.shape[0] - 1):
+        for c in range(lab.shape[0]):
+            if int(lab[c, k + 1]) != -100:
+                q, p = torch.log_softmax(base[k, c], -1), torch.log_softmax(adapted[k, c], -1)
+                total += float((q.exp() * (q - p)).sum())
+                n += 1
+    assert n > 0 and float(got) == pytest.approx(total / n, rel=1e-4)
+    assert float(consistency_loss(adapted, adapted, lab)) == pytest.approx(0.0, abs=1e-6)
+    # non-target rows (the reference clip) do not count: changing them changes nothing
+    masked_rows = [k for k in range(adapted.shape[0] - 1) if (lab[:, k + 1] == -100).all()]
+    assert masked_rows
+    moved = base.clone()
+    moved[masked_rows] += 5.0 * torch.randn_like(moved[masked_rows])
+    assert float(consistency_loss(adapted, moved, lab)) == pytest.approx(float(got), rel=1e-6)
+
+
+def test_text_only_batch_keeps_the_audio_head_in_the_graph(tiny_model_factory, tiny_tokenizer, tiny_config):
+    """A rank whose batch has no audio must still give every LoRA parameter a gradient, or DDP hangs."""
+    from higgs_lora.data.dataset import make_chatml_sample
+    from higgs_lora.model.load import apply_lora
+
+    model = apply_lora(tiny_model_factory(), 4, 8, 0.0)
+    ids = tiny_tokenizer.encode("text only, no audio at all", add_special_tokens=False)
+    inputs = batch_to_inputs(build_collator(tiny_config)([make_chatml_sample(ids, [-100] * 3 + ids[3:], [])] * 2))
+    out = model(**inputs)
+    assert out.audio_logits.shape[0] == 0
+    parts = compute_loss(out, inputs["label_audio_ids"])
+    assert float(parts.audio_loss) == 0.0 and int(parts.audio_tokens) == 0 and float(parts.text_loss) > 0
+    parts.loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing

@@ -342,3 +342,38 @@ def test_train_stops_on_audio_that_fails_to_encode_unless_skip_invalid(data4, tm
     skipped = json.loads((out / "skipped_encoding.json").read_text())
     assert 1 in [s["index"] for s in skipped] and all("decoder exploded" in r for s in skipped for r in s["files"].values())
     assert (out / "adapter_model.safetensors").is_file()
+# --- held-out loss, consistency loss, summaries ------------------------------------------------
+
+
+def test_eval_split_consistency_and_summaries(sample_data_path, tmp_path, capsys):
+    out = tmp_path / "out"
+    cfg = TrainConfig(train_data=str(sample_data_path), output_dir=str(out), max_steps=2, save_steps=10**9,
+                      eval_split=0.3, eval_steps=1, consistency_loss_weight=0.5, report_to="none", **TINY)
+    train(cfg)
+    printed = capsys.readouterr().out
+    records = _metrics(out)
+    # eval_steps 2 on a 3-step run: evaluated at step 2 and once more on the final adapter
+    train(TrainConfig(**{**vars(cfg), "output_dir": str(tmp_path / "final"), "max_steps": 3, "eval_steps": 2,
+                         "consistency_loss_weight": 0.0}))
+    assert [r["step"] for r in _metrics(tmp_path / "final") if "eval_loss" in r] == [2, 3]
+    capsys.readouterr()
+    train_records = [r for r in records if "loss" in r]
+    eval_records = [r for r in records if "eval_loss" in r]
+    assert [r["step"] for r in train_records] == [1, 2] and [r["step"] for r in eval_records] == [1, 2]
+    for r in train_records:
+        assert {"consistency_loss", "tokens_per_second", "samples_per_second", "memory_gb"} <= r.keys()
+        assert r["loss"] == pytest.approx(r["text_loss"] + r["audio_loss"] + 0.5 * r["consistency_loss"], abs=5e-4)
+        assert r["samples_per_second"] > 0 and r["tokens_per_second"] > r["samples_per_second"]
+    assert train_records[0]["consistency_loss"] == pytest.approx(0.0, abs=1e-6)  # fresh adapter: the base model
+    for r in eval_records:
+        assert r["eval_loss"] == pytest.approx(
+            r["eval_text_loss"] + r["eval_audio_loss"] + 0.5 * r["eval_consistency_loss"], abs=1e-3)
+        assert {f"eval_audio_loss_cb{c}" for c in range(8)} <= r.keys()
+    assert eval_records[-1]["eval_consistency_loss"] > 0  # the adapter has moved by then
+    # The start block comes once, before the first step's line; the end block once, after the last.
+    assert printed.count("higgs-lora train\n") == 1 and printed.count("higgs-lora train: done") == 1
+    start, first_step, done = printed.index("higgs-lora train\n"), printed.index("step 1/2"), printed.index("train: done")
+    assert start < first_step < done
+    assert "by speaker" in printed and "2 per device x 1 accumulation x 1 process = 2 samples per step" in printed
+    assert "eval at step 1" in printed and "{'loss'" not in printed  # compact lines, no raw dicts
+    assert f"--lora_path {out}" in printed

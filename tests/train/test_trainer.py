@@ -111,17 +111,91 @@ def test_metrics_callback_writes_only_on_process_zero(tmp_path):
     assert path.is_file()
 
 
-def test_metrics_callback_records_only_logs_with_loss(tmp_path):
+def test_metrics_callback_records_training_and_eval_logs_only(tmp_path):
     path = tmp_path / "metrics.jsonl"
     callback = MetricsJsonlCallback(path)
     _on_log(callback, _state(True, step=1, epoch=0.5),
             {"loss": 2.5, "learning_rate": 1e-4, "grad_norm": float("nan"), "note": "text", "text_loss": 1.0})
     _on_log(callback, _state(True, step=2), {"train_runtime": 3.0, "train_loss": 2.0})  # end-of-training summary
-    _on_log(callback, _state(True, step=2), {"eval_loss": 2.0})
+    _on_log(callback, _state(True, step=2), {"eval_loss": 2.0, "eval_text_loss": 0.5})
     _on_log(callback, _state(True, step=2), None)
     _on_log(callback, _state(True, step=3, epoch=1.0), {"loss": 2.0})
     records = [json.loads(line) for line in path.read_text().splitlines()]
-    assert [r["step"] for r in records] == [1, 3]
+    assert [r["step"] for r in records] == [1, 2, 3]
     first = records[0]
     assert first == {"step": 1, "epoch": 0.5, "loss": 2.5, "learning_rate": 1e-4, "text_loss": 1.0}
+    assert records[1] == {"step": 2, "epoch": 1.5, "eval_loss": 2.0, "eval_text_loss": 0.5}
     assert all(math.isfinite(v) for r in records for v in r.values())
+
+
+# --- consistency loss ------------------------------------------------------------------------
+
+
+def _consistency_trainer(model, tmp_path, weight=1.0):
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], per_device_train_batch_size=2,
+                             remove_unused_columns=False, use_cpu=True, disable_tqdm=True)
+    return HiggsAudioTrainer(model=model, args=args, consistency_loss_weight=weight)
+
+
+def test_consistency_loss_zero_for_a_fresh_adapter_positive_after_training(tiny_model_factory, batches, tmp_path):
+    from higgs_lora.model.load import apply_lora
+
+    model = apply_lora(tiny_model_factory(), 4, 8, 0.0)
+    trainer = _consistency_trainer(model, tmp_path)
+    model.train()
+    loss = trainer.compute_loss(model, batches[2])
+    summary = trainer._train_meter.summary("cpu")
+    # LoRA B starts at zero: the adapted model is the base model, KL exactly 0
+    assert summary["consistency_loss"] == pytest.approx(0.0, abs=1e-7)
+    assert float(loss) == pytest.approx(summary["text_loss"] + summary["audio_loss"], abs=1e-4)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(3):
+        optimizer.zero_grad()
+        trainer.compute_loss(model, batches[2]).backward()
+        optimizer.step()
+    trainer._train_meter.reset()
+    loss = trainer.compute_loss(model, batches[2])
+    summary = trainer._train_meter.summary("cpu")
+    assert summary["consistency_loss"] > 1e-4
+    assert float(loss) == pytest.approx(summary["text_loss"] + summary["audio_loss"] + summary["consistency_loss"],
+                                        abs=1e-4)
+    # disabling the adapter for the base forward is only a context: the adapter is back on afterwards
+    lora_layers = [m for m in model.modules() if hasattr(m, "lora_A")]
+    assert lora_layers and not any(m.disable_adapters for m in lora_layers)
+
+
+def test_consistency_gradients_reach_only_lora_parameters(tiny_model_factory, batches, tmp_path):
+    from higgs_lora.model.load import apply_lora
+    from higgs_lora.train.loss import consistency_loss
+
+    model = apply_lora(tiny_model_factory(), 4, 8, 0.0)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.05)  # a trained adapter: KL > 0 and a real gradient
+    trainer = _consistency_trainer(model, tmp_path)
+    model.train()
+    outputs = model(**batches[2])
+    kl = trainer._consistency(model, batches[2], outputs)
+    assert float(kl) > 0
+    kl.backward()
+    got = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    assert got and all("lora_" in n for n in got)
+    # every trainable parameter on the audio path gets one (the text head plays no part in audio logits)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert set(got) == {n for n in trainable if "text_lm_head" not in n}
+    assert any(g.abs().sum() > 0 for n, g in got.items() if ".audio_mlp." in n)
+    # The base forward is a constant (no grad): the same KL against precomputed base logits gives the
+    # same gradient, so nothing flows through the base pass.
+    model.zero_grad()
+    with torch.no_grad(), model.disable_adapter():
+        base = model(**batches[2]).audio_logits
+    assert not base.requires_grad
+    consistency_loss(model(**batches[2]).audio_logits, base, batches[2]["label_audio_ids"]).backward()
+    for name, grad in got.items():
+        torch.testing.assert_close(dict(model.named_parameters())[name].grad, grad, msg=name)
+
+
+def test_consistency_needs_a_peft_model(model, batches, tmp_path):
+    trainer = _consistency_trainer(model, tmp_path)
+    with pytest.raises(ValueError, match="LoRA"):
+        trainer.compute_loss(model, batches[0])
