@@ -5,6 +5,7 @@
     higgs-lora train --train_data DATA ...      LoRA fine-tuning (torchrun for several GPUs)
     higgs-lora merge --base_model B --lora_path L --output_path O
     higgs-lora infer --chatml_file F --output_dir D --model_path M [--lora_path L]
+    higgs-lora eval --data HELDOUT --output_dir D --model_path M [--lora_path L]
     higgs-lora check-alignment --train_data F --base_model B --audio_tokenizer T [--report R.json]
 
 `tiny` names the offline random-weight model (--base_model/--model_path) or codec (--audio_tokenizer).
@@ -22,7 +23,7 @@ from .common import HelpFormatter
 # One module per subcommand, in the order `--help` lists them. Each module has NAME, SUMMARY,
 # add_arguments(parser) and run(args); it imports torch and friends only inside run(), so building
 # the parser (and `--help`) stays instant.
-COMMANDS = ["create_sample_data", "validate", "train", "merge", "infer", "check_alignment"]
+COMMANDS = ["create_sample_data", "validate", "train", "merge", "infer", "eval", "check_alignment"]
 
 
 def command_module(name: str):
