@@ -43,6 +43,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=d.seed, help="seed for data order, dropout and LoRA init")
     p.add_argument("--resume_from_checkpoint", default=None, help="checkpoint folder to resume from")
     p.add_argument("--report_to", default=d.report_to, choices=["tensorboard", "none"], help="TensorBoard logs in OUTPUT_DIR/runs, or none")
+    p.add_argument("--eval_every_steps", type=int, default=d.eval_every_steps,
+                   help="every N optimizer steps clone --eval_samples samples, log audio + SIM/WER/duration/EOS to TensorBoard and metrics.jsonl (0 = off)")
+    p.add_argument("--eval_samples", type=int, default=d.eval_samples, help="how many fixed samples --eval_every_steps clones")
+    p.add_argument("--eval_data", default=None, help="held-out samples for --eval_every_steps (default: the first training samples)")
+    p.add_argument("--eval_max_new_tokens", type=int, default=d.eval_max_new_tokens, help="cap per clip during training (40 ms per token)")
     p.add_argument("--quick_test", action="store_true",
                    help="a few steps on a few samples; without --base_model uses the tiny model and codec (no download)")
 

@@ -42,6 +42,11 @@ class TrainConfig:
     resume_from_checkpoint: str | None = None
     quick_test: bool = False
     report_to: str = "tensorboard"
+    # Samples during training (eval/callback.py): every N steps, K fixed samples of eval_data (else train_data).
+    eval_every_steps: int = 0
+    eval_samples: int = 4
+    eval_data: str | None = None
+    eval_max_new_tokens: int = 500
 
 
 def read_run_config(folder: str | Path) -> dict:

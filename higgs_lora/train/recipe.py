@@ -28,6 +28,7 @@ import torch
 from ..data.codes import load_codec
 from ..data.dataset import DictCollator, VoiceCloningDataset, build_collator
 from ..data.validate import load_samples
+from ..eval.callback import eval_callbacks
 from ..model.load import (
     apply_lora, count_parameters, default_device, enable_activation_checkpointing,
     load_model, load_tokenizer,
@@ -109,7 +110,7 @@ def train(cfg: TrainConfig) -> Path:
         args=args,
         train_dataset=dataset,
         data_collator=collator,
-        callbacks=[MetricsJsonlCallback(out / "metrics.jsonl")],
+        callbacks=[MetricsJsonlCallback(out / "metrics.jsonl"), *eval_callbacks(cfg, tokenizer)],
         text_loss_weight=cfg.text_loss_weight,
         audio_loss_weight=cfg.audio_loss_weight,
     )
