@@ -28,7 +28,7 @@ def _help(capsys, *argv) -> str:
 
 def test_top_level_help_lists_every_subcommand(capsys):
     out = _help(capsys)
-    for command in ("create-sample-data", "validate", "train", "merge", "infer", "check-alignment"):
+    for command in ("create-sample-data", "validate", "train", "merge", "infer", "eval", "check-alignment"):
         assert command in out
 
 
@@ -38,10 +38,13 @@ def test_top_level_help_lists_every_subcommand(capsys):
     ("train", ["--train_data", "--output_dir", "--base_model", "--audio_tokenizer", "--batch_size",
                "--gradient_accumulation_steps", "--learning_rate", "--max_steps", "--lora_r", "--lora_alpha",
                "--lora_targets", "--use_gradient_checkpointing", "--resume_from_checkpoint", "--quick_test",
-               "--report_to", "--mixed_precision"]),
+               "--report_to", "--mixed_precision", "--eval_every_steps", "--eval_samples", "--eval_data",
+               "--eval_max_new_tokens"]),
     ("merge", ["--base_model", "--lora_path", "--output_path", "--dtype", "--overwrite"]),
     ("infer", ["--chatml_file", "--output_dir", "--model_path", "--lora_path", "--audio_tokenizer",
                "--temperature", "--max_new_tokens", "--ras_win_len", "--seed"]),
+    ("eval", ["--data", "--output_dir", "--model_path", "--lora_path", "--audio_tokenizer", "--baseline_model",
+              "--speaker_encoder", "--asr", "--language", "--seed", "--max_new_tokens", "--max_length_ratio"]),
     ("check-alignment", ["--train_data", "--base_model", "--audio_tokenizer", "--report", "--skip_overfit",
                          "--max_steps"]),
 ])
