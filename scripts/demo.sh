@@ -32,6 +32,10 @@ step "5/6 infer: clone each sample's voice through the same prompt builder"
 "$HL" infer --chatml_file "$OUT/data.json" --output_dir "$OUT/audio" --model_path "$OUT/merged" \
     --audio_tokenizer tiny --max_new_tokens 60 --temperature 0.7 --seed 0
 
+step "eval: fine-tuned vs base model: SIM, WER (English samples), duration, EOS; report.md + plots"
+"$HL" eval --data "$OUT/data.json" --model_path "$OUT/merged" --audio_tokenizer tiny \
+    --output_dir "$OUT/eval" --max_samples 6 --seed 0
+
 step "6/6 check-alignment: prompt parity, label audit, overfit-and-regenerate"
 "$HL" check-alignment --train_data "$OUT/data.json" --base_model tiny --audio_tokenizer tiny \
     --max_samples 6 --report "$OUT/alignment_report.json"

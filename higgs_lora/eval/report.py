@@ -24,7 +24,7 @@ TITLES = {
     "clipped_fraction": "Clipped samples, fraction",
 }
 CSV_COLUMNS = [
-    "index", "system", "speaker", "language", "sim", "wer", "cer", "duration_s", "duration_ratio",
+    "index", "system", "speaker", "language", "sim", "sim_other_speaker", "wer", "cer", "duration_s", "duration_ratio",
     "stopped_at_eos", "leading_silence_s", "trailing_silence_s", "clipped_fraction", "peak",
     "max_new_tokens", "generation_s", "wav", "target_text", "transcript", "reference_audio",
 ]
@@ -60,6 +60,8 @@ def summarize(rows: list[dict]) -> dict:
         words = sum(r.get("ref_words") or 0 for r in mine if r.get("wer") is not None)
         errors = sum(r.get("word_errors") or 0 for r in mine if r.get("wer") is not None)
         entry["wer_corpus"] = round(errors / words, 4) if words else None
+        if system == "ground_truth":
+            entry["sim_other_speaker"] = _stats(_values(rows, system, "sim_other_speaker"))
         summary[system] = entry
     return summary
 
@@ -124,6 +126,10 @@ def plot_metrics(rows: list[dict], path: Path) -> Path:
             ax.annotate(f"{mean:.2f}", (x + 0.32, mean), va="center", fontsize=9, color=color)
         if key == "duration_ratio":
             ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+        floor = _values(rows, "ground_truth", "sim_other_speaker") if key == "sim" else []
+        if floor:
+            ax.axhline(float(np.mean(floor)), color="black", linewidth=0.8, linestyle=":")
+            ax.annotate("another speaker", (-0.55, float(np.mean(floor))), va="bottom", fontsize=8)
         ax.set_xticks(range(len(systems)), [LABELS.get(s, s) for s in systems])
         ax.set_xlim(-0.6, len(systems) - 0.2)
         ax.set_title(TITLES[key], fontsize=10)
@@ -206,6 +212,10 @@ def render_markdown(summary: dict, comparisons: dict, settings: dict, plots: lis
     for key, better in METRICS.items():
         cells = [_fmt(summary[s][key], pct=key in ("wer", "cer", "clipped_fraction")) for s in systems]
         lines.append(f"| {names[key]} | {better} | " + " | ".join(cells) + " |")
+    floor = summary.get("ground_truth", {}).get("sim_other_speaker")
+    if floor:
+        lines.append("| SIM of another speaker's recording (floor) | – | " + " | ".join(
+            _fmt(floor) if s == "ground_truth" else "" for s in systems) + " |")
     lines.append("| WER over all words | lower | " + " | ".join(
         "–" if summary[s]["wer_corpus"] is None else f"{100 * summary[s]['wer_corpus']:.1f}%" for s in systems) + " |")
     lines.append("| reached stream EOS | higher | " + " | ".join(
@@ -223,7 +233,8 @@ def render_markdown(summary: dict, comparisons: dict, settings: dict, plots: lis
         "",
         "- SIM is the cosine similarity of speaker embeddings of the generated clip and the reference clip;"
         " the ground-truth row (the real target recording against the same reference) is the ceiling a"
-        " perfect clone would reach with this encoder. Values depend on the encoder: compare rows, not papers.",
+        " perfect clone would reach with this encoder; the floor row is what a real recording of another speaker"
+        " in this set scores against the same reference. Values depend on the encoder: compare rows, not papers.",
         "- WER/CER compare the ASR transcript of each clip with the target text after normalisation"
         " (Arabic: no diacritics or tatweel, alef/ya/ta-marbuta unified; English: lower case, no punctuation)."
         " The ground-truth row is the ASR's own error on real speech: a system cannot be judged more precisely"

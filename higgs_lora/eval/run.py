@@ -143,7 +143,25 @@ def evaluate(cfg: EvalConfig) -> Path:
             metrics = scorers.score(wav, sr, sample, targets_s[index], record["stopped_at_eos"])
             rows.append({**base, "system": name, **record, **metrics})
 
+    _add_other_speaker_sim(rows, samples, scorers)
     settings = {k: v for k, v in asdict(cfg).items()}
     settings["baseline_model"] = baseline
     settings.update(scorers.describe())
     return write_report(rows, settings, out)
+
+
+def _add_other_speaker_sim(rows: list[dict], samples, scorers) -> None:
+    """The floor that gives SIM its scale: a real recording of ANOTHER speaker in the set against each
+    sample's reference (ground-truth rows, `sim_other_speaker`). Needs speaker labels and two speakers."""
+    if scorers.speaker is None:
+        return
+    from .speaker import cosine
+
+    for row in rows:
+        if row["system"] != GROUND_TRUTH or not row["speaker"]:
+            continue
+        sample = samples[row["index"]]
+        other = next((s for s in samples if s.speaker and s.speaker != sample.speaker), None)
+        if other is not None:
+            row["sim_other_speaker"] = round(cosine(scorers.reference_embedding(other.target_audio),
+                                                    scorers.reference_embedding(sample.ref_audio)), 4)

@@ -55,6 +55,8 @@ def _rows():
                          "stopped_at_eos": stop, "leading_silence_s": 0.1, "trailing_silence_s": 0.2,
                          "clipped_fraction": 0.0, "peak": 0.9, "wav": f"audio/{system}/{i:04d}.wav",
                          "target_text": "t", "transcript": "t", "ref_words": 10, "word_errors": int(10 * wer)})
+            if system == "ground_truth":
+                rows[-1]["sim_other_speaker"] = 0.4
     return rows
 
 
@@ -77,6 +79,7 @@ def test_report_files_render(tmp_path):
     text = report.read_text(encoding="utf-8")
     assert "| SIM | higher | 0.900 | 0.515 | 0.675 |" in text
     assert "fine-tuned better on 4 of 4 samples" in text
+    assert "| SIM of another speaker's recording (floor) | – | 0.400 |  |  |" in text
     assert "![metrics.png](metrics.png)" in text and "![paired.png](paired.png)" in text
     with (tmp_path / "results.csv").open(encoding="utf-8") as f:
         assert len(list(csv.DictReader(f))) == 12
@@ -87,3 +90,20 @@ def test_report_files_render(tmp_path):
         assert image.size[0] > 800 and image.size[1] > 400
         colours = np.unique(np.asarray(image.convert("RGB")).reshape(-1, 3), axis=0)
         assert len(colours) > 20  # drawn, not blank
+
+
+def test_other_speaker_floor_uses_a_different_voice(shipped_clips, fakes):
+    from higgs_lora.eval.run import _add_other_speaker_sim
+
+    clips = {spk: [p for p, s, *_ in shipped_clips if s == spk] for spk in ("spk1", "spk3")}
+    samples = [CloneSample("r", clips[spk][0], "t", clips[spk][1], speaker=spk) for spk in ("spk1", "spk3")]
+    rows = [{"index": i, "system": "ground_truth", "speaker": s.speaker} for i, s in enumerate(samples)]
+    rows.append({"index": 0, "system": "fine_tuned", "speaker": "spk1"})
+    scorers = Scorers(fakes[0]())
+    _add_other_speaker_sim(rows, samples, scorers)
+    from higgs_lora.eval.speaker import cosine
+
+    emb = scorers.reference_embedding
+    assert rows[0]["sim_other_speaker"] == round(cosine(emb(clips["spk3"][1]), emb(clips["spk1"][0])), 4)
+    assert rows[1]["sim_other_speaker"] == round(cosine(emb(clips["spk1"][1]), emb(clips["spk3"][0])), 4)
+    assert "sim_other_speaker" not in rows[2]
