@@ -144,7 +144,7 @@ def evaluate(cfg: EvalConfig) -> Path:
             rows.append({**base, "system": name, **record, **metrics})
 
     _add_other_speaker_sim(rows, samples, scorers)
-    settings = {k: v for k, v in asdict(cfg).items()}
+    settings = asdict(cfg)
     settings["baseline_model"] = baseline
     settings.update(scorers.describe())
     return write_report(rows, settings, out)
