@@ -13,7 +13,11 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	# torch first and pinned, so no later requirement can pull a multi-GB CUDA build in its place.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,eval]"
+	# Speaker similarity (higgs-lora eval): resemblyzer's declared deps are webrtcvad (imports
+	# pkg_resources, gone from setuptools >= 81) and `typing` (a Python 2 backport); its real needs
+	# (librosa, numpy, scipy<2, torch, webrtcvad-wheels) come from the [eval] extra above.
+	$(PY) -m pip install -q --no-deps resemblyzer==0.1.4
 	# The published wheel declares boto3, ruff, torchaudio, descript-audio-codec, ... that training
 	# and inference never import; its real needs are declared in pyproject.toml instead.
 	$(PY) -m pip install -q --no-deps boson-multimodal==0.1.1

@@ -30,8 +30,8 @@ def _help(capsys, *argv) -> str:
 
 def test_top_level_help_lists_every_subcommand(capsys):
     out = _help(capsys)
-    for command in ("download", "create-sample-data", "convert", "validate", "plan", "train", "merge", "infer", "clone",
-                    "check-alignment", "gpu-check"):
+    for command in ("download", "create-sample-data", "convert", "validate", "plan", "train", "merge", "infer", "eval",
+                    "clone", "check-alignment", "gpu-check"):
         assert command in out
 
 
@@ -43,13 +43,16 @@ def test_top_level_help_lists_every_subcommand(capsys):
                "--gradient_accumulation_steps", "--learning_rate", "--max_steps", "--lora_r", "--lora_alpha",
                "--lora_targets", "--use_gradient_checkpointing", "--resume_from_checkpoint", "--quick_test",
                "--report_to", "--mixed_precision", "--consistency_loss_weight", "--eval_data", "--eval_split",
-               "--eval_steps", "--deepspeed", "--fsdp"]),
+               "--eval_steps", "--deepspeed", "--fsdp", "--eval_every_steps", "--eval_samples",
+               "--eval_max_new_tokens"]),
     ("merge", ["--base_model", "--lora_path", "--output_path", "--dtype", "--overwrite"]),
     ("infer", ["--chatml_file", "--output_dir", "--model_path", "--lora_path", "--audio_tokenizer",
                "--temperature", "--top_k", "--top_p", "--max_new_tokens", "--ras_win_len", "--seed",
                "--chunk_max_chars", "--context_chunks", "--crossfade", "--cache", "--system_prompt"]),
     ("clone", ["--ref_audio", "--ref_text", "--text", "--output", "--model_path", "--lora_path", "--audio_tokenizer",
                "--temperature", "--seed", "--max_new_tokens", "--chunk_max_chars"]),
+    ("eval", ["--data", "--output_dir", "--model_path", "--lora_path", "--audio_tokenizer", "--baseline_model",
+              "--speaker_encoder", "--asr", "--language", "--seed", "--max_new_tokens", "--max_length_ratio"]),
     ("check-alignment", ["--train_data", "--base_model", "--audio_tokenizer", "--report", "--skip_overfit",
                          "--max_steps"]),
 ])

@@ -67,10 +67,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max_bad_samples", type=int, default=d.max_bad_samples, help="samples allowed to fail at read time (damaged/deleted cache entry) before the run aborts")
     p.add_argument("--max_tokens_per_batch", type=int, default=d.max_tokens_per_batch, help="length-aware batches of similar-length samples up to this many padded tokens per GPU (0: fixed --batch_size)")
     p.add_argument("--encode_whisper_embed", action="store_true", help="require Whisper features; refused unless the model's config has an audio tower (the released model has none)")
-    p.add_argument("--eval_data", default=None, help="held-out data file: eval_loss (and its parts) every --eval_steps")
+    p.add_argument("--eval_data", default=None,
+                   help="held-out data file: eval_loss (and its parts) every --eval_steps, and the samples "
+                        "--eval_every_steps clones (default: none; --eval_split holds some out instead)")
     p.add_argument("--eval_split", type=float, default=d.eval_split,
                    help="hold out this fraction of --train_data for eval_loss instead (whole speakers when named; 0 = none)")
     p.add_argument("--eval_steps", type=int, default=d.eval_steps, help="evaluate every N optimizer steps (0 = every --save_steps)")
+    p.add_argument("--eval_every_steps", type=int, default=d.eval_every_steps,
+                   help="every N optimizer steps clone --eval_samples samples, log audio + SIM/WER/duration/EOS to TensorBoard and metrics.jsonl (0 = off)")
+    p.add_argument("--eval_samples", type=int, default=d.eval_samples, help="how many fixed samples --eval_every_steps clones")
+    p.add_argument("--eval_max_new_tokens", type=int, default=d.eval_max_new_tokens, help="cap per clip during training (40 ms per token)")
     p.add_argument("--deepspeed", default=None, metavar="CONFIG.json",
                    help="DeepSpeed config for Trainer (ZeRO; example: scripts/deepspeed_zero2.json; needs the deepspeed package)")
     p.add_argument("--fsdp", default=d.fsdp, metavar="OPTIONS", help='Trainer FSDP options, e.g. "full_shard auto_wrap"')

@@ -60,6 +60,10 @@ class TrainConfig:
     max_bad_samples: int = 10  # samples allowed to fail at read time before the run aborts
     max_tokens_per_batch: int = 0  # >0: length-aware batches under this padded-token budget (batch_size ignored)
     encode_whisper_embed: bool = False  # ask for Whisper features; refused unless the model has an audio tower
+    # Samples during training (eval/callback.py): every N steps, K fixed samples of eval_data (else train_data).
+    eval_every_steps: int = 0
+    eval_samples: int = 4
+    eval_max_new_tokens: int = 500
 
 
 def read_run_config(folder: str | Path) -> dict:

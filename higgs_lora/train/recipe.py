@@ -32,6 +32,7 @@ import torch
 from ..data.cache import start_distributed
 from ..data.codes import load_codec
 from ..data.dataset import DictCollator, VoiceCloningDataset, build_collator, encodes_whisper, write_skipped
+from ..eval.callback import eval_callbacks
 from ..model.hub import provenance
 from ..model.load import (
     apply_lora, count_parameters, default_device, enable_activation_checkpointing,
@@ -183,7 +184,7 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
         eval_dataset=eval_dataset,
         data_collator=collator,
         callbacks=[MetricsJsonlCallback(out / "metrics.jsonl"), StartSummaryCallback(facts), guard,
-                   stop := StopOnSignal(), *callbacks],
+                   stop := StopOnSignal(), *eval_callbacks(cfg, tokenizer), *callbacks],
         text_loss_weight=cfg.text_loss_weight,
         audio_loss_weight=cfg.audio_loss_weight,
         consistency_loss_weight=cfg.consistency_loss_weight,

@@ -1,0 +1,167 @@
+"""`higgs-lora eval`: generate every held-out sample with the fine-tuned model and with a baseline,
+score both (and the ground-truth targets, the ceiling) through one code path, write the report.
+
+Both systems get the same prompts, the same generation settings and the same seed per sample
+(`seed + index`), so a difference in the scores is the models' doing. Models are loaded one at a
+time and freed before the next, so evaluating a 3B model needs the memory of one.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..defaults import AUDIO_TOKENIZER, BASE_MODEL, DEFAULT_SYSTEM_PROMPT
+
+FINE_TUNED, BASELINE, GROUND_TRUTH = "fine_tuned", "baseline", "ground_truth"
+
+
+@dataclass
+class EvalConfig:
+    data: str
+    model_path: str
+    output_dir: str
+    lora_path: str | None = None
+    audio_tokenizer: str = AUDIO_TOKENIZER
+    baseline_model: str | None = None  # None: the base model the fine-tune started from; "none": no baseline
+    speaker_encoder: str = "resemblyzer"
+    asr: str = "pocketsphinx"
+    language: str = "auto"
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    max_samples: int | None = None
+    seed: int = 1234
+    temperature: float = 0.3
+    top_k: int | None = 50
+    top_p: float = 0.95
+    ras_win_len: int = 7
+    max_new_tokens: int = 2048
+    max_length_ratio: float = 3.0  # per-sample cap: this many times the target's length (0 = only max_new_tokens)
+    device: str | None = None
+    dtype: str = "auto"
+
+
+def resolve_baseline(cfg: EvalConfig) -> str | None:
+    """The explicit --baseline_model; else the model under --lora_path; else the base a merged model came from."""
+    if cfg.baseline_model:
+        return None if cfg.baseline_model == "none" else cfg.baseline_model
+    if cfg.lora_path:
+        return cfg.model_path
+    from ..train.config import read_run_config
+
+    return read_run_config(cfg.model_path).get("base_model", BASE_MODEL) if Path(cfg.model_path).is_dir() else BASE_MODEL
+
+
+def token_cap(max_new_tokens: int, max_length_ratio: float, target_seconds: float, frames_per_second: int,
+              num_codebooks: int) -> int:
+    """New-token budget for one sample: max_new_tokens, or less when the target is short.
+
+    One token is one audio frame; the delay pattern adds num_codebooks - 1 columns and the stream
+    BOS/EOS two more. A model that has not stopped after max_length_ratio x the target has failed to
+    stop; generating further only costs time.
+    """
+    if max_length_ratio <= 0:
+        return max_new_tokens
+    cap = math.ceil(max_length_ratio * target_seconds * frames_per_second) + num_codebooks + 2
+    return min(max_new_tokens, cap)
+
+
+def generate_all(system: str, model_path: str, lora_path: str | None, samples, targets_s: list[float],
+                 cfg: EvalConfig, out: Path) -> list[dict]:
+    """Clone every sample with one model; WAVs go to OUT/audio/SYSTEM/NNNN.wav."""
+    from tqdm.auto import tqdm
+
+    from ..data.audio import write_wav
+    from ..infer.engine import GenerationSettings, VoiceCloner
+
+    cloner = VoiceCloner.load(model_path, lora_path, cfg.audio_tokenizer, device=cfg.device, dtype=cfg.dtype)
+    folder = out / "audio" / system
+    records = []
+    try:
+        for index, sample in enumerate(tqdm(samples, desc=f"Generating ({system})", unit="sample")):
+            cap = token_cap(cfg.max_new_tokens, cfg.max_length_ratio, targets_s[index], cloner.codec.tps,
+                            cloner.config.audio_num_codebooks)
+            settings = GenerationSettings(max_new_tokens=cap, temperature=cfg.temperature, top_k=cfg.top_k,
+                                          top_p=cfg.top_p, ras_win_len=cfg.ras_win_len, seed=cfg.seed + index)
+            t0 = time.time()
+            wav, sr, gen = cloner.clone(sample, settings)
+            path = folder / f"{index:04d}.wav"
+            write_wav(path, wav, sr)
+            records.append({"wav": str(path.relative_to(out)), "stopped_at_eos": bool(gen.stopped),
+                            "max_new_tokens": cap, "generation_s": round(time.time() - t0, 2)})
+    finally:
+        del cloner
+        gc.collect()
+        _empty_cuda_cache()
+    return records
+
+
+def _empty_cuda_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def evaluate(cfg: EvalConfig) -> Path:
+    """Run the whole evaluation; returns the path of report.md."""
+    import soundfile as sf
+
+    from ..data.audio import audio_duration, load_audio
+    from ..data.validate import load_samples
+    from .metrics import SCORING_SR, Scorers
+    from .report import write_report
+
+    samples = load_samples(cfg.data, cfg.system_prompt, require_target=True)
+    if cfg.max_samples:
+        samples = samples[: cfg.max_samples]
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # Scorers first: a missing optional package should fail in seconds, not after hours of generation.
+    scorers = Scorers.load(cfg.speaker_encoder, cfg.asr, cfg.language)
+    targets_s = [audio_duration(s.target_audio) for s in samples]
+
+    systems = [(FINE_TUNED, cfg.model_path, cfg.lora_path)]
+    baseline = resolve_baseline(cfg)
+    if baseline:
+        systems.append((BASELINE, baseline, None))
+    generated = {name: generate_all(name, path, lora, samples, targets_s, cfg, out) for name, path, lora in systems}
+
+    rows = []
+    for index, sample in enumerate(samples):
+        base = {"index": index, "speaker": sample.speaker or "", "target_text": sample.target_text,
+                "reference_audio": sample.ref_audio}
+        target = load_audio(sample.target_audio, SCORING_SR)
+        rows.append({**base, "system": GROUND_TRUTH, "wav": os.path.relpath(sample.target_audio, out),
+                     **scorers.score(target, SCORING_SR, sample, targets_s[index], None)})
+        for name, _, _ in systems:
+            record = generated[name][index]
+            wav, sr = sf.read(str(out / record["wav"]), dtype="float32")
+            metrics = scorers.score(wav, sr, sample, targets_s[index], record["stopped_at_eos"])
+            rows.append({**base, "system": name, **record, **metrics})
+
+    _add_other_speaker_sim(rows, samples, scorers)
+    settings = asdict(cfg)
+    settings["baseline_model"] = baseline
+    settings.update(scorers.describe())
+    return write_report(rows, settings, out)
+
+
+def _add_other_speaker_sim(rows: list[dict], samples, scorers) -> None:
+    """The floor that gives SIM its scale: a real recording of ANOTHER speaker in the set against each
+    sample's reference (ground-truth rows, `sim_other_speaker`). Needs speaker labels and two speakers."""
+    if scorers.speaker is None:
+        return
+    from .speaker import cosine
+
+    for row in rows:
+        if row["system"] != GROUND_TRUTH or not row["speaker"]:
+            continue
+        sample = samples[row["index"]]
+        other = next((s for s in samples if s.speaker and s.speaker != sample.speaker), None)
+        if other is not None:
+            row["sim_other_speaker"] = round(cosine(scorers.reference_embedding(other.target_audio),
+                                                    scorers.reference_embedding(sample.ref_audio)), 4)
