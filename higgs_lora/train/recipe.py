@@ -44,6 +44,7 @@ from .config import RUN_CONFIG, TrainConfig, read_run_config  # noqa: F401  (re-
 from .eval_split import held_out
 from .faults import NonFiniteGuard, StopOnSignal, TrainingInterrupted, select_samples
 from .memory_guard import check_memory, drop_long_samples
+from .model_card import adapter_card
 from .metrics import CompactProgressCallback
 from .preflight import preflight
 from .summary import RunFacts, StartSummaryCallback, audio_hours, end_block
@@ -214,6 +215,9 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
         run = asdict(cfg) | {"provenance": {"base_model": base,
                                             "audio_tokenizer": provenance(cfg.audio_tokenizer, "codec")}}
         (out / RUN_CONFIG).write_text(json.dumps(run, indent=2, ensure_ascii=False), encoding="utf-8")
+        losses = [r["loss"] for r in trainer.state.log_history if "loss" in r]
+        (out / "README.md").write_text(adapter_card(run, str(out), trainer.state.global_step, len(dataset),
+                                                    losses[-1] if losses else None), encoding="utf-8")
         print(end_block(trainer.state.log_history, steps=trainer.state.global_step, seconds=time.monotonic() - started,
                         output_dir=str(out), base_model=cfg.base_model, audio_tokenizer=cfg.audio_tokenizer,
                         data_for_infer=cfg.eval_data or cfg.train_data), flush=True)

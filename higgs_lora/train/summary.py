@@ -134,9 +134,12 @@ def end_block(history: list[dict], *, steps: int, seconds: float, output_dir: st
     infer = (f"higgs-lora infer --chatml_file {shlex.quote(str(data_for_infer))} --output_dir "
              f"{shlex.quote(str(output_dir) + '/samples')} --model_path {base} --lora_path {out} "
              f"--audio_tokenizer {shlex.quote(audio_tokenizer)}")
+    evaluate = (f"higgs-lora eval --data {shlex.quote(str(data_for_infer))} --model_path {base} --lora_path {out} "
+                f"--audio_tokenizer {shlex.quote(audio_tokenizer)} --output_dir {shlex.quote(str(output_dir) + '/eval')}")
     width = max(len(k) for k, _ in rows + [("next", "")])
     lines = [RULE, "higgs-lora train: done", *(f"  {k:<{width}}  {v}" for k, v in rows),
-             f"  {'next':<{width}}  listen:  {infer}", f"  {'':<{width}}  merge:   {merge}", RULE]
+             f"  {'next':<{width}}  listen:  {infer}", f"  {'':<{width}}  merge:   {merge}",
+             f"  {'':<{width}}  score:   {evaluate}", RULE]
     return "\n".join(lines)
 
 

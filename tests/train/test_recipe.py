@@ -127,6 +127,17 @@ def test_run_config_records_what_merge_and_infer_need(run):
     assert saved["provenance"]["audio_tokenizer"] == {"name": "tiny"}
 
 
+def test_adapter_folder_card_says_what_was_trained_and_how_to_use_it(run):
+    cfg, _, out = run
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "More Information Needed" not in card  # PEFT's empty template is replaced
+    assert "`tiny`" in card and f"r={cfg.lora_r}" in card and str(cfg.train_data) in card
+    assert "4 optimizer steps" in card
+    for command in ("higgs-lora clone --lora_path", "higgs-lora infer --lora_path", "higgs-lora merge --lora_path",
+                    "higgs-lora eval --lora_path"):
+        assert command in card
+
+
 def test_tokenizer_is_saved_with_the_adapter(run):
     from transformers import AutoTokenizer
 

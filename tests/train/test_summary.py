@@ -44,6 +44,8 @@ def test_end_block_reports_final_and_best_loss_and_the_next_commands():
     assert "higgs-lora merge --base_model tiny --lora_path 'ckpt/my run' --output_path 'ckpt/my run-merged'" in text
     assert "higgs-lora infer --chatml_file d.json --output_dir 'ckpt/my run/samples' --model_path tiny " \
            "--lora_path 'ckpt/my run'" in text
+    assert "higgs-lora eval --data d.json --model_path tiny --lora_path 'ckpt/my run' --audio_tokenizer tiny " \
+           "--output_dir 'ckpt/my run/eval'" in text
     no_eval = end_block(history[:2], steps=2, seconds=5, output_dir="o", base_model="b", audio_tokenizer="t",
                         data_for_infer="d")
     assert "eval_loss" not in no_eval and "2 in 5s" in no_eval
