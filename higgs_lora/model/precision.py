@@ -22,6 +22,7 @@ audio embeddings back to the text embedding dtype without touching boson's files
 from __future__ import annotations
 
 import contextlib
+import os
 import functools
 from dataclasses import dataclass
 
@@ -41,12 +42,26 @@ class Precision:
         """The dtype the frozen base weights are stored in."""
         return _DTYPES[self.name]
 
+    def describe(self) -> str:
+        """One line for the run's start summary."""
+        return {"no": "no (fp32 throughout)",
+                "bf16": "bf16 (bf16 base weights + bf16 autocast; LoRA, optimizer and loss in fp32)",
+                "fp16": "fp16 (fp16 base weights + fp16 autocast with loss scaling; LoRA, optimizer and loss in fp32)",
+                }[self.name]
+
     @property
     def autocast_dtype(self) -> torch.dtype | None:
         return None if self.name == "no" else _DTYPES[self.name]
 
     def training_arguments(self) -> dict:
-        """What Trainer needs: bf16=True / fp16=True make it run the forward under autocast (fp16 with GradScaler)."""
+        """What Trainer needs: bf16=True / fp16=True make it run the forward under autocast (fp16 with GradScaler).
+
+        With neither flag, TrainingArguments takes accelerate's ACCELERATE_MIXED_PRECISION from the
+        environment, and any bf16/fp16 TrainingArguments built earlier in the process has set it
+        there: an fp32 run after a bf16 one (gpu-check phases, check-alignment after training, tests)
+        would silently run under bf16 autocast. So the choice is written there too.
+        """
+        os.environ["ACCELERATE_MIXED_PRECISION"] = self.name
         return {"bf16": self.name == "bf16", "fp16": self.name == "fp16"}
 
     def autocast(self):

@@ -139,7 +139,7 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
     facts = RunFacts(
         train_data=cfg.train_data, output_dir=str(out), samples=len(dataset), target_hours=target_hours,
         reference_hours=reference_hours, speakers=speakers, eval_samples=len(split.eval), eval_how=split.how,
-        eval_steps=eval_steps, precision=precision.name,
+        eval_steps=eval_steps, precision=precision.describe(),
         gradient_checkpointing=cfg.use_gradient_checkpointing, save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit, lora=f"LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} "
         f"dropout={cfg.lora_dropout}", trainable=trainable, total=total,

@@ -6,6 +6,8 @@ fp32 (`sum` among them), which is what crashed the first training step on an H20
 
 import json
 
+import os
+
 import pytest
 import torch
 
@@ -151,3 +153,17 @@ def test_bf16_first_loss_matches_fp32(recipe_runs):
     # Step 1 logs the loss of the untouched model: bf16 compute may differ from fp32 only by rounding.
     bf16, fp32 = _rows(recipe_runs["bf16"])[0]["loss"], _rows(recipe_runs["no"])[0]["loss"]
     assert bf16 == pytest.approx(fp32, rel=0.03)
+
+
+def test_an_fp32_trainer_after_a_bf16_one_runs_without_autocast(tmp_path):
+    """TrainingArguments(bf16=True) leaves ACCELERATE_MIXED_PRECISION=bf16 in the environment; a later
+    fp32 run in the same process must not inherit it."""
+    from transformers import TrainingArguments
+
+    TrainingArguments(output_dir=str(tmp_path / "a"), bf16=True, use_cpu=True, report_to=[])
+    assert os.environ["ACCELERATE_MIXED_PRECISION"] == "bf16"
+    args = TrainingArguments(output_dir=str(tmp_path / "b"), use_cpu=True, report_to=[],
+                             **resolve_precision("no", "cpu").training_arguments())
+    from accelerate import Accelerator
+
+    assert Accelerator(cpu=True).mixed_precision == "no" and not args.bf16
