@@ -10,9 +10,12 @@ from __future__ import annotations
 import re
 import unicodedata
 
-# Tashkeel (fathatan .. sukun), superscript alef, Quranic annotation marks.
-_AR_DIACRITICS = re.compile("[\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06ed]")
-_AR_TATWEEL = "\u0640"
+from ..data.text import TextNormalizer
+
+# Diacritics, tatweel and Arabic-Indic/Persian digits: the training front-end's own rules (data/text.py).
+_AR_STRIP = TextNormalizer.from_config("tatweel,strip_diacritics,digits=western")
+# Spellings ASR output and vocalised references disagree on; unified for scoring only (they are
+# distinct letters for the model, so the training front-end keeps them).
 _AR_UNIFY = str.maketrans({
     "\u0623": "\u0627",  # alef with hamza above -> alef
     "\u0625": "\u0627",  # alef with hamza below -> alef
@@ -21,8 +24,6 @@ _AR_UNIFY = str.maketrans({
     "\u0649": "\u064a",  # alef maksura -> ya
     "\u06cc": "\u064a",  # farsi ya -> ya
     "\u0629": "\u0647",  # ta marbuta -> ha
-    "\u0660": "0", "\u0661": "1", "\u0662": "2", "\u0663": "3", "\u0664": "4",
-    "\u0665": "5", "\u0666": "6", "\u0667": "7", "\u0668": "8", "\u0669": "9",
 })
 
 
@@ -44,8 +45,7 @@ def normalize(text: str, language: str) -> str:
     """Text as it is scored: `language` is 'ar', 'en' or anything else (generic: case and punctuation)."""
     text = unicodedata.normalize("NFKC", text)
     if language == "ar":
-        text = _AR_DIACRITICS.sub("", text).replace(_AR_TATWEEL, "")
-        text = text.translate(_AR_UNIFY)
+        text = _AR_STRIP(text).translate(_AR_UNIFY)
     elif language == "en":
         # "don't" and "dont" are one word for a listener; drop apostrophes before punctuation goes.
         text = re.sub("['\u2019]", "", text)
