@@ -44,12 +44,13 @@ class TrainingInterrupted(RuntimeError):
 
 
 def select_samples(train_data: str, system_prompt: str, skip_invalid: bool, output_dir: str | Path,
-                   text_normalization=None) -> tuple[list, list[int]]:
+                   text_normalization=None, workers: int = 1) -> tuple[list, list[int]]:
     """The valid samples of `train_data` and their indices in the file; invalid ones stop the run unless
     `skip_invalid` drops them."""
     from ..data.validate import InvalidDataError, validate_file
 
-    report = validate_file(train_data, system_prompt, text_normalization=text_normalization)
+    # Every clip is decoded to the end once: in `workers` processes (the data loader's count).
+    report = validate_file(train_data, system_prompt, text_normalization=text_normalization, workers=max(1, workers))
     samples = [sample for _, sample in report.samples]
     if not report.ok and not skip_invalid:
         raise InvalidDataError(report)

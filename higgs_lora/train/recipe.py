@@ -88,7 +88,8 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
     preflight(cfg, stage, check_model=model is None)
     stage("data")
     samples, file_indices = select_samples(cfg.train_data, cfg.system_prompt, cfg.skip_invalid, out,
-                                           text_normalization=cfg.text_normalization)
+                                           text_normalization=cfg.text_normalization,
+                                           workers=cfg.dataloader_num_workers)
     if cfg.overwrite_output_dir and resume is None and int(os.environ.get("RANK", "0")) == 0:
         checkpoints.clear_earlier_run(out)
     set_seed(cfg.seed)
