@@ -44,9 +44,9 @@ class TrainingInterrupted(RuntimeError):
 
 
 def select_samples(train_data: str, system_prompt: str, skip_invalid: bool, output_dir: str | Path,
-                   text_normalization=None, workers: int = 1) -> tuple[list, list[int]]:
-    """The valid samples of `train_data` and their indices in the file; invalid ones stop the run unless
-    `skip_invalid` drops them."""
+                   text_normalization=None, workers: int = 1) -> tuple[list, list[int], int]:
+    """The valid samples of `train_data`, their indices in the file, and the file's sample count;
+    invalid ones stop the run unless `skip_invalid` drops them."""
     from ..data.validate import InvalidDataError, validate_file
 
     # Every clip is decoded to the end once: in `workers` processes (the data loader's count).
@@ -66,7 +66,7 @@ def select_samples(train_data: str, system_prompt: str, skip_invalid: bool, outp
                                        ensure_ascii=False), encoding="utf-8")
             print(f"--skip_invalid: {len(problems)} of {report.total} samples skipped, {len(samples)} kept; "
                   f"list in {path}")
-    return samples, [index for index, _ in report.samples]
+    return samples, [index for index, _ in report.samples], report.total
 
 
 def _is_main_process() -> bool:

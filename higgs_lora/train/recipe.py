@@ -87,7 +87,7 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
     guard = NonFiniteGuard(cfg.max_nonfinite_steps)
     preflight(cfg, stage, check_model=model is None)
     stage("data")
-    samples, file_indices = select_samples(cfg.train_data, cfg.system_prompt, cfg.skip_invalid, out,
+    samples, file_indices, total = select_samples(cfg.train_data, cfg.system_prompt, cfg.skip_invalid, out,
                                            text_normalization=cfg.text_normalization,
                                            workers=cfg.dataloader_num_workers)
     if cfg.overwrite_output_dir and resume is None and int(os.environ.get("RANK", "0")) == 0:
@@ -99,6 +99,7 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
     precision = resolve_precision(cfg.mixed_precision, device)  # named in the start summary
 
     samples, file_indices = drop_long_samples(samples, cfg.max_audio_seconds, file_indices)
+    skipped = total - len(samples)  # invalid (--skip_invalid) or longer than --max_audio_seconds
     if cfg.quick_test:
         samples, file_indices = samples[: max(2, cfg.batch_size)], file_indices[: max(2, cfg.batch_size)]
     split = held_out(samples, cfg.eval_data, cfg.eval_split, cfg.seed, cfg.system_prompt)
@@ -138,7 +139,8 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
     trainable, total = count_parameters(model)
     eval_steps = cfg.eval_steps or cfg.save_steps
     facts = RunFacts(
-        train_data=cfg.train_data, output_dir=str(out), samples=len(dataset), target_hours=target_hours,
+        train_data=cfg.train_data, output_dir=str(out), samples=len(dataset),
+        skipped=skipped + len(samples) - len(dataset), target_hours=target_hours,
         reference_hours=reference_hours, speakers=speakers, eval_samples=len(split.eval), eval_how=split.how,
         eval_steps=eval_steps, precision=precision.describe(),
         gradient_checkpointing=cfg.use_gradient_checkpointing, save_steps=cfg.save_steps,

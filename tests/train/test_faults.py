@@ -78,7 +78,7 @@ def test_invalid_data_refuses_to_start_and_prints_the_summary(tmp_path, capsys):
     assert not out.exists()
 
 
-def test_skip_invalid_drops_exactly_the_invalid_samples_and_reports_them(tmp_path, monkeypatch):
+def test_skip_invalid_drops_exactly_the_invalid_samples_and_reports_them(tmp_path, monkeypatch, capsys):
     from higgs_lora.train import recipe
 
     data = create_sample_data(tmp_path / "d.json", n_samples=6)
@@ -98,6 +98,7 @@ def test_skip_invalid_drops_exactly_the_invalid_samples_and_reports_them(tmp_pat
     assert {s["reason"] for s in report["skipped"]} >= {"audio_not_found"}
     assert all(s["message"] for s in report["skipped"])
     assert (report["total"], report["kept"]) == (total, 3)
+    assert "3 samples valid, 3 skipped" in capsys.readouterr().out  # the start summary says so too
     # every valid sample reached training: none lost
     records = json.loads(data.read_text(encoding="utf-8"))
     valid_targets = {str((data.parent / records[i]["messages"][4]["content"]["audio_url"]).resolve())
