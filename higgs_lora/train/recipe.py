@@ -1,22 +1,28 @@
-"""LoRA fine-tuning recipe for Higgs Audio v2 voice cloning.
+"""LoRA fine-tuning recipe for Higgs Audio v2 voice cloning: `train(cfg)`, one readable flow.
 
-Features:
-- canonical five-message ChatML data, validated up front (every bad sample listed, none dropped silently);
-- the prompt built by `data.sample` (the same builder inference uses), labels on the target turn only;
+Features, in the order they run:
+- preflight (`train.preflight`): output folder, disk space, data file, model and codec reachable (pinned hub
+  revisions), all before any weights load; `latest` resume and the existing-run rule (`train.checkpoints`);
+- validation up front with reason codes; `--skip_invalid` drops and lists bad samples, else the run stops
+  (`train.faults`); `--max_audio_seconds`; a held-out split by speaker (`train.eval_split`);
+- the prompt built by `data.sample` (the same builder inference uses), labels on the target turn only, the
+  text front-end (`data.text`) applied where samples load, as at inference;
+- codes from the on-disk code cache (`data.cache`, default OUTPUT_DIR/code_cache), built first and sharded
+  across ranks; `--max_tokens_per_batch` turns on length-aware batches (`data.sampler`);
 - the collator built from the model config (`data.dataset.build_collator`), as the serve engine builds it;
-- the shifted text + per-codebook audio loss (`train.loss`), stream EOS trained, reference masked;
-- PEFT LoRA on attention, text FFN, DualFFN audio FFN and both heads (flags choose r/alpha/dropout/targets);
-- transformers.Trainer: the `model.precision` scheme (bf16 autocast over bf16 weights, fp32 LoRA on CUDA), gradient accumulation, DDP under torchrun,
-  activation checkpointing by patching decoder layers, checkpoints + resume, TensorBoard,
-  and OUTPUT_DIR/metrics.jsonl with one record per logged step;
-- held-out eval_loss (--eval_data or a by-speaker --eval_split), the optional consistency loss
-  (KL to the adapter-off base model), start and end summaries printed once by rank 0.
+- PEFT LoRA on attention, text FFN, DualFFN audio FFN and both heads; the precision scheme
+  (`model.precision`: bf16 weights + autocast, fp32 LoRA); a memory check of the longest batch that turns on
+  activation checkpointing or stops (`train.memory_guard`);
+- transformers.Trainer (`train.trainer`): the shifted text + per-codebook audio loss and the optional
+  consistency loss (`train.loss`), gradient accumulation, DDP under torchrun, NaN/inf steps skipped, SIGTERM
+  checkpoints, staged (all-or-nothing) checkpoints, metrics.jsonl + TensorBoard + compact console
+  (`train.metrics`), held-out loss, samples during training (`eval.callback`), start and end summaries
+  printed once by rank 0 (`train.summary`);
+- the adapter in PEFT layout, the run settings with weight provenance, and the folder's model card.
 
-Audio codes come from the on-disk code cache (`data.cache`, default OUTPUT_DIR/code_cache), built
-first and sharded across ranks when incomplete; `--max_tokens_per_batch` turns on length-aware
-batches (`data.sampler`).
-
-Limits: long-text chunking exists only at inference.
+Limits: the codec sits on each rank's GPU next to the model while the code cache is built (it is freed
+before the first step); DeepSpeed/FSDP are passed to Trainer untested; nothing here was run on a GPU in
+the session that wrote it (see README, "GPU check").
 """
 
 from __future__ import annotations
