@@ -20,7 +20,7 @@ Features, in the order they run:
   printed once by rank 0 (`train.summary`);
 - the adapter in PEFT layout, the run settings with weight provenance, and the folder's model card.
 
-Limits: the codec sits on each rank's GPU next to the model while the code cache is built (it is freed
+Limits: the codec sits on each rank's GPU while the code cache is built (the model waits on the CPU; the codec is freed
 before the first step); DeepSpeed/FSDP are passed to Trainer untested; nothing here was run on a GPU in
 the session that wrote it (see README, "GPU check").
 """
