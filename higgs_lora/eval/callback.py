@@ -38,7 +38,8 @@ def eval_callbacks(cfg, tokenizer) -> list[TrainerCallback]:
     if not cfg.eval_data:
         log.warning("--eval_every_steps without --eval_data: sampling the first %d TRAINING samples "
                     "(not held out: they show progress, not generalisation)", cfg.eval_samples)
-    samples = load_samples(source, cfg.system_prompt)[: cfg.eval_samples]
+    # The run's text front-end, as training reads its samples: the prompts must match the trained ones.
+    samples = load_samples(source, cfg.system_prompt, text_normalization=cfg.text_normalization)[: cfg.eval_samples]
     return [SampleEvalCallback(samples, tokenizer, cfg.audio_tokenizer, Path(cfg.output_dir), cfg.eval_every_steps,
                                cfg.eval_max_new_tokens, tensorboard=cfg.report_to == "tensorboard")]
 

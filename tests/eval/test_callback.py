@@ -74,3 +74,15 @@ def test_training_with_eval_every_steps(sample_data_path, tmp_path, monkeypatch,
 
 def test_no_callback_unless_asked():
     assert cb.eval_callbacks(TrainConfig(train_data="unused"), None) == []
+
+
+def test_callback_samples_go_through_the_runs_text_front_end(sample_data_path, sample_samples, tmp_path):
+    """The prompts the callback builds use the training run's --text_normalization, as training does."""
+    cfg = TrainConfig(train_data=str(sample_data_path), eval_data=str(sample_data_path), eval_every_steps=1,
+                      eval_samples=1, text_normalization="whitespace,tatweel,strip_diacritics",
+                      output_dir=str(tmp_path / "o"))
+    (callback,) = cb.eval_callbacks(cfg, None)
+    default = sample_samples[0]
+    assert default.target_text == "الْجَوُّ جَمِيلٌ الْيَوْمَ."  # the default front-end keeps the diacritics
+    assert callback.samples[0].target_text == "الجو جميل اليوم."
+    assert callback.samples[0].ref_text == "مرحبا، كيف حالك؟"
