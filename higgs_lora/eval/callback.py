@@ -112,7 +112,10 @@ class SampleEvalCallback(TrainerCallback):
         cuda = [device] if device.type == "cuda" else []
         try:
             with torch.random.fork_rng(devices=cuda), torch.no_grad():
-                cloner = VoiceCloner(inner, self.tokenizer, self._codec)  # puts the model in eval mode
+                # Dynamic cache: "auto" would, on CUDA, allocate static KV caches (~3 GB at the released
+                # shape) and capture CUDA graphs at every evaluation, and leave the graph runners (and
+                # the caches they hold) on the model being trained until the next one.
+                cloner = VoiceCloner(inner, self.tokenizer, self._codec, cache="dynamic")  # puts the model in eval mode
                 for index, sample in enumerate(self.samples):
                     cap = token_cap(self.max_new_tokens, MAX_LENGTH_RATIO, self._targets_s[index], self._codec.tps,
                                     inner.config.audio_num_codebooks)

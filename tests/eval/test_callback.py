@@ -86,3 +86,26 @@ def test_callback_samples_go_through_the_runs_text_front_end(sample_data_path, s
     assert default.target_text == "الْجَوُّ جَمِيلٌ الْيَوْمَ."  # the default front-end keeps the diacritics
     assert callback.samples[0].target_text == "الجو جميل اليوم."
     assert callback.samples[0].ref_text == "مرحبا، كيف حالك؟"
+
+
+def test_callback_generates_with_the_dynamic_cache(tiny_model_factory, tiny_tokenizer, sample_samples, tmp_path,
+                                                   fakes, monkeypatch):
+    """On CUDA "auto" would build static caches and capture CUDA graphs on the model being trained at
+    every evaluation; the callback asks for the dynamic cache whatever the device."""
+    from higgs_lora.infer import engine
+
+    FakeEncoder, FakeASR = fakes
+    modes = []
+    original = engine.VoiceCloner.__init__
+
+    def spy(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        modes.append((kwargs.get("cache", "auto"), self.cache_mode, self.cuda_graphs))
+
+    monkeypatch.setattr(engine.VoiceCloner, "__init__", spy)
+    model = apply_lora(tiny_model_factory(), 4, 8, 0.0, ["self_attn.q_proj"])
+    callback = SampleEvalCallback(sample_samples[:1], tiny_tokenizer, "tiny", tmp_path, every=1, max_new_tokens=8,
+                                  tensorboard=False, scorers=Scorers(FakeEncoder(), FakeASR()))
+    callback.evaluate(model, 1)
+    assert modes == [("dynamic", "dynamic", False)]
+    assert not model.get_base_model().decode_graph_runners
