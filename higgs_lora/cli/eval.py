@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..defaults import AUDIO_TOKENIZER, BASE_MODEL
-from .common import add_system_prompt
+from .common import add_text_normalization
 
 NAME = "eval"
 SUMMARY = "score cloned voices (fine-tuned vs baseline): SIM, WER/CER, duration, EOS; report.md + plots"
@@ -12,9 +12,14 @@ SUMMARY = "score cloned voices (fine-tuned vs baseline): SIM, WER/CER, duration,
 def add_arguments(p) -> None:
     p.add_argument("--data", required=True, help="held-out samples with target audio (same formats as training)")
     p.add_argument("--output_dir", required=True, help="folder for report.md, results.csv, summary.json, plots, audio/")
-    p.add_argument("--model_path", default=BASE_MODEL, help="merged model, base model or tiny")
+    # Defaults of None: a flag not given falls back to the training run's settings (higgs_lora_run.json
+    # next to the adapter or in the merged folder), then to the built-in defaults, as for infer.
+    p.add_argument("--model_path", default=None,
+                   help=f"merged model, base model or tiny (default: with --lora_path the training run's base model, "
+                        f"else {BASE_MODEL})")
     p.add_argument("--lora_path", default=None, help="adapter to apply on top of --model_path")
-    p.add_argument("--audio_tokenizer", default=AUDIO_TOKENIZER, help="hub id, folder or tiny")
+    p.add_argument("--audio_tokenizer", default=None,
+                   help=f"hub id, folder or tiny (default: the training run's codec, else {AUDIO_TOKENIZER})")
     p.add_argument("--baseline_model", default=None,
                    help="model to compare against, or none (default: --model_path when --lora_path is given, else "
                         "the base model named in the merged model's run settings, else the released base model)")
@@ -36,7 +41,10 @@ def add_arguments(p) -> None:
                    help="also stop a clip at this many times its target's length (0 = off); such clips count as not stopping")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     p.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), bf16, fp16, fp32")
-    add_system_prompt(p)
+    p.add_argument("--system_prompt", default=None,
+                   help="system prompt for samples without one (\"\" for none) (default: the training run's, else the "
+                        "project default)")
+    add_text_normalization(p)  # default: the training run's, else the project default
 
 
 def run(args) -> int:

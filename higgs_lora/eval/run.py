@@ -12,10 +12,10 @@ import gc
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from ..defaults import AUDIO_TOKENIZER, BASE_MODEL, DEFAULT_SYSTEM_PROMPT
+from ..defaults import BASE_MODEL
 
 FINE_TUNED, BASELINE, GROUND_TRUTH = "fine_tuned", "baseline", "ground_truth"
 
@@ -23,15 +23,18 @@ FINE_TUNED, BASELINE, GROUND_TRUTH = "fine_tuned", "baseline", "ground_truth"
 @dataclass
 class EvalConfig:
     data: str
-    model_path: str
+    model_path: str | None  # None: with lora_path the training run's base model, else the released base
     output_dir: str
     lora_path: str | None = None
-    audio_tokenizer: str = AUDIO_TOKENIZER
+    # None: the training run's setting (higgs_lora_run.json next to the adapter / in the merged
+    # folder), else the project default, as for infer and clone (`resolve_settings`).
+    audio_tokenizer: str | None = None
     baseline_model: str | None = None  # None: the base model the fine-tune started from; "none": no baseline
     speaker_encoder: str = "resemblyzer"
     asr: str = "pocketsphinx"
     language: str = "auto"
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    system_prompt: str | None = None
+    text_normalization: str | None = None
     max_samples: int | None = None
     seed: int = 1234
     temperature: float = 0.3
@@ -42,6 +45,18 @@ class EvalConfig:
     max_length_ratio: float = 3.0  # per-sample cap: this many times the target's length (0 = only max_new_tokens)
     device: str | None = None
     dtype: str = "auto"
+
+
+def resolve_settings(cfg: EvalConfig) -> EvalConfig:
+    """Model, codec, system prompt and text front-end as `infer` resolves them: a given value wins,
+    else the training run's, else the default. The prompts must be the ones the model was trained on."""
+    from ..infer.run_settings import resolve_inference
+
+    settings = resolve_inference(cfg.model_path, cfg.lora_path, cfg.audio_tokenizer, cfg.system_prompt,
+                                 text_normalization=cfg.text_normalization)
+    settings.report()
+    return replace(cfg, model_path=settings["model_path"], audio_tokenizer=settings["audio_tokenizer"],
+                   system_prompt=settings["system_prompt"], text_normalization=settings["text_normalization"])
 
 
 def resolve_baseline(cfg: EvalConfig) -> str | None:
@@ -115,7 +130,8 @@ def evaluate(cfg: EvalConfig) -> Path:
     from .metrics import SCORING_SR, Scorers
     from .report import write_report
 
-    samples = load_samples(cfg.data, cfg.system_prompt, require_target=True)
+    cfg = resolve_settings(cfg)
+    samples = load_samples(cfg.data, cfg.system_prompt, require_target=True, text_normalization=cfg.text_normalization)
     if cfg.max_samples:
         samples = samples[: cfg.max_samples]
     out = Path(cfg.output_dir)

@@ -7,7 +7,8 @@ import pytest
 
 from higgs_lora.cli import main
 from higgs_lora.defaults import BASE_MODEL
-from higgs_lora.eval.run import EvalConfig, evaluate, resolve_baseline, token_cap
+from higgs_lora.defaults import AUDIO_TOKENIZER, DEFAULT_SYSTEM_PROMPT
+from higgs_lora.eval.run import EvalConfig, evaluate, resolve_baseline, resolve_settings, token_cap
 from higgs_lora.train.config import RUN_CONFIG
 
 
@@ -20,6 +21,27 @@ def test_baseline_is_the_model_the_fine_tune_started_from(tmp_path):
     (merged / RUN_CONFIG).write_text(json.dumps({"base_model": "my/base"}))
     assert resolve_baseline(EvalConfig(data="d", model_path=str(merged), output_dir="o")) == "my/base"
     assert resolve_baseline(EvalConfig(data="d", model_path="m", output_dir="o", baseline_model="none")) is None
+
+
+def test_settings_come_from_the_training_run_unless_given(tmp_path, capsys):
+    """eval builds the prompts the model was trained on: system prompt, codec, text front-end and
+    base model default to the run's (as for infer); a given value wins."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / RUN_CONFIG).write_text(json.dumps({"base_model": "my/base", "audio_tokenizer": "my/codec", "system_prompt": "",
+                                              "text_normalization": "whitespace,strip_diacritics"}))
+    cfg = resolve_settings(EvalConfig(data="d", model_path=None, output_dir="o", lora_path=str(run)))
+    assert (cfg.model_path, cfg.audio_tokenizer, cfg.system_prompt, cfg.text_normalization) == (
+        "my/base", "my/codec", "", "whitespace,strip_diacritics")
+    assert resolve_baseline(cfg) == "my/base"
+    assert "settings from the training run" in capsys.readouterr().err
+    given = resolve_settings(EvalConfig(data="d", model_path="tiny", output_dir="o", lora_path=str(run),
+                                        audio_tokenizer="tiny", system_prompt="Speak.", text_normalization="none"))
+    assert (given.model_path, given.audio_tokenizer, given.system_prompt, given.text_normalization) == (
+        "tiny", "tiny", "Speak.", "none")
+    plain = resolve_settings(EvalConfig(data="d", model_path=None, output_dir="o"))
+    assert (plain.model_path, plain.audio_tokenizer, plain.system_prompt) == (BASE_MODEL, AUDIO_TOKENIZER,
+                                                                              DEFAULT_SYSTEM_PROMPT)
 
 
 def test_token_cap_follows_the_target_length():
