@@ -92,13 +92,6 @@ def resolve(flags: dict, *folders: str | Path | None, flag_names: dict | None = 
     return RunSettings(values, path, sources, messages)
 
 
-def load_samples_with_normalization(path, system_prompt: str, text_normalization, require_target: bool = False):
-    """`data.validate.load_samples` with the run's text normaliser settings (None: the default)."""
-    from ..data.validate import load_samples
-
-    return load_samples(path, system_prompt, require_target=require_target, text_normalization=text_normalization)
-
-
 def validate_with_normalization(path, system_prompt: str, text_normalization, require_target: bool = False):
     """`data.validate.validate_file` with the run's text normaliser settings (None: the default)."""
     from ..data.validate import validate_file
