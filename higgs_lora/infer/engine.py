@@ -181,9 +181,23 @@ class VoiceCloner:
         if self.cache_mode == "static":
             self.kv_caches = self._build_caches(cache_lengths)
             if on_cuda if cuda_graphs is None else cuda_graphs:
-                # Once per loaded model: one graph per bucket for audio and for text decode steps.
-                self.net.capture_model(self.kv_caches.values())
+                self._capture_graphs()
                 self.cuda_graphs = True
+
+    def _capture_graphs(self) -> None:
+        """Once per loaded model: one graph per bucket for audio and for text decode steps.
+
+        `capture_model` builds its dummy hidden states in `config.torch_dtype`, which is the dtype the
+        weights are stored in, not the one they were loaded in (an fp32 merge or the fp32 tiny model
+        loaded as bf16 on CUDA): capture would fail with a dtype mismatch. The config says the loaded
+        dtype for the capture only.
+        """
+        stored = self.config.torch_dtype
+        self.config.torch_dtype = self.net.embed_tokens.weight.dtype
+        try:
+            self.net.capture_model(self.kv_caches.values())
+        finally:
+            self.config.torch_dtype = stored
 
     def _build_caches(self, lengths: Sequence[int]) -> OrderedDict:
         from transformers.cache_utils import StaticCache
