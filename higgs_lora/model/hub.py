@@ -63,9 +63,10 @@ def parse_ref(name: str) -> HubRef | None:
     """`owner/repo[@revision]` -> HubRef; None for `tiny` and for existing local folders."""
     if name == "tiny" or Path(name).expanduser().exists():
         return None
-    if name.startswith(("/", ".", "~")) or name.count("/") > 1:
-        raise WeightsError(f"{name}: no such folder (expected a model folder, a hub id owner/repo[@revision] or `tiny`)")
     repo, sep, revision = name.partition("@")
+    # Only the repo part counts slashes: a revision may hold some (`refs/pr/1`, a `release/v1` branch).
+    if name.startswith(("/", ".", "~")) or repo.count("/") > 1:
+        raise WeightsError(f"{name}: no such folder (expected a model folder, a hub id owner/repo[@revision] or `tiny`)")
     if not _REPO_ID.match(repo) or (sep and not revision):
         raise WeightsError(f"{name!r} is neither a folder, `tiny`, nor a hub id (owner/repo or owner/repo@revision)")
     if not sep:

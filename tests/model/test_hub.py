@@ -114,6 +114,7 @@ def test_parse_ref(tmp_path, caplog):
     assert parse_ref("owner/repo@abc123") == HubRef("owner/repo", "abc123")
     assert parse_ref("owner/repo@v1.0") == HubRef("owner/repo", "v1.0")
     assert str(parse_ref("a/b@c")) == "a/b@c"
+    assert parse_ref("owner/repo@refs/pr/1") == HubRef("owner/repo", "refs/pr/1")  # slashes in a revision
     assert parse_ref("tiny") is None
     assert parse_ref(str(tmp_path)) is None  # an existing folder is a folder, whatever its name
     with caplog.at_level(logging.WARNING):
