@@ -187,11 +187,32 @@ def semantic_teacher_folder(codec_dir: Path) -> Path:
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".bin")
 
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _staged_sha256(path: Path) -> str | None:
+    """The sha256 huggingface_hub recorded when it downloaded `path` into a folder (`higgs-lora download`
+    uses `local_dir`): its metadata file holds the commit, the etag (an LFS file's sha256) and the time of
+    download. Read-only; ignored once the file is newer than that record (edited or copied since)."""
+    meta = path.parent / ".cache" / "huggingface" / "download" / f"{path.name}.metadata"
+    try:
+        _commit, etag, timestamp = meta.read_text(encoding="utf-8").splitlines()[:3]
+        if _SHA256.fullmatch(etag.strip()) and path.stat().st_mtime - 1 <= float(timestamp):
+            return etag.strip()
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def _sha256(path: Path) -> str:
-    # A hub cache file is a link to a blob named by its sha256 (LFS files): no need to read 12 GB.
+    # A hub cache file is a link to a blob named by its sha256 (LFS files), and a staged folder keeps
+    # huggingface_hub's record of it: no need to read 12 GB.
     target = path.resolve()
-    if re.fullmatch(r"[0-9a-f]{64}", target.name):
+    if _SHA256.fullmatch(target.name):
         return target.name
+    staged = _staged_sha256(path)
+    if staged:
+        return staged
     digest = hashlib.sha256()
     with open(target, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 24), b""):

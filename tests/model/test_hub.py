@@ -288,3 +288,32 @@ def test_serving_an_adapter_on_other_base_weights_warns(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         assert hub.warn_if_other_base(run_config, str(other), "infer") is True
     assert "trained on" in caplog.text and str(other) in caplog.text
+
+
+def test_weight_hashes_come_from_the_hub_records_without_reading_the_file(tmp_path):
+    """Hub cache links name their blob by sha256; a `download` folder keeps huggingface_hub's metadata.
+    Recorded hashes that differ from the content prove they were read, not computed; an edited file is hashed."""
+    import os
+    import time
+
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    recorded = "ab" * 32
+    (blobs / recorded).write_bytes(b"weights")
+    cached = tmp_path / "snapshot"
+    cached.mkdir()
+    (cached / "model.safetensors").symlink_to(blobs / recorded)
+    assert hub.weight_hashes(cached) == {"model.safetensors": recorded}
+
+    staged = tmp_path / "staged"
+    meta = staged / ".cache" / "huggingface" / "download"
+    meta.mkdir(parents=True)
+    weights = staged / "model.safetensors"
+    weights.write_bytes(b"weights")
+    (meta / "model.safetensors.metadata").write_text(f"{'0' * 40}\n{'cd' * 32}\n{time.time() + 5}\n")
+    assert hub.weight_hashes(staged) == {"model.safetensors": "cd" * 32}
+    later = time.time() + 100  # edited (or copied without times) after the download: the record no longer holds
+    os.utime(weights, (later, later))
+    assert hub.weight_hashes(staged) == {"model.safetensors": hashlib.sha256(b"weights").hexdigest()}
+    (meta / "model.safetensors.metadata").write_text("garbage")
+    assert hub.weight_hashes(staged) == {"model.safetensors": hashlib.sha256(b"weights").hexdigest()}
