@@ -24,6 +24,12 @@ def test_shipped_config_builds_the_released_architecture():
     text_only, audio_only = active_params_per_token(groups, 0.0), active_params_per_token(groups, 1.0)
     assert 2.5e9 < text_only < 4e9 and audio_only - text_only == (
         groups["audio_mlp"] + groups["audio_head"] - groups["text_mlp"])
+    # the text head is its own matrix (not tied, whatever the config says) and counted exactly once
+    head = model.audio_decoder_proj.text_lm_head.weight
+    assert head is not model.embed_tokens.weight and "tied_text_head" not in groups
+    attention = sum(p.numel() for n, p in model.named_parameters() if ".self_attn." in n)
+    norms = sum(p.numel() for n, p in model.named_parameters() if "norm" in n)
+    assert active_params_per_token(groups, 0.0) == attention + norms + head.numel() + groups["text_mlp"]
 
 
 def test_unknown_shape_and_released_on_cpu_are_usage_errors(capsys):
