@@ -38,7 +38,8 @@ SEMANTIC_TEACHER_DIR = "semantic_teacher"
 PINNED = {MODEL_REPO: MODEL_REVISION, TOKENIZER_REPO: TOKENIZER_REVISION}
 
 # Weights, configs and tokenizer files only: the model repositories also hold demo media.
-MODEL_FILES = ("*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken")
+MODEL_META_FILES = ("*.json", "*.txt", "*.model", "*.tiktoken")  # config and tokenizer, no weights
+MODEL_FILES = MODEL_META_FILES + ("*.safetensors",)
 CODEC_FILES = ("config.json", "model.pth")
 TEACHER_FILES = ("*.json", "*.safetensors", "*.bin", "*.txt")
 
@@ -130,8 +131,10 @@ def check_codec_folder(folder: Path, name: str | None = None) -> Path:
     return folder
 
 
-def model_folder(name: str) -> Path:
-    """A local folder holding the model `name` (`tiny`, folder or hub id), checked to be in the readable format."""
+def model_folder(name: str, weights: bool = True) -> Path:
+    """A local folder holding the model `name` (`tiny`, folder or hub id), checked to be in the readable format.
+
+    `weights=False`: a hub id fetches only its config and tokenizer files (what needs no weights)."""
     if name == "tiny":
         from .tiny import ensure_tiny_model
 
@@ -139,7 +142,7 @@ def model_folder(name: str) -> Path:
     ref = parse_ref(name)
     if ref is None:
         return check_model_folder(Path(name).expanduser(), name)
-    return check_model_folder(fetch(ref, MODEL_FILES), str(ref))
+    return check_model_folder(fetch(ref, MODEL_FILES if weights else MODEL_META_FILES), str(ref))
 
 
 def codec_folder(name: str) -> Path:

@@ -207,6 +207,18 @@ def test_model_tokenizer_and_codec_downloads_ask_for_the_pinned_revision(tmp_pat
         assert any(Path("model.safetensors").match(p) for p in call["allow_patterns"])
 
 
+def test_check_alignment_skip_overfit_fetches_no_weights(tmp_path, sample_data_path, fake_hub):
+    fake = fake_hub({MODEL_REPO: old_model_snapshot(tmp_path)})
+    rc = main(["check-alignment", "--train_data", str(sample_data_path), "--base_model", BASE_MODEL,
+               "--audio_tokenizer", "tiny", "--skip_overfit", "--max_samples", "2"])
+    assert rc == 0
+    model_calls = [c for c in fake.calls if c["repo_id"] == MODEL_REPO]
+    assert model_calls and {c["revision"] for c in model_calls} == {MODEL_REVISION}
+    for call in model_calls:
+        assert not any(Path("model.safetensors").match(p) for p in call["allow_patterns"])
+        assert all(any(Path(f).match(p) for p in call["allow_patterns"]) for f in ("config.json", "tokenizer.json"))
+
+
 def test_new_format_snapshot_is_refused_before_loading(tmp_path, fake_hub):
     fake_hub({MODEL_REPO: new_model_snapshot(tmp_path)})
     with pytest.raises(WeightsError, match="higgs_audio_v2"):
