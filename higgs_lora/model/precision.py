@@ -89,8 +89,8 @@ def resolve_precision(choice: str | None, device: str | torch.device) -> Precisi
     if choice == "auto":
         if not cuda:
             return Precision("no", device_type)
-        return Precision("bf16" if torch.cuda.is_bf16_supported() else "fp16", device_type)
-    if choice == "bf16" and cuda and not torch.cuda.is_bf16_supported():
+        return Precision("bf16" if _native_bf16() else "fp16", device_type)
+    if choice == "bf16" and cuda and not _native_bf16():
         name = torch.cuda.get_device_name()
         raise ValueError(f"--mixed_precision bf16: this GPU ({name}) does not support bf16; use fp16 (with loss scaling) or no")
     if choice == "fp16" and not cuda:
@@ -98,6 +98,12 @@ def resolve_precision(choice: str | None, device: str | torch.device) -> Precisi
     # bf16 on CPU is allowed when asked for explicitly (CPU autocast has bf16): slow, but it lets the
     # bf16 path be tested without a GPU.
     return Precision(choice, device_type)
+
+
+def _native_bf16() -> bool:
+    # Without the flag, torch >= 2.3 answers True on any GPU that can merely hold bf16 tensors
+    # (V100, T4: emulated, slow), so `auto` would never pick fp16 where it is meant to.
+    return torch.cuda.is_bf16_supported(including_emulation=False)
 
 
 def _base_model(model):
