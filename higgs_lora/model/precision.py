@@ -1,4 +1,7 @@
-"""The one precision scheme, used identically by training, check-alignment, inference and gpu-check.
+"""The one precision scheme, used identically by training, check-alignment and gpu-check.
+
+Inference (`infer`, `clone`, `eval`) loads the same bf16 weights on CUDA (`load.resolve_dtype`) and
+generates without autocast, as boson's serve engine does; `match_audio_embedding_dtype` is applied there too.
 
 `bf16` (the default on CUDA): frozen base weights stored in bf16, LoRA parameters (and everything
 else that trains) and their AdamW state in fp32, the forward under bf16 autocast, the loss in fp32
