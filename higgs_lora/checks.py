@@ -166,9 +166,9 @@ def teacher_forced_inputs(infer_inputs: InferenceInputs, sample: CloneSample, ta
                           codes: list[np.ndarray] | None = None) -> dict:
     """The inference prompt (as `InferenceInputs` builds it) continued by the target audio stream,
     one <|AUDIO_OUT|> placeholder for its columns, collated by the inference collator."""
-    prompt_ids, paths = inference_prompt(sample, infer_inputs.tokenizer)
+    prompt_ids, _ = inference_prompt(sample, infer_inputs.tokenizer)
     if codes is None:
-        codes = [infer_inputs.codec.encode(p).cpu().numpy().astype(np.int64) for p in paths]
+        codes = infer_inputs.reference_codes(sample)  # the inference side's own codec call
     audio_out = infer_inputs.tokenizer.convert_tokens_to_ids("<|AUDIO_OUT|>")
     chatml = make_chatml_sample(prompt_ids + [audio_out], None, list(codes) + [target])
     return batch_to_inputs(infer_inputs.collator([chatml]))

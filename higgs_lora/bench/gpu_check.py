@@ -118,9 +118,12 @@ def parameter_groups(model) -> dict:
             groups["text_mlp"] += n
         elif "audio_lm_head" in name:
             groups["audio_head"] += n
-    if getattr(model.config.text_config, "tie_word_embeddings", False):
-        # the text head shares the embedding matrix and is computed at every position
-        groups["tied_text_head"] = model.config.text_config.vocab_size * model.config.hidden_size
+    # The config says tie_word_embeddings, yet HiggsAudioModel builds its own text_lm_head (it cannot
+    # tie: get_input_embeddings raises), counted above with the per-position parameters. Only a head
+    # really sharing the embedding matrix (listed once, as an embedding) is added back.
+    head = getattr(getattr(model, "audio_decoder_proj", None), "text_lm_head", None)
+    if head is not None and head.weight is model.embed_tokens.weight:
+        groups["tied_text_head"] = head.weight.numel()
     return groups
 
 

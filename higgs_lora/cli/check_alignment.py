@@ -49,7 +49,8 @@ def run(args) -> int:
     from ..data.codes import load_codec
     from ..data.validate import load_samples
     from ..infer.run_settings import resolve
-    from ..model.load import apply_lora, default_device, load_model, load_tokenizer, resolve_model_path
+    from ..model.hub import model_folder
+    from ..model.load import apply_lora, default_device, load_model, load_tokenizer
     from ..model.precision import resolve_precision
 
     settings = resolve({"base_model": args.base_model, "audio_tokenizer": args.audio_tokenizer,
@@ -66,13 +67,15 @@ def run(args) -> int:
         raise ValueError(f"--overfit_sample {args.overfit_sample}: the data has {len(samples)} samples")
     device = args.device or default_device()
     precision = resolve_precision(args.mixed_precision, device)
-    tokenizer = load_tokenizer(args.base_model)
+    # --skip_overfit needs the config and tokenizer only: a hub id then fetches no weights either.
+    model_source = str(model_folder(args.base_model, weights=False)) if args.skip_overfit else args.base_model
+    tokenizer = load_tokenizer(model_source)
     model = config = None
     params = None
     if args.skip_overfit:
         from boson_multimodal.model.higgs_audio import HiggsAudioConfig
 
-        config = HiggsAudioConfig.from_pretrained(resolve_model_path(args.base_model))  # no weights needed
+        config = HiggsAudioConfig.from_pretrained(model_source)
     else:
         model = load_model(args.base_model, device=device, dtype=precision.weights_dtype)
         model.config.use_cache = False

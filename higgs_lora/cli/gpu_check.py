@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 NAME = "gpu-check"
 SUMMARY = "measure training, inference and check-alignment at the released model's shape on one GPU (offline)"
 
@@ -21,7 +23,26 @@ def add_arguments(p) -> None:
                    help="which phases to run")
 
 
+def one_visible_gpu(device: str | None, environ=os.environ) -> str | None:
+    """Show this process only the GPU it measures, and return the device to use then.
+
+    Outside torchrun, transformers' Trainer wraps the model in nn.DataParallel over every visible GPU,
+    so on an 8-GPU node the train phase would split each batch across GPUs and time that instead.
+    Must run before torch initialises CUDA (hence here, before the heavy imports).
+    """
+    if device is not None and not device.startswith("cuda"):
+        return device
+    index = int(device.split(":", 1)[1]) if device and ":" in device else 0
+    visible = [d.strip() for d in environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    if visible and index >= len(visible):
+        raise ValueError(f"--device {device}: CUDA_VISIBLE_DEVICES={environ['CUDA_VISIBLE_DEVICES']} shows "
+                         f"{len(visible)} GPU(s)")
+    environ["CUDA_VISIBLE_DEVICES"] = visible[index] if visible else str(index)
+    return None if device is None else "cuda"
+
+
 def run(args) -> int:
+    args.device = one_visible_gpu(args.device)
     from ..bench.gpu_check import run_gpu_check
 
     report = run_gpu_check(args.shape, args.output, device=args.device, mixed_precision=args.mixed_precision,

@@ -38,7 +38,8 @@ SEMANTIC_TEACHER_DIR = "semantic_teacher"
 PINNED = {MODEL_REPO: MODEL_REVISION, TOKENIZER_REPO: TOKENIZER_REVISION}
 
 # Weights, configs and tokenizer files only: the model repositories also hold demo media.
-MODEL_FILES = ("*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken")
+MODEL_META_FILES = ("*.json", "*.txt", "*.model", "*.tiktoken")  # config and tokenizer, no weights
+MODEL_FILES = MODEL_META_FILES + ("*.safetensors",)
 CODEC_FILES = ("config.json", "model.pth")
 TEACHER_FILES = ("*.json", "*.safetensors", "*.bin", "*.txt")
 
@@ -63,9 +64,10 @@ def parse_ref(name: str) -> HubRef | None:
     """`owner/repo[@revision]` -> HubRef; None for `tiny` and for existing local folders."""
     if name == "tiny" or Path(name).expanduser().exists():
         return None
-    if name.startswith(("/", ".", "~")) or name.count("/") > 1:
-        raise WeightsError(f"{name}: no such folder (expected a model folder, a hub id owner/repo[@revision] or `tiny`)")
     repo, sep, revision = name.partition("@")
+    # Only the repo part counts slashes: a revision may hold some (`refs/pr/1`, a `release/v1` branch).
+    if name.startswith(("/", ".", "~")) or repo.count("/") > 1:
+        raise WeightsError(f"{name}: no such folder (expected a model folder, a hub id owner/repo[@revision] or `tiny`)")
     if not _REPO_ID.match(repo) or (sep and not revision):
         raise WeightsError(f"{name!r} is neither a folder, `tiny`, nor a hub id (owner/repo or owner/repo@revision)")
     if not sep:
@@ -129,8 +131,10 @@ def check_codec_folder(folder: Path, name: str | None = None) -> Path:
     return folder
 
 
-def model_folder(name: str) -> Path:
-    """A local folder holding the model `name` (`tiny`, folder or hub id), checked to be in the readable format."""
+def model_folder(name: str, weights: bool = True) -> Path:
+    """A local folder holding the model `name` (`tiny`, folder or hub id), checked to be in the readable format.
+
+    `weights=False`: a hub id fetches only its config and tokenizer files (what needs no weights)."""
     if name == "tiny":
         from .tiny import ensure_tiny_model
 
@@ -138,7 +142,7 @@ def model_folder(name: str) -> Path:
     ref = parse_ref(name)
     if ref is None:
         return check_model_folder(Path(name).expanduser(), name)
-    return check_model_folder(fetch(ref, MODEL_FILES), str(ref))
+    return check_model_folder(fetch(ref, MODEL_FILES if weights else MODEL_META_FILES), str(ref))
 
 
 def codec_folder(name: str) -> Path:
@@ -186,11 +190,32 @@ def semantic_teacher_folder(codec_dir: Path) -> Path:
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".bin")
 
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _staged_sha256(path: Path) -> str | None:
+    """The sha256 huggingface_hub recorded when it downloaded `path` into a folder (`higgs-lora download`
+    uses `local_dir`): its metadata file holds the commit, the etag (an LFS file's sha256) and the time of
+    download. Read-only; ignored once the file is newer than that record (edited or copied since)."""
+    meta = path.parent / ".cache" / "huggingface" / "download" / f"{path.name}.metadata"
+    try:
+        _commit, etag, timestamp = meta.read_text(encoding="utf-8").splitlines()[:3]
+        if _SHA256.fullmatch(etag.strip()) and path.stat().st_mtime - 1 <= float(timestamp):
+            return etag.strip()
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def _sha256(path: Path) -> str:
-    # A hub cache file is a link to a blob named by its sha256 (LFS files): no need to read 12 GB.
+    # A hub cache file is a link to a blob named by its sha256 (LFS files), and a staged folder keeps
+    # huggingface_hub's record of it: no need to read 12 GB.
     target = path.resolve()
-    if re.fullmatch(r"[0-9a-f]{64}", target.name):
+    if _SHA256.fullmatch(target.name):
         return target.name
+    staged = _staged_sha256(path)
+    if staged:
+        return staged
     digest = hashlib.sha256()
     with open(target, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 24), b""):

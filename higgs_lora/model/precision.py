@@ -1,4 +1,7 @@
-"""The one precision scheme, used identically by training, check-alignment, inference and gpu-check.
+"""The one precision scheme, used identically by training, check-alignment and gpu-check.
+
+Inference (`infer`, `clone`, `eval`) loads the same bf16 weights on CUDA (`load.resolve_dtype`) and
+generates without autocast, as boson's serve engine does; `match_audio_embedding_dtype` is applied there too.
 
 `bf16` (the default on CUDA): frozen base weights stored in bf16, LoRA parameters (and everything
 else that trains) and their AdamW state in fp32, the forward under bf16 autocast, the loss in fp32
@@ -89,8 +92,8 @@ def resolve_precision(choice: str | None, device: str | torch.device) -> Precisi
     if choice == "auto":
         if not cuda:
             return Precision("no", device_type)
-        return Precision("bf16" if torch.cuda.is_bf16_supported() else "fp16", device_type)
-    if choice == "bf16" and cuda and not torch.cuda.is_bf16_supported():
+        return Precision("bf16" if _native_bf16() else "fp16", device_type)
+    if choice == "bf16" and cuda and not _native_bf16():
         name = torch.cuda.get_device_name()
         raise ValueError(f"--mixed_precision bf16: this GPU ({name}) does not support bf16; use fp16 (with loss scaling) or no")
     if choice == "fp16" and not cuda:
@@ -98,6 +101,12 @@ def resolve_precision(choice: str | None, device: str | torch.device) -> Precisi
     # bf16 on CPU is allowed when asked for explicitly (CPU autocast has bf16): slow, but it lets the
     # bf16 path be tested without a GPU.
     return Precision(choice, device_type)
+
+
+def _native_bf16() -> bool:
+    # Without the flag, torch >= 2.3 answers True on any GPU that can merely hold bf16 tensors
+    # (V100, T4: emulated, slow), so `auto` would never pick fp16 where it is meant to.
+    return torch.cuda.is_bf16_supported(including_emulation=False)
 
 
 def _base_model(model):

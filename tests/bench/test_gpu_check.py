@@ -7,6 +7,7 @@ import torch
 
 from higgs_lora.bench.gpu_check import active_params_per_token, build_config, build_model, parameter_groups
 from higgs_lora.cli import main
+from higgs_lora.cli.gpu_check import one_visible_gpu
 from higgs_lora.model import tiny
 
 
@@ -24,9 +25,16 @@ def test_shipped_config_builds_the_released_architecture():
     text_only, audio_only = active_params_per_token(groups, 0.0), active_params_per_token(groups, 1.0)
     assert 2.5e9 < text_only < 4e9 and audio_only - text_only == (
         groups["audio_mlp"] + groups["audio_head"] - groups["text_mlp"])
+    # the text head is its own matrix (not tied, whatever the config says) and counted exactly once
+    head = model.audio_decoder_proj.text_lm_head.weight
+    assert head is not model.embed_tokens.weight and "tied_text_head" not in groups
+    attention = sum(p.numel() for n, p in model.named_parameters() if ".self_attn." in n)
+    norms = sum(p.numel() for n, p in model.named_parameters() if "norm" in n)
+    assert active_params_per_token(groups, 0.0) == attention + norms + head.numel() + groups["text_mlp"]
 
 
-def test_unknown_shape_and_released_on_cpu_are_usage_errors(capsys):
+def test_unknown_shape_and_released_on_cpu_are_usage_errors(capsys, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # gpu-check narrows it; restored after the test
     with pytest.raises(SystemExit) as info:
         main(["gpu-check", "--shape", "huge"])
     assert info.value.code == 2
@@ -55,3 +63,19 @@ def test_small_shape_runs_every_phase_and_writes_the_report(tmp_path):
     align = report["alignment"]
     assert align["ok"] is True and align["settings"]["mode"] == "teacher_forced"
     assert list(align["checks"]) == ["prompt_parity", "label_audit", "overfit_teacher_forced"]
+
+
+def test_only_the_measured_gpu_is_visible():
+    """Outside torchrun, Trainer spreads one process over every visible GPU (DataParallel): gpu-check shows it one."""
+    env = {}
+    assert one_visible_gpu(None, env) is None and env == {"CUDA_VISIBLE_DEVICES": "0"}
+    env = {}
+    assert one_visible_gpu("cuda:3", env) == "cuda" and env == {"CUDA_VISIBLE_DEVICES": "3"}
+    env = {"CUDA_VISIBLE_DEVICES": "4, 5"}
+    assert one_visible_gpu("cuda:1", env) == "cuda" and env == {"CUDA_VISIBLE_DEVICES": "5"}
+    env = {"CUDA_VISIBLE_DEVICES": "4,5"}
+    assert one_visible_gpu("cuda", env) == "cuda" and env == {"CUDA_VISIBLE_DEVICES": "4"}
+    env = {"CUDA_VISIBLE_DEVICES": "4,5"}
+    assert one_visible_gpu("cpu", env) == "cpu" and env == {"CUDA_VISIBLE_DEVICES": "4,5"}
+    with pytest.raises(ValueError, match="shows 2 GPU"):
+        one_visible_gpu("cuda:2", {"CUDA_VISIBLE_DEVICES": "4,5"})

@@ -114,6 +114,7 @@ def test_parse_ref(tmp_path, caplog):
     assert parse_ref("owner/repo@abc123") == HubRef("owner/repo", "abc123")
     assert parse_ref("owner/repo@v1.0") == HubRef("owner/repo", "v1.0")
     assert str(parse_ref("a/b@c")) == "a/b@c"
+    assert parse_ref("owner/repo@refs/pr/1") == HubRef("owner/repo", "refs/pr/1")  # slashes in a revision
     assert parse_ref("tiny") is None
     assert parse_ref(str(tmp_path)) is None  # an existing folder is a folder, whatever its name
     with caplog.at_level(logging.WARNING):
@@ -206,6 +207,18 @@ def test_model_tokenizer_and_codec_downloads_ask_for_the_pinned_revision(tmp_pat
         assert any(Path("model.safetensors").match(p) for p in call["allow_patterns"])
 
 
+def test_check_alignment_skip_overfit_fetches_no_weights(tmp_path, sample_data_path, fake_hub):
+    fake = fake_hub({MODEL_REPO: old_model_snapshot(tmp_path)})
+    rc = main(["check-alignment", "--train_data", str(sample_data_path), "--base_model", BASE_MODEL,
+               "--audio_tokenizer", "tiny", "--skip_overfit", "--max_samples", "2"])
+    assert rc == 0
+    model_calls = [c for c in fake.calls if c["repo_id"] == MODEL_REPO]
+    assert model_calls and {c["revision"] for c in model_calls} == {MODEL_REVISION}
+    for call in model_calls:
+        assert not any(Path("model.safetensors").match(p) for p in call["allow_patterns"])
+        assert all(any(Path(f).match(p) for p in call["allow_patterns"]) for f in ("config.json", "tokenizer.json"))
+
+
 def test_new_format_snapshot_is_refused_before_loading(tmp_path, fake_hub):
     fake_hub({MODEL_REPO: new_model_snapshot(tmp_path)})
     with pytest.raises(WeightsError, match="higgs_audio_v2"):
@@ -287,3 +300,32 @@ def test_serving_an_adapter_on_other_base_weights_warns(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         assert hub.warn_if_other_base(run_config, str(other), "infer") is True
     assert "trained on" in caplog.text and str(other) in caplog.text
+
+
+def test_weight_hashes_come_from_the_hub_records_without_reading_the_file(tmp_path):
+    """Hub cache links name their blob by sha256; a `download` folder keeps huggingface_hub's metadata.
+    Recorded hashes that differ from the content prove they were read, not computed; an edited file is hashed."""
+    import os
+    import time
+
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    recorded = "ab" * 32
+    (blobs / recorded).write_bytes(b"weights")
+    cached = tmp_path / "snapshot"
+    cached.mkdir()
+    (cached / "model.safetensors").symlink_to(blobs / recorded)
+    assert hub.weight_hashes(cached) == {"model.safetensors": recorded}
+
+    staged = tmp_path / "staged"
+    meta = staged / ".cache" / "huggingface" / "download"
+    meta.mkdir(parents=True)
+    weights = staged / "model.safetensors"
+    weights.write_bytes(b"weights")
+    (meta / "model.safetensors.metadata").write_text(f"{'0' * 40}\n{'cd' * 32}\n{time.time() + 5}\n")
+    assert hub.weight_hashes(staged) == {"model.safetensors": "cd" * 32}
+    later = time.time() + 100  # edited (or copied without times) after the download: the record no longer holds
+    os.utime(weights, (later, later))
+    assert hub.weight_hashes(staged) == {"model.safetensors": hashlib.sha256(b"weights").hexdigest()}
+    (meta / "model.safetensors.metadata").write_text("garbage")
+    assert hub.weight_hashes(staged) == {"model.safetensors": hashlib.sha256(b"weights").hexdigest()}

@@ -108,6 +108,11 @@ def test_cuda_choices(monkeypatch):
     assert resolve_precision("auto", "cuda").name == "fp16"
     with pytest.raises(ValueError, match=r"Tesla V100.*does not support bf16"):
         resolve_precision("bf16", "cuda")
+    # torch's own answer on a V100/T4: bf16 "supported" through emulation only; that is not bf16 hardware
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert resolve_precision("auto", "cuda").name == "fp16"
+    with pytest.raises(ValueError, match="does not support bf16"):
+        resolve_precision("bf16", "cuda")
 
 
 # --- through the real recipe -------------------------------------------------------------------
