@@ -41,7 +41,7 @@ def add_arguments(p) -> None:
     p.add_argument("--system_prompt", default=None,
                    help="system prompt for samples without one (\"\" for none) (default: the training run's, "
                         "else the project default)")
-    add_text_normalization(p)
+    add_text_normalization(p, from_run=True)
 
 
 def run(args) -> int:

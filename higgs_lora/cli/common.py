@@ -23,10 +23,12 @@ def add_system_prompt(p: argparse.ArgumentParser) -> None:
                         f"(default: {DEFAULT_SYSTEM_PROMPT!r})")
 
 
-def add_text_normalization(p: argparse.ArgumentParser, default=None) -> None:
+def add_text_normalization(p: argparse.ArgumentParser, default=None, from_run: bool = False) -> None:
+    """`from_run`: commands that serve a trained adapter/model default to the training run's setting."""
     from ..data.text import DEFAULT_TEXT_NORMALIZATION
 
+    fallback = f"the training run's, else {DEFAULT_TEXT_NORMALIZATION}" if from_run else DEFAULT_TEXT_NORMALIZATION
     p.add_argument("--text_normalization", default=default, metavar="SPEC",
                    help="transcript normaliser shared by training and inference: comma-separated options from "
                         "whitespace, tatweel, strip_diacritics, nfkc, punct=arabic|latin, digits=western|arabic, "
-                        f"or none (default: {DEFAULT_TEXT_NORMALIZATION})")
+                        f"or none (default: {fallback})")

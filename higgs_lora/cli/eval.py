@@ -40,11 +40,11 @@ def add_arguments(p) -> None:
     p.add_argument("--max_length_ratio", type=float, default=3.0,
                    help="also stop a clip at this many times its target's length (0 = off); such clips count as not stopping")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
-    p.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), bf16, fp16, fp32")
+    p.add_argument("--dtype", default="auto", help="auto (CUDA: bf16, fp16 on GPUs without native bf16, fp32 for weights stored in fp32; CPU: fp32), bf16, fp16, fp32")
     p.add_argument("--system_prompt", default=None,
                    help="system prompt for samples without one (\"\" for none) (default: the training run's, else the "
                         "project default)")
-    add_text_normalization(p)  # default: the training run's, else the project default
+    add_text_normalization(p, from_run=True)
 
 
 def run(args) -> int:

@@ -21,7 +21,7 @@ def add_model_arguments(p) -> None:
                    help=f"hub id, folder or tiny (default: the training run's codec, else {AUDIO_TOKENIZER})")
     p.add_argument("--system_prompt", default=None,
                    help="system prompt (\"\" for none) (default: the training run's, else the project default)")
-    add_text_normalization(p)  # default: the training run's, else the project default
+    add_text_normalization(p, from_run=True)
 
 
 def add_generation_arguments(p) -> None:
@@ -45,7 +45,7 @@ def add_generation_arguments(p) -> None:
                    help="KV cache: static buckets + CUDA graphs (boson's serve-engine path) or dynamic; auto = static "
                         "on CUDA, dynamic on CPU")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
-    p.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), bf16, fp16, fp32")
+    p.add_argument("--dtype", default="auto", help="auto (CUDA: bf16, fp16 on GPUs without native bf16, fp32 for weights stored in fp32; CPU: fp32), bf16, fp16, fp32")
 
 
 def check_paths(model_path: str | None, lora_path: str | None) -> None:

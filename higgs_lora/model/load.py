@@ -25,14 +25,20 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def resolve_dtype(dtype: str | torch.dtype, device: str) -> torch.dtype:
-    """`auto`: bf16 on CUDA (what the released weights are stored in), fp32 on CPU."""
+def resolve_dtype(dtype: str | torch.dtype, device: str, stored: str | None = None) -> torch.dtype:
+    """`auto`: fp32 on CPU; on CUDA bf16 (what the released weights are stored in), fp16 on GPUs without
+    native bf16, and fp32 for weights stored in fp32 (`stored`, the config's torch_dtype: a merge saved
+    with --dtype fp32 so that the adapter's update is not rounded must not be rounded when served)."""
     if isinstance(dtype, torch.dtype):
         return dtype
     table = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
              "fp32": torch.float32, "float32": torch.float32}
     if dtype == "auto":
-        return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+        if not str(device).startswith("cuda") or stored in ("float32", "fp32"):
+            return torch.float32
+        from .precision import _native_bf16
+
+        return torch.bfloat16 if not torch.cuda.is_available() or _native_bf16() else torch.float16
     if dtype not in table:
         raise ValueError(f"unknown dtype {dtype!r}; use auto, bf16, fp16 or fp32")
     return table[dtype]
@@ -46,12 +52,16 @@ def load_tokenizer(name_or_path: str):
 
 
 def load_model(name_or_path: str, device: str | None = None, dtype: str | torch.dtype = "auto"):
-    """The base `HiggsAudioModel` (`tiny`, hub id or folder) on `device` in `dtype` (auto: bf16 on CUDA, fp32 on CPU)."""
+    """The base `HiggsAudioModel` (`tiny`, hub id or folder) on `device` in `dtype` (see `resolve_dtype`)."""
+    import json
+    from pathlib import Path
+
     from boson_multimodal.model.higgs_audio import HiggsAudioModel
 
     device = device or default_device()
     path = resolve_model_path(name_or_path)
-    model = HiggsAudioModel.from_pretrained(path, torch_dtype=resolve_dtype(dtype, device))
+    stored = json.loads((Path(path) / "config.json").read_text(encoding="utf-8")).get("torch_dtype")
+    model = HiggsAudioModel.from_pretrained(path, torch_dtype=resolve_dtype(dtype, device, stored))
     match_audio_embedding_dtype(model)  # CUDA autocast's fp32 sum would otherwise crash the forward
     return model.to(device)
 

@@ -184,6 +184,18 @@ def test_resolve_dtype(dtype, device, expected):
     assert resolve_dtype(dtype, device) is expected
 
 
+def test_auto_keeps_fp32_weights_and_uses_fp16_without_native_bf16(monkeypatch):
+    # a merge saved in fp32 (so the adapter's update is not rounded) is served in fp32 on a GPU too
+    assert resolve_dtype("auto", "cuda", stored="float32") is torch.float32
+    assert resolve_dtype("auto", "cuda", stored="bfloat16") is torch.bfloat16
+    assert resolve_dtype("auto", "cpu", stored="bfloat16") is torch.float32
+    from higgs_lora.model import precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(precision, "_native_bf16", lambda: False)  # a V100 / T4
+    assert resolve_dtype("auto", "cuda", stored="bfloat16") is torch.float16
+
+
 def test_resolve_dtype_rejects_unknown_names():
     with pytest.raises(ValueError, match="int8"):
         resolve_dtype("int8", "cpu")
