@@ -191,6 +191,8 @@ class StopOnSignal(TrainerCallback):
             self.stopped_at = state.global_step
             control.should_save = True
             control.should_training_stop = True
+            # Trainer evaluates before it saves: a held-out pass here would spend the preemption grace period.
+            control.should_evaluate = False
         return control
 
 

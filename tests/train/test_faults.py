@@ -177,6 +177,27 @@ def test_nonfinite_gradient_with_a_finite_loss_is_caught():
         NonFiniteGuard(0)
 
 
+def test_sigterm_at_an_eval_step_saves_without_evaluating_first():
+    from transformers import TrainerControl
+
+    from higgs_lora.train.faults import StopOnSignal
+
+    class Args:
+        device = torch.device("cpu")
+
+    class State:
+        global_step = 4
+
+    stop = StopOnSignal()
+    control = TrainerControl(should_evaluate=True)  # DefaultFlowCallback asked for an eval at this step
+    stop.on_step_end(Args, State, control)
+    assert control.should_evaluate and not control.should_save and stop.stopped_at is None  # no signal yet
+    stop.requested = True
+    stop.on_step_end(Args, State, control)
+    assert control.should_save and control.should_training_stop and not control.should_evaluate
+    assert stop.stopped_at == 4
+
+
 # --- process faults: real subprocesses and signals -----------------------------------------------
 
 STEPS = 24  # long enough that the kill lands mid-run
