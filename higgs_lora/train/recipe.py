@@ -132,8 +132,11 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
                     if split.eval else None)
     target_hours, reference_hours, speakers = audio_hours(dataset, dataset.samples, codec.tps)
     del codec  # the codec's GPU memory is not needed while training
-    # Positions in the data file of what the dataset kept (it drops clips that fail to encode).
-    file_indices = [file_indices[i] for i in dataset.source_indices]
+    # The dataset numbers samples by their place in the list it got; the file's numbering is what a
+    # user can look up (validation, --max_audio_seconds and the split may have dropped earlier ones).
+    for entry in dataset.skipped:
+        entry["index"] = file_indices[entry["index"]]
+    file_indices = [file_indices[i] for i in dataset.source_indices]  # what the dataset kept
     write_skipped(dataset, out)
     collator = DictCollator(build_collator(model.config, encode_whisper_embed=cfg.encode_whisper_embed or None))
 

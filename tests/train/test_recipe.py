@@ -353,6 +353,29 @@ def test_train_stops_on_audio_that_fails_to_encode_unless_skip_invalid(data4, tm
     skipped = json.loads((out / "skipped_encoding.json").read_text())
     assert 1 in [s["index"] for s in skipped] and all("decoder exploded" in r for s in skipped for r in s["files"].values())
     assert (out / "adapter_model.safetensors").is_file()
+def test_skipped_encoding_names_file_indices_after_validation_dropped_an_earlier_sample(data4, monkeypatch):
+    from higgs_lora.data.codes import TinyCodec
+
+    records = json.loads(data4.read_text(encoding="utf-8"))
+    records[0]["messages"] = records[0]["messages"][:4]  # no target turn: dropped by validation
+    broken_clip = records[2]["messages"][-1]["content"]["audio_url"].split("/")[-1]
+    data = data4.parent / "first_invalid.json"  # beside data4: the relative audio paths still resolve
+    data.write_text(json.dumps(records), encoding="utf-8")
+
+    class Failing(TinyCodec):
+        def encode(self, path, sr=None):
+            if str(path).endswith(broken_clip):
+                raise RuntimeError("decoder exploded")
+            return super().encode(path, sr)
+
+    monkeypatch.setattr(recipe, "load_codec", lambda *a, **k: Failing())
+    out = data4.parent / "first_invalid_out"
+    train(TrainConfig(train_data=str(data), output_dir=str(out), skip_invalid=True, max_steps=1, save_steps=100,
+                      cache_dir=str(out / "cache"), **{**TINY, "report_to": "none"}))
+    assert [s["index"] for s in json.loads((out / "skipped_samples.json").read_text())["skipped"]] == [0]
+    assert [s["index"] for s in json.loads((out / "skipped_encoding.json").read_text())] == [2]
+
+
 # --- held-out loss, consistency loss, summaries ------------------------------------------------
 
 
