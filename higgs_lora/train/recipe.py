@@ -28,12 +28,9 @@ the session that wrote it (see README, "GPU check").
 from __future__ import annotations
 
 import json
-import logging
 import os
 from dataclasses import asdict
 from pathlib import Path
-
-import torch
 
 from ..data.cache import start_distributed
 from ..data.codes import load_codec
@@ -53,10 +50,9 @@ from .memory_guard import check_memory, drop_long_samples
 from .model_card import adapter_card
 from .metrics import CompactProgressCallback
 from .preflight import preflight
-from .summary import RunFacts, StartSummaryCallback, audio_hours, end_block
+from .summary import RunFacts, StartSummaryCallback, audio_hours, end_block, is_rank_zero
 from .trainer import HiggsAudioTrainer, MetricsJsonlCallback, allow_checkpoint_rng_state
 
-log = logging.getLogger(__name__)
 
 def quick_test_overrides(cfg: TrainConfig) -> TrainConfig:
     """A few steps on a few samples: checks the environment (and the named model) end to end."""
@@ -96,7 +92,7 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
     samples, file_indices, total = select_samples(cfg.train_data, cfg.system_prompt, cfg.skip_invalid, out,
                                            text_normalization=cfg.text_normalization,
                                            workers=cfg.dataloader_num_workers)
-    if cfg.overwrite_output_dir and resume is None and int(os.environ.get("RANK", "0")) == 0:
+    if cfg.overwrite_output_dir and resume is None and is_rank_zero():
         checkpoints.clear_earlier_run(out)
     set_seed(cfg.seed)
     on_cuda = default_device() == "cuda"
@@ -145,7 +141,7 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
     cfg.use_gradient_checkpointing = check_memory(cfg, model.config, dataset, device, precision.weights_dtype.itemsize, file_indices)
     if cfg.use_gradient_checkpointing:
         enable_activation_checkpointing(model)
-    trainable, total = count_parameters(model)
+    trainable, parameters = count_parameters(model)
     eval_steps = cfg.eval_steps or cfg.save_steps
     facts = RunFacts(
         train_data=cfg.train_data, output_dir=str(out), samples=len(dataset),
@@ -154,7 +150,7 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
         eval_steps=eval_steps, precision=precision.describe(),
         gradient_checkpointing=cfg.use_gradient_checkpointing, save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit, lora=f"LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} "
-        f"dropout={cfg.lora_dropout}", trainable=trainable, total=total,
+        f"dropout={cfg.lora_dropout}", trainable=trainable, total=parameters,
         consistency_loss_weight=cfg.consistency_loss_weight,
         backend=f"DeepSpeed {cfg.deepspeed}" if cfg.deepspeed else (f"FSDP {cfg.fsdp}" if cfg.fsdp else ""))
 
