@@ -73,7 +73,8 @@ def start_block(facts: RunFacts, *, per_device: int, accumulation: int, processe
     epochs = max_steps / steps_epoch
     speakers = _n(facts.speakers, "speaker") if facts.speakers else "speakers not named"
     rows = [
-        ("data", f"{_n(facts.samples, 'sample')} valid, {facts.skipped} skipped  ({facts.train_data})"),
+        # the training part only: held-out samples have their own row
+        ("data", f"{_n(facts.samples, 'sample')} to train on, {facts.skipped} skipped  ({facts.train_data})"),
         ("audio", f"{_hours(facts.target_hours)} of target audio, {_hours(facts.reference_hours)} of reference "
                   f"audio, {speakers}"),
     ]

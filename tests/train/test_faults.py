@@ -98,7 +98,7 @@ def test_skip_invalid_drops_exactly_the_invalid_samples_and_reports_them(tmp_pat
     assert {s["reason"] for s in report["skipped"]} >= {"audio_not_found"}
     assert all(s["message"] for s in report["skipped"])
     assert (report["total"], report["kept"]) == (total, 3)
-    assert "3 samples valid, 3 skipped" in capsys.readouterr().out  # the start summary says so too
+    assert "3 samples to train on, 3 skipped" in capsys.readouterr().out  # the start summary says so too
     # every valid sample reached training: none lost
     records = json.loads(data.read_text(encoding="utf-8"))
     valid_targets = {str((data.parent / records[i]["messages"][4]["content"]["audio_url"]).resolve())
