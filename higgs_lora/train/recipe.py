@@ -151,7 +151,7 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
         gradient_checkpointing=cfg.use_gradient_checkpointing, save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit, lora=f"LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} "
         f"dropout={cfg.lora_dropout}", trainable=trainable, total=parameters,
-        consistency_loss_weight=cfg.consistency_loss_weight,
+        consistency_loss_weight=cfg.consistency_loss_weight, max_tokens_per_batch=cfg.max_tokens_per_batch,
         backend=f"DeepSpeed {cfg.deepspeed}" if cfg.deepspeed else (f"FSDP {cfg.fsdp}" if cfg.fsdp else ""))
 
     args = TrainingArguments(

@@ -329,7 +329,9 @@ def test_train_builds_the_code_cache_then_reuses_it_with_length_batches(data4, t
     calls.clear()
     train(TrainConfig(output_dir=str(tmp_path / "b"), require_cache=True, max_tokens_per_batch=4000, **base))
     assert calls == []
-    assert "length-aware batches (--max_tokens_per_batch 4000)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "length-aware batches (--max_tokens_per_batch 4000)" in printed
+    assert "up to 4,000 padded tokens per device" in printed  # the start block does not claim --batch_size
     assert len(_metrics(tmp_path / "b")) == 2
 
 

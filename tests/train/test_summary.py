@@ -26,6 +26,10 @@ def test_start_block_states_the_effective_batch_and_schedule():
                        accumulation=1, processes=1, steps_epoch=1, max_steps=5, resumed_at=3)
     assert "1 sample to train on" in text and "1 per device x 1 accumulation x 1 process = 1 samples" in text
     assert "one extra forward" in text and "at step 3 of 5" in text and "held out" not in text
+    budget = start_block(RunFacts(train_data="d", output_dir="o", samples=8, max_tokens_per_batch=16000), per_device=4,
+                         accumulation=2, processes=2, steps_epoch=1, max_steps=1)
+    assert "up to 16,000 padded tokens per device (length-aware; --batch_size ignored) x 2 accumulation x 2 processes" \
+           in budget and "samples per step" not in budget
 
 
 def test_steps_per_epoch_counts_like_trainer():
