@@ -118,6 +118,7 @@ def test_run_config_records_what_merge_and_infer_need(run):
     assert saved["base_model"] == "tiny" and saved["audio_tokenizer"] == "tiny"
     assert saved["system_prompt"] == cfg.system_prompt
     assert saved["max_steps"] == 4 and saved["text_loss_weight"] == 0.5 and saved["audio_loss_weight"] == 2.0
+    assert TrainConfig.mixed_precision == "auto" and saved["mixed_precision"] == "no"  # auto resolved on CPU
     assert read_run_config(out / "nowhere") == {}
     # provenance: the weights actually used, by hash, so serving the adapter on other weights warns
     from higgs_lora.model.tiny import ensure_tiny_model
