@@ -64,8 +64,15 @@ value_of() {
 }
 BATCH=$(value_of --batch_size 4 "${DEFAULTS[@]}" "$@")
 ACCUM=$(value_of --gradient_accumulation_steps 4 "${DEFAULTS[@]}" "$@")
-echo "launch: effective batch = ${BATCH} per device x ${ACCUM} accumulation x ${NPROC} processes x ${NNODES} nodes" \
-     "= $((BATCH * ACCUM * NPROC * NNODES)) samples per optimizer step (node ${NODE_RANK}, master ${MASTER_ADDR}:${MASTER_PORT})"
+TOKENS=$(value_of --max_tokens_per_batch 0 "${DEFAULTS[@]}" "$@")
+WHERE="(node ${NODE_RANK}, master ${MASTER_ADDR}:${MASTER_PORT})"
+if [[ "$TOKENS" =~ ^[0-9]+$ ]] && ((TOKENS > 0)); then   # length-aware batches: --batch_size is ignored
+    echo "launch: effective batch = up to ${TOKENS} padded tokens per device x ${ACCUM} accumulation x ${NPROC}" \
+         "processes x ${NNODES} nodes per optimizer step (--max_tokens_per_batch; --batch_size ignored) ${WHERE}"
+else
+    echo "launch: effective batch = ${BATCH} per device x ${ACCUM} accumulation x ${NPROC} processes x ${NNODES} nodes" \
+         "= $((BATCH * ACCUM * NPROC * NNODES)) samples per optimizer step ${WHERE}"
+fi
 
 exec "$PY" -m torch.distributed.run \
     --nproc_per_node="$NPROC" --nnodes="$NNODES" --node_rank="$NODE_RANK" \

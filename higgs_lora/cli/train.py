@@ -40,7 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mixed_precision", nargs="?", const="bf16", default=d.mixed_precision,
                    choices=["auto", "bf16", "fp16", "no"],
                    help="bf16: bf16 base weights + bf16 autocast, LoRA and optimizer in fp32; fp16: the same with loss "
-                        "scaling (GPUs without bf16); no: fp32. Bare flag = bf16; auto = bf16 on CUDA, no on CPU")
+                        "scaling (GPUs without bf16); no: fp32. Bare flag = bf16; auto = bf16 on CUDA (fp16 where the GPU has "
+                        "no bf16), no on CPU")
     p.add_argument("--no-mixed_precision", dest="mixed_precision", action="store_const", const="no",
                    help="same as --mixed_precision no")
     p.add_argument("--use_gradient_checkpointing", action="store_true",

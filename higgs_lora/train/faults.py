@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-log = logging.getLogger(__name__)
+from .summary import is_rank_zero
 
 SKIPPED_SAMPLES = "skipped_samples.json"
 EXIT_INTERRUPTED = 75  # sysexits EX_TEMPFAIL: stopped early on purpose, resume later
@@ -58,7 +57,7 @@ def select_samples(train_data: str, system_prompt: str, skip_invalid: bool, outp
         raise InvalidDataError(report)
     if not report.ok:
         problems = [{"index": p.index, "reason": p.reason, "message": p.message} for p in report.problems]
-        if _is_main_process():
+        if is_rank_zero():
             Path(output_dir).mkdir(parents=True, exist_ok=True)
             path = Path(output_dir) / SKIPPED_SAMPLES
             path.write_text(json.dumps({"train_data": str(train_data), "total": report.total,
@@ -67,10 +66,6 @@ def select_samples(train_data: str, system_prompt: str, skip_invalid: bool, outp
             print(f"--skip_invalid: {len(problems)} of {report.total} samples skipped, {len(samples)} kept; "
                   f"list in {path}")
     return samples, [index for index, _ in report.samples], report.total
-
-
-def _is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _all_ranks_any(flag: bool, device) -> bool:
@@ -101,7 +96,6 @@ class NonFiniteGuard(TrainerCallback):
             raise ValueError(f"--max_nonfinite_steps must be at least 1, got {max_in_a_row}")
         self.max_in_a_row = max_in_a_row
         self.in_a_row = 0
-        self.skipped_total = 0
         self.skipped_since_log = 0
         self._bad_loss = None
 
@@ -129,7 +123,6 @@ class NonFiniteGuard(TrainerCallback):
         for p in model.parameters():
             p.grad = None
         self.in_a_row += 1
-        self.skipped_total += 1
         self.skipped_since_log += 1
         if state.is_world_process_zero:
             print(f"warning: step {step}: non-finite loss or gradient, optimizer step skipped "
@@ -191,6 +184,8 @@ class StopOnSignal(TrainerCallback):
             self.stopped_at = state.global_step
             control.should_save = True
             control.should_training_stop = True
+            # Trainer evaluates before it saves: a held-out pass here would spend the preemption grace period.
+            control.should_evaluate = False
         return control
 
 

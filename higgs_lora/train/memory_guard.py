@@ -1,10 +1,11 @@
 """Memory that cannot surprise a user: decide before the first step, with the planner's estimate.
 
 Before training, the longest batch the data can produce (the `batch_size` longest samples, all
-padded to the longest) is estimated with `train.plan.estimate_memory`, the estimate `higgs-lora
+padded to the longest; with `--max_tokens_per_batch`, the longest sample with as many others as the
+token budget lets its batch hold) is estimated with `train.plan.estimate_memory`, the estimate `higgs-lora
 plan` prints, against the GPU's memory. If it does not fit, activation checkpointing is turned on
 (logged); if it still does not fit, training stops before it starts with the longest samples and
-the `--batch_size` / `--max_audio_seconds` values that would fit. `--max_audio_seconds` drops
+the `--batch_size` (or `--max_tokens_per_batch`) / `--max_audio_seconds` values that would fit. `--max_audio_seconds` drops
 samples whose reference + target audio is longer, listing every one.
 
 The decision (`decide_memory`) is a pure function of sizes and a capacity, so it is tested with
@@ -48,25 +49,34 @@ class MemoryDecision:
     message: str
 
 
-def longest_batch(sizes: Sequence[SampleSize], batch_size: int) -> tuple[int, int]:
-    """(samples, padded length) of the longest batch the data can produce."""
-    lengths = sorted((s.length for s in sizes), reverse=True)[:batch_size]
+def longest_batch(sizes: Sequence[SampleSize], batch_size: int, max_tokens: int = 0) -> tuple[int, int]:
+    """(samples, padded length) of the longest batch the data can produce.
+
+    `max_tokens` > 0: token-budget batches (`data.sampler`, batch_size ignored). The batch that holds the
+    longest sample has at most max_tokens // its length samples (at least itself); any other batch has
+    no more padded positions and a shorter length, hence less activation and attention memory.
+    """
+    lengths = sorted((s.length for s in sizes), reverse=True)
+    if max_tokens > 0:
+        return min(len(lengths), max(1, max_tokens // lengths[0])), lengths[0]
+    lengths = lengths[:batch_size]
     return len(lengths), lengths[0]
 
 
 def decide_memory(shape: ModelShape, sizes: Sequence[SampleSize], batch_size: int, capacity_bytes: float,
                   lora_r: int = 64, targets: list[str] | None = None, checkpointing: bool = False,
-                  weight_bytes: int = 2) -> MemoryDecision:
+                  weight_bytes: int = 2, max_tokens: int = 0) -> MemoryDecision:
+    """`max_tokens` > 0: token-budget batches (--max_tokens_per_batch), `batch_size` is then ignored."""
     if not sizes:
         raise ValueError("no training samples")
     kw = dict(lora_r=lora_r, targets=targets, weight_bytes=weight_bytes)
 
-    def estimate(samples, batch, ckpt):
-        b, length = longest_batch(samples, batch)
+    def estimate(samples, batch, ckpt, budget=max_tokens):
+        b, length = longest_batch(samples, batch, budget)
         return estimate_memory(shape, b, length, checkpointing=ckpt, **kw)
 
     usable = f"{USABLE_FRACTION * capacity_bytes / GIB:.1f} GiB usable of {capacity_bytes / GIB:.1f} GiB"
-    b, length = longest_batch(sizes, batch_size)
+    b, length = longest_batch(sizes, batch_size, max_tokens)
     first = estimate(sizes, batch_size, checkpointing)
     if fits(first, capacity_bytes):
         return MemoryDecision(True, checkpointing, False, first, capacity_bytes,
@@ -82,9 +92,15 @@ def decide_memory(shape: ModelShape, sizes: Sequence[SampleSize], batch_size: in
     worst = estimate(sizes, batch_size, True)
     longest = sorted(sizes, key=lambda s: s.length, reverse=True)[: max(b, SHOWN)]
     fixes = []
-    fitting_batch = next((n for n in range(batch_size - 1, 0, -1) if fits(estimate(sizes, n, True), capacity_bytes)), None)
-    if fitting_batch:
-        fixes.append(f"--batch_size {fitting_batch}")
+    if max_tokens > 0:  # a smaller budget: fewer samples beside the longest one
+        budget = next((n * length for n in range(b - 1, 0, -1)
+                       if fits(estimate(sizes, batch_size, True, n * length), capacity_bytes)), None)
+        if budget:
+            fixes.append(f"--max_tokens_per_batch {budget}")
+    else:
+        fitting_batch = next((n for n in range(batch_size - 1, 0, -1) if fits(estimate(sizes, n, True), capacity_bytes)), None)
+        if fitting_batch:
+            fixes.append(f"--batch_size {fitting_batch}")
     limit = max_audio_seconds_that_fits(sizes, batch_size, capacity_bytes, lambda s, n: estimate(s, n, True))
     if limit is not None:
         dropped = sum(s.seconds > limit for s in sizes)
@@ -177,7 +193,7 @@ def check_memory(cfg, model_config, dataset, device: str | None, weight_bytes: i
         return cfg.use_gradient_checkpointing
     shape = ModelShape.from_config(model_config.to_dict() if hasattr(model_config, "to_dict") else model_config)
     decision = decide_memory(shape, sample_sizes(dataset, indices), cfg.batch_size, capacity, cfg.lora_r,
-                             cfg.lora_targets, cfg.use_gradient_checkpointing, weight_bytes)
+                             cfg.lora_targets, cfg.use_gradient_checkpointing, weight_bytes, cfg.max_tokens_per_batch)
     if not decision.fits:
         raise ValueError(decision.message)
     (log.warning if decision.turned_on_checkpointing else log.info)(decision.message)

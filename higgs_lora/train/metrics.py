@@ -7,6 +7,7 @@ adds detached tensors, so a GPU never stalls on the host between logs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -65,6 +66,16 @@ class LossMeter:
     def __bool__(self) -> bool:
         return self.sums is not None
 
+    @contextlib.contextmanager
+    def paused(self):
+        """Wall time spent inside (evaluation, checkpoint writing) is left out of the rates, also when
+        micro-steps are pending (an eval or save step that is not a logging step)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.started += time.perf_counter() - start
+
     def summary(self, device, prefix: str = "", rates: bool = True) -> dict[str, float]:
         """Mean parts since the last reset; rates per second of wall time. One host sync; resets."""
         n_cb = self.sums.numel() - 3
@@ -88,18 +99,15 @@ class LossMeter:
 
 
 class ThroughputClock(TrainerCallback):
-    """Keeps setup, evaluation and checkpoint writing out of tokens/s and samples/s: the meter's clock
-    restarts when training begins and after each evaluation or save (both follow a log, so no micro-step
-    is pending then)."""
+    """Keeps setup out of tokens/s and samples/s: the meter's clock restarts when training begins.
+    (Evaluation and checkpoint writing run inside `LossMeter.paused()`, see `train.trainer`.)"""
 
     def __init__(self, meter: LossMeter):
         self.meter = meter
 
-    def _restart(self, *args, **kwargs):
+    def on_train_begin(self, *args, **kwargs):
         if not self.meter:
             self.meter.started = time.perf_counter()
-
-    on_train_begin = on_evaluate = on_save = _restart
 
 
 def memory_gb(device) -> float:

@@ -397,6 +397,7 @@ class Plan:
     step: StepEstimate
     accumulation: int = 1
     warnings: list[str] = field(default_factory=list)
+    targets: list[str] | None = None  # LoRA target suffixes (None: the defaults)
 
 
 def make_plan(config: dict, batch_size: int, seq_len: int, lora_r: int = 64, gpus: int = 1, gpu: str = "h200",
@@ -412,7 +413,8 @@ def make_plan(config: dict, batch_size: int, seq_len: int, lora_r: int = 64, gpu
     other = estimate_memory(shape, batch_size, seq_len, checkpointing=not checkpointing, **kw)
     plan = Plan(shape, count_params(shape, lora_r, targets), batch_size, seq_len, lora_r, gpus, gpu, checkpointing,
                 mfu, weight_bytes, mem, other,
-                estimate_step(shape, batch_size, seq_len, lora_r, targets, checkpointing, gpu, mfu), accumulation)
+                estimate_step(shape, batch_size, seq_len, lora_r, targets, checkpointing, gpu, mfu), accumulation,
+                targets=targets)
     capacity = spec["memory_gib"] * GIB
     if not fits(mem, capacity):
         advice = ("turn on --use_gradient_checkpointing" if not checkpointing and fits(other, capacity)
@@ -452,7 +454,7 @@ def format_plan(plan: Plan) -> str:
     lines += [
         f"FLOPs per micro-batch per GPU: {st.flops / 1e12:.1f} TFLOP "
         f"(3 x forward{' + recomputed forward' if plan.checkpointing else ''}; "
-        f"{active_params_per_token(s, plan.lora_r) / 1e9:.2f} G active params/token incl. the text head)",
+        f"{active_params_per_token(s, plan.lora_r, plan.targets) / 1e9:.2f} G active params/token incl. the text head)",
         f"time at {plan.mfu:.0%} MFU of {spec['peak_flops'] / 1e12:.0f} TFLOP/s bf16: {st.seconds:.2f} s per micro-batch",
         f"throughput: {st.tokens_per_s:,.0f} tokens/s, {st.samples_per_s:.2f} samples/s per GPU; "
         f"{plan.gpus} GPU(s): {st.tokens_per_s * plan.gpus:,.0f} tokens/s, {st.samples_per_s * plan.gpus:.2f} samples/s",

@@ -51,34 +51,14 @@ def check_codec(name_or_path: str) -> None:
 
 
 def estimate_lora_parameters(config: dict, r: int, targets: list[str]) -> int:
-    """LoRA parameters (r x (in + out) per adapted Linear) from a Higgs Audio config.json alone."""
-    text = config.get("text_config", config)
-    hidden = text["hidden_size"]
-    heads = text["num_attention_heads"]
-    head_dim = text.get("head_dim") or hidden // heads
-    kv = text.get("num_key_value_heads", heads) * head_dim
-    inter = text["intermediate_size"]
-    audio_inter = config.get("audio_ffn_intermediate_size", inter)
-    layers = text["num_hidden_layers"]
-    dual = len(config.get("audio_dual_ffn_layers") or [])
-    audio_out = config.get("audio_num_codebooks", 8) * (config.get("audio_codebook_size", 1024) + 2)
-    per_layer = {
-        "self_attn.q_proj": hidden + heads * head_dim, "self_attn.k_proj": hidden + kv,
-        "self_attn.v_proj": hidden + kv, "self_attn.o_proj": heads * head_dim + hidden,
-        "mlp.gate_proj": hidden + inter, "mlp.up_proj": hidden + inter, "mlp.down_proj": inter + hidden,
-    }
-    per_dual_layer = {"audio_mlp.gate_proj": hidden + audio_inter, "audio_mlp.up_proj": hidden + audio_inter,
-                      "audio_mlp.down_proj": audio_inter + hidden}
-    heads_once = {"text_lm_head": hidden + text["vocab_size"], "audio_lm_head": hidden + audio_out}
-    total = 0
-    for target in targets:
-        if target in per_layer:
-            total += layers * per_layer[target]
-        elif target in per_dual_layer:
-            total += dual * per_dual_layer[target]
-        elif target in heads_once:
-            total += heads_once[target]
-    return total * r
+    """LoRA parameters from a Higgs Audio config.json alone: the planner's count (PEFT's suffix rule).
+
+    The planner refuses configs with a Whisper tower (it has no memory model for it); adapters inside
+    a tower are then left out of this estimate, which only sizes the checkpoints on disk.
+    """
+    from .plan import ModelShape, count_params
+
+    return count_params(ModelShape.from_config({**config, "skip_audio_tower": True}), r, targets).lora
 
 
 def checkpoint_bytes(lora_parameters: int) -> int:

@@ -28,12 +28,9 @@ the session that wrote it (see README, "GPU check").
 from __future__ import annotations
 
 import json
-import logging
 import os
 from dataclasses import asdict
 from pathlib import Path
-
-import torch
 
 from ..data.cache import start_distributed
 from ..data.codes import load_codec
@@ -53,10 +50,9 @@ from .memory_guard import check_memory, drop_long_samples
 from .model_card import adapter_card
 from .metrics import CompactProgressCallback
 from .preflight import preflight
-from .summary import RunFacts, StartSummaryCallback, audio_hours, end_block
+from .summary import RunFacts, StartSummaryCallback, audio_hours, end_block, is_rank_zero
 from .trainer import HiggsAudioTrainer, MetricsJsonlCallback, allow_checkpoint_rng_state
 
-log = logging.getLogger(__name__)
 
 def quick_test_overrides(cfg: TrainConfig) -> TrainConfig:
     """A few steps on a few samples: checks the environment (and the named model) end to end."""
@@ -96,13 +92,14 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
     samples, file_indices, total = select_samples(cfg.train_data, cfg.system_prompt, cfg.skip_invalid, out,
                                            text_normalization=cfg.text_normalization,
                                            workers=cfg.dataloader_num_workers)
-    if cfg.overwrite_output_dir and resume is None and int(os.environ.get("RANK", "0")) == 0:
+    if cfg.overwrite_output_dir and resume is None and is_rank_zero():
         checkpoints.clear_earlier_run(out)
     set_seed(cfg.seed)
     on_cuda = default_device() == "cuda"
     # Under torchrun each process owns GPU LOCAL_RANK; the codec must not pile onto GPU 0.
     device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if on_cuda else "cpu"
     precision = resolve_precision(cfg.mixed_precision, device)  # named in the start summary
+    cfg.mixed_precision = precision.name  # the run settings and the card say what ran, not "auto"
 
     samples, file_indices = drop_long_samples(samples, cfg.max_audio_seconds, file_indices)
     skipped = total - len(samples)  # invalid (--skip_invalid) or longer than --max_audio_seconds
@@ -132,8 +129,11 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
                     if split.eval else None)
     target_hours, reference_hours, speakers = audio_hours(dataset, dataset.samples, codec.tps)
     del codec  # the codec's GPU memory is not needed while training
-    # Positions in the data file of what the dataset kept (it drops clips that fail to encode).
-    file_indices = [file_indices[i] for i in dataset.source_indices]
+    # The dataset numbers samples by their place in the list it got; the file's numbering is what a
+    # user can look up (validation, --max_audio_seconds and the split may have dropped earlier ones).
+    for entry in dataset.skipped:
+        entry["index"] = file_indices[entry["index"]]
+    file_indices = [file_indices[i] for i in dataset.source_indices]  # what the dataset kept
     write_skipped(dataset, out)
     collator = DictCollator(build_collator(model.config, encode_whisper_embed=cfg.encode_whisper_embed or None))
 
@@ -142,7 +142,7 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
     cfg.use_gradient_checkpointing = check_memory(cfg, model.config, dataset, device, precision.weights_dtype.itemsize, file_indices)
     if cfg.use_gradient_checkpointing:
         enable_activation_checkpointing(model)
-    trainable, total = count_parameters(model)
+    trainable, parameters = count_parameters(model)
     eval_steps = cfg.eval_steps or cfg.save_steps
     facts = RunFacts(
         train_data=cfg.train_data, output_dir=str(out), samples=len(dataset),
@@ -151,8 +151,8 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
         eval_steps=eval_steps, precision=precision.describe(),
         gradient_checkpointing=cfg.use_gradient_checkpointing, save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit, lora=f"LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} "
-        f"dropout={cfg.lora_dropout}", trainable=trainable, total=total,
-        consistency_loss_weight=cfg.consistency_loss_weight,
+        f"dropout={cfg.lora_dropout}", trainable=trainable, total=parameters,
+        consistency_loss_weight=cfg.consistency_loss_weight, max_tokens_per_batch=cfg.max_tokens_per_batch,
         backend=f"DeepSpeed {cfg.deepspeed}" if cfg.deepspeed else (f"FSDP {cfg.fsdp}" if cfg.fsdp else ""))
 
     args = TrainingArguments(

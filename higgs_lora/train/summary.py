@@ -44,6 +44,7 @@ class RunFacts:
     total: int = 0
     consistency_loss_weight: float = 0.0
     backend: str = ""  # "DeepSpeed CONFIG" / "FSDP full_shard auto_wrap" / "" for plain DDP
+    max_tokens_per_batch: int = 0  # >0: length-aware batches, per_device (--batch_size) is not used
     lines: list[str] = field(default_factory=list)  # extra lines other parts may add
 
 
@@ -73,7 +74,8 @@ def start_block(facts: RunFacts, *, per_device: int, accumulation: int, processe
     epochs = max_steps / steps_epoch
     speakers = _n(facts.speakers, "speaker") if facts.speakers else "speakers not named"
     rows = [
-        ("data", f"{_n(facts.samples, 'sample')} valid, {facts.skipped} skipped  ({facts.train_data})"),
+        # the training part only: held-out samples have their own row
+        ("data", f"{_n(facts.samples, 'sample')} to train on, {facts.skipped} skipped  ({facts.train_data})"),
         ("audio", f"{_hours(facts.target_hours)} of target audio, {_hours(facts.reference_hours)} of reference "
                   f"audio, {speakers}"),
     ]
@@ -85,7 +87,10 @@ def start_block(facts: RunFacts, *, per_device: int, accumulation: int, processe
         ("model", f"{facts.lora}; trainable {facts.trainable:,} of {facts.total:,} parameters "
                   f"({100 * facts.trainable / max(facts.total, 1):.2f}%)"),
         ("batch", f"{per_device} per device x {accumulation} accumulation x {processes} "
-                  f"process{'es' if processes != 1 else ''} = {effective} samples per step"),
+                  f"process{'es' if processes != 1 else ''} = {effective} samples per step"
+         if not facts.max_tokens_per_batch else
+         f"up to {facts.max_tokens_per_batch:,} padded tokens per device (length-aware; --batch_size ignored) x "
+         f"{accumulation} accumulation x {processes} process{'es' if processes != 1 else ''} per step"),
         ("schedule", f"{_n(steps_epoch, 'step')} per epoch; {_n(max_steps, 'step')} = {epochs:.2f} epochs; "
                      f"peak lr {learning_rate:g}, cosine"),
         ("precision", facts.precision + (f"; {facts.backend}" if facts.backend else "")),

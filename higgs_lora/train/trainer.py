@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import os
 from pathlib import Path
 
@@ -70,7 +68,8 @@ class HiggsAudioTrainer(Trainer):
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
                         metric_key_prefix="eval"):
         self._eval_meter.reset()
-        result = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        with self._train_meter.paused():
+            result = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
         prefix = metric_key_prefix
         if self._eval_meter:
             result.metrics.update(self._eval_meter.summary(self.args.device, prefix=f"{prefix}_", rates=False))
@@ -95,6 +94,10 @@ class HiggsAudioTrainer(Trainer):
         A crash mid-save (full disk, kill -9) leaves the earlier checkpoints as they were; rotation
         runs only after the new checkpoint is in place.
         """
+        with self._train_meter.paused():
+            self._save_staged(model, trial, metrics)
+
+    def _save_staged(self, model, trial, metrics=None):
         run_dir = self._get_output_dir(trial=trial)
         step = self.state.global_step
         staging = checkpoints.staging_dir(run_dir, step)

@@ -49,8 +49,10 @@ def main(data_path: str) -> None:
     gathered = [torch.zeros_like(flat) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, flat)
     moved = float((flat - initial).abs().max())
-    print(f"rank {rank} done: max diff to rank 0 {float((gathered[0] - flat).abs().max()):.3g}; moved {moved:.3g}",
-          flush=True)
+    # One write per line: both ranks share torchrun's stdout, and print's separate text and newline
+    # writes could interleave ("...moved 0.09rank 0 done: ...").
+    line = f"rank {rank} done: max diff to rank 0 {float((gathered[0] - flat).abs().max()):.3g}; moved {moved:.3g}\n"
+    os.write(sys.stdout.fileno(), line.encode())
     dist.destroy_process_group()
 
 

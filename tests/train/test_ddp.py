@@ -17,6 +17,7 @@ and checks that a run with a different global batch lands far outside it.
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,6 +75,14 @@ def _equal_weight_data(folder: Path) -> Path:
     return path
 
 
+def _free_port() -> str:
+    import socket
+
+    with socket.socket() as sock:  # fixed ports collide with other torchrun jobs on the machine
+        sock.bind(("127.0.0.1", 0))
+        return str(sock.getsockname()[1])
+
+
 @pytest.mark.timeout(300)
 def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path):
     data = _equal_weight_data(tmp_path / "data")
@@ -81,7 +90,7 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path
     hook.mkdir()
     dumps.mkdir()
     (hook / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    env = dict(os.environ, NPROC="2", OMP_NUM_THREADS="1", MASTER_PORT="29563", PYTHON=sys.executable,
+    env = dict(os.environ, NPROC="2", OMP_NUM_THREADS="1", MASTER_PORT=_free_port(), PYTHON=sys.executable,
                CHECKPOINTING="0", HIGGS_LORA_TEST_DUMP=str(dumps),
                PYTHONPATH=os.pathsep.join([str(hook), str(REPO), os.environ.get("PYTHONPATH", "")]))
     # 2 per device x 2 accumulation x 2 processes = 8 = the whole data set per step.
@@ -150,13 +159,13 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path
 def test_a_rank_with_a_text_only_batch_does_not_hang(sample_data_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29564",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", _free_port(),
          "tests/train/ddp_text_only_worker.py", str(sample_data_path)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=180,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = sorted(line for line in proc.stdout.splitlines() if " done: " in line)
-    assert len(lines) == 2
-    for line in lines:
-        assert "max diff to rank 0 0;" in line  # identical replicas after three steps
-        assert float(line.rsplit("moved ", 1)[1]) > 1e-3  # and they trained
+    done = re.findall(r"rank (\d) done: max diff to rank 0 (\S+); moved ([0-9.e+-]+?)(?=rank|\s|$)", proc.stdout)
+    assert sorted(rank for rank, _, _ in done) == ["0", "1"], proc.stdout[-2000:]
+    for _, diff, moved in done:
+        assert diff == "0"  # identical replicas after three steps
+        assert float(moved) > 1e-3  # and they trained

@@ -98,7 +98,7 @@ def test_skip_invalid_drops_exactly_the_invalid_samples_and_reports_them(tmp_pat
     assert {s["reason"] for s in report["skipped"]} >= {"audio_not_found"}
     assert all(s["message"] for s in report["skipped"])
     assert (report["total"], report["kept"]) == (total, 3)
-    assert "3 samples valid, 3 skipped" in capsys.readouterr().out  # the start summary says so too
+    assert "3 samples to train on, 3 skipped" in capsys.readouterr().out  # the start summary says so too
     # every valid sample reached training: none lost
     records = json.loads(data.read_text(encoding="utf-8"))
     valid_targets = {str((data.parent / records[i]["messages"][4]["content"]["audio_url"]).resolve())
@@ -175,6 +175,27 @@ def test_nonfinite_gradient_with_a_finite_loss_is_caught():
     assert model.weight.grad is not None and guard.in_a_row == 0  # a good step resets the count
     with pytest.raises(ValueError, match="--max_nonfinite_steps"):
         NonFiniteGuard(0)
+
+
+def test_sigterm_at_an_eval_step_saves_without_evaluating_first():
+    from transformers import TrainerControl
+
+    from higgs_lora.train.faults import StopOnSignal
+
+    class Args:
+        device = torch.device("cpu")
+
+    class State:
+        global_step = 4
+
+    stop = StopOnSignal()
+    control = TrainerControl(should_evaluate=True)  # DefaultFlowCallback asked for an eval at this step
+    stop.on_step_end(Args, State, control)
+    assert control.should_evaluate and not control.should_save and stop.stopped_at is None  # no signal yet
+    stop.requested = True
+    stop.on_step_end(Args, State, control)
+    assert control.should_save and control.should_training_stop and not control.should_evaluate
+    assert stop.stopped_at == 4
 
 
 # --- process faults: real subprocesses and signals -----------------------------------------------

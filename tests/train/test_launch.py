@@ -78,3 +78,12 @@ def test_defaults_give_the_designs_effective_batch_and_the_callers_environment_w
     assert "--nproc_per_node=8 --nnodes=1 --node_rank=0 --master_addr=localhost --master_port=29500" in argv
     assert "--use_gradient_checkpointing" not in argv
     assert env.startswith("ENV CVD=3,4,5,6,7,0,1,2 OMP=4 ")
+
+
+def test_token_budget_batches_are_described_as_such(recorder):
+    fake, _ = recorder
+    proc = _launch(fake, "--train_data", "d.json", "--max_tokens_per_batch", "16000", NPROC="2")
+    assert proc.returncode == 0, proc.stderr
+    assert ("launch: effective batch = up to 16000 padded tokens per device x 4 accumulation x 2 processes x 1 nodes "
+            "per optimizer step (--max_tokens_per_batch; --batch_size ignored)") in proc.stdout
+    assert "samples per optimizer step" not in proc.stdout

@@ -76,6 +76,23 @@ def test_suggested_settings_really_fit():
     assert not G.decide_memory(shape, sizes, batch + 1, capacity, lora_r=64, checkpointing=True).fits
 
 
+def test_token_budget_batches_are_checked_at_the_longest_sample_with_its_batch_mates():
+    # --max_tokens_per_batch: batch_size is ignored; the peak batch is the longest sample plus as many
+    # others as the budget allows at its length (data.sampler's rule), not batch_size samples.
+    shape = P.ModelShape.from_config(P.released_config())
+    sizes = [G.SampleSize(i, f"s{i}", 20.0 + i, 700 + 25 * i) for i in range(6)]
+    sizes += [G.SampleSize(6, "long", 240.0, 6500), G.SampleSize(7, "longer", 300.0, 8000)]
+    assert G.longest_batch(sizes, 4, max_tokens=16_000) == (2, 8000)
+    assert G.longest_batch(sizes, 4, max_tokens=5_000) == (1, 8000)  # longer than the budget: a batch of its own
+    assert G.longest_batch(sizes[:3], 1, max_tokens=100_000) == (3, 750)  # never more samples than there are
+    roomy = G.decide_memory(shape, sizes, 1, 1000 * P.GIB, lora_r=64, max_tokens=16_000)
+    assert (roomy.estimate.batch_size, roomy.estimate.seq_len) == (2, 8000)
+    capacity = _capacity_for(P.estimate_memory(shape, 2, 8000, checkpointing=True).total, 0.99)
+    tight = G.decide_memory(shape, sizes, 4, capacity, lora_r=64, max_tokens=16_000)
+    assert not tight.fits and "--max_tokens_per_batch 8000" in tight.message and "--batch_size" not in tight.message
+    assert G.decide_memory(shape, sizes, 4, capacity, lora_r=64, max_tokens=8000).fits
+
+
 def test_max_audio_seconds_drops_and_lists_long_samples(sample_samples, caplog):
     from higgs_lora.data.audio import audio_duration
 

@@ -81,14 +81,41 @@ def test_throughput_clock_leaves_evaluation_and_saving_out(forward, monkeypatch)
     now[0] = 52.0
     meter.add(compute_loss(out, inputs["label_audio_ids"]), None, inputs)
     assert meter.summary("cpu")["samples_per_second"] == pytest.approx(2 / 2.0)
-    now[0] = 70.0  # evaluation, then a checkpoint, after that log
-    clock.on_evaluate(None, None, None)
-    now[0] = 90.0
-    clock.on_save(None, None, None)
+    with meter.paused():  # evaluation, then a checkpoint, after that log
+        now[0] = 90.0
     now[0] = 94.0
     meter.add(compute_loss(out, inputs["label_audio_ids"]), None, inputs)
-    clock.on_save(None, None, None)  # a pending micro-step is never dropped from the interval
     assert meter.summary("cpu")["samples_per_second"] == pytest.approx(2 / 4.0)
+    # an evaluation at a step that is not a logging step: micro-steps are pending, their time still counts
+    now[0] = 96.0
+    meter.add(compute_loss(out, inputs["label_audio_ids"]), None, inputs)
+    with meter.paused():
+        now[0] = 196.0
+    now[0] = 198.0
+    meter.add(compute_loss(out, inputs["label_audio_ids"]), None, inputs)
+    assert meter.summary("cpu")["samples_per_second"] == pytest.approx(4 / 4.0)
+
+
+def test_trainer_evaluates_and_saves_off_the_clock(monkeypatch, tmp_path):
+    from higgs_lora.train import trainer as T
+
+    paused = []
+
+    class Meter(LossMeter):
+        def paused(self):
+            paused.append(True)
+            return super().paused()
+
+    def fake_eval_loop(self, *args, **kwargs):
+        return type("R", (), {"metrics": {}})()
+
+    monkeypatch.setattr(T.Trainer, "evaluation_loop", fake_eval_loop)
+    monkeypatch.setattr(T.HiggsAudioTrainer, "_save_staged", lambda self, *a, **k: None)
+    trainer = T.HiggsAudioTrainer.__new__(T.HiggsAudioTrainer)  # only the meters are needed
+    trainer._train_meter, trainer._eval_meter = Meter(), LossMeter()
+    trainer.evaluation_loop(None, "eval")
+    trainer._save_checkpoint(None, None)
+    assert paused == [True, True]
 
 
 def test_eval_meter_weights_batches_by_size(forward):

@@ -114,6 +114,11 @@ def test_plan_warns_when_it_does_not_fit():
     assert hopeless.warnings and "--batch_size" in hopeless.warnings[0]
     text = P.format_plan(ok)
     assert "5,938,221,056" in text and "166,937,600" in text
+    active = P.active_params_per_token(ok.shape, 64) / 1e9
+    assert f"{active:.2f} G active params/token" in text
+    # the printed active parameters follow --lora_targets, as the step time does
+    heads_only = P.make_plan(config, 4, 1000, 64, targets=["text_lm_head"])
+    assert f"{P.active_params_per_token(ok.shape, 64, ['text_lm_head']) / 1e9:.2f} G active" in P.format_plan(heads_only)
 
 
 def test_load_config_dict(tmp_path):

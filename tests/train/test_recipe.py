@@ -118,6 +118,7 @@ def test_run_config_records_what_merge_and_infer_need(run):
     assert saved["base_model"] == "tiny" and saved["audio_tokenizer"] == "tiny"
     assert saved["system_prompt"] == cfg.system_prompt
     assert saved["max_steps"] == 4 and saved["text_loss_weight"] == 0.5 and saved["audio_loss_weight"] == 2.0
+    assert TrainConfig.mixed_precision == "auto" and saved["mixed_precision"] == "no"  # auto resolved on CPU
     assert read_run_config(out / "nowhere") == {}
     # provenance: the weights actually used, by hash, so serving the adapter on other weights warns
     from higgs_lora.model.tiny import ensure_tiny_model
@@ -329,7 +330,9 @@ def test_train_builds_the_code_cache_then_reuses_it_with_length_batches(data4, t
     calls.clear()
     train(TrainConfig(output_dir=str(tmp_path / "b"), require_cache=True, max_tokens_per_batch=4000, **base))
     assert calls == []
-    assert "length-aware batches (--max_tokens_per_batch 4000)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "length-aware batches (--max_tokens_per_batch 4000)" in printed
+    assert "up to 4,000 padded tokens per device" in printed  # the start block does not claim --batch_size
     assert len(_metrics(tmp_path / "b")) == 2
 
 
@@ -353,6 +356,29 @@ def test_train_stops_on_audio_that_fails_to_encode_unless_skip_invalid(data4, tm
     skipped = json.loads((out / "skipped_encoding.json").read_text())
     assert 1 in [s["index"] for s in skipped] and all("decoder exploded" in r for s in skipped for r in s["files"].values())
     assert (out / "adapter_model.safetensors").is_file()
+def test_skipped_encoding_names_file_indices_after_validation_dropped_an_earlier_sample(data4, monkeypatch):
+    from higgs_lora.data.codes import TinyCodec
+
+    records = json.loads(data4.read_text(encoding="utf-8"))
+    records[0]["messages"] = records[0]["messages"][:4]  # no target turn: dropped by validation
+    broken_clip = records[2]["messages"][-1]["content"]["audio_url"].split("/")[-1]
+    data = data4.parent / "first_invalid.json"  # beside data4: the relative audio paths still resolve
+    data.write_text(json.dumps(records), encoding="utf-8")
+
+    class Failing(TinyCodec):
+        def encode(self, path, sr=None):
+            if str(path).endswith(broken_clip):
+                raise RuntimeError("decoder exploded")
+            return super().encode(path, sr)
+
+    monkeypatch.setattr(recipe, "load_codec", lambda *a, **k: Failing())
+    out = data4.parent / "first_invalid_out"
+    train(TrainConfig(train_data=str(data), output_dir=str(out), skip_invalid=True, max_steps=1, save_steps=100,
+                      cache_dir=str(out / "cache"), **{**TINY, "report_to": "none"}))
+    assert [s["index"] for s in json.loads((out / "skipped_samples.json").read_text())["skipped"]] == [0]
+    assert [s["index"] for s in json.loads((out / "skipped_encoding.json").read_text())] == [2]
+
+
 # --- held-out loss, consistency loss, summaries ------------------------------------------------
 
 

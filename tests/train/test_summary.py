@@ -18,14 +18,18 @@ def test_start_block_states_the_effective_batch_and_schedule():
                        learning_rate=5e-4)
     assert "4 per device x 4 accumulation x 8 processes = 128 samples per step" in text
     assert "7 steps per epoch; 21 steps = 3.00 epochs" in text
-    assert "1,000 samples valid, 0 skipped" in text and "2.50 h of target audio" in text and "12 speakers" in text
+    assert "1,000 samples to train on, 0 skipped" in text and "2.50 h of target audio" in text and "12 speakers" in text
     assert "50 samples (5%), eval_loss every 100 steps" in text
     assert "bf16 autocast" in text and "every 500 steps, keeping 2" in text and "checkpoints/run" in text
     assert "10.00%" in text and "consistency" not in text and "resuming" not in text
     text = start_block(RunFacts(train_data="d", output_dir="o", samples=1, consistency_loss_weight=0.1), per_device=1,
                        accumulation=1, processes=1, steps_epoch=1, max_steps=5, resumed_at=3)
-    assert "1 sample valid" in text and "1 per device x 1 accumulation x 1 process = 1 samples" in text
+    assert "1 sample to train on" in text and "1 per device x 1 accumulation x 1 process = 1 samples" in text
     assert "one extra forward" in text and "at step 3 of 5" in text and "held out" not in text
+    budget = start_block(RunFacts(train_data="d", output_dir="o", samples=8, max_tokens_per_batch=16000), per_device=4,
+                         accumulation=2, processes=2, steps_epoch=1, max_steps=1)
+    assert "up to 16,000 padded tokens per device (length-aware; --batch_size ignored) x 2 accumulation x 2 processes" \
+           in budget and "samples per step" not in budget
 
 
 def test_steps_per_epoch_counts_like_trainer():
