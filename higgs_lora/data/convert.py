@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..defaults import DEFAULT_SYSTEM_PROMPT
-from .formats import component_errors, extract, is_remote_url, iter_records, resolve_audio
+from .audio_check import is_remote
+from .formats import component_errors, extract, iter_records, resolve_audio
 
 METADATA = "metadata.csv"
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
@@ -74,7 +75,7 @@ def canonical_record(ref_text: str, ref_audio: str, target_text: str, target_aud
 
 def _portable(path: str, out_dir: Path) -> str:
     """Audio paths relative to the output file, so the data folder can move as a whole."""
-    if is_remote_url(path):
+    if is_remote(path):
         return path
     try:
         return os.path.relpath(os.path.abspath(path), os.path.abspath(out_dir))

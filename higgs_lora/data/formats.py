@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from .audio_check import is_remote
+
 FIFTH_MESSAGE_HINT = (
     'add a fifth message {"role": "assistant", "content": {"type": "audio", "audio_url": "<target.wav>"}} '
     "holding the recording of the target text (the design's four-message layout has nothing to learn)"
@@ -177,12 +179,8 @@ def _strip_instruction(text: str) -> str:
     return tail.strip() if sep and tail.strip() else text
 
 
-def is_remote_url(path: str) -> bool:
-    return path.lower().startswith(("http://", "https://"))
-
-
 def resolve_audio(path: str, base_dir: Path) -> str:
-    if is_remote_url(path):
+    if is_remote(path):
         return path
     p = Path(path).expanduser()
     return str(p if p.is_absolute() else (base_dir / p))
