@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..defaults import DEFAULT_SYSTEM_PROMPT
 from .audio_check import MAX_SECONDS, MIN_SECONDS, SILENCE_DBFS, AudioInfo, AudioLimits, check_many, is_remote
-from .formats import FOR_INFERENCE_HINT, component_errors, extract, iter_records, record_id, resolve_audio
+from .formats import FOR_INFERENCE_HINT, component_errors, extract, iter_records, record_id, resolve_audio, to_sample
 from .text import MAX_CHARS_PER_SECOND, MIN_CHARS_PER_SECOND, TextNormalizer, implausible_speaking_rate
 
 # The fixed, documented set of reasons a sample is invalid (README: "Reason codes").
@@ -175,8 +175,6 @@ def validate_file(
     progress: bool = False,
 ) -> ValidationReport:
     """Classify every sample of `path`. Raises DataFileError only when the file itself cannot be read."""
-    from .sample import CloneSample
-
     path = Path(path)
     normalizer = TextNormalizer.from_config(text_normalization)
     report = ValidationReport(path=str(path), require_target=require_target)
@@ -190,13 +188,7 @@ def validate_file(
         errors = component_errors(c, require_target)
         audio = [(role, resolve_audio(p, path.parent)) for role, p in (("reference", c.ref_audio), ("target", c.target_audio))
                  if isinstance(p, str) and p]
-        sample = None
-        if not errors:
-            sample = CloneSample(
-                ref_text=c.ref_text, ref_audio=audio[0][1], target_text=c.target_text,
-                target_audio=audio[1][1] if len(audio) > 1 else None,
-                system_prompt=c.system_prompt if isinstance(c.system_prompt, str) else default_system_prompt,
-                speaker=None if c.speaker is None else str(c.speaker))
+        sample = None if errors else to_sample(c, path.parent, default_system_prompt)
         texts = {"reference": c.ref_text, "target": c.target_text}
         entries.append((index, record_id(record), sample, errors, audio, texts))
     report.total = len(entries)
