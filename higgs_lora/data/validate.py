@@ -186,9 +186,13 @@ def validate_file(
         if isinstance(c.target_text, str):
             c.target_text = normalizer(c.target_text)
         errors = component_errors(c, require_target)
-        audio = [(role, resolve_audio(p, path.parent)) for role, p in (("reference", c.ref_audio), ("target", c.target_audio))
-                 if isinstance(p, str) and p]
         sample = None if errors else to_sample(c, path.parent, default_system_prompt)
+        if sample is not None:  # its paths are resolved already (resolving is most of this loop's time)
+            audio = [("reference", sample.ref_audio)] + ([("target", sample.target_audio)] if sample.target_audio else [])
+        else:
+            audio = [(role, resolve_audio(p, path.parent)) for role, p in (("reference", c.ref_audio),
+                                                                           ("target", c.target_audio))
+                     if isinstance(p, str) and p]
         texts = {"reference": c.ref_text, "target": c.target_text}
         entries.append((index, record_id(record), sample, errors, audio, texts))
     report.total = len(entries)
