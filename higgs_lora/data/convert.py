@@ -127,44 +127,50 @@ def read_metadata(source: Path, speaker: str | None, report: ConvertReport) -> l
     folder = csv_path.parent
     if not csv_path.is_file():
         raise FileNotFoundError(f"{source}: no {METADATA} (expected rows audio|text|speaker, or id|text with --speaker)")
+    try:
+        with open(csv_path, encoding="utf-8-sig", newline="") as f:
+            rows = list(csv.reader(f, delimiter="|", quoting=csv.QUOTE_NONE))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{csv_path}: not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8") from None
+    except csv.Error as err:  # e.g. a field over csv's size limit: not a ValueError, would show a traceback
+        raise ValueError(f"{csv_path}: not a |-separated metadata file ({err})") from None
     clips = []
-    with open(csv_path, encoding="utf-8-sig", newline="") as f:
-        for lineno, row in enumerate(csv.reader(f, delimiter="|", quoting=csv.QUOTE_NONE), 1):
-            row = [cell.strip() for cell in row]
-            if not any(row):
+    for lineno, row in enumerate(rows, 1):
+        row = [cell.strip() for cell in row]
+        if not any(row):
+            continue
+        if lineno == 1 and [c.lower() for c in row[:2]] in (["audio", "text"], ["id", "text"]):
+            continue  # header
+        where = f"line {lineno}"
+        if speaker is not None:
+            if len(row) < 2:
+                report.dropped.append(Dropped(str(csv_path), where, "no_target_text", "expected id|text"))
                 continue
-            if lineno == 1 and [c.lower() for c in row[:2]] in (["audio", "text"], ["id", "text"]):
-                continue  # header
-            where = f"line {lineno}"
-            if speaker is not None:
-                if len(row) < 2:
-                    report.dropped.append(Dropped(str(csv_path), where, "no_target_text", "expected id|text"))
-                    continue
-                # LJSpeech's third column is the transcript with numbers spelled out: what is spoken.
-                text = row[2] if len(row) > 2 and row[2] else row[1]
-                name, spk = row[0], speaker
-            else:
-                if len(row) < 3:
-                    raise ValueError(f"{csv_path} {where}: expected audio|text|speaker; for id|text rows "
-                                     "(LJSpeech style) give the speaker with --speaker")
-                name, text, spk = row[0], row[1], row[2]
-                if not Path(name).suffix:
-                    raise ValueError(f"{csv_path} {where}: {name!r} is not an audio file name; for LJSpeech-style "
-                                     "id|text[|normalized text] rows give the speaker with --speaker")
-            if not text:
-                report.dropped.append(Dropped(str(csv_path), where, "empty_text", f"{name}: empty transcript"))
-                continue
-            audio = _find_audio(folder, name)
-            if audio is None:
-                report.dropped.append(Dropped(str(csv_path), where, "audio_not_found", f"{name}: no such audio in {folder}"))
-                continue
-            try:
-                info = sf.info(str(audio))
-                seconds = info.frames / float(info.samplerate)
-            except Exception as exc:
-                report.dropped.append(Dropped(str(csv_path), where, "audio_unreadable", f"{audio}: {exc}"))
-                continue
-            clips.append(Clip(name, str(audio), text, spk, seconds))
+            # LJSpeech's third column is the transcript with numbers spelled out: what is spoken.
+            text = row[2] if len(row) > 2 and row[2] else row[1]
+            name, spk = row[0], speaker
+        else:
+            if len(row) < 3:
+                raise ValueError(f"{csv_path} {where}: expected audio|text|speaker; for id|text rows "
+                                 "(LJSpeech style) give the speaker with --speaker")
+            name, text, spk = row[0], row[1], row[2]
+            if not Path(name).suffix:
+                raise ValueError(f"{csv_path} {where}: {name!r} is not an audio file name; for LJSpeech-style "
+                                 "id|text[|normalized text] rows give the speaker with --speaker")
+        if not text:
+            report.dropped.append(Dropped(str(csv_path), where, "empty_text", f"{name}: empty transcript"))
+            continue
+        audio = _find_audio(folder, name)
+        if audio is None:
+            report.dropped.append(Dropped(str(csv_path), where, "audio_not_found", f"{name}: no such audio in {folder}"))
+            continue
+        try:
+            info = sf.info(str(audio))
+            seconds = info.frames / float(info.samplerate)
+        except Exception as exc:
+            report.dropped.append(Dropped(str(csv_path), where, "audio_unreadable", f"{audio}: {exc}"))
+            continue
+        clips.append(Clip(name, str(audio), text, spk, seconds))
     return clips
 
 
