@@ -175,7 +175,10 @@ class VoiceCloningDataset(Dataset):
         tokens = []
         shared_paths: dict[str, str] = {}  # one string per distinct path, however many samples use it
         for index, sample in enumerate(samples):
-            input_ids, label_ids, audio_paths = tokenize_chatml(self.chatml(sample), tokenizer)
+            try:
+                input_ids, label_ids, audio_paths = tokenize_chatml(self.chatml(sample), tokenizer)
+            except ValueError as err:
+                raise ValueError(f"sample {index}: {err}") from None
             if all(t == IGNORE for t in label_ids):
                 raise ValueError(f"sample {index}: nothing to learn (no label outside the masked prompt)")
             tokens.append((np.array(input_ids, dtype=np.int32), _pack_labels(input_ids, label_ids),
