@@ -39,6 +39,10 @@ WARNING_CODES = {
 }
 
 
+def _label(index: int, sample_id: str | None) -> str:
+    return f"sample {index}" + (f" ({sample_id})" if sample_id is not None else "")
+
+
 @dataclass
 class Problem:
     """One invalid sample in the form earlier callers used: its first code, all messages joined."""
@@ -59,8 +63,7 @@ class InvalidSample:
         return [code for code, _ in self.errors]
 
     def line(self) -> str:
-        label = f"sample {self.index}" + (f" ({self.id})" if self.id is not None else "")
-        return f"{label}: " + "; ".join(f"[{code}] {message}" for code, message in self.errors)
+        return f"{_label(self.index, self.id)}: " + "; ".join(f"[{code}] {message}" for code, message in self.errors)
 
 
 @dataclass
@@ -119,8 +122,7 @@ class ValidationReport:
             lines.append("warnings (samples stay valid): " + ", ".join(f"{c}: {n}" for c, n in sorted(counts.items())))
             shown_w = self.warnings if limit is None else self.warnings[:limit]
             for w in shown_w:
-                label = f"sample {w['index']}" + (f" ({w['id']})" if w["id"] is not None else "")
-                lines.append(f"  {label}: [{w['code']}] {w['message']}")
+                lines.append(f"  {_label(w['index'], w['id'])}: [{w['code']}] {w['message']}")
             if len(shown_w) < len(self.warnings):
                 lines.append(f"  ... and {len(self.warnings) - len(shown_w)} more warnings")
         return "\n".join(lines)
