@@ -130,7 +130,9 @@ class ValidationReport:
 
 class InvalidDataError(ValueError):
     def __init__(self, report: ValidationReport):
-        super().__init__(report.summary() + "\nFix or remove these samples (run `higgs-lora validate` to list them).")
+        hint = ("Fix or remove these samples (run `higgs-lora validate` to list them)." if report.total
+                else "The file holds no samples.")
+        super().__init__(report.summary() + "\n" + hint)
         self.report = report
 
 
