@@ -5,8 +5,9 @@
 
 `data_path` is a data file (any layout `higgs-lora validate` accepts) or a list of samples
 (`CloneSample`s or records); `audio_tokenizer` is a loaded codec or its name (`tiny`, a hub id, a
-folder), `tokenizer` a loaded tokenizer or its name. Samples go through the same validation and text
-normaliser as `higgs-lora train`.
+folder), `tokenizer` a loaded tokenizer or its name. A data file goes through the same validation
+(audio decoded and checked) and text normaliser as `higgs-lora train`; a list is checked for its
+components and normalised, its audio only when it is encoded.
 """
 
 import os

@@ -38,7 +38,10 @@ def run(args) -> int:
     from ..data.codes import load_codec
     from ..data.validate import load_samples
 
-    samples = load_samples(args.data, args.system_prompt, require_target=False)
+    # Audio is not decoded here a first time: the codec decodes every clip anyway and records the ones
+    # that fail. A full check would also run on every rank, and would refuse the whole set over one
+    # silent or over-long clip that `train --skip_invalid` drops, leaving nothing to --require_cache.
+    samples = load_samples(args.data, args.system_prompt, require_target=False, check_audio=False)
     paths = [p for s in samples for p in (s.ref_audio, s.target_audio) if p]
     _start_process_group()
     local_rank = int(os.environ.get("LOCAL_RANK", 0))

@@ -261,22 +261,29 @@ class CodeCache:
             rank, world_size, barrier = 0, 1, None
         elif rank is None:
             rank, world_size, barrier = distributed_context()
+        known: dict[str, CacheEntry] = {}  # this rank's paths, so their records are not read a second time
         if not require:
-            mine = [p for p in unique if path_owner(p, world_size) == rank]
-            todo = [p for p in mine if self._done(p) is None]
-            report.reused = len(mine) - len(todo)
+            todo = []
+            for path in unique:
+                if path_owner(path, world_size) == rank:
+                    entry = self._done(path)
+                    if entry is None:
+                        todo.append(path)
+                    else:
+                        known[path] = entry
+            report.reused = len(known)
             label = desc if world_size == 1 else f"{desc} (rank {rank}/{world_size})"
             start = time.time()
             bar = tqdm(todo, desc=label, unit="clip", disable=not todo)
             for path in bar:
-                _, ran = self.encode_path(codec, path)
+                known[path], ran = self.encode_path(codec, path)
                 report.encoded += ran
             if todo and world_size > 1:
                 print(f"rank {rank}: encoded {report.encoded} clips in {time.time() - start:.0f}s")
             if barrier is not None:
                 barrier()
         for path in unique:
-            entry = self.lookup(path)
+            entry = known[path] if path in known else self.lookup(path)
             if entry is None:
                 report.missing.append(path)
             elif entry.error:

@@ -1,4 +1,4 @@
-"""Audio codecs behind one interface, and encoding with a cache.
+"""Audio codecs behind one interface, and the one codec call for a file (`encode_file`; the cache is `cache.py`).
 
 Every codec here looks like boson_multimodal's HiggsAudioTokenizer to the rest of the code:
 ``encode(path_or_wave, sr=None) -> LongTensor (num_codebooks, T)`` and
@@ -13,11 +13,10 @@ with ``tps`` frames per second.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .audio import mono_wave
 
@@ -97,12 +96,3 @@ def encode_file(codec: AudioCodec, path: str | Path) -> np.ndarray:
     """The one codec call for a file, training and inference alike: int64 (C, T) codes."""
     return codec.encode(str(path)).cpu().numpy().astype(np.int64)
 
-
-def encode_files(codec: AudioCodec, paths: Iterable[str | Path], desc: str = "Encoding audio") -> dict[str, np.ndarray]:
-    """Encode each distinct file once, in memory; values are int64 (C, T) arrays. Training uses the
-    on-disk cache instead (`data.cache.CodeCache`), which calls `encode_file` the same way."""
-    unique = list(dict.fromkeys(str(p) for p in paths))
-    out: dict[str, np.ndarray] = {}
-    for path in tqdm(unique, desc=desc, unit="file", disable=len(unique) < 8):
-        out[path] = encode_file(codec, path)
-    return out

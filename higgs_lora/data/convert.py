@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..defaults import DEFAULT_SYSTEM_PROMPT
-from .formats import component_errors, extract, is_remote_url, iter_records, resolve_audio
+from .audio_check import is_remote
+from .formats import component_errors, extract, iter_records, resolve_audio
 
 METADATA = "metadata.csv"
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
@@ -74,7 +75,7 @@ def canonical_record(ref_text: str, ref_audio: str, target_text: str, target_aud
 
 def _portable(path: str, out_dir: Path) -> str:
     """Audio paths relative to the output file, so the data folder can move as a whole."""
-    if is_remote_url(path):
+    if is_remote(path):
         return path
     try:
         return os.path.relpath(os.path.abspath(path), os.path.abspath(out_dir))
@@ -126,44 +127,50 @@ def read_metadata(source: Path, speaker: str | None, report: ConvertReport) -> l
     folder = csv_path.parent
     if not csv_path.is_file():
         raise FileNotFoundError(f"{source}: no {METADATA} (expected rows audio|text|speaker, or id|text with --speaker)")
+    try:
+        with open(csv_path, encoding="utf-8-sig", newline="") as f:
+            rows = list(csv.reader(f, delimiter="|", quoting=csv.QUOTE_NONE))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{csv_path}: not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8") from None
+    except csv.Error as err:  # e.g. a field over csv's size limit: not a ValueError, would show a traceback
+        raise ValueError(f"{csv_path}: not a |-separated metadata file ({err})") from None
     clips = []
-    with open(csv_path, encoding="utf-8-sig", newline="") as f:
-        for lineno, row in enumerate(csv.reader(f, delimiter="|", quoting=csv.QUOTE_NONE), 1):
-            row = [cell.strip() for cell in row]
-            if not any(row):
+    for lineno, row in enumerate(rows, 1):
+        row = [cell.strip() for cell in row]
+        if not any(row):
+            continue
+        if lineno == 1 and [c.lower() for c in row[:2]] in (["audio", "text"], ["id", "text"]):
+            continue  # header
+        where = f"line {lineno}"
+        if speaker is not None:
+            if len(row) < 2:
+                report.dropped.append(Dropped(str(csv_path), where, "no_target_text", "expected id|text"))
                 continue
-            if lineno == 1 and [c.lower() for c in row[:2]] in (["audio", "text"], ["id", "text"]):
-                continue  # header
-            where = f"line {lineno}"
-            if speaker is not None:
-                if len(row) < 2:
-                    report.dropped.append(Dropped(str(csv_path), where, "no_target_text", "expected id|text"))
-                    continue
-                # LJSpeech's third column is the transcript with numbers spelled out: what is spoken.
-                text = row[2] if len(row) > 2 and row[2] else row[1]
-                name, spk = row[0], speaker
-            else:
-                if len(row) < 3:
-                    raise ValueError(f"{csv_path} {where}: expected audio|text|speaker; for id|text rows "
-                                     "(LJSpeech style) give the speaker with --speaker")
-                name, text, spk = row[0], row[1], row[2]
-                if not Path(name).suffix:
-                    raise ValueError(f"{csv_path} {where}: {name!r} is not an audio file name; for LJSpeech-style "
-                                     "id|text[|normalized text] rows give the speaker with --speaker")
-            if not text:
-                report.dropped.append(Dropped(str(csv_path), where, "empty_text", f"{name}: empty transcript"))
-                continue
-            audio = _find_audio(folder, name)
-            if audio is None:
-                report.dropped.append(Dropped(str(csv_path), where, "audio_not_found", f"{name}: no such audio in {folder}"))
-                continue
-            try:
-                info = sf.info(str(audio))
-                seconds = info.frames / float(info.samplerate)
-            except Exception as exc:
-                report.dropped.append(Dropped(str(csv_path), where, "audio_unreadable", f"{audio}: {exc}"))
-                continue
-            clips.append(Clip(name, str(audio), text, spk, seconds))
+            # LJSpeech's third column is the transcript with numbers spelled out: what is spoken.
+            text = row[2] if len(row) > 2 and row[2] else row[1]
+            name, spk = row[0], speaker
+        else:
+            if len(row) < 3:
+                raise ValueError(f"{csv_path} {where}: expected audio|text|speaker; for id|text rows "
+                                 "(LJSpeech style) give the speaker with --speaker")
+            name, text, spk = row[0], row[1], row[2]
+            if not Path(name).suffix:
+                raise ValueError(f"{csv_path} {where}: {name!r} is not an audio file name; for LJSpeech-style "
+                                 "id|text[|normalized text] rows give the speaker with --speaker")
+        if not text:
+            report.dropped.append(Dropped(str(csv_path), where, "empty_text", f"{name}: empty transcript"))
+            continue
+        audio = _find_audio(folder, name)
+        if audio is None:
+            report.dropped.append(Dropped(str(csv_path), where, "audio_not_found", f"{name}: no such audio in {folder}"))
+            continue
+        try:
+            info = sf.info(str(audio))
+            seconds = info.frames / float(info.samplerate)
+        except Exception as exc:
+            report.dropped.append(Dropped(str(csv_path), where, "audio_unreadable", f"{audio}: {exc}"))
+            continue
+        clips.append(Clip(name, str(audio), text, spk, seconds))
     return clips
 
 
@@ -183,8 +190,18 @@ def pair_clips(clips: list[Clip], refs_per_target: int = 1, seed: int = 0, ref_m
         group = by_speaker[spk]
         refs = [c for c in group if (ref_min_seconds is None or c.seconds >= ref_min_seconds)
                 and (ref_max_seconds is None or c.seconds <= ref_max_seconds)]
+        # Where each file sits among the references, found once: comparing every target with every
+        # reference took minutes for a 10,000-clip speaker. `candidates` keeps the references' order,
+        # so the draw (and the pairs a seed gives) is unchanged.
+        positions: dict[str, list[int]] = defaultdict(list)
+        for i, ref in enumerate(refs):
+            positions[os.path.abspath(ref.path)].append(i)
         for target in group:
-            candidates = [r for r in refs if os.path.abspath(r.path) != os.path.abspath(target.path)]
+            candidates, start = [], 0
+            for i in positions.get(os.path.abspath(target.path), ()):
+                candidates += refs[start:i]
+                start = i + 1
+            candidates += refs[start:]
             if not candidates:
                 if report is not None:
                     window = "" if ref_min_seconds is None and ref_max_seconds is None else \

@@ -24,6 +24,7 @@ from boson_multimodal.data_collator.higgs_audio_collator import HiggsAudioSample
 from boson_multimodal.dataset.chatml_dataset import ChatMLDatasetSample
 from torch.utils.data import Dataset
 
+from ..train.loss import IGNORE
 from .audio import load_audio
 from .cache import CacheMissingError, CodeCache, failed_message, missing_message
 from .codes import AudioCodec
@@ -132,7 +133,7 @@ def make_chatml_sample(input_ids, label_ids, codes: Sequence[np.ndarray],
 def _pack_labels(input_ids, label_ids):
     """Labels are the input ids where trained and -100 elsewhere: keep one bit a token (a full copy otherwise)."""
     ids, labels = np.asarray(input_ids), np.asarray(label_ids)
-    mask = labels != -100
+    mask = labels != IGNORE
     if labels.shape == ids.shape and np.array_equal(labels[mask], ids[mask]):
         return np.packbits(mask)
     return labels.astype(np.int32)
@@ -142,7 +143,7 @@ def _unpack_labels(input_ids, packed) -> np.ndarray:
     if packed.dtype != np.uint8:
         return packed
     mask = np.unpackbits(packed, count=len(input_ids)).astype(bool)
-    return np.where(mask, input_ids, -100)
+    return np.where(mask, input_ids, IGNORE)
 
 
 class BadSamplesError(RuntimeError):
@@ -174,8 +175,11 @@ class VoiceCloningDataset(Dataset):
         tokens = []
         shared_paths: dict[str, str] = {}  # one string per distinct path, however many samples use it
         for index, sample in enumerate(samples):
-            input_ids, label_ids, audio_paths = tokenize_chatml(self.chatml(sample), tokenizer)
-            if all(t == -100 for t in label_ids):
+            try:
+                input_ids, label_ids, audio_paths = tokenize_chatml(self.chatml(sample), tokenizer)
+            except ValueError as err:
+                raise ValueError(f"sample {index}: {err}") from None
+            if all(t == IGNORE for t in label_ids):
                 raise ValueError(f"sample {index}: nothing to learn (no label outside the masked prompt)")
             tokens.append((np.array(input_ids, dtype=np.int32), _pack_labels(input_ids, label_ids),
                            [shared_paths.setdefault(p, p) for p in audio_paths]))

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from .audio_check import is_remote
+
 FIFTH_MESSAGE_HINT = (
     'add a fifth message {"role": "assistant", "content": {"type": "audio", "audio_url": "<target.wav>"}} '
     "holding the recording of the target text (the design's four-message layout has nothing to learn)"
@@ -177,12 +179,8 @@ def _strip_instruction(text: str) -> str:
     return tail.strip() if sep and tail.strip() else text
 
 
-def is_remote_url(path: str) -> bool:
-    return path.lower().startswith(("http://", "https://"))
-
-
 def resolve_audio(path: str, base_dir: Path) -> str:
-    if is_remote_url(path):
+    if is_remote(path):
         return path
     p = Path(path).expanduser()
     return str(p if p.is_absolute() else (base_dir / p))
@@ -320,12 +318,17 @@ def sample_from_record(record, base_dir: Path, default_system_prompt: str, requi
 
     `require_target=False` is for inference, where the target audio is what gets generated.
     """
-    from .sample import CloneSample  # boson_multimodal is imported there; keep this module light
-
     c = extract(record)
     errors = component_errors(c, require_target)
     if errors:
         raise SampleError(errors[0][0], "; ".join(f"[{code}] {msg}" for code, msg in errors), errors)
+    return to_sample(c, base_dir, default_system_prompt)
+
+
+def to_sample(c: Components, base_dir: Path, default_system_prompt: str):
+    """The CloneSample of components that `component_errors` found complete; audio resolved against `base_dir`."""
+    from .sample import CloneSample  # boson_multimodal is imported there; keep this module light
+
     target_audio = c.target_audio if isinstance(c.target_audio, str) and c.target_audio else None
     system_prompt = c.system_prompt if isinstance(c.system_prompt, str) else default_system_prompt
     return CloneSample(

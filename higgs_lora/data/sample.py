@@ -75,8 +75,15 @@ def inference_chatml(sample: CloneSample, context: Sequence[tuple[str, str]] = (
 
 
 def tokenize_chatml(chatml: ChatMLSample, tokenizer) -> tuple[list[int], list[int], list[str]]:
-    """prepare_chatml_sample, with its swallowed errors turned into an exception."""
-    input_ids, label_ids, audio_contents, _ = prepare_chatml_sample(chatml, tokenizer)
+    """prepare_chatml_sample, with its failures turned into a ValueError that says why."""
+    try:
+        input_ids, label_ids, audio_contents, _ = prepare_chatml_sample(chatml, tokenizer)
+    except TypeError as exc:
+        # Upstream's error handler json.dumps the sample, which fails for a ChatMLSample and would
+        # hide the real error behind "not JSON serializable"; that error is the context.
+        cause = exc.__context__ or exc
+        raise ValueError("boson_multimodal.prepare_chatml_sample could not tokenize the sample "
+                         f"({type(cause).__name__}: {cause})") from cause
     if input_ids is None:
         raise ValueError("boson_multimodal.prepare_chatml_sample could not tokenize the sample")
     return input_ids, label_ids, [a.audio_url for a in audio_contents]

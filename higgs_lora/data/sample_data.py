@@ -14,6 +14,7 @@ from itertools import permutations, zip_longest
 from pathlib import Path
 
 from ..defaults import DEFAULT_SYSTEM_PROMPT
+from .convert import canonical_record
 
 ASSETS = resources.files("higgs_lora.data").joinpath("assets")
 
@@ -31,17 +32,10 @@ def _pairs_by_speaker(clips: list[dict]) -> list[list[tuple[dict, dict]]]:
 
 
 def _sample(ref: dict, target: dict, audio_dir: str, system_prompt: str) -> dict:
-    messages = []
-    # Same rule as the shared prompt builder: an empty prompt means no system turn at all.
-    if system_prompt:
-        messages.append({"role": "system", "content": system_prompt})
-    messages += [
-        {"role": "user", "content": ref["transcript"]},
-        {"role": "assistant", "content": {"type": "audio", "audio_url": f"{audio_dir}/{ref['file']}"}},
-        {"role": "user", "content": target["transcript"]},
-        {"role": "assistant", "content": {"type": "audio", "audio_url": f"{audio_dir}/{target['file']}"}},
-    ]
-    return {"messages": messages, "speaker": ref["speaker"], "start_index": len(messages) - 1}
+    record = canonical_record(ref["transcript"], f"{audio_dir}/{ref['file']}", target["transcript"],
+                              f"{audio_dir}/{target['file']}", system_prompt, speaker=ref["speaker"])
+    record["start_index"] = len(record["messages"]) - 1
+    return record
 
 
 def create_sample_data(

@@ -10,7 +10,8 @@ Per epoch, with the same seed on every rank:
    a sample longer than the budget gets a batch of its own;
 3. while the batch count is not a multiple of the world size, split the largest batch in two,
    so every rank gets the same number of batches (DDP never waits on a rank that has run out) and
-   every sample is in exactly one batch on exactly one rank;
+   every sample is in exactly one batch on exactly one rank; only when every batch already holds a
+   single sample is one repeated instead (`repeated` counts them);
 4. shuffle the batches and deal them out: rank r takes batches r, r + W, r + 2W, ...
 """
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..defaults import DEFAULT_SYSTEM_PROMPT
 from .audio_check import MAX_SECONDS, MIN_SECONDS, SILENCE_DBFS, AudioInfo, AudioLimits, check_many, is_remote
-from .formats import FOR_INFERENCE_HINT, component_errors, extract, iter_records, record_id, resolve_audio
+from .formats import FOR_INFERENCE_HINT, component_errors, extract, iter_records, record_id, resolve_audio, to_sample
 from .text import MAX_CHARS_PER_SECOND, MIN_CHARS_PER_SECOND, TextNormalizer, implausible_speaking_rate
 
 # The fixed, documented set of reasons a sample is invalid (README: "Reason codes").
@@ -39,6 +39,10 @@ WARNING_CODES = {
 }
 
 
+def _label(index: int, sample_id: str | None) -> str:
+    return f"sample {index}" + (f" ({sample_id})" if sample_id is not None else "")
+
+
 @dataclass
 class Problem:
     """One invalid sample in the form earlier callers used: its first code, all messages joined."""
@@ -59,8 +63,7 @@ class InvalidSample:
         return [code for code, _ in self.errors]
 
     def line(self) -> str:
-        label = f"sample {self.index}" + (f" ({self.id})" if self.id is not None else "")
-        return f"{label}: " + "; ".join(f"[{code}] {message}" for code, message in self.errors)
+        return f"{_label(self.index, self.id)}: " + "; ".join(f"[{code}] {message}" for code, message in self.errors)
 
 
 @dataclass
@@ -119,8 +122,7 @@ class ValidationReport:
             lines.append("warnings (samples stay valid): " + ", ".join(f"{c}: {n}" for c, n in sorted(counts.items())))
             shown_w = self.warnings if limit is None else self.warnings[:limit]
             for w in shown_w:
-                label = f"sample {w['index']}" + (f" ({w['id']})" if w["id"] is not None else "")
-                lines.append(f"  {label}: [{w['code']}] {w['message']}")
+                lines.append(f"  {_label(w['index'], w['id'])}: [{w['code']}] {w['message']}")
             if len(shown_w) < len(self.warnings):
                 lines.append(f"  ... and {len(self.warnings) - len(shown_w)} more warnings")
         return "\n".join(lines)
@@ -128,7 +130,9 @@ class ValidationReport:
 
 class InvalidDataError(ValueError):
     def __init__(self, report: ValidationReport):
-        super().__init__(report.summary() + "\nFix or remove these samples (run `higgs-lora validate` to list them).")
+        hint = ("Fix or remove these samples (run `higgs-lora validate` to list them)." if report.total
+                else "The file holds no samples.")
+        super().__init__(report.summary() + "\n" + hint)
         self.report = report
 
 
@@ -175,8 +179,6 @@ def validate_file(
     progress: bool = False,
 ) -> ValidationReport:
     """Classify every sample of `path`. Raises DataFileError only when the file itself cannot be read."""
-    from .sample import CloneSample
-
     path = Path(path)
     normalizer = TextNormalizer.from_config(text_normalization)
     report = ValidationReport(path=str(path), require_target=require_target)
@@ -188,15 +190,13 @@ def validate_file(
         if isinstance(c.target_text, str):
             c.target_text = normalizer(c.target_text)
         errors = component_errors(c, require_target)
-        audio = [(role, resolve_audio(p, path.parent)) for role, p in (("reference", c.ref_audio), ("target", c.target_audio))
-                 if isinstance(p, str) and p]
-        sample = None
-        if not errors:
-            sample = CloneSample(
-                ref_text=c.ref_text, ref_audio=audio[0][1], target_text=c.target_text,
-                target_audio=audio[1][1] if len(audio) > 1 else None,
-                system_prompt=c.system_prompt if isinstance(c.system_prompt, str) else default_system_prompt,
-                speaker=None if c.speaker is None else str(c.speaker))
+        sample = None if errors else to_sample(c, path.parent, default_system_prompt)
+        if sample is not None:  # its paths are resolved already (resolving is most of this loop's time)
+            audio = [("reference", sample.ref_audio)] + ([("target", sample.target_audio)] if sample.target_audio else [])
+        else:
+            audio = [(role, resolve_audio(p, path.parent)) for role, p in (("reference", c.ref_audio),
+                                                                           ("target", c.target_audio))
+                     if isinstance(p, str) and p]
         texts = {"reference": c.ref_text, "target": c.target_text}
         entries.append((index, record_id(record), sample, errors, audio, texts))
     report.total = len(entries)

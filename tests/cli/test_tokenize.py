@@ -70,3 +70,21 @@ def test_help_lists_the_cache_flags(capsys):
             main([command, "--help"])
         out = capsys.readouterr().out
         assert [f for f in flags if f not in out] == []
+
+
+def test_tokenize_encodes_a_set_whose_clip_validation_would_refuse(tmp_path, capsys):
+    # a silent clip: training drops its sample with --skip_invalid, so tokenize must still cache the rest
+    import soundfile as sf
+
+    data = create_sample_data(tmp_path / "d.json", n_samples=2)
+    records = json.loads(data.read_text())
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(24000, dtype=np.float32), 24000)
+    records[0]["messages"][-1]["content"]["audio_url"] = str(silent)
+    data.write_text(json.dumps(records))
+    assert main(["validate", str(data)]) == 1
+    capsys.readouterr()
+    assert main(["tokenize", str(data), "--audio_tokenizer", "tiny", "--cache_dir", str(tmp_path / "c"),
+                 "--report", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["failed"] == {} and report["cached"] == report["total"] == report["encoded"] == 4

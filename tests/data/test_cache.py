@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from higgs_lora.data.cache import CacheMissingError, CodeCache, codec_identity, file_sha256
+from higgs_lora.data.cache import CacheMissingError, CodeCache, codec_identity, file_sha256, path_owner
 from higgs_lora.data.codes import TinyCodec
 from higgs_lora.data.dataset import BadSamplesError, DictCollator, VoiceCloningDataset, build_collator
 from higgs_lora.data.sample import CloneSample
@@ -197,7 +197,23 @@ def test_sample_failing_at_read_time_is_skipped_counted_then_aborts(clips, tmp_p
         dataset[2]
 
 
+def _split_between_two_ranks(clips):
+    """Rename the clips so each rank owns two. Ownership hashes the path, which holds pytest's numbered
+    temporary folder: left to chance, about one session in ten gave all four clips to one rank."""
+    out = []
+    for i, path in enumerate(clips):
+        for k in range(64):
+            name = Path(path).with_name(f"r{i}_{k}.wav")
+            if path_owner(str(name), 2) == i % 2:
+                os.replace(path, name)
+                out.append(str(name))
+                break
+    assert len(out) == len(clips)
+    return out
+
+
 def test_two_processes_encode_each_file_exactly_once(clips, tmp_path):
+    clips = _split_between_two_ranks(clips)
     script = tmp_path / "worker.py"
     script.write_text(textwrap.dedent(f"""
         import json, sys
@@ -220,14 +236,25 @@ def test_two_processes_encode_each_file_exactly_once(clips, tmp_path):
                    "failed": report.failed}}, open("{tmp_path}/rank%d.json" % rank, "w"))
         dist.destroy_process_group()
     """))
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    # Variables a launcher (or an earlier test) may have left would tell the workers another world.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT") and not k.startswith("ACCELERATE_")}
+    env["OMP_NUM_THREADS"] = "1"
     procs = [subprocess.Popen([sys.executable, str(script), str(r)], env=env) for r in range(2)]
-    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    try:
+        # two torch imports and a gloo rendezvous on a loaded two-core machine can take minutes
+        assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
     import json
 
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     all_calls = results[0]["calls"] + results[1]["calls"]
     assert sorted(all_calls) == sorted(clips)  # each file encoded once, by one of the ranks
-    assert results[0]["calls"] and results[1]["calls"]  # the work was shared
+    for rank in range(2):  # the work was shared, each rank encoding exactly its own share
+        assert sorted(results[rank]["calls"]) == sorted(c for c in clips if path_owner(c, 2) == rank) != []
     assert results[0]["entries"] == results[1]["entries"] and len(results[0]["entries"]) == len(clips)
     assert results[0]["failed"] == results[1]["failed"] == {}

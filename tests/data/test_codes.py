@@ -8,7 +8,7 @@ import soundfile as sf
 import torch
 
 from higgs_lora.data.audio import resample
-from higgs_lora.data.codes import TinyCodec, encode_files, load_codec
+from higgs_lora.data.codes import TinyCodec, load_codec
 
 
 def _sine(freq, sr, seconds=1.0, amp=0.5):
@@ -111,25 +111,3 @@ def test_louder_sine_raises_the_code_of_its_band_by_a_constant_log_step(tiny_cod
     # +20 dB is the same positive step in every band: codes are log energies
     assert all(s > 50 for s in steps)
     assert max(steps) - min(steps) <= 2
-
-
-def test_encode_files_encodes_each_distinct_path_once(tiny_codec, sample_samples):
-    calls = []
-
-    class Counting:
-        num_codebooks = tiny_codec.num_codebooks
-
-        def encode(self, path, sr=None):
-            calls.append(str(path))
-            return tiny_codec.encode(path, sr)
-
-    from pathlib import Path
-
-    a, b = sample_samples[0].ref_audio, sample_samples[0].target_audio
-    out = encode_files(Counting(), [a, b, a, Path(a), b, a])
-
-    assert sorted(calls) == sorted([a, b])
-    assert list(out) == [a, b]  # first-seen order, str keys
-    for path in (a, b):
-        assert out[path].dtype == np.int64
-        np.testing.assert_array_equal(out[path], tiny_codec.encode(path).numpy())

@@ -170,3 +170,13 @@ def test_cli_convert(tmp_path, src, capsys):
     assert main(["convert", str(src / "f.json"), "--output", str(out)]) == 2  # exists
     assert "--overwrite" in capsys.readouterr().err
     assert main(["convert", str(tmp_path / "nope"), "--output", str(tmp_path / "x.jsonl")]) == 2
+
+
+def test_metadata_that_is_not_utf8_is_a_one_line_error_naming_the_file(tmp_path, capsys):
+    corpus = tmp_path / "corpus"
+    _wav(corpus / "a.wav", 1.0)
+    (corpus / "metadata.csv").write_bytes("a.wav|مرحبا|spk\n".encode("cp1256"))
+    assert main(["convert", str(corpus), "--output", str(tmp_path / "out.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {corpus / 'metadata.csv'}: not UTF-8 text" in err and "Traceback" not in err
+    assert not (tmp_path / "out.jsonl").exists()

@@ -15,7 +15,7 @@ from higgs_lora.data.dataset import (
     batch_to_inputs,
     build_collator,
 )
-from higgs_lora.data.sample import inference_chatml
+from higgs_lora.data.sample import inference_chatml, training_chatml
 
 EOS = 1025
 BOS = 1024
@@ -79,6 +79,18 @@ def test_dataset_refuses_samples_with_nothing_to_learn(sample_samples, tiny_toke
 
     with pytest.raises(ValueError, match="sample 0: nothing to learn"):
         FourMessages(sample_samples[:1], tiny_tokenizer, tiny_codec)
+
+
+def test_a_sample_boson_cannot_tokenize_is_named(sample_samples, tiny_tokenizer, tiny_codec):
+    class Unreadable(VoiceCloningDataset):
+        def chatml(self, sample):
+            chatml = training_chatml(sample)
+            if sample is sample_samples[1]:
+                chatml.messages[1].content = [12345]  # neither text nor audio: upstream gives up on it
+            return chatml
+
+    with pytest.raises(ValueError, match="sample 1: boson_multimodal.prepare_chatml_sample could not tokenize"):
+        Unreadable(sample_samples[:2], tiny_tokenizer, tiny_codec)
 
 
 def test_dataset_refuses_a_codec_with_too_few_codebooks(sample_samples, tiny_tokenizer, tiny_codec):

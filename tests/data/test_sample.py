@@ -68,6 +68,16 @@ def test_inference_chatml_is_the_training_chatml_without_the_target(sample):
     ]
 
 
+def test_a_chatml_upstream_cannot_tokenize_is_a_value_error_with_the_real_cause(sample, tiny_tokenizer):
+    chatml = training_chatml(sample)
+    chatml.messages[1].content = [12345]  # neither text nor audio
+    # upstream's handler fails to print a ChatMLSample and raises "not JSON serializable" instead
+    with pytest.raises(TypeError, match="JSON serializable"):
+        prepare_chatml_sample(chatml, tiny_tokenizer)
+    with pytest.raises(ValueError, match=r"could not tokenize the sample \(AttributeError: 'int' object has no attribute"):
+        tokenize_chatml(chatml, tiny_tokenizer)
+
+
 @pytest.mark.parametrize("with_system", [True, False])
 def test_labels_are_exactly_the_target_turn(sample, sample_no_system, tiny_tokenizer, with_system):
     s = sample if with_system else sample_no_system

@@ -206,8 +206,9 @@ def test_load_samples_of_good_and_empty_files(sample_data_path, tmp_path):
     assert samples[0].system_prompt == records[0]["messages"][0]["content"]
     empty = tmp_path / "empty.json"
     empty.write_text("[]")
-    with pytest.raises(InvalidDataError, match="0 valid"):
+    with pytest.raises(InvalidDataError, match="0 valid") as err:
         load_samples(empty)
+    assert str(err.value).endswith("The file holds no samples.") and "Fix or remove" not in str(err.value)
 
 
 def test_ten_thousand_samples_in_parallel_workers_with_a_progress_bar(tmp_path, clips, capsys):
