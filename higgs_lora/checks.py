@@ -34,9 +34,8 @@ from .data.sample import CloneSample, inference_prompt
 from .data.text import normalize_sample
 from .infer.engine import GenerationSettings, InferenceInputs, VoiceCloner
 from .model.precision import Precision, resolve_precision
-from .train.loss import compute_loss
+from .train.loss import IGNORE, compute_loss
 
-IGNORE = -100
 
 
 @dataclass
