@@ -89,12 +89,16 @@ class NonFiniteGuard(TrainerCallback):
     micro-step); the check runs once per optimizer step, before `optimizer.step()`. Skipping drops
     the gradients (`grad = None`): AdamW then leaves both the weights and its moments untouched.
     The learning-rate schedule and the step counter still advance (the step was spent).
+
+    `check_gradients=False` under fp16: there the loss scaler overflows the gradients on purpose while
+    it finds its scale (and skips those steps itself), so only a non-finite loss counts.
     """
 
-    def __init__(self, max_in_a_row: int = 5):
+    def __init__(self, max_in_a_row: int = 5, check_gradients: bool = True):
         if max_in_a_row < 1:
             raise ValueError(f"--max_nonfinite_steps must be at least 1, got {max_in_a_row}")
         self.max_in_a_row = max_in_a_row
+        self.check_gradients = check_gradients
         self.in_a_row = 0
         self.skipped_since_log = 0
         self._bad_loss = None
@@ -111,7 +115,7 @@ class NonFiniteGuard(TrainerCallback):
         params = [p for p in model.parameters() if p.requires_grad and p.grad is not None]
         bad = self._bad_loss if self._bad_loss is not None else torch.zeros((), dtype=torch.bool)
         bad = bad.to(args.device)
-        if params:
+        if params and self.check_gradients:
             # One fused kernel for all LoRA gradients; one host sync per optimizer step, not per tensor.
             norms = torch.stack(torch._foreach_norm([p.grad.detach() for p in params])).to(args.device)
             bad = bad | ~torch.isfinite(norms).all()

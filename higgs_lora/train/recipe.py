@@ -99,6 +99,7 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
     # Under torchrun each process owns GPU LOCAL_RANK; the codec must not pile onto GPU 0.
     device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if on_cuda else "cpu"
     precision = resolve_precision(cfg.mixed_precision, device)  # named in the start summary
+    guard.check_gradients = precision.name != "fp16"  # fp16's loss scaler skips its own overflow steps
     cfg.mixed_precision = precision.name  # the run settings and the card say what ran, not "auto"
 
     samples, file_indices = drop_long_samples(samples, cfg.max_audio_seconds, file_indices)

@@ -175,6 +175,15 @@ def test_nonfinite_gradient_with_a_finite_loss_is_caught():
     assert model.weight.grad is not None and guard.in_a_row == 0  # a good step resets the count
     with pytest.raises(ValueError, match="--max_nonfinite_steps"):
         NonFiniteGuard(0)
+    # fp16: the loss scaler overflows gradients on purpose and skips those steps itself; not counted
+    fp16_guard = NonFiniteGuard(2, check_gradients=False)
+    model.weight.grad = torch.tensor([[float("inf"), 0.0]])
+    fp16_guard.note_loss(torch.tensor(1.0))
+    fp16_guard.on_pre_optimizer_step(Args, State, None, model=model)
+    assert fp16_guard.in_a_row == 0 and model.weight.grad is not None
+    fp16_guard.note_loss(torch.tensor(float("nan")))  # a NaN loss still counts
+    fp16_guard.on_pre_optimizer_step(Args, State, None, model=model)
+    assert fp16_guard.in_a_row == 1
 
 
 def test_sigterm_at_an_eval_step_saves_without_evaluating_first():
