@@ -230,6 +230,10 @@ class VoiceCloningDataset(Dataset):
         """The cached codes of `path` as int64 (C, T), read from disk."""
         return np.array(self._load_codes(path), dtype=np.int64)
 
+    def frames(self, path: str) -> int:
+        """How many audio frames `path` has, from its cache record (no codes are read)."""
+        return self._entries[path].frames
+
     def lengths(self) -> list[int]:
         """Per sample, the sequence length the model sees: text tokens plus, for every clip, its audio
         columns (frames, stream BOS and EOS, and the delay pattern's extra codebooks - 1 columns), each

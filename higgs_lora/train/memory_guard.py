@@ -162,7 +162,7 @@ def sample_sizes(dataset, indices: Sequence[int] | None = None) -> list[SampleSi
     sizes = []
     for i, (sample, length) in enumerate(zip(dataset.samples, dataset.lengths())):
         paths = [p for p in (sample.ref_audio, sample.target_audio) if p]
-        seconds = sum(dataset.codes(p).shape[1] for p in paths) / FRAMES_PER_SECOND
+        seconds = sum(dataset.frames(p) for p in paths) / FRAMES_PER_SECOND
         sizes.append(SampleSize(indices[i], sample.speaker, seconds, length))
     return sizes
 

@@ -49,9 +49,9 @@ class RunFacts:
 
 
 def audio_hours(dataset, samples, frames_per_second: float) -> tuple[float, float, int]:
-    """(target hours, reference hours, distinct named speakers) from the encoded codes' frame counts."""
-    target = sum(dataset.codes(s.target_audio).shape[1] for s in samples) / frames_per_second / 3600
-    reference = sum(dataset.codes(p).shape[1] for p in {s.ref_audio for s in samples}) / frames_per_second / 3600
+    """(target hours, reference hours, distinct named speakers) from the code cache's frame counts (no codes read)."""
+    target = sum(dataset.frames(s.target_audio) for s in samples) / frames_per_second / 3600
+    reference = sum(dataset.frames(p) for p in {s.ref_audio for s in samples}) / frames_per_second / 3600
     return target, reference, len({s.speaker for s in samples if s.speaker is not None})
 
 

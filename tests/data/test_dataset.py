@@ -252,3 +252,11 @@ def test_labels_kept_compactly_come_back_exactly(tiny_dataset, sample_samples, t
     plain = np.array([-100] * 5 + [5, 6, 7, 8, 9])
     assert _pack_labels(ids, plain).nbytes == 2
     np.testing.assert_array_equal(_unpack_labels(ids, _pack_labels(ids, plain)), plain)
+
+
+def test_frames_come_from_the_cache_record_and_match_the_codes(tiny_dataset, monkeypatch):
+    paths = {p for s in tiny_dataset.samples for p in (s.ref_audio, s.target_audio)}
+    expected = {p: tiny_dataset.codes(p).shape[1] for p in paths}
+    # frames() must not read codes: start-up sums them over every clip of a large corpus
+    monkeypatch.setattr(type(tiny_dataset), "_load_codes", lambda *a: (_ for _ in ()).throw(AssertionError("read")))
+    assert {p: tiny_dataset.frames(p) for p in paths} == expected
