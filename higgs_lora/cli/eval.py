@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ..defaults import AUDIO_TOKENIZER, BASE_MODEL
-from .common import add_text_normalization
+from .generation_args import add_model_arguments
 
 NAME = "eval"
 SUMMARY = "score cloned voices (fine-tuned vs baseline): SIM, WER/CER, duration, EOS; report.md + plots"
@@ -12,14 +11,7 @@ SUMMARY = "score cloned voices (fine-tuned vs baseline): SIM, WER/CER, duration,
 def add_arguments(p) -> None:
     p.add_argument("--data", required=True, help="held-out samples with target audio (same formats as training)")
     p.add_argument("--output_dir", required=True, help="folder for report.md, results.csv, summary.json, plots, audio/")
-    # Defaults of None: a flag not given falls back to the training run's settings (higgs_lora_run.json
-    # next to the adapter or in the merged folder), then to the built-in defaults, as for infer.
-    p.add_argument("--model_path", default=None,
-                   help=f"merged model, base model or tiny (default: with --lora_path the training run's base model, "
-                        f"else {BASE_MODEL})")
-    p.add_argument("--lora_path", default=None, help="adapter to apply on top of --model_path")
-    p.add_argument("--audio_tokenizer", default=None,
-                   help=f"hub id, folder or tiny (default: the training run's codec, else {AUDIO_TOKENIZER})")
+    add_model_arguments(p)  # model, adapter, codec, system prompt, text front-end: as infer reads them
     p.add_argument("--baseline_model", default=None,
                    help="model to compare against, or none (default: --model_path when --lora_path is given, else "
                         "the base model named in the merged model's run settings, else the released base model)")
@@ -41,10 +33,6 @@ def add_arguments(p) -> None:
                    help="also stop a clip at this many times its target's length (0 = off); such clips count as not stopping")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     p.add_argument("--dtype", default="auto", help="auto (CUDA: bf16, fp16 on GPUs without native bf16, fp32 for weights stored in fp32; CPU: fp32), bf16, fp16, fp32")
-    p.add_argument("--system_prompt", default=None,
-                   help="system prompt for samples without one (\"\" for none) (default: the training run's, else the "
-                        "project default)")
-    add_text_normalization(p, from_run=True)
 
 
 def run(args) -> int:
