@@ -7,7 +7,6 @@ import torch
 from safetensors.torch import load_file
 from transformers import Trainer
 
-from higgs_lora.data.sample_data import create_sample_data
 from higgs_lora.train import checkpoints
 from higgs_lora.train.checkpoints import (
     MARKER, check_output_dir, incomplete_reason, latest_checkpoint, resolve_resume,
@@ -101,11 +100,6 @@ def test_fresh_run_into_an_earlier_run_is_refused_and_nothing_deleted(data4, tmp
 
 
 # --- the recipe: resume by name, atomic saves --------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def data4(tmp_path_factory):
-    return create_sample_data(tmp_path_factory.mktemp("ckpt_data") / "d.json", n_samples=4)
 
 
 @pytest.fixture(scope="module")

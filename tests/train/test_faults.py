@@ -46,11 +46,6 @@ def _max_diff(a_path, b_path) -> float:
     return max(float((a[k] - b[k]).abs().max()) for k in a)
 
 
-@pytest.fixture(scope="module")
-def data4(tmp_path_factory):
-    return create_sample_data(tmp_path_factory.mktemp("faults_data") / "d.json", n_samples=4)
-
-
 # --- invalid samples ----------------------------------------------------------------------------
 
 

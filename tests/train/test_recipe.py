@@ -30,12 +30,6 @@ def _metrics(folder):
 
 
 @pytest.fixture(scope="module")
-def data4(tmp_path_factory):
-    # 4 samples, batch 2: two optimizer steps per epoch, so 4 steps span two epochs.
-    return create_sample_data(tmp_path_factory.mktemp("recipe_data") / "d.json", n_samples=4)
-
-
-@pytest.fixture(scope="module")
 def run(data4, tmp_path_factory):
     out = tmp_path_factory.mktemp("recipe") / "out"
     cfg = TrainConfig(train_data=str(data4), output_dir=str(out), max_steps=4, save_steps=1, save_total_limit=4,
