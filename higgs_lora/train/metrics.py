@@ -111,11 +111,14 @@ class ThroughputClock(TrainerCallback):
 
 
 def memory_gb(device) -> float:
-    """CUDA: peak allocated since the last call (the peak is reset here). CPU: this process's RSS."""
+    """CUDA: peak allocated so far in this process. CPU: this process's RSS.
+
+    Read only, never reset: CUDA keeps one peak counter per process, and a log that reset it would leave
+    anyone measuring a span of steps (gpu-check) with what stayed resident after the last log instead of
+    the steps' peak. A run's peak only grows, so the logged value is the high-water mark to compare with
+    the card's memory."""
     if torch.cuda.is_available() and torch.device(device).type == "cuda":
-        peak = torch.cuda.max_memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        return round(peak / 2**30, 3)
+        return round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
     import psutil  # a dependency of accelerate, hence always installed with transformers' Trainer
 
     return round(psutil.Process().memory_info().rss / 2**30, 3)

@@ -134,21 +134,17 @@ def test_memory_is_cpu_rss_without_cuda():
     assert 0.01 < memory_gb("cpu") < 64
 
 
-def test_cuda_memory_is_the_peak_since_the_last_log(monkeypatch):
-    """Emulates CUDA's allocator counters: the peak is read, then reset, at every log."""
-    peak = {"bytes": 3 * 2**30}
-    resets = []
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: peak["bytes"])
+def test_cuda_memory_log_reads_the_peak_and_never_resets_it(monkeypatch):
+    """CUDA has one peak counter per process. A log that reset it would make anyone measuring over
+    several steps (gpu-check) read only what stayed resident after the last log, not the step's peak."""
+    from fake_cuda_memory import FakeCudaMemory
 
-    def reset(device=None):
-        resets.append(device)
-        peak["bytes"] = 2**30  # what is still allocated becomes the new peak
-
-    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", reset)
+    cuda = FakeCudaMemory().install(monkeypatch)
+    cuda.allocate(3 * 2**30)  # a step's activations
+    cuda.free(2 * 2**30)  # gone after backward: 1 GiB stays resident
     assert memory_gb("cuda:0") == 3.0
-    assert memory_gb("cuda:0") == 1.0
-    assert len(resets) == 2
+    assert memory_gb("cuda:0") == 3.0  # the next log still sees the run's peak
+    assert cuda.resets == 0 and cuda.max_memory_allocated() == 3 * 2**30
 
 
 # --- metrics.jsonl ---------------------------------------------------------------------------
