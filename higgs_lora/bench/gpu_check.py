@@ -1,23 +1,30 @@
 """gpu-check: the released architecture (random weights) through this project's own code on one GPU.
 
-Offline: the model is built from the released configuration shipped in this package
-(`released_config.json`, 5,771,283,456 parameters: Llama-3.2-3B backbone with DualFFN on all 28
-layers, 8 codebooks) with random weights, and the tokenizer is the tiny kit's byte-level one with
-the config's special-token ids remapped onto it; compute and memory per token match the real model.
-Phases, all through the project's code paths:
+Offline: the model is the released configuration shipped in this package (`released_config.json`,
+5,771,283,456 parameters: Llama-3.2-3B backbone with DualFFN on all 28 layers, 8 codebooks) with
+random weights, written once as a model folder and loaded through `load_model` as a user's model is
+(`bench/random_model.py`: same attention implementation, reported in the JSON); the tokenizer is the
+tiny kit's byte-level one with the config's special-token ids remapped onto it, so compute and memory
+per token match the real model. Phases, all through the project's code paths:
 
 - train: `train.recipe.train` (Trainer, precision scheme, LoRA r=64) at batch 4 without and with
   activation checkpointing, and on a long pair (batch 2, each 30 s reference + 30 s target):
-  median step time, non-pad tokens/s, samples/s, peak memory, MFU estimate;
-- infer: `infer.engine.VoiceCloner` on one prompt, sampled: generated columns/s and real-time factor;
+  median step time, non-pad tokens/s, samples/s, peak memory over the timed steps, MFU estimate;
+- infer: `infer.engine.VoiceCloner` as users serve it: base + an unmerged fp32 LoRA adapter, the
+  engine's cache choice (static KV cache + CUDA graphs on CUDA), the real codec class (random weights)
+  on CUDA; generated columns/s, real-time factor, and codec decode time reported separately;
 - alignment: `checks.run_checks` (prompt parity, label audit, teacher-forced overfit through the
   training path).
 
 `shape="small"` runs the same phases at a scaled-down shape (CPU, a minute or two).
+`force_cuda_choices=True` makes a CPU run take the paths CUDA takes where a CPU can run them (static
+KV cache, bf16 autocast), so a CPU test exercises them. `bench/full.py` (`gpu-check --full`) drives the
+CLI commands themselves.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import math
@@ -27,15 +34,14 @@ import time
 import traceback
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
 import torch
 
-from ..data.sample import CloneSample
 from ..model import tiny
 from ..model.precision import Precision, resolve_precision
+from .random_model import (SHAPES, attention_implementation, build_config, build_meta_model, load_check_model,  # noqa: F401
+                           release, write_model_folder)
+from .samples import make_samples, write_chatml
 
-SHAPES = ("released", "small")
 # Peak dense bf16/fp16 tensor throughput (FLOP/s) per GPU, for the MFU estimate; unknown GPUs get none.
 PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "L4": 121e12}
 FLOP_FORMULA = ("FLOPs per token = 4 x active parameters (2 for the forward, 2 for the backward to activations; "
@@ -52,56 +58,6 @@ PLANS = {
                   short=(2, (1, 1.5), (1, 1.5), (10, 20)), steps=3, long_steps=2, columns=24, workers=0,
                   align=dict(max_steps=60, check_every=10)),
 }
-TEXT = "الْجَوُّ جَمِيلٌ الْيَوْمَ وَنَحْنُ نَتَعَلَّمُ أَشْيَاءَ جَدِيدَةً كُلَّ يَوْمٍ فِي الْمَدْرَسَةِ. "
-
-
-def shipped_config() -> dict:
-    from ..train.plan import released_config  # the one shipped copy (higgs_lora/model/configs/)
-
-    return released_config()
-
-
-def build_config(shape: str = "released"):
-    """The released HiggsAudioConfig with the tiny tokenizer's special-token ids (small: scaled down)."""
-    from boson_multimodal.model.higgs_audio import HiggsAudioConfig
-
-    if shape not in SHAPES:
-        raise ValueError(f"--shape {shape!r}: use one of {', '.join(SHAPES)}")
-    c = shipped_config()
-    c.pop("audio_encoder_config", None)  # skip_audio_tower: no Whisper tower is built
-    sid = tiny.special_id
-    c.update(audio_in_token_idx=sid("<|AUDIO|>"), audio_out_token_idx=sid("<|AUDIO_OUT|>"),
-             audio_out_bos_token_id=sid("<|audio_out_bos|>"), audio_eos_token_id=sid("<|audio_eos|>"),
-             pad_token_id=sid("<|end_of_text|>"))
-    text = c["text_config"]
-    text.update(bos_token_id=sid("<|begin_of_text|>"), eos_token_id=sid("<|end_of_text|>"))
-    if shape == "small":
-        text.update(num_hidden_layers=2, hidden_size=128, intermediate_size=256, num_attention_heads=4,
-                    num_key_value_heads=2, head_dim=32, vocab_size=512)
-        c.update(hidden_size=128, audio_ffn_hidden_size=128, audio_ffn_intermediate_size=256, audio_dual_ffn_layers=[0, 1])
-    return HiggsAudioConfig(**c)
-
-
-def build_model(config, device: str, dtype: torch.dtype, seed: int = 0):
-    """Random weights, allocated directly on `device` in `dtype` (no full-precision copy on the host)."""
-    from boson_multimodal.model.higgs_audio import HiggsAudioModel
-
-    from ..model.precision import match_audio_embedding_dtype
-
-    gc.collect()
-    if device.startswith("cuda"):
-        torch.cuda.empty_cache()
-    torch.manual_seed(seed)
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            model = HiggsAudioModel(config)
-    finally:
-        torch.set_default_dtype(previous)
-    match_audio_embedding_dtype(model)
-    model.config.use_cache = False
-    return model
 
 
 def parameter_groups(model) -> dict:
@@ -133,40 +89,6 @@ def active_params_per_token(groups: dict, audio_share: float) -> float:
     return shared + (1 - audio_share) * groups["text_mlp"] + audio_share * (groups["audio_mlp"] + groups["audio_head"])
 
 
-# --- data -------------------------------------------------------------------------------------------
-
-
-def _clip(path: Path, seconds: float, rng) -> str:
-    """Noise under a 4 Hz syllable-like envelope at 24 kHz: realistic length, codes that vary."""
-    n = int(seconds * 24000)
-    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * np.arange(n) / 24000) ** 2
-    sf.write(path, (0.1 * rng.standard_normal(n) * envelope).astype(np.float32), 24000)
-    return str(path)
-
-
-def make_samples(folder: Path, tag: str, spec, seed: int) -> list[CloneSample]:
-    count, ref_s, tgt_s, chars = spec
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(count):
-        k = int(rng.integers(chars[0], chars[1] + 1))
-        text = (TEXT * (k // len(TEXT) + 2))[:k]
-        out.append(CloneSample(ref_text=text[: max(1, k // 2)], ref_audio=_clip(folder / f"{tag}{i}_ref.wav", rng.uniform(*ref_s), rng),
-                               target_text=text, target_audio=_clip(folder / f"{tag}{i}_tgt.wav", rng.uniform(*tgt_s), rng),
-                               system_prompt="Generate speech in the provided voice.", speaker=f"{tag}{i}"))
-    return out
-
-
-def write_chatml(samples: list[CloneSample], path: Path) -> str:
-    rows = [{"messages": [{"role": "system", "content": s.system_prompt}, {"role": "user", "content": s.ref_text},
-                          {"role": "assistant", "content": {"type": "audio", "audio_url": s.ref_audio}},
-                          {"role": "user", "content": s.target_text},
-                          {"role": "assistant", "content": {"type": "audio", "audio_url": s.target_audio}}],
-             "speaker": s.speaker} for s in samples]
-    path.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
-    return str(path)
-
-
 # --- phases -----------------------------------------------------------------------------------------
 
 
@@ -184,17 +106,24 @@ def _reset_peak(device: str) -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
-def _step_timer(device: str):
+def step_timer(device: str):
     from transformers import TrainerCallback
 
     class StepTimer(TrainerCallback):
-        """Wall time of every optimizer step (synchronised), and the dataset the run trained on."""
+        """Wall time of every optimizer step (synchronised), the peak memory over the steps, and the
+        dataset the run trained on.
+
+        The peak counter is reset when training begins (model, optimizer state and data are in place)
+        and read after every step; the maximum of those reads is the steps' peak whatever else happens
+        in between (logging, evaluation) as long as nothing resets the counter, which training's own
+        memory log no longer does."""
 
         def __init__(self):
-            self.times, self.dataset = [], None
+            self.times, self.dataset, self.peak_bytes = [], None, None
 
         def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
             self.dataset = getattr(train_dataloader, "dataset", None)
+            _reset_peak(device)
 
         def on_step_begin(self, *args, **kwargs):
             _sync(device)
@@ -203,6 +132,12 @@ def _step_timer(device: str):
         def on_step_end(self, *args, **kwargs):
             _sync(device)
             self.times.append(time.perf_counter() - self._t)
+            if device.startswith("cuda"):
+                self.peak_bytes = max(self.peak_bytes or 0, torch.cuda.max_memory_allocated())
+
+        @property
+        def peak_gb(self):
+            return None if self.peak_bytes is None else round(self.peak_bytes / 2**30, 2)
 
     return StepTimer()
 
@@ -219,11 +154,12 @@ def train_phase(name: str, ctx: dict, data: str, batch_size: int, steps: int, ch
     from ..train.recipe import TrainConfig, train
 
     device, precision = ctx["device"], ctx["precision"]
-    model = build_model(ctx["config"], device, precision.weights_dtype)
-    _reset_peak(device)
-    timer = _step_timer(device)
+    model = load_check_model(ctx["model_dir"], device, precision.weights_dtype)
+    attention = attention_implementation(model)
+    timer = step_timer(device)
     out = Path(ctx["workdir"]) / name
-    cfg = TrainConfig(train_data=data, output_dir=str(out), base_model="random", audio_tokenizer="tiny",
+    # base_model names the folder the model was loaded from, so the commands train prints next can run.
+    cfg = TrainConfig(train_data=data, output_dir=str(out), base_model=str(ctx["model_dir"]), audio_tokenizer="tiny",
                       batch_size=batch_size, gradient_accumulation_steps=1, max_steps=steps, logging_steps=1,
                       save_steps=10**9, lora_r=64, lora_alpha=128, use_gradient_checkpointing=checkpointing,
                       dataloader_num_workers=ctx["workers"], report_to="none", learning_rate=5e-4,
@@ -240,7 +176,8 @@ def train_phase(name: str, ctx: dict, data: str, batch_size: int, steps: int, ch
     peak = ctx["peak_flops"]
     row = {"phase": name, "batch": batch_size, "checkpointing": checkpointing, "steps": len(timer.times),
            "median_step_s": round(step_s, 4), "tokens_per_step": round(tokens), "tokens_per_s": round(tokens / step_s),
-           "samples_per_s": round(batch_size / step_s, 2), "peak_memory_gb": _peak_gb(device),
+           "samples_per_s": round(batch_size / step_s, 2), "peak_memory_gb": timer.peak_gb,
+           "longest_sample": max(timer.dataset.lengths()), "attention": attention,
            "audio_share": round(audio_share, 3), "active_params": round(active), "tflops": round(flops / 1e12, 2),
            "mfu": round(flops / peak, 4) if peak else None,
            "first_loss": rows[0].get("loss") if rows else None, "last_loss": rows[-1].get("loss") if rows else None,
@@ -249,14 +186,46 @@ def train_phase(name: str, ctx: dict, data: str, batch_size: int, steps: int, ch
     return row
 
 
-def infer_phase(ctx: dict, columns: int) -> dict:
+def save_random_adapter(model, folder: Path):
+    """Put a LoRA adapter (r=64, training's targets, random non-zero updates) on `model`, save it as training
+    saves one, and return the bare base model again (the adapter is then loaded back as users load it)."""
+    from ..model.load import apply_lora
+
+    peft = apply_lora(model, r=64, alpha=128, dropout=0.0)
+    with torch.no_grad():
+        for name, p in peft.named_parameters():
+            if "lora_" in name:
+                p.normal_(0, 0.01)
+    peft.save_pretrained(str(folder))
+    base = peft.unload()
+    if hasattr(base, "peft_config"):
+        del base.peft_config  # left behind by unload; PEFT would take the reload for a second adapter
+    return base
+
+
+def codec_for(ctx: dict):
+    """The real codec class (random weights) on CUDA; the tiny codec on CPU, where the real one's decoder
+    would dominate the run. Either way decode is timed on its own."""
     from ..data.codes import TinyCodec
-    from ..infer.engine import GenerationSettings, VoiceCloner
+    from ..data.higgs_codec import HiggsAudioCodec
+
+    if ctx["device"].startswith("cuda"):
+        return HiggsAudioCodec.random(device=ctx["device"])
+    return TinyCodec()
+
+
+def infer_phase(ctx: dict, columns: int) -> dict:
+    from ..infer.engine import GenerationSettings, VoiceCloner, load_adapter
 
     device, precision = ctx["device"], ctx["precision"]
-    model = build_model(ctx["config"], device, precision.weights_dtype)
+    adapter = Path(ctx["workdir"]) / "adapter"
+    model = load_check_model(ctx["model_dir"], device, precision.weights_dtype)
     model.config.use_cache = True
-    cloner = VoiceCloner(model, ctx["tokenizer"], TinyCodec())
+    model = save_random_adapter(model, adapter)
+    model = load_adapter(model, str(adapter))  # unmerged: PEFT keeps the adapter in fp32, as `infer --lora_path`
+    adapter_dtype = next(p.dtype for n, p in model.named_parameters() if "lora_" in n)
+    codec = codec_for(ctx)
+    cloner = VoiceCloner(model, ctx["tokenizer"], codec, cache=ctx["cache"])
     sample = ctx["short"][0]
     cloner.generate(sample, GenerationSettings(max_new_tokens=16, temperature=0.7, seed=0))  # warm-up
     _reset_peak(device)
@@ -266,11 +235,27 @@ def infer_phase(ctx: dict, columns: int) -> dict:
     _sync(device)
     dt = time.perf_counter() - t0
     n = int(g.raw_codes.shape[1])
+    codes = g.codes
+    if codes.shape[1] == 0:  # a random model may stop at once: decode what it would have said
+        codes = g.raw_codes.clip(0, cloner.config.audio_codebook_size - 1).cpu().numpy()
+    cloner.decode(codes[:, : min(codes.shape[1], 8)])  # warm-up
+    _sync(device)
+    t1 = time.perf_counter()
+    wav = cloner.decode(codes)
+    _sync(device)
+    decode_s = time.perf_counter() - t1
+    row = {"prompt_tokens": len(g.prompt_ids), "max_new_tokens": columns, "generated_columns": n,
+           "seconds": round(dt, 3), "columns_per_s": round(n / dt, 1),
+           "realtime_factor": round((n / 25) / dt, 3), "stopped_at_eos": g.stopped, "peak_memory_gb": _peak_gb(device),
+           "adapter": "unmerged", "adapter_dtype": str(adapter_dtype).replace("torch.", ""),
+           "base_dtype": str(precision.weights_dtype).replace("torch.", ""), "cache": cloner.cache_mode,
+           "cuda_graphs": cloner.cuda_graphs, "attention": attention_implementation(cloner.net),
+           "codec": type(codec).__name__, "decoded_columns": int(codes.shape[1]), "decode_seconds": round(decode_s, 4),
+           "decoded_audio_s": round(len(wav) / codec.sampling_rate, 3),
+           "note": "sampled (temperature 0.7, top-k 50, top-p 0.95, RAS 7/2); real-time factor = (columns / 25) s of "
+                   "audio per second of generation; decode_seconds is the codec alone"}
     del cloner, model
-    return {"prompt_tokens": len(g.prompt_ids), "max_new_tokens": columns, "generated_columns": n,
-            "seconds": round(dt, 3), "columns_per_s": round(n / dt, 1),
-            "realtime_factor": round((n / 25) / dt, 3), "stopped_at_eos": g.stopped, "peak_memory_gb": _peak_gb(device),
-            "note": "sampled (temperature 0.7, top-k 50, top-p 0.95, RAS 7/2); real-time factor = (columns / 25) s of audio per second"}
+    return row
 
 
 def alignment_phase(ctx: dict) -> dict:
@@ -279,7 +264,7 @@ def alignment_phase(ctx: dict) -> dict:
     from ..model.load import apply_lora
 
     device, precision = ctx["device"], ctx["precision"]
-    model = build_model(ctx["config"], device, precision.weights_dtype)
+    model = load_check_model(ctx["model_dir"], device, precision.weights_dtype)
     params = "full" if ctx["groups"]["total"] < FULL_FIT_MAX_PARAMS else "lora"
     if params == "lora":
         model = apply_lora(model, r=16, alpha=32, dropout=0.0)
@@ -314,8 +299,14 @@ def _peak_for(name: str):
 
 def run_gpu_check(shape: str = "released", output: str | Path | None = None, device: str | None = None,
                   mixed_precision: str | None = None, steps: int | None = None, phases=("train", "infer", "alignment"),
+                  full: bool = False, cuda_choices: bool | None = None, workdir: str | Path | None = None,
                   log=print) -> dict:
-    """Run the phases, print a table, write the JSON report to `output` (if given) and return it."""
+    """Run the phases (and with `full`, every CLI command as a step, see `bench/full.py`), print a table,
+    write the JSON report to `output` (if given) and return it.
+
+    `cuda_choices` (default: with `full` on a CPU): take CUDA's paths where a CPU can run them (static KV
+    cache, bf16 autocast when no --mixed_precision is given). `workdir`: keep the model folder, data,
+    adapters and outputs there (by default a temporary folder, removed at the end)."""
     if shape not in SHAPES:
         raise ValueError(f"--shape {shape!r}: use one of {', '.join(SHAPES)}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -326,21 +317,29 @@ def run_gpu_check(shape: str = "released", output: str | Path | None = None, dev
     plan = dict(PLANS[shape])
     if steps:
         plan.update(steps=steps, long_steps=min(steps, plan["long_steps"]))
+    cuda = device.startswith("cuda")
+    if cuda_choices is None:
+        cuda_choices = full and not cuda
+    if cuda_choices and not cuda and mixed_precision in (None, "auto"):
+        mixed_precision = "bf16"  # CUDA's default scheme; a CPU runs bf16 autocast too
     precision: Precision = resolve_precision(mixed_precision, device)
     config = build_config(shape)
     info = device_info(device)
     report: dict = {"shape": shape, "device": info, "precision": precision.name, "flop_formula": FLOP_FORMULA,
-                    "peak_flops": _peak_for(info.get("name", "")), "train": [], "infer": None, "alignment": None}
-    with tempfile.TemporaryDirectory(prefix="higgs_lora_gpu_check_") as tmp:
+                    "peak_flops": _peak_for(info.get("name", "")), "cuda_choices_on_cpu": bool(cuda_choices and not cuda),
+                    "attention": None, "train": [], "infer": None, "alignment": None}
+    with (contextlib.nullcontext(workdir) if workdir else tempfile.TemporaryDirectory(prefix="higgs_lora_gpu_check_")) as tmp:
         work = Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         ctx = {"device": device, "precision": precision, "config": config, "tokenizer": tiny.build_tokenizer(),
                "workdir": work, "workers": plan["workers"], "peak_flops": report["peak_flops"], "plan": plan,
-               "log": log}
-        model = build_model(config, "meta", precision.weights_dtype)
-        ctx["groups"] = parameter_groups(model)
-        del model
+               "log": log, "cache": "static" if cuda_choices else "auto"}
+        ctx["groups"] = parameter_groups(build_meta_model(config))
         report["parameters"] = ctx["groups"]
         log(f"gpu-check: {shape} shape, {ctx['groups']['total']:,} parameters, {precision.name}, on {info.get('name')}")
+        t0 = time.time()
+        ctx["model_dir"] = write_model_folder(config, work / "model", device, precision.weights_dtype)
+        report["model_folder_s"] = round(time.time() - t0, 1)
         normal = write_chatml(make_samples(work, "n", plan["normal"], 0), work / "normal.json")
         long = write_chatml(make_samples(work, "l", plan["long"], 1), work / "long.json")
         ctx["short"] = make_samples(work, "s", plan["short"], 2)
@@ -366,6 +365,13 @@ def run_gpu_check(shape: str = "released", output: str | Path | None = None, dev
             report["infer"] = attempt("infer", lambda: infer_phase(ctx, plan["columns"]))
         if "alignment" in phases:
             report["alignment"] = attempt("alignment", lambda: alignment_phase(ctx))
+        if full:
+            from .full import run_steps
+
+            report["steps"] = run_steps({**ctx, "normal": normal, "columns": plan["columns"],
+                                         "steps": min(plan["steps"], 3), "cuda_choices": cuda_choices}, log=log)
+        measured = [r for r in [*report["train"], report["infer"] or {}] if r.get("attention")]
+        report["attention"] = measured[0]["attention"] if measured else None
     report["total_s"] = round(time.time() - t_start, 1)
     log(table(report))
     if output:
@@ -384,8 +390,9 @@ def _fmt(v, spec=""):
 def table(report: dict) -> str:
     d = report["device"]
     lines = [f"gpu-check ({report['shape']} shape, {report['parameters']['total']:,} params, {report['precision']}) "
-             f"on {d.get('name')}: {report['total_s']} s",
-             f"{'train':<26}{'step s':>8}{'tok/s':>9}{'samp/s':>8}{'peak GB':>9}{'TFLOP/s':>9}{'MFU':>7}"]
+             f"on {d.get('name')}: {report['total_s']} s"]
+    if report["train"]:
+        lines.append(f"{'train':<26}{'step s':>8}{'tok/s':>9}{'samp/s':>8}{'peak GB':>9}{'TFLOP/s':>9}{'MFU':>7}")
     for r in report["train"]:
         if "median_step_s" not in r:
             lines.append(f"{r.get('phase', '?'):<26}FAILED: {r.get('error', '')[:90]}")
@@ -395,8 +402,12 @@ def table(report: dict) -> str:
     inf = report.get("infer")
     if inf:
         lines.append("infer: FAILED: " + inf["error"][:90] if "error" in inf else
-                     f"infer: {inf['generated_columns']} columns in {inf['seconds']} s = {inf['columns_per_s']} columns/s, "
-                     f"{inf['realtime_factor']}x real time")
+                     f"infer ({inf['adapter']} {inf['adapter_dtype']} adapter on {inf['base_dtype']}, {inf['cache']} cache"
+                     f"{', CUDA graphs' if inf['cuda_graphs'] else ''}): {inf['generated_columns']} columns in "
+                     f"{inf['seconds']} s = {inf['columns_per_s']} columns/s, {inf['realtime_factor']}x real time; "
+                     f"{inf['codec']} decode of {inf['decoded_columns']} columns {inf['decode_seconds']} s")
+    if report.get("attention"):
+        lines.append(f"attention: {report['attention']}")
     al = report.get("alignment")
     if al:
         if "error" in al:
@@ -406,4 +417,10 @@ def table(report: dict) -> str:
             lines.append(f"alignment: {'OK' if al['ok'] else 'FAILED'} in {al['seconds']} s ({s.get('mode')}, {al['params']} weights, "
                          f"lr {s.get('learning_rate')}, {s.get('precision')})")
             lines += [f"  [{'PASS' if c['ok'] else 'FAIL'}] {k}: {c['summary']}" for k, c in al["checks"].items()]
+    if report.get("steps"):
+        lines.append("steps (--full: each CLI command once):")
+    for st in report.get("steps", []):
+        state = "PASS" if st["ok"] else ("skip" if st.get("skipped") else "FAIL")
+        mem = f", peak {st['peak_memory_gb']} GB" if st.get("peak_memory_gb") is not None else ""
+        lines.append(f"  [{state}] {st['name']} ({st['seconds']} s{mem})" + (f": {st['error'][:100]}" if st["error"] else ""))
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""`higgs-lora gpu-check`: the released architecture (random weights, offline) through train, infer and check-alignment."""
+"""`higgs-lora gpu-check`: the released architecture (random weights, offline) through train, infer and check-alignment;
+`--full` runs every user-facing command once (bench/full.py)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,17 @@ def add_arguments(p) -> None:
     p.add_argument("--steps", type=int, default=None,
                    help="training steps per phase (default: 10 released, 3 small; the first 2 are warm-up and not timed "
                         "when there are more)")
-    p.add_argument("--phases", nargs="+", choices=["train", "infer", "alignment"], default=["train", "infer", "alignment"],
-                   help="which phases to run")
+    p.add_argument("--phases", nargs="*", choices=["train", "infer", "alignment"], default=["train", "infer", "alignment"],
+                   help="which measured phases to run (none: `--phases` alone, e.g. with --full)")
+    p.add_argument("--workdir", default=None, metavar="DIR",
+                   help="keep the random-weight model folder, data, adapters and outputs here, so the commands train "
+                        "prints next can be run afterwards (default: a temporary folder, removed at the end)")
+    p.add_argument("--full", action="store_true",
+                   help="also run every command a GPU user runs, once each, through the CLI: train bf16/fp16 with and "
+                        "without checkpointing, check-alignment in both modes, infer and clone with an unmerged adapter "
+                        "and merged, merge + boson's serve engine, eval on two samples, a 2-process torchrun; the JSON "
+                        "gets \"steps\". On a CPU (--shape small) CUDA's choices are forced where a CPU can run them "
+                        "(static KV cache, bf16 autocast)")
 
 
 def one_visible_gpu(device: str | None, environ=os.environ) -> str | None:
@@ -46,8 +56,10 @@ def run(args) -> int:
     from ..bench.gpu_check import run_gpu_check
 
     report = run_gpu_check(args.shape, args.output, device=args.device, mixed_precision=args.mixed_precision,
-                           steps=args.steps, phases=tuple(args.phases))
+                           steps=args.steps, phases=tuple(args.phases), full=args.full,
+                           workdir=args.workdir)
     failed = [r.get("phase") for r in report["train"] if "error" in r]
+    failed += [s["name"] for s in report.get("steps", []) if not s["ok"] and not s.get("skipped")]
     failed += [k for k in ("infer", "alignment") if report.get(k) and "error" in report[k]]
     if report.get("alignment") and not report["alignment"].get("ok", False):
         failed.append("alignment")

@@ -24,8 +24,8 @@ Memory (bytes, reported in GiB = 2**30 as torch.cuda.max_memory_allocated counts
   in the loss + the fp32 gradient), plus the audio logits; A_attn = per head, the fp32
   attention probabilities and their bf16 copy (SDPA falls back to its math kernel for the
   model's additive masks on unpadded lengths, so attention memory grows with L^2).
-  Calibrated against an H200 running the released shape (see CALIBRATION_POINTS; a test holds
-  the estimate within 25 % of each figure).
+  Calibrated against an H200 running the released shape (train/calibration.py: every figure with the
+  precision scheme it ran under; a test holds the estimate within 25 % of each figure).
 
 FLOPs per optimizer micro-step (matrix products only, 2 FLOPs per multiply-add):
     forward  = tokens * (2*N_active + 4*L*layers*heads*head_dim)
@@ -59,23 +59,9 @@ GPUS = {
 # Share of the card the estimate may use: the CUDA context, cuBLAS workspaces and the caching
 # allocator's fragmentation are not in max_memory_allocated, which the estimate predicts.
 USABLE_FRACTION = 0.9
-# Measured on an H200 (released shape, batch 4, r=64): 0.55 s/step -> ~16 % by the formula above,
-# 0.84 s/step with checkpointing -> ~14 %, batch 16 with checkpointing ~19 %.
-DEFAULT_MFU = 0.15
-# Counted per-layer activation bytes overstate what backward really keeps (tensors shared between
-# ops, temporaries freed early); this factor was fitted to the H200 figures below.
-ACTIVATION_CALIBRATION = 0.8
-
-# (what, batch, padded length, checkpointing, peak GiB measured); released shape, LoRA r=64 on
-# the default targets, bf16 weights, fp32 adapters. Lengths are the harness data's longest
-# samples by `VoiceCloningDataset.lengths()` (the batch holding the longest sample sets the peak).
-CALIBRATION_POINTS = [
-    ("batch 4, ~3,670 non-pad tokens", 4, 1070, False, 63.0),
-    ("batch 4, ~3,670 non-pad tokens", 4, 1070, True, 19.7),
-    ("2 x (30 s ref + 30 s target), batch 2", 2, 2564, False, 101.8),
-    ("2 x (30 s ref + 30 s target), batch 2", 2, 2564, True, 21.2),
-    ("batch 16", 16, 1070, True, 40.8),
-]
+# The GPU measurements (each with its precision scheme), the MFU and the activation factor fitted to
+# them live in train/calibration.py, which also reads gpu-check reports to recalibrate.
+from .calibration import ACTIVATION_CALIBRATION, CALIBRATION_POINTS, DEFAULT_MFU  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------------------------------------

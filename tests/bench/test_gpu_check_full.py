@@ -1,0 +1,84 @@
+"""`gpu-check --full --shape small` on CPU: every user-facing command once, through the CLI, on the paths
+CUDA takes where a CPU can run them (static KV cache, bf16 autocast). One run, read by several tests."""
+
+import json
+
+import pytest
+
+from higgs_lora.bench.full import STEP_KEYS
+from higgs_lora.cli import main
+
+STEPS = ["train_bf16", "train_bf16_checkpointing", "train_fp16", "train_fp16_checkpointing",
+         "check_alignment_teacher_forced", "check_alignment_regenerate", "infer_unmerged", "clone_unmerged",
+         "merge", "infer_merged", "clone_merged", "serve_engine_merged", "eval", "torchrun_2_processes"]
+# check-alignment's regenerate judge crashes on CUDA's static cache (issue 15, fixed by the check-alignment work).
+KNOWN_CRASH = "check_alignment_regenerate"
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    from higgs_lora.infer.engine import VoiceCloner
+
+    tmp = tmp_path_factory.mktemp("full")
+    built = []
+    original = VoiceCloner._build_caches
+
+    def spy(self, lengths):
+        built.append(self.device.type)
+        return original(self, lengths)
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CUDA_VISIBLE_DEVICES", "")  # gpu-check narrows it; restored after
+    mp.setattr(VoiceCloner, "_build_caches", spy)
+    try:
+        rc = main(["gpu-check", "--shape", "small", "--device", "cpu", "--full", "--phases", "--steps", "2",
+                   "--output", str(tmp / "r.json"), "--workdir", str(tmp / "work")])
+    finally:
+        mp.undo()
+    report = json.loads((tmp / "r.json").read_text(encoding="utf-8"))
+    return rc, report, built, tmp / "work"
+
+
+def test_full_runs_every_command_once_and_records_each_step(full_run):
+    rc, report, built, work = full_run
+    assert report["device"]["name"] == "cpu" and report["cuda_choices_on_cpu"] is True
+    assert report["precision"] == "bf16"  # CUDA's default scheme, forced on the CPU
+    assert set(report) >= {"train", "infer", "alignment", "steps", "device"}
+    steps = {s["name"]: s for s in report["steps"]}
+    assert [s["name"] for s in report["steps"]] == STEPS
+    for s in report["steps"]:
+        assert set(s) >= set(STEP_KEYS) and s["peak_memory_gb"] is None  # no CUDA counter on a CPU
+    for name in ("train_fp16", "train_fp16_checkpointing"):  # Trainer's fp16 loss scaling needs CUDA
+        assert steps[name]["skipped"] and "needs CUDA" in steps[name]["error"]
+    failed = {n: s["error"] for n, s in steps.items() if not s["ok"] and not s.get("skipped") and n != KNOWN_CRASH}
+    assert not failed
+    ran = [s for n, s in steps.items() if not s.get("skipped")]
+    assert all(s["seconds"] > 0 for s in ran)
+    # the outputs each command promises exist
+    assert (work / "full" / "train_bf16" / "adapter_config.json").is_file()
+    assert (work / "full" / "merged" / "config.json").is_file()
+    assert (work / "full" / "clone_unmerged.wav").is_file() and (work / "full" / "clone_merged.wav").is_file()
+    assert json.loads((work / "full" / "infer_unmerged" / "results.json").read_text())
+    assert (work / "full" / "eval" / "report.md").is_file()
+    assert (work / "full" / "train_ddp" / "adapter_config.json").is_file()
+    # the engine took the static cache, as on CUDA, in every command that generates
+    assert len(built) >= 5 and set(built) == {"cpu"}
+
+
+def test_a_failing_step_is_recorded_and_fails_the_command(full_run, capsys):
+    rc, report, _, _ = full_run
+    crashed = next(s for s in report["steps"] if s["name"] == KNOWN_CRASH)
+    if not crashed["ok"]:
+        assert rc == 1 and crashed["error"] and crashed["traceback"]
+        later = [s["name"] for s in report["steps"][report["steps"].index(crashed) + 1:]]
+        assert later[-1] == "torchrun_2_processes"  # the steps after it still ran
+
+
+@pytest.mark.xfail(strict=True, reason="issue 15: check-alignment's regenerate judge generates under bf16 autocast into "
+                                       "a static cache allocated in fp32 (index_copy_ dtype mismatch); fixed by the "
+                                       "check-alignment work, then this mark must go")
+def test_check_alignment_regenerate_runs_on_the_static_cache(full_run):
+    rc, report, _, _ = full_run
+    step = next(s for s in report["steps"] if s["name"] == KNOWN_CRASH)
+    assert step["ok"], step["error"]
+    assert rc == 0
