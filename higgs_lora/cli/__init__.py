@@ -12,7 +12,7 @@
     higgs-lora eval --data HELDOUT --output_dir D --model_path M [--lora_path L]
     higgs-lora clone --ref_audio R.wav --ref_text T --text T --output out.wav [--model_path M --lora_path L]
     higgs-lora check-alignment --train_data F --base_model B --audio_tokenizer T [--report R.json]
-    higgs-lora gpu-check [--shape released|small] [--output R.json]   released-shape speed/memory check
+    higgs-lora gpu-check [--full] [--shape released|small] [--output R.json]   released-shape speed/memory check (+ every command)
 
 `tiny` names the offline random-weight model (--base_model/--model_path) or codec (--audio_tokenizer).
 """

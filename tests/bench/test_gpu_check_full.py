@@ -31,7 +31,7 @@ def full_run(tmp_path_factory):
     mp.setenv("CUDA_VISIBLE_DEVICES", "")  # gpu-check narrows it; restored after
     mp.setattr(VoiceCloner, "_build_caches", spy)
     try:
-        rc = main(["gpu-check", "--shape", "small", "--device", "cpu", "--full", "--phases", "--steps", "2",
+        rc = main(["gpu-check", "--shape", "small", "--device", "cpu", "--full", "--phases", "infer", "--steps", "2",
                    "--output", str(tmp / "r.json"), "--workdir", str(tmp / "work")])
     finally:
         mp.undo()
@@ -62,7 +62,12 @@ def test_full_runs_every_command_once_and_records_each_step(full_run):
     assert (work / "full" / "eval" / "report.md").is_file()
     assert (work / "full" / "train_ddp" / "adapter_config.json").is_file()
     # the engine took the static cache, as on CUDA, in every command that generates
-    assert len(built) >= 5 and set(built) == {"cpu"}
+    assert len(built) >= 6 and set(built) == {"cpu"}
+    # and so did the measured inference: bf16 base, unmerged fp32 adapter, static cache, decode timed apart
+    infer = report["infer"]
+    assert (infer["cache"], infer["base_dtype"], infer["adapter"], infer["adapter_dtype"]) == (
+        "static", "bfloat16", "unmerged", "float32")
+    assert infer["cuda_graphs"] is False and infer["decode_seconds"] > 0 and report["attention"] == "sdpa"
 
 
 def test_a_failing_step_is_recorded_and_fails_the_command(full_run, capsys):
