@@ -45,6 +45,9 @@ from importlib import resources
 from pathlib import Path
 
 from ..defaults import BASE_MODEL, DEFAULT_LORA_TARGETS, MODEL_REPO
+# The GPU measurements (each with its precision scheme), the MFU and the activation factor fitted to
+# them live in calibration.py, which also reads gpu-check reports to recalibrate.
+from .calibration import ACTIVATION_CALIBRATION, CALIBRATION_POINTS, DEFAULT_MFU  # noqa: F401  (re-exported)
 
 GIB = 2**30
 FRAMES_PER_SECOND = 25  # Higgs audio tokenizer: 25 code columns per second of audio
@@ -59,9 +62,6 @@ GPUS = {
 # Share of the card the estimate may use: the CUDA context, cuBLAS workspaces and the caching
 # allocator's fragmentation are not in max_memory_allocated, which the estimate predicts.
 USABLE_FRACTION = 0.9
-# The GPU measurements (each with its precision scheme), the MFU and the activation factor fitted to
-# them live in train/calibration.py, which also reads gpu-check reports to recalibrate.
-from .calibration import ACTIVATION_CALIBRATION, CALIBRATION_POINTS, DEFAULT_MFU  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------------------------------------
