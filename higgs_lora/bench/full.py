@@ -16,7 +16,6 @@ scaling): on a CPU those steps are recorded as skipped, with the reason.
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import socket
 import subprocess
@@ -122,7 +121,7 @@ def serve_engine_loads(merged: Path, device: str, sample):
     return 0
 
 
-def torchrun_train(argv: list[str], device: str, log_path: Path):
+def torchrun_train(argv: list[str], log_path: Path):
     """Two training processes on this machine (gloo on CPU; NCCL on CUDA, one GPU per rank)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
@@ -155,8 +154,7 @@ def run_steps(ctx: dict, log=print) -> list[dict]:
     s = Steps(device, log)
     adapter = work / "train_bf16"
     fp16_skip = None if cuda else "fp16 loss scaling needs CUDA (Trainer refuses fp16 on a CPU)"
-    with (static_cache_by_default() if ctx["cuda_choices"] else contextlib.nullcontext()), \
-            contextlib.redirect_stdout(io.StringIO()) if ctx.get("quiet") else contextlib.nullcontext():
+    with static_cache_by_default() if ctx["cuda_choices"] else contextlib.nullcontext():
         for precision in ("bf16", "fp16"):
             for ckpt in (False, True):
                 name = f"train_{precision}" + ("_checkpointing" if ckpt else "")
@@ -192,5 +190,5 @@ def run_steps(ctx: dict, log=print) -> list[dict]:
         ddp_skip = "one GPU visible: NCCL runs one rank per GPU, and gpu-check measures one GPU"
     ddp = ["train", *common_train, "--max_steps", "2", "--output_dir", str(work / "train_ddp"),
            "--mixed_precision", "bf16" if cuda or ctx["cuda_choices"] else "no"]
-    s.run("torchrun_2_processes", lambda: torchrun_train(ddp, device, work / "torchrun.log"), skip=ddp_skip)
+    s.run("torchrun_2_processes", lambda: torchrun_train(ddp, work / "torchrun.log"), skip=ddp_skip)
     return s.rows

@@ -50,7 +50,9 @@ def test_full_runs_every_command_once_and_records_each_step(full_run):
         assert set(s) >= set(STEP_KEYS) and s["peak_memory_gb"] is None  # no CUDA counter on a CPU
     for name in ("train_fp16", "train_fp16_checkpointing"):  # Trainer's fp16 loss scaling needs CUDA
         assert steps[name]["skipped"] and "needs CUDA" in steps[name]["error"]
-    failed = {n: s["error"] for n, s in steps.items() if not s["ok"] and not s.get("skipped") and n != KNOWN_CRASH}
+    failed = {n: s["error"] for n, s in steps.items() if not s["ok"] and not s.get("skipped")}
+    if KNOWN_CRASH in failed and "index_copy_" in failed[KNOWN_CRASH]:  # tolerated only as the known crash
+        del failed[KNOWN_CRASH]
     assert not failed
     ran = [s for n, s in steps.items() if not s.get("skipped")]
     assert all(s["seconds"] > 0 for s in ran)
