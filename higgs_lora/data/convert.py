@@ -194,8 +194,8 @@ def probe_clips(rows, source: str, report: ConvertReport, window: DurationWindow
                 report.drop(source, row.where, "audio_not_found", f"{row.key}: no such audio file {row.path}", row.speaker)
                 continue
             try:
-                info = sf.info(row.path)
-                seconds = info.frames / float(info.samplerate)
+                with sf.SoundFile(row.path) as f:  # the header only; sf.info also formats strings, a third slower
+                    seconds = f.frames / float(f.samplerate)
             except Exception as exc:
                 report.drop(source, row.where, "audio_unreadable", f"{row.path}: {exc}", row.speaker)
                 continue
