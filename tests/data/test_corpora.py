@@ -286,6 +286,10 @@ def test_hugging_face_columns_by_flag_and_a_save_to_disk_folder(tmp_path, capsys
     assert main(["convert", str(tmp_path / "saved"), "--output", str(out), "--audio_column", "clip",
                  "--text_column", "transcription_ar"]) == 2
     assert "--speaker_column" in capsys.readouterr().err
+    one = tmp_path / "one.jsonl"  # a one-speaker dataset: --speaker names who speaks every clip
+    assert main(["convert", str(tmp_path / "saved"), "--output", str(one), "--audio_column", "clip",
+                 "--text_column", "transcription_ar", "--speaker", "narrator"]) == 0
+    assert len(_read(one)) == 6 and {r["speaker"] for r in _read(one)} == {"narrator"}
     assert main(["convert", str(tmp_path / "saved"), "--output", str(out), "--audio_column", "clip",
                  "--text_column", "transcription_ar", "--speaker_column", "who", "--format", "hf"]) == 0
     by_hash = {hashlib.sha256(r["clip"]["bytes"]).hexdigest(): r for r in rows}
