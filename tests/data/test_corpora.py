@@ -326,3 +326,51 @@ def test_a_folder_of_nothing_known_is_one_line(tmp_path, capsys):
     assert main(["convert", str(tmp_path / "junk"), "--output", str(tmp_path / "o.jsonl")]) == 2
     err = capsys.readouterr().err
     assert "none of the layouts convert reads" in err and "--format" in err
+
+
+def test_hugging_face_clips_are_written_from_arrow_memory_not_copied_into_python(tmp_path):
+    """Three 20 s clips (1.9 MB each): a reader that turned the audio column into Python bytes (to_pylist,
+    as_py) would allocate at least one clip on the Python heap; written from Arrow's buffers, the Python
+    side of a convert stays far below one clip."""
+    import tracemalloc
+
+    rows = []
+    for i in range(3):
+        data = _audio_bytes(tmp_path, f"long{i}.wav", 20.0, 48000, "WAV", 200 + 50 * i)
+        rows.append({"audio": {"bytes": data, "path": f"long{i}.wav"}, "text": ARABIC[i], "speaker_id": "s"})
+    clip_size = len(rows[0]["audio"]["bytes"])
+    ds = tmp_path / "big"
+    _parquet_shards(ds, rows, 1)
+    del rows, data
+    convert([ds], tmp_path / "warm.jsonl")  # imports and first-use caches, outside the measurement
+    tracemalloc.start()
+    try:
+        convert([ds], tmp_path / "o1.jsonl", overwrite=True)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < clip_size / 4, (peak, clip_size)
+
+
+def test_kaldi_segments_read_only_their_frames(tmp_path):
+    """A 35 s recording cut into 1 s segments: decoding the recording whole (3.4 MB of float32) for a
+    segment would show on the Python heap (numpy reports to tracemalloc); seeking and reading the
+    segment's frames keeps the peak near one segment."""
+    import tracemalloc
+
+    d = tmp_path / "kd"
+    d.mkdir()
+    _write(tmp_path / "long.wav", 35.0, 24000)
+    (d / "wav.scp").write_text(f"rec {tmp_path / 'long.wav'}\n")
+    (d / "segments").write_text("".join(f"u{i} rec {3 * i} {3 * i + 1}\n" for i in range(10)))
+    (d / "text").write_text("".join(f"u{i} {ARABIC[i % len(ARABIC)]}\n" for i in range(10)), encoding="utf-8")
+    (d / "utt2spk").write_text("".join(f"u{i} s\n" for i in range(10)))
+    whole = 35 * 24000 * 4
+    tracemalloc.start()
+    try:
+        convert([d], tmp_path / "k.jsonl")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < whole / 4, (peak, whole)
+    assert len(list((tmp_path / corpora.CLIPS_DIR / "kaldi").iterdir())) == 10
