@@ -197,7 +197,8 @@ def probe_clips(rows, source: str, report: ConvertReport, window: DurationWindow
                 with sf.SoundFile(row.path) as f:  # the header only; sf.info also formats strings, a third slower
                     seconds = f.frames / float(f.samplerate)
             except Exception as exc:
-                report.drop(source, row.where, "audio_unreadable", f"{row.path}: {exc}", row.speaker)
+                report.drop(source, row.where, "audio_unreadable", f"{row.path}: not decodable audio ({exc})",
+                            row.speaker)
                 continue
         out = window.reason(seconds)
         if out is not None:

@@ -3,7 +3,6 @@ and without segments, pipe entries), Hugging Face parquet shards and a save_to_d
 validates, and each target text is the one the test recorded with that clip (checked against the test's
 own tables, not the converter's)."""
 
-import csv
 import hashlib
 import json
 from pathlib import Path
