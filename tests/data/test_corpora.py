@@ -311,6 +311,8 @@ def test_hub_dataset_id_goes_through_snapshot_download(tmp_path, monkeypatch):
     assert corpora.detect("someone/arabic-tts") == "hub"
     report = convert(["someone/arabic-tts"], tmp_path / "hub.jsonl")
     assert report.converted == 6 and calls[0][0] == "someone/arabic-tts" and calls[0][1]["repo_type"] == "dataset"
+    convert(["someone/arabic-tts"], tmp_path / "hub_train.jsonl", split="train")
+    assert calls[-1][1]["allow_patterns"] == ["*train*.parquet"]  # only the split's shards are downloaded
 
     def offline(repo, **kw):
         raise ConnectionError("no network")

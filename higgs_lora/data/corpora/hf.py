@@ -48,13 +48,16 @@ def shard_files(folder: Path, split: str | None = None) -> list[Path]:
 
 def download(repo_id: str, split: str | None) -> Path:
     """The dataset's parquet files from the hub (its own, else the hub's parquet conversion)."""
+    # Only the split's shards when one is named (fnmatch's * crosses folders: data/train-0.parquet and
+    # default/train/0000.parquet both match): a corpus's other splits can be many gigabytes.
+    patterns = [f"*{split}*.parquet"] if split else ["*.parquet"]
     try:
         from huggingface_hub import snapshot_download
 
-        folder = Path(snapshot_download(repo_id, repo_type="dataset", allow_patterns=["*.parquet", "**/*.parquet"]))
+        folder = Path(snapshot_download(repo_id, repo_type="dataset", allow_patterns=patterns))
         if not shard_files(folder, split):
             folder = Path(snapshot_download(repo_id, repo_type="dataset", revision="refs/convert/parquet",
-                                            allow_patterns=["*.parquet", "**/*.parquet"]))
+                                            allow_patterns=patterns))
     except Exception as exc:  # network, auth, unknown id: all are the user's to fix
         raise OSError(f"{repo_id}: not a local path, and the Hugging Face hub did not give it as a dataset "
                       f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
