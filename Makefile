@@ -13,7 +13,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	# torch first and pinned, so no later requirement can pull a multi-GB CUDA build in its place.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test,eval]"
+	# [hf]: pyarrow, which `convert` needs for Hugging Face datasets and its tests for their parquet shards.
+	$(PY) -m pip install -q -e ".[test,eval,hf]"
 	# Speaker similarity (higgs-lora eval): resemblyzer's declared deps are webrtcvad (imports
 	# pkg_resources, gone from setuptools >= 81) and `typing` (a Python 2 backport); its real needs
 	# (librosa, numpy, scipy<2, torch, webrtcvad-wheels) come from the [eval] extra above.

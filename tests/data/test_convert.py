@@ -93,7 +93,7 @@ def test_folder_with_speakers_pairs_within_each_speaker_never_the_same_clip(tmp_
     # a: 3 targets x 2 refs, b: 2 targets x 1 ref (only one other clip), c: alone -> dropped
     assert report.converted == len(written) == 8
     assert sorted((d.reason, d.item) for d in report.dropped) == [("audio_not_found", "line 8"),
-                                                                 ("no_reference_candidate", "clips/c1.wav")]
+                                                                 ("single_clip_speaker", "clips/c1.wav")]
     for r in written:
         ref, target = r["messages"][2]["content"]["audio_url"], r["messages"][4]["content"]["audio_url"]
         assert ref != target
