@@ -19,6 +19,7 @@ catching a broken pipeline: an unshifted loss, a delay-pattern mismatch, an unma
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 import time
@@ -32,7 +33,7 @@ import torch
 from .data.dataset import DictCollator, VoiceCloningDataset, batch_to_inputs, build_collator, make_chatml_sample
 from .data.sample import CloneSample, inference_prompt
 from .data.text import normalize_sample
-from .infer.engine import GenerationSettings, InferenceInputs, VoiceCloner
+from .infer.engine import ChunkSettings, GenerationSettings, InferenceInputs, VoiceCloner
 from .model.precision import Precision, resolve_precision
 from .train.loss import IGNORE, compute_loss
 
@@ -182,13 +183,15 @@ def stream_target_mask(stream: torch.Tensor, bos_id: int, eos_id: int) -> torch.
 
 
 @torch.no_grad()
-def teacher_forced_agreement(model, inputs: dict, config, precision: Precision) -> dict:
-    """Argmax audio codes at every target position of the last audio stream vs the stream itself."""
+def teacher_forced_agreement(model, inputs: dict, config) -> dict:
+    """Argmax audio codes at every target position of the last audio stream vs the stream itself.
+
+    Without autocast, in the weights' own dtypes, as `infer` runs the model (training's autocast is
+    the fit's business; the judge sees the numerics users get)."""
     device = next(model.parameters()).device
     model.eval()
     batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
-    with precision.autocast():
-        out = model(**batch, use_cache=False)
+    out = model(**batch, use_cache=False)
     start = int(batch["audio_out_ids_start"][-1])
     stream = batch["audio_out_ids"][:, start:]
     predicted = out.audio_logits[start:-1].argmax(-1).T  # row k predicts column k + 1
@@ -200,12 +203,32 @@ def teacher_forced_agreement(model, inputs: dict, config, precision: Precision) 
             "wrong": n - int(agree.sum())}
 
 
+@contextlib.contextmanager
+def as_inference_runs(model):
+    """The model's own forward for the judge's duration. Under bf16/fp16 Trainer (accelerate) replaces
+    the trained module's `forward` with an autocast wrapper; `infer` loads the weights fresh and runs
+    them without one, so the judge must too (with the wrapper, the static cache, allocated in the
+    weights' dtype, received bf16 keys: every CUDA run of the check crashed)."""
+    patched = [m for m in {id(m): m for m in (model, getattr(model, "get_base_model", lambda: model)())}.values()
+               if "_original_forward" in vars(m) and "forward" in vars(m)]
+    wrappers = [vars(m)["forward"] for m in patched]
+    for m in patched:
+        m.forward = m._original_forward
+    try:
+        yield
+    finally:
+        for m, wrapper in zip(patched, wrappers):
+            m.forward = wrapper
+
+
 def check_overfit(sample: CloneSample, model, tokenizer, codec, side: TrainingSide, mode: str = "regenerate",
                   precision: Precision | None = None, max_steps: int = 400, learning_rate: float = 3e-3,
-                  check_every: int = 25, log=print, known_codes: dict | None = None) -> CheckResult:
+                  check_every: int = 25, log=print, known_codes: dict | None = None, cache: str = "auto") -> CheckResult:
     """Fit one sample through the training path (the training dataset class, collator, loss and
     HiggsAudioTrainer with the run's precision, a padded batch of 2), then judge it through the
-    inference path: `regenerate` greedy-generates and expects the target codes exactly (and the stop);
+    inference path: `regenerate` greedy-generates through `VoiceCloner.clone`, the entry point of
+    `infer` and `clone`, with its KV cache (`cache`: auto = what infer picks on this device, static on
+    CUDA) and without autocast, as infer runs, and expects the target codes exactly (and the stop);
     `teacher_forced` expects the model's argmax at every target position of the inference inputs
     continued by the target to equal the target codes."""
     from transformers import PrinterCallback, TrainerCallback, TrainingArguments
@@ -222,7 +245,8 @@ def check_overfit(sample: CloneSample, model, tokenizer, codec, side: TrainingSi
     target = dataset.codes(sample.target_audio)
     infer_inputs = InferenceInputs(tokenizer, codec, model.config)
     tf_inputs = teacher_forced_inputs(infer_inputs, sample, target) if mode == "teacher_forced" else None
-    cloner = VoiceCloner(model, tokenizer, codec) if mode == "regenerate" else None
+    cloner = VoiceCloner(model, tokenizer, codec, cache=cache) if mode == "regenerate" else None
+    one_chunk = ChunkSettings(max_chars=0)  # the target as one segment, as training saw it
     settings = GenerationSettings(max_new_tokens=target.shape[1] + 2 * model.config.audio_num_codebooks + 8,
                                   temperature=0.0, ras_win_len=0)
     history: list[dict] = []
@@ -232,8 +256,8 @@ def check_overfit(sample: CloneSample, model, tokenizer, codec, side: TrainingSi
         model.eval()  # generation and the teacher-forced pass never run with dropout
         row = {"step": step, "loss": round(loss, 5)}
         if mode == "regenerate":
-            with precision.autocast():
-                generated = cloner.generate(sample, settings)
+            with as_inference_runs(model):
+                _, _, generated = cloner.clone(sample, settings, one_chunk)
             state["generated"] = generated
             matched = _codes_equal(generated.codes, target)
             row.update(exact_match=matched, stopped=generated.stopped)
@@ -241,7 +265,8 @@ def check_overfit(sample: CloneSample, model, tokenizer, codec, side: TrainingSi
             log(f"  overfit step {step}: loss {loss:.4f}, regenerated {generated.codes.shape[1]}/"
                 f"{target.shape[1]} frames, exact match: {matched}")
         else:
-            tf = teacher_forced_agreement(model, tf_inputs, model.config, precision)
+            with as_inference_runs(model):
+                tf = teacher_forced_agreement(model, tf_inputs, model.config)
             state["tf"] = tf
             row.update(teacher_forced_agreement=round(tf["agreement"], 5))
             passed = tf["positions"] > 0 and tf["wrong"] == 0
@@ -283,7 +308,7 @@ def check_overfit(sample: CloneSample, model, tokenizer, codec, side: TrainingSi
         generated = state["generated"]
         agree = _frame_agreement(generated.codes if generated is not None else None, target)
         details.update(generated_frames=int(generated.codes.shape[1]) if generated is not None else 0,
-                       code_agreement=round(agree, 4))
+                       code_agreement=round(agree, 4), cache=cloner.cache_mode, cuda_graphs=cloner.cuda_graphs)
         summary = (f"after {step} steps (lr {learning_rate:g}), greedy generation {'reproduces' if ok else 'does NOT reproduce'} "
                    f"the target ({target.shape[1]} frames; {agree:.1%} of codes agree"
                    f"{', stopped at stream EOS' if generated is not None and generated.stopped else ', no stop'})")
@@ -341,7 +366,7 @@ def run_checks(samples: list[CloneSample], model, tokenizer, codec, side: Traini
                overfit: bool = True, overfit_index: int = 0, max_steps: int | None = None,
                learning_rate: float | None = None, check_every: int | None = None, log=print,
                mode: str | None = None, precision: Precision | None = None, config=None,
-               text_normalization="none") -> AlignmentReport:
+               text_normalization="none", cache: str = "auto") -> AlignmentReport:
     """All checks on `samples`; `model` is trained in place by the overfit check (pass a throwaway copy).
 
     Without the overfit check `model` may be None and `config` the model config: prompt parity and
@@ -375,6 +400,6 @@ def run_checks(samples: list[CloneSample], model, tokenizer, codec, side: Traini
         known = {p: dataset.codes(p) for p in (sample.ref_audio, sample.target_audio)}
         checks.append(check_overfit(sample, model, tokenizer, codec, side, settings["mode"], precision,
                                     settings["max_steps"], settings["learning_rate"], settings["check_every"],
-                                    log=log, known_codes=known))
+                                    log=log, known_codes=known, cache=cache))
         log(f"[{'PASS' if checks[-1].ok else 'FAIL'}] {checks[-1].name}: {checks[-1].summary}")
     return AlignmentReport(checks, meta)

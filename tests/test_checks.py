@@ -437,3 +437,39 @@ def test_prompt_parity_covers_the_text_front_end(samples, tiny_model_factory, ti
     plain = _run(normalised, tiny_model_factory, tiny_tokenizer, tiny_codec, overfit=False, text_normalization=spec,
                  side=TrainingSide(normalize_text=False))
     assert _checks(plain)["prompt_parity"].ok
+
+
+def test_bf16_regeneration_with_the_static_cache_infer_uses_on_cuda(samples, tiny_tokenizer, tiny_codec):
+    """On CUDA `infer` picks the static KV cache; the judge must generate as infer does there. The
+    static cache is allocated in the weights' dtype (fp32 once the fit upcasts them), so a judge that
+    generated under bf16 autocast crashed in `index_copy_` (Float vs BFloat16) on every GPU."""
+    from higgs_lora.model.load import load_model
+    from higgs_lora.model.precision import resolve_precision
+
+    precision = resolve_precision("bf16", "cpu")
+    model = precision.prepare(load_model("tiny", device="cpu", dtype=precision.weights_dtype))
+    model.config.use_cache = False
+    report = _run(samples, lambda: model, tiny_tokenizer, tiny_codec, precision=precision, mode="regenerate",
+                  max_steps=100, check_every=50, cache="static")
+    check = _checks(report)["overfit_regenerate"]
+    assert check.details["cache"] == "static" and check.details["precision"] == "bf16"
+    assert report.ok, check.summary
+
+
+def test_the_static_cache_crash_the_judge_used_to_hit(tiny_tokenizer, tiny_codec, samples):
+    """The defect itself, pinned: the cloner on the static cache under bf16 autocast fails; the way
+    infer runs it (no autocast) works. If upstream ever makes the first work, this test says so."""
+    from higgs_lora.infer.engine import GenerationSettings, VoiceCloner
+    from higgs_lora.model.load import load_model
+    from higgs_lora.model.precision import resolve_precision
+
+    precision = resolve_precision("bf16", "cpu")
+    model = precision.prepare(load_model("tiny", device="cpu", dtype=precision.weights_dtype))
+    for p in model.parameters():
+        p.requires_grad_(True)
+    precision.prepare(model)  # everything trainable: fp32, as in the full-weight fit
+    cloner = VoiceCloner(model, tiny_tokenizer, tiny_codec, cache="static", cache_lengths=(1024,))
+    settings = GenerationSettings(max_new_tokens=12, temperature=0.0, ras_win_len=0)
+    with pytest.raises(RuntimeError, match="same dtype"), precision.autocast():
+        cloner.generate(samples[0], settings)
+    assert cloner.generate(samples[0], settings).raw_codes.shape[1] > 0
