@@ -146,7 +146,7 @@ def run(args) -> int:
     }
     if device_failure is not None:
         index, sid, err = device_failure
-        summary["not_attempted"] = report.total - len(results) - len(skipped)
+        summary["not_attempted"] = report.total - len(results) - len(skipped) - 1  # after the failed one
         document["stopped_by_device_error"] = {"index": index, "id": sid, "error": first_line(err)}
     (out / "results.json").write_text(json.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
     if device_failure is not None:
