@@ -13,6 +13,14 @@ Three checks, each able to fail:
   audio codes at every target position of the inference inputs continued by the target equal the
   target codes; it converges in tens of steps where free-running regeneration would need hundreds.
 
+- adapter (`--lora_path RUN`, instead of the overfit): the run's own adapter, loaded as `infer` loads
+  it, on the run's own samples: its teacher-forced agreement on the inference inputs must beat the
+  same model with the adapter switched off. A run whose training saw other inputs than inference
+  builds (or learned with a broken loss) does not improve what inference asks of it.
+
+Further prompt-parity checks against independent implementations register with
+`register_parity_check` (the one place; run_checks runs each after the built-in parity check).
+
 The training side (dataset class, collator, loss) is injectable so the tests can show each check
 catching a broken pipeline: an unshifted loss, a delay-pattern mismatch, an unmasked reference.
 """
@@ -55,6 +63,20 @@ class TrainingSide:
     collator_factory: Callable = build_collator
     loss_fn: Callable = compute_loss
     normalize_text: bool = True  # the text front-end (data/text.py) on the training side
+
+
+# Extra prompt-parity checks (independent implementations of the prompt, e.g. transformers' native
+# processor). Each is called as check(samples, tokenizer, codec, config, infer_inputs) with the
+# samples as inference prepares them, and returns a CheckResult, or None where it cannot run (its
+# package missing): the report then simply has no such entry.
+PARITY_CHECKS: list[Callable] = []
+
+
+def register_parity_check(check: Callable) -> Callable:
+    """Add a parity check to every run_checks (usable as a decorator); registering twice is a no-op."""
+    if check not in PARITY_CHECKS:
+        PARITY_CHECKS.append(check)
+    return check
 
 
 def _segments(starts: torch.Tensor, total: int) -> list[tuple[int, int]]:
@@ -199,8 +221,10 @@ def teacher_forced_agreement(model, inputs: dict, config) -> dict:
     mask = stream_target_mask(targets, config.audio_stream_bos_id, config.audio_stream_eos_id)
     agree = (predicted == targets) & mask
     n = int(mask.sum())
+    # The same argmax against the column it was given: what a model trained without the shift learns.
+    copies = (predicted == stream[:, :-1]) & mask
     return {"agreement": float(agree.sum()) / n if n else 0.0, "positions": n,
-            "wrong": n - int(agree.sum())}
+            "wrong": n - int(agree.sum()), "copy_agreement": float(copies.sum()) / n if n else 0.0}
 
 
 @contextlib.contextmanager
@@ -355,6 +379,37 @@ class AlignmentReport:
         return "\n".join(lines)
 
 
+def check_adapter(dataset, model, tokenizer, codec, infer_samples: list[CloneSample], log=print) -> CheckResult:
+    """The run's adapter on the run's samples (no fit): teacher-forced agreement on the inference inputs
+    with the adapter on must beat the same weights with it off (PEFT's `disable_adapter`)."""
+    config = model.config
+    infer_inputs = InferenceInputs(tokenizer, codec, config)
+    rows = []
+    for index, sample in enumerate(infer_samples):
+        inputs = teacher_forced_inputs(infer_inputs, sample, dataset.codes(sample.target_audio))
+        with_adapter = teacher_forced_agreement(model, inputs, config)
+        with model.disable_adapter():
+            base = teacher_forced_agreement(model, inputs, config)
+        rows.append({"index": index, "positions": with_adapter["positions"],
+                     "agreement": round(with_adapter["agreement"], 5), "agreement_adapter_off": round(base["agreement"], 5),
+                     "copy_agreement": round(with_adapter["copy_agreement"], 5)})
+    positions = sum(r["positions"] for r in rows)
+
+    def mean(key):
+        return sum(r[key] * r["positions"] for r in rows) / positions if positions else 0.0
+
+    agreement, off, copy = mean("agreement"), mean("agreement_adapter_off"), mean("copy_agreement")
+    # Two ways to fail: the adapter does not help inference's next-frame prediction, or it predicts the
+    # frame it was given better than the next one (trained on unshifted labels).
+    ok = positions > 0 and agreement > off and agreement > copy
+    summary = (f"teacher-forced agreement on the run's {len(rows)} samples through the inference inputs: "
+               f"{agreement:.2%} with the adapter, {off:.2%} without; its argmax repeats the input frame "
+               f"{copy:.2%} of the time" + ("" if ok else " (the adapter does NOT learn what inference asks of it)"))
+    return CheckResult("adapter_teacher_forced", ok, summary,
+                       {"agreement": round(agreement, 5), "agreement_adapter_off": round(off, 5),
+                        "copy_agreement": round(copy, 5), "samples": rows})
+
+
 def fit_settings(model) -> dict:
     """Learning rate, step budget and judging mode for the overfit check: `full` when every weight
     trains (small models), `lora` when an adapter does (large models)."""
@@ -366,8 +421,10 @@ def run_checks(samples: list[CloneSample], model, tokenizer, codec, side: Traini
                overfit: bool = True, overfit_index: int = 0, max_steps: int | None = None,
                learning_rate: float | None = None, check_every: int | None = None, log=print,
                mode: str | None = None, precision: Precision | None = None, config=None,
-               text_normalization="none", cache: str = "auto") -> AlignmentReport:
+               text_normalization="none", cache: str = "auto", adapter: bool = False) -> AlignmentReport:
     """All checks on `samples`; `model` is trained in place by the overfit check (pass a throwaway copy).
+    `adapter`: `model` is a training run's adapter (PEFT, loaded as infer loads it): judged by
+    `check_adapter` on all the samples instead of the overfit.
 
     Without the overfit check `model` may be None and `config` the model config: prompt parity and
     the label audit need no weights. Unset fit settings come from `fit_settings(model)`. Each side runs
@@ -381,13 +438,18 @@ def run_checks(samples: list[CloneSample], model, tokenizer, codec, side: Traini
     train_collator = DictCollator(side.collator_factory(config))
     infer_inputs = InferenceInputs(tokenizer, codec, config)
     audio_out_bos = tokenizer.convert_tokens_to_ids("<|audio_out_bos|>")
-    checks = [check_prompt_parity(dataset, train_collator, infer_inputs, audio_out_bos, infer_samples),
-              check_labels(dataset, train_collator, config.audio_stream_eos_id)]
+    checks = [check_prompt_parity(dataset, train_collator, infer_inputs, audio_out_bos, infer_samples)]
+    checks += [c for c in (extra(infer_samples, tokenizer, codec, config, infer_inputs) for extra in PARITY_CHECKS)
+               if c is not None]
+    checks.append(check_labels(dataset, train_collator, config.audio_stream_eos_id))
     for c in checks:
         log(f"[{'PASS' if c.ok else 'FAIL'}] {c.name}: {c.summary}")
     meta = {"samples": len(samples), "audio_num_codebooks": config.audio_num_codebooks,
             "use_delay_pattern": bool(config.use_delay_pattern)}
-    if overfit:
+    if adapter:
+        checks.append(check_adapter(dataset, model, tokenizer, codec, infer_samples, log))
+        log(f"[{'PASS' if checks[-1].ok else 'FAIL'}] {checks[-1].name}: {checks[-1].summary}")
+    elif overfit:
         auto = fit_settings(model)
         settings = {"mode": mode or auto["mode"], "learning_rate": learning_rate or auto["learning_rate"],
                     "max_steps": max_steps or auto["max_steps"], "check_every": check_every or auto["check_every"]}

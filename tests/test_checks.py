@@ -474,3 +474,97 @@ def test_the_static_cache_crash_the_judge_used_to_hit(tiny_tokenizer, tiny_codec
     with pytest.raises(RuntimeError, match="same dtype"), precision.autocast():
         cloner.generate(samples[0], settings)
     assert cloner.generate(samples[0], settings).raw_codes.shape[1] > 0
+
+
+# --- --lora_path: the run's own adapter, settings and samples, nothing fitted ---------------------
+
+
+def _train_tiny_run(root, loss_fn=None):
+    from higgs_lora.data.sample_data import create_sample_data
+    from higgs_lora.train import trainer as trainer_module
+    from higgs_lora.train.recipe import TrainConfig, train
+
+    data = create_sample_data(root / "d.json", n_samples=2)
+    cfg = TrainConfig(train_data=str(data), output_dir=str(root / "run"), base_model="tiny", audio_tokenizer="tiny",
+                      batch_size=2, gradient_accumulation_steps=1, max_steps=80, logging_steps=10, save_steps=10**9,
+                      dataloader_num_workers=0, report_to="none", learning_rate=3e-3, lora_r=16, lora_alpha=32,
+                      lora_dropout=0.0, warmup_ratio=0.0)
+    original = trainer_module.compute_loss
+    if loss_fn is not None:
+        trainer_module.compute_loss = loss_fn
+    try:
+        return train(cfg)
+    finally:
+        trainer_module.compute_loss = original
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    return _train_tiny_run(tmp_path_factory.mktemp("run_ok"))
+
+
+def _no_fit(monkeypatch):
+    from higgs_lora.train.trainer import HiggsAudioTrainer
+
+    def refuse(*a, **k):
+        raise AssertionError("--lora_path must not fit anything")
+
+    monkeypatch.setattr(HiggsAudioTrainer, "train", refuse)
+
+
+def test_lora_path_checks_the_runs_own_adapter_and_samples(tiny_run, tmp_path, monkeypatch):
+    from higgs_lora.cli import main
+
+    _no_fit(monkeypatch)
+    report = tmp_path / "r.json"
+    rc = main(["check-alignment", "--lora_path", str(tiny_run), "--report", str(report), "--device", "cpu"])
+    data = json.loads(report.read_text(encoding="utf-8"))
+    assert list(data["checks"]) == ["prompt_parity", "label_audit", "adapter_teacher_forced"]
+    adapter = data["checks"]["adapter_teacher_forced"]["details"]
+    assert rc == 0 and data["ok"], adapter
+    assert data["train_data"] == json.loads((tiny_run / "higgs_lora_run.json").read_text())["train_data"]
+    assert data["lora_path"] == str(tiny_run) and data["samples"] == 2
+    assert adapter["agreement"] > adapter["agreement_adapter_off"]
+
+
+def test_lora_path_fails_a_run_trained_with_an_unshifted_loss(tmp_path, monkeypatch):
+    from higgs_lora.cli import main
+
+    run = _train_tiny_run(tmp_path, loss_fn=functools.partial(compute_loss, shift=False))
+    _no_fit(monkeypatch)
+    report = tmp_path / "r.json"
+    rc = main(["check-alignment", "--lora_path", str(run), "--report", str(report), "--device", "cpu"])
+    data = json.loads(report.read_text(encoding="utf-8"))
+    assert rc == 1 and not data["ok"]
+    assert data["checks"]["prompt_parity"]["ok"] and data["checks"]["label_audit"]["ok"]  # the data side is right
+    assert not data["checks"]["adapter_teacher_forced"]["ok"]
+
+
+@pytest.mark.parametrize("side, failing", [(TrainingSide(collator_factory=_flipped_delay_collator), "prompt_parity"),
+                                           (TrainingSide(dataset_cls=UnmaskedReferenceDataset), "label_audit")])
+def test_lora_path_mode_catches_the_data_side_faults(tiny_run, tiny_tokenizer, tiny_codec, samples, side, failing):
+    from higgs_lora.infer.engine import VoiceCloner
+
+    cloner = VoiceCloner.load("tiny", str(tiny_run), "tiny", device="cpu", cache="dynamic")
+    report = run_checks(samples, cloner.model, tiny_tokenizer, tiny_codec, side=side, overfit=False, adapter=True,
+                        log=lambda *a: None)
+    assert not _checks(report)[failing].ok and not report.ok
+
+
+def test_an_extra_parity_check_is_registered_once_and_counts(samples, tiny_tokenizer, tiny_codec, tiny_config,
+                                                             monkeypatch):
+    from higgs_lora import checks
+
+    seen = []
+
+    def native(infer_samples, tokenizer, codec, config, infer_inputs):
+        seen.append(len(infer_samples))
+        return CheckResult("prompt_parity_native", False, "differs")
+
+    monkeypatch.setattr(checks, "PARITY_CHECKS", [])
+    checks.register_parity_check(native)
+    checks.register_parity_check(native)
+    report = run_checks(samples, None, tiny_tokenizer, tiny_codec, overfit=False, config=tiny_config,
+                        log=lambda *a: None)
+    assert [c.name for c in report.checks] == ["prompt_parity", "prompt_parity_native", "label_audit"]
+    assert seen == [2] and not report.ok
