@@ -110,6 +110,7 @@ class SampleEvalCallback(TrainerCallback):
         inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # LoRA layers sit inside
         rows, clips, failed = [], [], []
         cuda = [device] if device.type == "cuda" else []
+        failure = None  # the DeviceError raised, kept so a second failure on the way out cannot hide it
         try:
             with torch.random.fork_rng(devices=cuda), torch.no_grad():
                 # Dynamic cache: "auto" would, on CUDA, allocate static KV caches (~3 GB at the released
@@ -126,14 +127,20 @@ class SampleEvalCallback(TrainerCallback):
                         if is_device_error(err):  # training on a failed GPU would only fail later, or worse
                             path = self._write_record(self._record(step, t0, rows, failed)
                                                       | {"eval_stopped_by_device_error": first_line(err)})
-                            raise DeviceError(f"training step {step}, eval sample {index}", err,
-                                              done=f"{len(rows)} eval clips generated", saved=str(path)) from err
+                            failure = DeviceError(f"training step {step}, eval sample {index}", err,
+                                                  done=f"{len(rows)} eval clips generated", saved=str(path))
+                            raise failure from err
                         log.warning("training-time eval: sample %d skipped: %s", index, first_line(err))
                         failed.append(index)
                         continue
                     write_wav(self.output_dir / "eval_samples" / f"step_{step:06d}" / f"{index:02d}.wav", wav, sr)
                     clips.append((wav, sr))
                     rows.append(self.scorers.score(wav, sr, sample, self._targets_s[index], bool(gen.stopped)))
+        except Exception:
+            # After a CUDA error, restoring the CUDA RNG state (fork_rng's exit) fails too: report the first.
+            if failure is not None:
+                raise failure from failure.original
+            raise
         finally:
             model.train(was_training)
         record = self._record(step, t0, rows, failed)

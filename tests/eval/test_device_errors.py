@@ -212,3 +212,27 @@ def test_train_cli_exits_non_zero_with_one_line_after_a_device_error(sample_data
     line = next(part for part in text.splitlines() if "error: device error" in part)
     assert "training step 2, eval sample 0" in line and "illegal memory access" in line
     assert not (out / "adapter_model.safetensors").exists()
+
+
+def test_callback_reports_the_first_device_error_when_restoring_the_rng_fails_too(tiny_model_factory, tiny_tokenizer,
+                                                                                 sample_samples, tmp_path, monkeypatch,
+                                                                                 fakes):
+    """On a GPU, restoring the CUDA RNG state after a device-side assert raises again: the line must
+    still be the first error's."""
+    import contextlib
+
+    from transformers import TrainerState, TrainingArguments
+
+    @contextlib.contextmanager
+    def failing_restore(devices=None, **kwargs):
+        try:
+            yield
+        finally:  # fork_rng restores the state in its `finally`
+            raise RuntimeError("CUDA error: device-side assert triggered (while restoring the RNG)")
+
+    monkeypatch.setattr(torch.random, "fork_rng", failing_restore)
+    _failing_clone(monkeypatch, 0, RuntimeError(ILLEGAL))
+    callback = _callback(tmp_path, sample_samples[:1], tiny_tokenizer, fakes)
+    with pytest.raises(DeviceError, match="illegal memory access"):
+        callback.on_step_end(TrainingArguments(output_dir=str(tmp_path), report_to=[]), TrainerState(global_step=3),
+                             None, model=tiny_model_factory())
