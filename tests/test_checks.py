@@ -568,3 +568,21 @@ def test_an_extra_parity_check_is_registered_once_and_counts(samples, tiny_token
                         log=lambda *a: None)
     assert [c.name for c in report.checks] == ["prompt_parity", "prompt_parity_native", "label_audit"]
     assert seen == [2] and not report.ok
+
+
+def test_lora_fit_on_bf16_weights_is_judged_as_infer_serves_it(samples, tiny_tokenizer, tiny_codec):
+    """The released model's GPU path: bf16 base weights + an fp32 LoRA, fitted under bf16 autocast, then
+    judged without autocast (the unmerged adapter as infer serves it), teacher-forced and on the static cache."""
+    from higgs_lora.model.load import apply_lora, load_model
+    from higgs_lora.model.precision import resolve_precision
+
+    precision = resolve_precision("bf16", "cpu")
+    model = load_model("tiny", device="cpu", dtype=precision.weights_dtype)
+    model.config.use_cache = False
+    model = precision.prepare(apply_lora(model, r=16, alpha=32, dropout=0.0))
+    for mode in ("teacher_forced", "regenerate"):
+        report = _run(samples, lambda: model, tiny_tokenizer, tiny_codec, precision=precision, mode=mode,
+                      max_steps=4, check_every=4, cache="static")
+        details = _checks(report)[f"overfit_{mode}"].details
+        assert details["precision"] == "bf16" and details["steps"] == 4 and len(details["history"]) == 1
+        assert mode == "teacher_forced" or details["cache"] == "static"
