@@ -15,8 +15,9 @@ Three checks, each able to fail:
 
 - adapter (`--lora_path RUN`, instead of the overfit): the run's own adapter, loaded as `infer` loads
   it, on the run's own samples: its teacher-forced agreement on the inference inputs must beat the
-  same model with the adapter switched off. A run whose training saw other inputs than inference
-  builds (or learned with a broken loss) does not improve what inference asks of it.
+  same model with the adapter switched off, and beat how often its argmax merely repeats the frame it
+  was given. A run whose training saw other inputs than inference builds does not improve what
+  inference asks of it; one trained on unshifted labels learned to repeat its input.
 
 Further prompt-parity checks against independent implementations register with
 `register_parity_check` (the one place; run_checks runs each after the built-in parity check).
