@@ -13,12 +13,22 @@ Three checks, each able to fail:
   audio codes at every target position of the inference inputs continued by the target equal the
   target codes; it converges in tens of steps where free-running regeneration would need hundreds.
 
+- adapter (`--lora_path RUN`, instead of the overfit): the run's own adapter, loaded as `infer` loads
+  it, on the run's own samples: its teacher-forced agreement on the inference inputs must beat the
+  same model with the adapter switched off, and beat how often its argmax merely repeats the frame it
+  was given. A run whose training saw other inputs than inference builds does not improve what
+  inference asks of it; one trained on unshifted labels learned to repeat its input.
+
+Further prompt-parity checks against independent implementations register with
+`register_parity_check` (the one place; run_checks runs each after the built-in parity check).
+
 The training side (dataset class, collator, loss) is injectable so the tests can show each check
 catching a broken pipeline: an unshifted loss, a delay-pattern mismatch, an unmasked reference.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 import time
@@ -32,7 +42,7 @@ import torch
 from .data.dataset import DictCollator, VoiceCloningDataset, batch_to_inputs, build_collator, make_chatml_sample
 from .data.sample import CloneSample, inference_prompt
 from .data.text import normalize_sample
-from .infer.engine import GenerationSettings, InferenceInputs, VoiceCloner
+from .infer.engine import ChunkSettings, GenerationSettings, InferenceInputs, VoiceCloner
 from .model.precision import Precision, resolve_precision
 from .train.loss import IGNORE, compute_loss
 
@@ -54,6 +64,20 @@ class TrainingSide:
     collator_factory: Callable = build_collator
     loss_fn: Callable = compute_loss
     normalize_text: bool = True  # the text front-end (data/text.py) on the training side
+
+
+# Extra prompt-parity checks (independent implementations of the prompt, e.g. transformers' native
+# processor). Each is called as check(samples, tokenizer, codec, config, infer_inputs) with the
+# samples as inference prepares them, and returns a CheckResult, or None where it cannot run (its
+# package missing): the report then simply has no such entry.
+PARITY_CHECKS: list[Callable] = []
+
+
+def register_parity_check(check: Callable) -> Callable:
+    """Add a parity check to every run_checks (usable as a decorator); registering twice is a no-op."""
+    if check not in PARITY_CHECKS:
+        PARITY_CHECKS.append(check)
+    return check
 
 
 def _segments(starts: torch.Tensor, total: int) -> list[tuple[int, int]]:
@@ -182,13 +206,15 @@ def stream_target_mask(stream: torch.Tensor, bos_id: int, eos_id: int) -> torch.
 
 
 @torch.no_grad()
-def teacher_forced_agreement(model, inputs: dict, config, precision: Precision) -> dict:
-    """Argmax audio codes at every target position of the last audio stream vs the stream itself."""
+def teacher_forced_agreement(model, inputs: dict, config) -> dict:
+    """Argmax audio codes at every target position of the last audio stream vs the stream itself.
+
+    Without autocast, in the weights' own dtypes, as `infer` runs the model (training's autocast is
+    the fit's business; the judge sees the numerics users get)."""
     device = next(model.parameters()).device
     model.eval()
     batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
-    with precision.autocast():
-        out = model(**batch, use_cache=False)
+    out = model(**batch, use_cache=False)
     start = int(batch["audio_out_ids_start"][-1])
     stream = batch["audio_out_ids"][:, start:]
     predicted = out.audio_logits[start:-1].argmax(-1).T  # row k predicts column k + 1
@@ -196,16 +222,38 @@ def teacher_forced_agreement(model, inputs: dict, config, precision: Precision) 
     mask = stream_target_mask(targets, config.audio_stream_bos_id, config.audio_stream_eos_id)
     agree = (predicted == targets) & mask
     n = int(mask.sum())
+    # The same argmax against the column it was given: what a model trained without the shift learns.
+    copies = (predicted == stream[:, :-1]) & mask
     return {"agreement": float(agree.sum()) / n if n else 0.0, "positions": n,
-            "wrong": n - int(agree.sum())}
+            "wrong": n - int(agree.sum()), "copy_agreement": float(copies.sum()) / n if n else 0.0}
+
+
+@contextlib.contextmanager
+def as_inference_runs(model):
+    """The model's own forward for the judge's duration. Under bf16/fp16 Trainer (accelerate) replaces
+    the trained module's `forward` with an autocast wrapper; `infer` loads the weights fresh and runs
+    them without one, so the judge must too (with the wrapper, the static cache, allocated in the
+    weights' dtype, received bf16 keys: every CUDA run of the check crashed)."""
+    patched = [m for m in {id(m): m for m in (model, getattr(model, "get_base_model", lambda: model)())}.values()
+               if "_original_forward" in vars(m) and "forward" in vars(m)]
+    wrappers = [vars(m)["forward"] for m in patched]
+    for m in patched:
+        m.forward = m._original_forward
+    try:
+        yield
+    finally:
+        for m, wrapper in zip(patched, wrappers):
+            m.forward = wrapper
 
 
 def check_overfit(sample: CloneSample, model, tokenizer, codec, side: TrainingSide, mode: str = "regenerate",
                   precision: Precision | None = None, max_steps: int = 400, learning_rate: float = 3e-3,
-                  check_every: int = 25, log=print, known_codes: dict | None = None) -> CheckResult:
+                  check_every: int = 25, log=print, known_codes: dict | None = None, cache: str = "auto") -> CheckResult:
     """Fit one sample through the training path (the training dataset class, collator, loss and
     HiggsAudioTrainer with the run's precision, a padded batch of 2), then judge it through the
-    inference path: `regenerate` greedy-generates and expects the target codes exactly (and the stop);
+    inference path: `regenerate` greedy-generates through `VoiceCloner.clone`, the entry point of
+    `infer` and `clone`, with its KV cache (`cache`: auto = what infer picks on this device, static on
+    CUDA) and without autocast, as infer runs, and expects the target codes exactly (and the stop);
     `teacher_forced` expects the model's argmax at every target position of the inference inputs
     continued by the target to equal the target codes."""
     from transformers import PrinterCallback, TrainerCallback, TrainingArguments
@@ -222,7 +270,8 @@ def check_overfit(sample: CloneSample, model, tokenizer, codec, side: TrainingSi
     target = dataset.codes(sample.target_audio)
     infer_inputs = InferenceInputs(tokenizer, codec, model.config)
     tf_inputs = teacher_forced_inputs(infer_inputs, sample, target) if mode == "teacher_forced" else None
-    cloner = VoiceCloner(model, tokenizer, codec) if mode == "regenerate" else None
+    cloner = VoiceCloner(model, tokenizer, codec, cache=cache) if mode == "regenerate" else None
+    one_chunk = ChunkSettings(max_chars=0)  # the target as one segment, as training saw it
     settings = GenerationSettings(max_new_tokens=target.shape[1] + 2 * model.config.audio_num_codebooks + 8,
                                   temperature=0.0, ras_win_len=0)
     history: list[dict] = []
@@ -232,8 +281,8 @@ def check_overfit(sample: CloneSample, model, tokenizer, codec, side: TrainingSi
         model.eval()  # generation and the teacher-forced pass never run with dropout
         row = {"step": step, "loss": round(loss, 5)}
         if mode == "regenerate":
-            with precision.autocast():
-                generated = cloner.generate(sample, settings)
+            with as_inference_runs(model):
+                _, _, generated = cloner.clone(sample, settings, one_chunk)
             state["generated"] = generated
             matched = _codes_equal(generated.codes, target)
             row.update(exact_match=matched, stopped=generated.stopped)
@@ -241,7 +290,8 @@ def check_overfit(sample: CloneSample, model, tokenizer, codec, side: TrainingSi
             log(f"  overfit step {step}: loss {loss:.4f}, regenerated {generated.codes.shape[1]}/"
                 f"{target.shape[1]} frames, exact match: {matched}")
         else:
-            tf = teacher_forced_agreement(model, tf_inputs, model.config, precision)
+            with as_inference_runs(model):
+                tf = teacher_forced_agreement(model, tf_inputs, model.config)
             state["tf"] = tf
             row.update(teacher_forced_agreement=round(tf["agreement"], 5))
             passed = tf["positions"] > 0 and tf["wrong"] == 0
@@ -283,7 +333,7 @@ def check_overfit(sample: CloneSample, model, tokenizer, codec, side: TrainingSi
         generated = state["generated"]
         agree = _frame_agreement(generated.codes if generated is not None else None, target)
         details.update(generated_frames=int(generated.codes.shape[1]) if generated is not None else 0,
-                       code_agreement=round(agree, 4))
+                       code_agreement=round(agree, 4), cache=cloner.cache_mode, cuda_graphs=cloner.cuda_graphs)
         summary = (f"after {step} steps (lr {learning_rate:g}), greedy generation {'reproduces' if ok else 'does NOT reproduce'} "
                    f"the target ({target.shape[1]} frames; {agree:.1%} of codes agree"
                    f"{', stopped at stream EOS' if generated is not None and generated.stopped else ', no stop'})")
@@ -330,6 +380,37 @@ class AlignmentReport:
         return "\n".join(lines)
 
 
+def check_adapter(dataset, model, tokenizer, codec, infer_samples: list[CloneSample], log=print) -> CheckResult:
+    """The run's adapter on the run's samples (no fit): teacher-forced agreement on the inference inputs
+    with the adapter on must beat the same weights with it off (PEFT's `disable_adapter`)."""
+    config = model.config
+    infer_inputs = InferenceInputs(tokenizer, codec, config)
+    rows = []
+    for index, sample in enumerate(infer_samples):
+        inputs = teacher_forced_inputs(infer_inputs, sample, dataset.codes(sample.target_audio))
+        with_adapter = teacher_forced_agreement(model, inputs, config)
+        with model.disable_adapter():
+            base = teacher_forced_agreement(model, inputs, config)
+        rows.append({"index": index, "positions": with_adapter["positions"],
+                     "agreement": round(with_adapter["agreement"], 5), "agreement_adapter_off": round(base["agreement"], 5),
+                     "copy_agreement": round(with_adapter["copy_agreement"], 5)})
+    positions = sum(r["positions"] for r in rows)
+
+    def mean(key):
+        return sum(r[key] * r["positions"] for r in rows) / positions if positions else 0.0
+
+    agreement, off, copy = mean("agreement"), mean("agreement_adapter_off"), mean("copy_agreement")
+    # Two ways to fail: the adapter does not help inference's next-frame prediction, or it predicts the
+    # frame it was given better than the next one (trained on unshifted labels).
+    ok = positions > 0 and agreement > off and agreement > copy
+    summary = (f"teacher-forced agreement on the run's {len(rows)} samples through the inference inputs: "
+               f"{agreement:.2%} with the adapter, {off:.2%} without; its argmax repeats the input frame "
+               f"{copy:.2%} of the time" + ("" if ok else " (the adapter does NOT learn what inference asks of it)"))
+    return CheckResult("adapter_teacher_forced", ok, summary,
+                       {"agreement": round(agreement, 5), "agreement_adapter_off": round(off, 5),
+                        "copy_agreement": round(copy, 5), "samples": rows})
+
+
 def fit_settings(model) -> dict:
     """Learning rate, step budget and judging mode for the overfit check: `full` when every weight
     trains (small models), `lora` when an adapter does (large models)."""
@@ -341,8 +422,10 @@ def run_checks(samples: list[CloneSample], model, tokenizer, codec, side: Traini
                overfit: bool = True, overfit_index: int = 0, max_steps: int | None = None,
                learning_rate: float | None = None, check_every: int | None = None, log=print,
                mode: str | None = None, precision: Precision | None = None, config=None,
-               text_normalization="none") -> AlignmentReport:
+               text_normalization="none", cache: str = "auto", adapter: bool = False) -> AlignmentReport:
     """All checks on `samples`; `model` is trained in place by the overfit check (pass a throwaway copy).
+    `adapter`: `model` is a training run's adapter (PEFT, loaded as infer loads it): judged by
+    `check_adapter` on all the samples instead of the overfit.
 
     Without the overfit check `model` may be None and `config` the model config: prompt parity and
     the label audit need no weights. Unset fit settings come from `fit_settings(model)`. Each side runs
@@ -356,13 +439,18 @@ def run_checks(samples: list[CloneSample], model, tokenizer, codec, side: Traini
     train_collator = DictCollator(side.collator_factory(config))
     infer_inputs = InferenceInputs(tokenizer, codec, config)
     audio_out_bos = tokenizer.convert_tokens_to_ids("<|audio_out_bos|>")
-    checks = [check_prompt_parity(dataset, train_collator, infer_inputs, audio_out_bos, infer_samples),
-              check_labels(dataset, train_collator, config.audio_stream_eos_id)]
+    checks = [check_prompt_parity(dataset, train_collator, infer_inputs, audio_out_bos, infer_samples)]
+    checks += [c for c in (extra(infer_samples, tokenizer, codec, config, infer_inputs) for extra in PARITY_CHECKS)
+               if c is not None]
+    checks.append(check_labels(dataset, train_collator, config.audio_stream_eos_id))
     for c in checks:
         log(f"[{'PASS' if c.ok else 'FAIL'}] {c.name}: {c.summary}")
     meta = {"samples": len(samples), "audio_num_codebooks": config.audio_num_codebooks,
             "use_delay_pattern": bool(config.use_delay_pattern)}
-    if overfit:
+    if adapter:
+        checks.append(check_adapter(dataset, model, tokenizer, codec, infer_samples, log))
+        log(f"[{'PASS' if checks[-1].ok else 'FAIL'}] {checks[-1].name}: {checks[-1].summary}")
+    elif overfit:
         auto = fit_settings(model)
         settings = {"mode": mode or auto["mode"], "learning_rate": learning_rate or auto["learning_rate"],
                     "max_steps": max_steps or auto["max_steps"], "check_every": check_every or auto["check_every"]}
@@ -375,6 +463,6 @@ def run_checks(samples: list[CloneSample], model, tokenizer, codec, side: Traini
         known = {p: dataset.codes(p) for p in (sample.ref_audio, sample.target_audio)}
         checks.append(check_overfit(sample, model, tokenizer, codec, side, settings["mode"], precision,
                                     settings["max_steps"], settings["learning_rate"], settings["check_every"],
-                                    log=log, known_codes=known))
+                                    log=log, known_codes=known, cache=cache))
         log(f"[{'PASS' if checks[-1].ok else 'FAIL'}] {checks[-1].name}: {checks[-1].summary}")
     return AlignmentReport(checks, meta)

@@ -84,6 +84,12 @@ def test_train_defaults_are_the_real_model_and_the_recipe_defaults():
     assert cfg == TrainConfig(train_data="data.json")
 
 
+def test_gradient_checkpointing_is_auto_unless_asked():
+    assert _train_config("--train_data", "d.json").use_gradient_checkpointing == "auto"
+    for value in ("auto", "on", "off"):
+        assert _train_config("--train_data", "d.json", "--use_gradient_checkpointing", value).use_gradient_checkpointing == value
+
+
 def test_train_flags_reach_the_config():
     cfg = _train_config("--train_data", "d.json", "--base_model", "m", "--audio_tokenizer", "c", "--output_dir", "o",
                         "--batch_size", "3", "--gradient_accumulation_steps", "5", "--learning_rate", "1e-3",
@@ -95,7 +101,8 @@ def test_train_flags_reach_the_config():
     assert (cfg.batch_size, cfg.gradient_accumulation_steps, cfg.learning_rate, cfg.max_steps) == (3, 5, 1e-3, 7)
     assert (cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets) == (8, 16, 0.1, ["q_proj", "v_proj"])
     assert (cfg.text_loss_weight, cfg.audio_loss_weight) == (0.5, 2.0)
-    assert cfg.mixed_precision == "no" and cfg.use_gradient_checkpointing is True and cfg.report_to == "none"
+    # the design's bare flag still means on
+    assert cfg.mixed_precision == "no" and cfg.use_gradient_checkpointing == "on" and cfg.report_to == "none"
     assert cfg.resume_from_checkpoint == "o/checkpoint-5" and cfg.seed == 1
 
 

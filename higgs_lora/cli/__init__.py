@@ -24,6 +24,7 @@ import importlib
 import logging
 import sys
 
+from ..infer.errors import EXIT_DEVICE_ERROR, DeviceError
 from .common import HelpFormatter
 
 # One module per subcommand, in the order `--help` lists them. Each module has NAME, SUMMARY,
@@ -62,6 +63,11 @@ def run(func, args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return func(args)
+    except DeviceError as err:  # the GPU failed mid-run: one line (what was done is saved), its own exit code
+        if getattr(args, "debug", False):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_DEVICE_ERROR
     except USER_ERRORS as err:
         if getattr(args, "debug", False):
             raise

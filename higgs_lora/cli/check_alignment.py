@@ -10,12 +10,14 @@ SUMMARY = "prove training and inference see the same thing"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--train_data", required=True, help="ChatML JSON/JSONL training file")
+    p.add_argument("--train_data", default=None,
+                   help="ChatML JSON/JSONL training file (default with --lora_path: the run's own training data)")
     # Defaults of None: what is not given comes from the training run's higgs_lora_run.json
     # (--lora_path, or a merged folder as --base_model), then from the built-in defaults.
     p.add_argument("--lora_path", default=None,
-                   help="a training --output_dir whose run settings (base model, codec, system prompt, text "
-                        "normalisation) become the defaults here; the check trains its own throwaway weights")
+                   help="check THIS training run (a training --output_dir): its settings (base model, codec, system "
+                        "prompt, text normalisation), its samples, and its adapter loaded as infer loads it, judged by "
+                        "teacher-forced agreement with the adapter on vs off; nothing is fitted")
     p.add_argument("--base_model", default=None,
                    help=f"hub id, folder or tiny (default: the training run's, else {BASE_MODEL})")
     p.add_argument("--audio_tokenizer", default=None,
@@ -53,6 +55,16 @@ def run(args) -> int:
     from ..model.load import apply_lora, default_device, load_model, load_tokenizer
     from ..model.precision import resolve_precision
 
+    if args.lora_path:
+        from ..infer.run_settings import find_run_config
+        from ..train.config import RUN_CONFIG
+
+        _, run_config = find_run_config(args.lora_path)
+        if not run_config:
+            raise ValueError(f"--lora_path {args.lora_path}: no {RUN_CONFIG} (pass a training --output_dir)")
+        args.train_data = args.train_data or run_config.get("train_data")
+    if not args.train_data:
+        raise ValueError("--train_data is required (or --lora_path RUN, whose training data is then used)")
     settings = resolve({"base_model": args.base_model, "audio_tokenizer": args.audio_tokenizer,
                         "system_prompt": args.system_prompt, "text_normalization": args.text_normalization},
                        args.lora_path, args.base_model)
@@ -72,7 +84,14 @@ def run(args) -> int:
     tokenizer = load_tokenizer(model_source)
     model = config = None
     params = None
-    if args.skip_overfit:
+    codec = None
+    if args.lora_path and not args.skip_overfit:
+        from ..infer.engine import VoiceCloner
+
+        # The run's adapter exactly as `infer` serves it: same loader, dtype rule, unmerged adapter.
+        cloner = VoiceCloner.load(args.base_model, args.lora_path, args.audio_tokenizer, device=device, cache="dynamic")
+        model, codec, params = cloner.model, cloner.codec, "run adapter"
+    elif args.skip_overfit:
         from boson_multimodal.model.higgs_audio import HiggsAudioConfig
 
         config = HiggsAudioConfig.from_pretrained(model_source)
@@ -84,14 +103,15 @@ def run(args) -> int:
         if params == "lora":
             model = apply_lora(model, r=16, alpha=32, dropout=0.0)
         model = precision.prepare(model)
-    codec = load_codec(args.audio_tokenizer, device=device)
-    report = run_checks(samples, model, tokenizer, codec, overfit=not args.skip_overfit, config=config,
+    codec = codec or load_codec(args.audio_tokenizer, device=device)
+    report = run_checks(samples, model, tokenizer, codec, overfit=not args.skip_overfit and not args.lora_path,
+                        adapter=bool(args.lora_path) and not args.skip_overfit, config=config,
                         overfit_index=args.overfit_sample, max_steps=args.max_steps, learning_rate=args.learning_rate,
                         check_every=args.check_every, precision=precision,
                         mode=None if args.overfit_mode == "auto" else args.overfit_mode,
                         text_normalization=args.text_normalization)
     report.meta.update(base_model=args.base_model, audio_tokenizer=args.audio_tokenizer, train_data=args.train_data,
-                       overfit_params=params)
+                       overfit_params=params, lora_path=args.lora_path)
     print("alignment OK" if report.ok else "alignment FAILED: " + ", ".join(c.name for c in report.checks if not c.ok))
     if args.report:
         report.write(args.report)

@@ -52,6 +52,7 @@ def run(args) -> int:
 
     from ..data.audio import write_wav
     from ..infer.chunking import FRAMES_PER_CHAR, SLACK_FRAMES
+    from ..infer.errors import DeviceError, first_line, is_device_error
     from ..infer.run_settings import validate_with_normalization
     from .generation_args import load_cloner, resolve_settings
 
@@ -78,6 +79,7 @@ def run(args) -> int:
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     record_ids, used, results = _records_ids(args.chatml_file), set(), []
+    device_failure = None  # (index, id, error): the run stops there, see infer.errors
     t_start = time.perf_counter()
     bar = tqdm(report.samples, desc="Cloning", unit="sample")
     for index, sample in bar:
@@ -88,6 +90,9 @@ def run(args) -> int:
         except KeyboardInterrupt:
             raise
         except Exception as err:  # one bad sample (unreadable clip, codec failure...) must not stop the run
+            if is_device_error(err):  # ... but a failed GPU must
+                device_failure = (index, sid, err)
+                break
             reason = getattr(err, "reason", "generation_failed")
             skipped.append({"index": index, "id": sid, "reason": reason, "error": f"{type(err).__name__}: {err}"})
             tqdm.write(f"skipping sample {index} ({sid}): [{reason}] {type(err).__name__}: {err}", file=sys.stderr)
@@ -139,7 +144,14 @@ def run(args) -> int:
         "skipped": skipped,
         "summary": summary,
     }
+    if device_failure is not None:
+        index, sid, err = device_failure
+        summary["not_attempted"] = report.total - len(results) - len(skipped) - 1  # after the failed one
+        document["stopped_by_device_error"] = {"index": index, "id": sid, "error": first_line(err)}
     (out / "results.json").write_text(json.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
+    if device_failure is not None:
+        raise DeviceError(f"sample {index} ({sid})", err, done=f"{len(results)} of {report.total} samples cloned",
+                          saved=str(out / "results.json")) from err
     rtf = f", {summary['realtime_factor']}x real time" if summary["realtime_factor"] else ""
     print(f"{len(results)} of {report.total} samples cloned ({len(skipped)} skipped), {audio_s:.1f} s of audio in "
           f"{gen_s:.1f} s{rtf} on {cloner.device} ({cloner.cache_mode} cache); "

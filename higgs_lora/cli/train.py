@@ -44,8 +44,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "no bf16), no on CPU")
     p.add_argument("--no-mixed_precision", dest="mixed_precision", action="store_const", const="no",
                    help="same as --mixed_precision no")
-    p.add_argument("--use_gradient_checkpointing", action="store_true",
-                   help="recompute decoder layers in backward to save memory (turned on by itself when the longest batch needs it)")
+    p.add_argument("--use_gradient_checkpointing", nargs="?", const="on", default=d.use_gradient_checkpointing,
+                   choices=["auto", "on", "off"],
+                   help="recompute decoder layers in backward to save memory (steps ~1.5x slower): auto = only when the "
+                        "memory check finds the longest batch does not fit without it; bare flag = on")
     p.add_argument("--max_audio_seconds", type=float, default=None,
                    help="drop samples whose reference + target audio is longer (each dropped sample is listed)")
     p.add_argument("--dataloader_num_workers", type=int, default=d.dataloader_num_workers, help="data loading processes per GPU")

@@ -78,8 +78,7 @@ class SampleEvalCallback(TrainerCallback):
             return
         record = self.evaluate(model, state.global_step, args.logging_dir)
         record["epoch"] = state.epoch
-        with (self.output_dir / "metrics.jsonl").open("a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        self._write_record(record)
 
     def on_train_end(self, args, state, control, **kwargs):
         if self._writer is not None:
@@ -102,14 +101,16 @@ class SampleEvalCallback(TrainerCallback):
 
         from ..data.audio import write_wav
         from ..infer.engine import GenerationSettings, VoiceCloner
+        from ..infer.errors import DeviceError, first_line, is_device_error
 
         t0 = time.time()
         device = next(model.parameters()).device
         self._setup(device)
         was_training = model.training
         inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # LoRA layers sit inside
-        rows, clips = [], []
+        rows, clips, failed = [], [], []
         cuda = [device] if device.type == "cuda" else []
+        failure = None  # the DeviceError raised, kept so a second failure on the way out cannot hide it
         try:
             with torch.random.fork_rng(devices=cuda), torch.no_grad():
                 # Dynamic cache: "auto" would, on CUDA, allocate static KV caches (~3 GB at the released
@@ -120,21 +121,51 @@ class SampleEvalCallback(TrainerCallback):
                     cap = token_cap(self.max_new_tokens, MAX_LENGTH_RATIO, self._targets_s[index], self._codec.tps,
                                     inner.config.audio_num_codebooks)
                     settings = GenerationSettings(max_new_tokens=cap, seed=EVAL_SEED + index)
-                    wav, sr, gen = cloner.clone(sample, settings)
+                    try:
+                        wav, sr, gen = cloner.clone(sample, settings)
+                    except Exception as err:
+                        if is_device_error(err):  # training on a failed GPU would only fail later, or worse
+                            path = self._write_record(self._record(step, t0, rows, failed)
+                                                      | {"eval_stopped_by_device_error": first_line(err)})
+                            failure = DeviceError(f"training step {step}, eval sample {index}", err,
+                                                  done=f"{len(rows)} eval clips generated", saved=str(path))
+                            raise failure from err
+                        log.warning("training-time eval: sample %d skipped: %s", index, first_line(err))
+                        failed.append(index)
+                        continue
                     write_wav(self.output_dir / "eval_samples" / f"step_{step:06d}" / f"{index:02d}.wav", wav, sr)
                     clips.append((wav, sr))
                     rows.append(self.scorers.score(wav, sr, sample, self._targets_s[index], bool(gen.stopped)))
+        except Exception:
+            # After a CUDA error, restoring the CUDA RNG state (fork_rng's exit) fails too: report the first.
+            if failure is not None:
+                raise failure from failure.original
+            raise
         finally:
             model.train(was_training)
+        record = self._record(step, t0, rows, failed)
+        if self.tensorboard and logging_dir:
+            self._log_tensorboard(step, record, clips, logging_dir)
+        return record
+
+    @staticmethod
+    def _record(step: int, t0: float, rows: list[dict], failed: list[int]) -> dict:
         record = {"step": step, "eval_seconds": round(time.time() - t0, 2)}
         for key in METRICS:
             values = [r[key] for r in rows if r.get(key) is not None]
             if values:
                 record[f"eval_{key}"] = round(float(np.mean(values)), 4)
-        record["eval_eos_rate"] = round(float(np.mean([r["stopped_at_eos"] for r in rows])), 4)
-        if self.tensorboard and logging_dir:
-            self._log_tensorboard(step, record, clips, logging_dir)
+        if rows:
+            record["eval_eos_rate"] = round(float(np.mean([r["stopped_at_eos"] for r in rows])), 4)
+        if failed:
+            record["eval_failed_samples"] = failed
         return record
+
+    def _write_record(self, record: dict) -> Path:
+        path = self.output_dir / "metrics.jsonl"
+        with path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        return path
 
     def _log_tensorboard(self, step: int, record: dict, clips: list, logging_dir: str) -> None:
         import torch

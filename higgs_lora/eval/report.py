@@ -26,7 +26,7 @@ TITLES = {
 CSV_COLUMNS = [
     "index", "system", "speaker", "language", "sim", "sim_other_speaker", "wer", "cer", "duration_s", "duration_ratio",
     "stopped_at_eos", "leading_silence_s", "trailing_silence_s", "clipped_fraction", "peak",
-    "max_new_tokens", "generation_s", "wav", "target_text", "transcript", "reference_audio",
+    "max_new_tokens", "generation_s", "wav", "target_text", "transcript", "reference_audio", "error",
 ]
 
 

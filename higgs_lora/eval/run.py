@@ -85,12 +85,15 @@ def token_cap(max_new_tokens: int, max_length_ratio: float, target_seconds: floa
 
 
 def generate_all(system: str, model_path: str, lora_path: str | None, samples, targets_s: list[float],
-                 cfg: EvalConfig, out: Path) -> list[dict]:
-    """Clone every sample with one model; WAVs go to OUT/audio/SYSTEM/NNNN.wav."""
+                 cfg: EvalConfig, out: Path, earlier: dict | None = None) -> list[dict]:
+    """Clone every sample with one model; WAVs go to OUT/audio/SYSTEM/NNNN.wav. A sample that fails gets a
+    record with `wav` None and its `error`; a device error stops everything (`infer.errors`), writing
+    OUT/results.json with these records and `earlier` (the systems already generated)."""
     from tqdm.auto import tqdm
 
     from ..data.audio import write_wav
     from ..infer.engine import GenerationSettings, VoiceCloner
+    from ..infer.errors import DeviceError, first_line, is_device_error
 
     cloner = VoiceCloner.load(model_path, lora_path, cfg.audio_tokenizer, device=cfg.device, dtype=cfg.dtype)
     folder = out / "audio" / system
@@ -102,7 +105,18 @@ def generate_all(system: str, model_path: str, lora_path: str | None, samples, t
             settings = GenerationSettings(max_new_tokens=cap, temperature=cfg.temperature, top_k=cfg.top_k,
                                           top_p=cfg.top_p, ras_win_len=cfg.ras_win_len, seed=cfg.seed + index)
             t0 = time.time()
-            wav, sr, gen = cloner.clone(sample, settings)
+            try:
+                wav, sr, gen = cloner.clone(sample, settings)
+            except Exception as err:
+                if is_device_error(err):  # the GPU is gone: stop, keeping what was generated
+                    raise DeviceError(f"{system} sample {index}", err, done=f"{len(records)} {system} clips generated",
+                                      saved=str(write_partial(out, {**(earlier or {}), system: records},
+                                                                        system, index, err))) from err
+                # a bad sample: an unscored row saying why, and on to the next
+                reason = getattr(err, "reason", "generation_failed")
+                tqdm.write(f"skipping {system} sample {index}: [{reason}] {first_line(err)}")
+                records.append({"wav": None, "error": f"[{reason}] {first_line(err)}", "max_new_tokens": cap})
+                continue
             path = folder / f"{index:04d}.wav"
             write_wav(path, wav, sr)
             records.append({"wav": str(path.relative_to(out)), "stopped_at_eos": bool(gen.stopped),
@@ -114,11 +128,30 @@ def generate_all(system: str, model_path: str, lora_path: str | None, samples, t
     return records
 
 
+def write_partial(out: Path, generated: dict, system: str, index: int, err: BaseException) -> Path:
+    """OUT/results.json after a device error: every clip generated so far, per system (WAVs in OUT/audio)."""
+    import json
+
+    from ..infer.errors import first_line
+
+    path = out / "results.json"
+    document = {"stopped_by_device_error": {"system": system, "index": index, "error": first_line(err)},
+                "generated": generated}
+    path.write_text(json.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
 def _empty_cuda_cache() -> None:
     import torch
 
+    from ..infer.errors import is_device_error
+
     if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+        try:
+            torch.cuda.empty_cache()
+        except Exception as err:  # after a device error this fails too; the first error is the one to report
+            if not is_device_error(err):
+                raise
 
 
 def evaluate(cfg: EvalConfig) -> Path:
@@ -144,7 +177,9 @@ def evaluate(cfg: EvalConfig) -> Path:
     baseline = resolve_baseline(cfg)
     if baseline:
         systems.append((BASELINE, baseline, None))
-    generated = {name: generate_all(name, path, lora, samples, targets_s, cfg, out) for name, path, lora in systems}
+    generated: dict = {}
+    for name, path, lora in systems:
+        generated[name] = generate_all(name, path, lora, samples, targets_s, cfg, out, earlier=generated)
 
     rows = []
     for index, sample in enumerate(samples):
@@ -155,6 +190,9 @@ def evaluate(cfg: EvalConfig) -> Path:
                      **scorers.score(target, SCORING_SR, sample, targets_s[index], None)})
         for name, _, _ in systems:
             record = generated[name][index]
+            if record["wav"] is None:  # the sample failed to generate: listed, not scored
+                rows.append({**base, "system": name, **record})
+                continue
             wav, sr = sf.read(str(out / record["wav"]), dtype="float32")
             metrics = scorers.score(wav, sr, sample, targets_s[index], record["stopped_at_eos"])
             rows.append({**base, "system": name, **record, **metrics})

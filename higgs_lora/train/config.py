@@ -37,7 +37,9 @@ class TrainConfig:
     audio_loss_weight: float = 1.0
     consistency_loss_weight: float = 0.0  # KL to the adapter-off base model on target frames (0: off)
     mixed_precision: str = "auto"  # auto | bf16 | fp16 | no (see model/precision.py)
-    use_gradient_checkpointing: bool = False
+    # auto: the memory guard turns it on only when the longest batch needs it (train/memory_guard.py);
+    # on / off: always / never. After start-up the run settings hold what ran (on or off).
+    use_gradient_checkpointing: str = "auto"
     max_audio_seconds: float | None = None  # drop (and list) samples with longer reference + target audio
     dataloader_num_workers: int = 2
     logging_steps: int = 10

@@ -183,17 +183,36 @@ def gpu_capacity(device: str | None) -> float | None:
     return float(min(total, free + torch.cuda.memory_reserved(device)))
 
 
+CHECKPOINTING_MODES = ("auto", "on", "off")
+
+
+def checkpointing_mode(value) -> str:
+    """--use_gradient_checkpointing as auto | on | off. The boolean of earlier versions: True was the
+    bare flag (on); False let the guard turn it on when needed (auto)."""
+    if isinstance(value, bool):
+        return "on" if value else "auto"
+    if value not in CHECKPOINTING_MODES:
+        raise ValueError(f"--use_gradient_checkpointing {value!r}: use auto, on or off")
+    return value
+
+
 def check_memory(cfg, model_config, dataset, device: str | None, weight_bytes: int,
                  indices: Sequence[int] | None = None) -> bool:
-    """The recipe's pre-flight check; returns whether to use activation checkpointing.
+    """The recipe's pre-flight check; returns whether to use activation checkpointing
+    (`cfg.use_gradient_checkpointing`: auto = as the longest batch needs, on, off).
     Raises ValueError (before any step) when the longest batch cannot fit."""
+    mode = checkpointing_mode(cfg.use_gradient_checkpointing)
     capacity = gpu_capacity(device)
     if capacity is None:
         log.debug("memory check skipped: no GPU (set %s to plan for one)", CAPACITY_ENV)
-        return cfg.use_gradient_checkpointing
+        return mode == "on"
     shape = ModelShape.from_config(model_config.to_dict() if hasattr(model_config, "to_dict") else model_config)
     decision = decide_memory(shape, sample_sizes(dataset, indices), cfg.batch_size, capacity, cfg.lora_r,
-                             cfg.lora_targets, cfg.use_gradient_checkpointing, weight_bytes, cfg.max_tokens_per_batch)
+                             cfg.lora_targets, mode == "on", weight_bytes, cfg.max_tokens_per_batch)
+    if mode == "off" and decision.checkpointing:
+        raise ValueError(f"{decision.message.split('; turning')[0] if decision.fits else decision.message}; "
+                         f"--use_gradient_checkpointing off forbids the activation checkpointing it needs: "
+                         f"use --use_gradient_checkpointing auto (or on), or a smaller batch")
     if not decision.fits:
         raise ValueError(decision.message)
     (log.warning if decision.turned_on_checkpointing else log.info)(decision.message)

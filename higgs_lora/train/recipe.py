@@ -140,8 +140,9 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
 
     model = precision.prepare(apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets))
     # Before any step: the longest batch must fit (checkpointing turned on, or a clear stop, if not).
-    cfg.use_gradient_checkpointing = check_memory(cfg, model.config, dataset, device, precision.weights_dtype.itemsize, file_indices)
-    if cfg.use_gradient_checkpointing:
+    checkpointing = check_memory(cfg, model.config, dataset, device, precision.weights_dtype.itemsize, file_indices)
+    cfg.use_gradient_checkpointing = "on" if checkpointing else "off"  # the run settings say what ran
+    if checkpointing:
         enable_activation_checkpointing(model)
     trainable, parameters = count_parameters(model)
     eval_steps = cfg.eval_steps or cfg.save_steps
@@ -150,7 +151,7 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
         skipped=skipped + len(samples) - len(dataset), target_hours=target_hours,
         reference_hours=reference_hours, speakers=speakers, eval_samples=len(split.eval), eval_how=split.how,
         eval_steps=eval_steps, precision=precision.describe(),
-        gradient_checkpointing=cfg.use_gradient_checkpointing, save_steps=cfg.save_steps,
+        gradient_checkpointing=checkpointing, save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit, lora=f"LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} "
         f"dropout={cfg.lora_dropout}", trainable=trainable, total=parameters,
         consistency_loss_weight=cfg.consistency_loss_weight, max_tokens_per_batch=cfg.max_tokens_per_batch,

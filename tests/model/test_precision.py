@@ -1,7 +1,8 @@
 """The precision scheme: bf16 training that survives CUDA autocast's fp32 ops, and the flag's rules.
 
-`cuda_autocast_fp32_ops` makes CPU autocast behave like CUDA autocast for the ops CUDA runs in
-fp32 (`sum` among them), which is what crashed the first training step on an H200.
+`cuda_autocast_fp32_ops` makes CPU autocast take CUDA autocast's choice for the ops CUDA runs in fp32
+(`sum` among them, which is what crashed the first training step on an H200) and for its promote
+list; its blind spots are listed in tests/cuda_autocast.py: these tests are not GPU runs.
 """
 
 import json
@@ -61,7 +62,7 @@ def _training_args(tmp_path, **kw):
                              dataloader_num_workers=0, use_cpu=True, **kw)
 
 
-def test_bf16_trainer_step_under_cuda_autocast_semantics(tmp_path, tiny_dataset, tiny_config):
+def test_bf16_trainer_step_with_cuda_autocast_fp32_ops_emulated(tmp_path, tiny_dataset, tiny_config):
     """A real Trainer step (HiggsAudioTrainer, bf16=True -> autocast) on a bf16 model loaded by our code."""
     precision = resolve_precision("bf16", "cpu")
     model = load_model("tiny", device="cpu", dtype=precision.weights_dtype)
@@ -121,7 +122,7 @@ def test_cuda_choices(monkeypatch):
 @pytest.fixture(scope="module")
 def recipe_runs(tmp_path_factory):
     """recipe.train on the tiny model, batch 2 (samples of different lengths: padding) x accumulation 2,
-    once in bf16 under CUDA autocast semantics and once in fp32."""
+    once in bf16 with CUDA autocast's fp32/promote choices emulated and once in fp32."""
     from higgs_lora.data.sample_data import create_sample_data
     from higgs_lora.train.recipe import TrainConfig, train
 

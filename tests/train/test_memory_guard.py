@@ -149,7 +149,7 @@ def test_recipe_turns_checkpointing_on_when_memory_is_short(guard_data, tmp_path
     with caplog.at_level(logging.WARNING, logger="higgs_lora.train.memory_guard"):
         out = train(_cfg(path, tmp_path / "out"))
     assert "turning activation checkpointing ON" in caplog.text
-    assert read_run_config(out)["use_gradient_checkpointing"] is True
+    assert read_run_config(out)["use_gradient_checkpointing"] == "on"  # what ran, not "auto"
 
 
 def test_recipe_stops_before_training_when_nothing_fits(guard_data, tmp_path, monkeypatch):
@@ -161,3 +161,36 @@ def test_recipe_stops_before_training_when_nothing_fits(guard_data, tmp_path, mo
         train(_cfg(path, tmp_path / "out"))
     assert not (tmp_path / "out" / "adapter_model.safetensors").exists()
     assert not (tmp_path / "out" / "metrics.jsonl").exists()
+
+
+@pytest.mark.parametrize("mode, capacity, expected", [
+    ("auto", "plenty", False), ("auto", "between", True), ("on", "plenty", True), ("on", "between", True),
+    ("off", "plenty", False), ("off", "between", ValueError),
+    ("auto", None, False), ("on", None, True), ("off", None, False),
+])
+def test_checkpointing_mode_auto_on_off(guard_data, tiny_config, tiny_tokenizer, tiny_codec, monkeypatch, mode,
+                                        capacity, expected):
+    """auto: the guard decides; on: always; off: never, and a batch that needs it stops the run naming the flag.
+    No capacity (CPU): auto means off."""
+    from higgs_lora.data.dataset import VoiceCloningDataset
+    from higgs_lora.data.validate import load_samples
+
+    path, (plain, ckpt) = guard_data
+    if capacity is None:
+        monkeypatch.delenv(G.CAPACITY_ENV, raising=False)
+    else:
+        total = plain.total * 4 if capacity == "plenty" else (plain.total + ckpt.total) / 2
+        monkeypatch.setenv(G.CAPACITY_ENV, repr(_capacity_for(total) / P.GIB))
+    dataset = VoiceCloningDataset(load_samples(path), tiny_tokenizer, tiny_codec)
+    cfg = _cfg(path, "unused", use_gradient_checkpointing=mode)
+    if expected is ValueError:
+        with pytest.raises(ValueError, match="--use_gradient_checkpointing off"):
+            G.check_memory(cfg, tiny_config, dataset, "cpu", 4)
+    else:
+        assert G.check_memory(cfg, tiny_config, dataset, "cpu", 4) is expected
+
+
+def test_old_boolean_settings_still_read():
+    assert G.checkpointing_mode(True) == "on" and G.checkpointing_mode(False) == "auto"
+    with pytest.raises(ValueError, match="auto, on or off"):
+        G.checkpointing_mode("sometimes")
