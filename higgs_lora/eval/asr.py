@@ -114,21 +114,24 @@ class PocketSphinxASR:
 def whisper_source(model: str) -> tuple[str, Path]:
     """(display name, local folder) of a transformers Whisper: a folder as is, a hub model fetched once.
 
-    Raises MissingScorerError with the way out when the files cannot be had (offline and not cached)."""
-    from ..model.hub import WeightsError, fetch, parse_ref
+    Raises MissingScorerError, one line with the ways out, when the files cannot be had (offline, not cached)."""
+    from huggingface_hub import snapshot_download
+
+    from ..model.hub import parse_ref
 
     if Path(model).expanduser().is_dir():
         return model, Path(model).expanduser()
     if "/" not in model:  # a size name: large-v3, small, ...
         repo = f"openai/whisper-{model}"
         model = f"{repo}@{WHISPER_REVISION}" if repo == WHISPER_REPO else repo
+    ref = parse_ref(model)  # a malformed name is a one-line WeightsError (a ValueError) already
     try:
-        ref = parse_ref(model)
-        return str(ref), fetch(ref, WHISPER_FILES)
-    except WeightsError as err:
+        return str(ref), Path(snapshot_download(ref.repo, revision=ref.revision, allow_patterns=list(WHISPER_FILES)))
+    except Exception as err:  # offline and not cached, unknown repo or revision, network error
         raise MissingScorerError(
-            f"the Whisper ASR cannot load {model}: {err}. Run once where the hub is reachable (the files are "
-            f"cached), or pass --asr whisper:FOLDER with a saved transformers Whisper, or --asr none") from None
+            f"the Whisper ASR cannot load {ref} ({type(err).__name__}: not in the local hub cache and the hub "
+            "did not serve it): run once where the hub is reachable (the files stay cached), or pass "
+            "--asr whisper:FOLDER with a saved transformers Whisper, or --asr none") from None
 
 
 class WhisperASR:

@@ -101,13 +101,8 @@ def empty_hub_cache(monkeypatch, tmp_path):
     """No hub cache and no network: what an offline machine that never fetched Whisper sees."""
     import huggingface_hub.constants as hub
 
-    from higgs_lora.model.hub import fetch
-
-    fetch.cache_clear()
     monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
-    yield
-    fetch.cache_clear()
 
 
 def test_whisper_that_cannot_be_had_is_one_line_naming_the_model_and_the_ways_out(empty_hub_cache):
