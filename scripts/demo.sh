@@ -46,4 +46,4 @@ step "6/6 check-alignment: prompt parity, label audit, overfit-and-regenerate"
 "$HL" check-alignment --train_data "$OUT/data.json" --base_model tiny --audio_tokenizer tiny \
     --max_samples 6 --report "$OUT/alignment_report.json"
 
-printf '\nDemo finished: outputs in %s/ (lora/, merged/, audio/*.wav, alignment_report.json)\n' "$OUT"
+printf "\nDemo finished: outputs in %s/ (lora/, merged/, audio/*.wav, eval/report.md, alignment_report.json)\n" "$OUT"
