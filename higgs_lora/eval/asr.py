@@ -181,11 +181,14 @@ class WhisperASR:
         texts = []
         for start in range(0, max(len(audio), 1), step):
             chunk = audio[start:start + step]
-            features = self._processor.feature_extractor(chunk, sampling_rate=self.sampling_rate,
-                                                         return_tensors="pt").input_features
+            inputs = self._processor.feature_extractor(chunk, sampling_rate=self.sampling_rate, return_tensors="pt",
+                                                       return_attention_mask=True)
             with torch.inference_mode():
-                ids = model.generate(features.to(model.device, model.dtype), language=lang, task="transcribe",
-                                     max_new_tokens=max_new, do_sample=False, num_beams=1)
+                # Whisper's encoder ignores the mask (it always sees 30 s); passing it silences generate's notice
+                # that pad and end of text share an id.
+                ids = model.generate(inputs.input_features.to(model.device, model.dtype),
+                                     attention_mask=inputs.attention_mask.to(model.device), language=lang,
+                                     task="transcribe", max_new_tokens=max_new, do_sample=False, num_beams=1)
             texts.append(self._processor.tokenizer.decode(ids[0], skip_special_tokens=True).strip())
         return " ".join(t for t in texts if t).strip()
 
