@@ -134,6 +134,13 @@ def whisper_source(model: str) -> tuple[str, Path]:
             "--asr whisper:FOLDER with a saved transformers Whisper, or --asr none") from None
 
 
+def whisper_dtype(device: str):
+    """fp16 on a GPU (Whisper's released precision, half the memory), fp32 on CPU."""
+    import torch
+
+    return torch.float16 if device.startswith("cuda") else torch.float32
+
+
 class WhisperASR:
     """Whisper through transformers (already a dependency); large-v3 is the usual choice for Arabic.
 
@@ -157,9 +164,9 @@ class WhisperASR:
         from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
         device = ("cuda" if torch.cuda.is_available() else "cpu") if self.device in (None, "auto") else self.device
-        dtype = torch.float16 if str(device).startswith("cuda") else torch.float32
         self._processor = WhisperProcessor.from_pretrained(self.folder)
-        self._model = WhisperForConditionalGeneration.from_pretrained(self.folder, torch_dtype=dtype).to(device).eval()
+        self._model = WhisperForConditionalGeneration.from_pretrained(
+            self.folder, torch_dtype=whisper_dtype(str(device))).to(device).eval()
 
     def knows(self, language: str | None) -> bool:
         if self._model is None:

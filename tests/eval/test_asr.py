@@ -158,6 +158,19 @@ def test_whisper_cuts_audio_over_30_seconds_into_windows(tiny_whisper):
     assert whole == " ".join(p for p in parts if p)
 
 
+def test_whisper_in_the_gpus_fp16_runs_on_fp32_features(tiny_whisper, monkeypatch):
+    """On CUDA the model loads in fp16 while the feature extractor gives fp32: forced here on CPU, the
+    features must be cast to the model's dtype or the first convolution refuses them."""
+    import torch
+
+    import higgs_lora.eval.asr as asr_module
+
+    monkeypatch.setattr(asr_module, "whisper_dtype", lambda device: torch.float16)
+    asr = load_asr(f"whisper:{tiny_whisper}", device="cpu")
+    text = asr.transcribe(np.zeros(16000, dtype=np.float32), 16000, "ar")
+    assert asr._model.dtype == torch.float16 and isinstance(text, str) and text
+
+
 def test_auto_routes_english_to_pocketsphinx_and_arabic_to_whisper(tiny_whisper):
     from higgs_lora.cli import build_parser
 
