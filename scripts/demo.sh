@@ -40,10 +40,10 @@ step "5/6 infer: clone each sample's voice through the same prompt builder"
 
 step "eval: fine-tuned vs base model: SIM, WER (English samples), duration, EOS; report.md + plots"
 "$HL" eval --data "$OUT/data.json" --model_path "$OUT/merged" --audio_tokenizer tiny \
-    --output_dir "$OUT/eval" --max_samples 6 --seed 0
+    --output_dir "$OUT/eval" --max_samples 6 --seed 0 --asr pocketsphinx  # offline: auto would fetch Whisper for Arabic
 
 step "6/6 check-alignment: prompt parity, label audit, overfit-and-regenerate"
 "$HL" check-alignment --train_data "$OUT/data.json" --base_model tiny --audio_tokenizer tiny \
     --max_samples 6 --report "$OUT/alignment_report.json"
 
-printf '\nDemo finished: outputs in %s/ (lora/, merged/, audio/*.wav, alignment_report.json)\n' "$OUT"
+printf "\nDemo finished: outputs in %s/ (lora/, merged/, audio/*.wav, eval/report.md, alignment_report.json)\n" "$OUT"

@@ -17,9 +17,10 @@ def add_arguments(p) -> None:
                         "the base model named in the merged model's run settings, else the released base model)")
     p.add_argument("--speaker_encoder", default="resemblyzer",
                    help="resemblyzer (offline), wavlm[:MODEL] (a WavLMForXVector hub id or folder), or none")
-    p.add_argument("--asr", default="pocketsphinx",
-                   help="pocketsphinx (offline, English only), whisper[:MODEL] (faster-whisper; whisper:large-v3 for "
-                        "Arabic), or none")
+    p.add_argument("--asr", default="auto",
+                   help="auto (by language: pocketsphinx for English, Whisper large-v3 through transformers for Arabic "
+                        "and the rest, downloaded on first use), pocketsphinx (offline, English only), whisper[:MODEL], "
+                        "faster-whisper[:MODEL] (pip install 'higgs-lora[whisper]'), or none")
     p.add_argument("--language", default="auto",
                    help="language of the target texts for ASR and normalisation: auto (from the script), ar, en, ...")
     p.add_argument("--max_samples", type=int, default=None, help="evaluate only the first N samples")

@@ -1,7 +1,7 @@
 """Evaluation of cloned voices: speaker similarity, intelligibility, stopping, duration, signal checks.
 
     text_norm.py   per-language normalisation of transcripts before WER/CER
-    asr.py         pluggable ASR (pocketsphinx offline English, faster-whisper), WER/CER
+    asr.py         pluggable ASR (auto by language: pocketsphinx for English, Whisper via transformers), WER/CER (jiwer)
     speaker.py     pluggable speaker encoders (Resemblyzer by default, WavLM x-vector), cosine SIM
     signal.py      duration, leading/trailing silence, clipping
     metrics.py     THE scoring of one clip: baseline, fine-tuned and ground truth all go through it

@@ -31,7 +31,7 @@ class EvalConfig:
     audio_tokenizer: str | None = None
     baseline_model: str | None = None  # None: the base model the fine-tune started from; "none": no baseline
     speaker_encoder: str = "resemblyzer"
-    asr: str = "pocketsphinx"
+    asr: str = "auto"  # asr.load_asr: pocketsphinx for English, Whisper for the rest
     language: str = "auto"
     system_prompt: str | None = None
     text_normalization: str | None = None

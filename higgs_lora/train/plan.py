@@ -48,17 +48,12 @@ from ..defaults import BASE_MODEL, DEFAULT_LORA_TARGETS, MODEL_REPO
 # The GPU measurements (each with its precision scheme), the MFU and the activation factor fitted to
 # them live in calibration.py, which also reads gpu-check reports to recalibrate.
 from .calibration import ACTIVATION_CALIBRATION, CALIBRATION_POINTS, DEFAULT_MFU  # noqa: F401  (re-exported)
+from .gpus import GPUS  # the card table; gpu_spec also takes a spec dict (--gpu_memory_gb)
 
 GIB = 2**30
 FRAMES_PER_SECOND = 25  # Higgs audio tokenizer: 25 code columns per second of audio
 RELEASED_CONFIG = "released_config.json"  # higgs_lora/model/configs/, the released model's config.json
 
-# Total memory torch reports for each card (torch.cuda.get_device_properties().total_memory), and
-# dense bf16 peak FLOP/s (SXM parts).
-GPUS = {
-    "h100": {"memory_gib": 79.2, "peak_flops": 989e12, "name": "NVIDIA H100 80GB"},
-    "h200": {"memory_gib": 139.8, "peak_flops": 989e12, "name": "NVIDIA H200 141GB"},
-}
 # Share of the card the estimate may use: the CUDA context, cuBLAS workspaces and the caching
 # allocator's fragmentation are not in max_memory_allocated, which the estimate predicts.
 USABLE_FRACTION = 0.9
@@ -352,7 +347,10 @@ def estimate_step(shape: ModelShape, batch_size: int, seq_len: int, lora_r: int 
     return StepEstimate(flops, seconds, tokens / seconds, batch_size / seconds)
 
 
-def gpu_spec(gpu: str) -> dict:
+def gpu_spec(gpu: str | dict) -> dict:
+    """A card by name, or a spec dict as given (gpus.gpu_with_memory: --gpu_memory_gb)."""
+    if isinstance(gpu, dict):
+        return gpu
     if gpu not in GPUS:
         raise ValueError(f"unknown GPU {gpu!r}; known: {', '.join(GPUS)}")
     return GPUS[gpu]
