@@ -86,6 +86,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "'environment OK' or the failing stage; without --base_model uses the tiny model and codec")
 
 
+def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Usage mistakes, refused at parse time (exit 2) before torch and transformers load."""
+    if args.train_data is None and not args.quick_test:
+        parser.error("--train_data is required (or use --quick_test, which makes sample data)")
+    if args.max_steps == 0 or args.max_steps < -1:
+        parser.error(f"--max_steps {args.max_steps}: give a number of optimizer steps >= 1, or -1 to train --num_epochs")
+    if args.max_steps == -1 and args.num_epochs <= 0:
+        parser.error(f"--num_epochs {args.num_epochs}: must be above 0 (or give --max_steps)")
+
 
 def train_config_from_args(args: argparse.Namespace):
     tiny_quick = args.quick_test and args.base_model is None

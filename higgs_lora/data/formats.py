@@ -57,13 +57,22 @@ def _sample_like(obj) -> bool:
     return isinstance(obj, dict) and any(k in obj for k in _SAMPLE_KEYS)
 
 
+def not_a_data_file(path: str | Path) -> str:
+    """Why `path` cannot be read as a data file: a folder (of clips, most likely) or nothing at all."""
+    path = Path(path)
+    if path.is_dir():
+        return (f"is a folder, not a data file; for a folder of clips and transcripts run "
+                f"`higgs-lora convert {path} --output {path.name or 'data'}.jsonl` first, then use the .jsonl")
+    return "data file not found"
+
+
 def iter_records(path: str | Path) -> Iterator:
     """The records of a data file, one at a time. JSON Lines are streamed; a JSON document is parsed whole.
 
     Raises DataFileError naming the file and where it stops being readable."""
     path = Path(path)
     if not path.is_file():
-        raise DataFileError(str(path), "data file not found")
+        raise DataFileError(str(path), not_a_data_file(path))
     try:
         # -sig: files saved by Windows editors start with a BOM
         with open(path, encoding="utf-8-sig") as f:

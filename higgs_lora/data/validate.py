@@ -141,7 +141,7 @@ def check_audio_files(paths: list[str], limits: AudioLimits, workers: int = 1, p
     from tqdm.auto import tqdm
 
     results: dict[str, AudioInfo] = {}
-    bar = tqdm(total=len(paths), desc="Checking audio", unit="file", disable=not progress)
+    bar = tqdm(total=len(paths), desc="Checking audio", unit="file", disable=not progress or not paths)
     chunk = 16
     chunks = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]
     if workers > 1 and len(chunks) > 1:

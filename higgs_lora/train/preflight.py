@@ -82,7 +82,10 @@ def check_disk_space(output_dir: str | Path, lora_parameters: int, save_total_li
 def check_data_readable(train_data: str | Path) -> None:
     path = Path(train_data)
     if not path.is_file():
-        raise FileNotFoundError(f"--train_data {train_data}: no such file")
+        from ..data.formats import not_a_data_file
+
+        reason = not_a_data_file(path)
+        raise FileNotFoundError(f"--train_data {train_data}: {'no such file' if reason == 'data file not found' else reason}")
     try:
         with path.open("rb") as f:
             f.read(1)
