@@ -11,6 +11,8 @@ from .common import add_system_prompt, add_text_normalization
 
 NAME = "train"
 SUMMARY = "LoRA fine-tuning (use torchrun for several GPUs)"
+# A second Ctrl-C (the first one saves a checkpoint and stops cleanly), or one before training starts.
+INTERRUPTED_HINT = "checkpoints already written are intact; --resume_from_checkpoint latest continues from the newest"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -84,19 +84,25 @@ def token_cap(max_new_tokens: int, max_length_ratio: float, target_seconds: floa
     return min(max_new_tokens, cap)
 
 
+class EvalInterrupted(Exception):
+    """Ctrl-C during generation: the report covers the samples done (and was written); the message says so."""
+
+
 def generate_all(system: str, model_path: str, lora_path: str | None, samples, targets_s: list[float],
                  cfg: EvalConfig, out: Path) -> list[dict]:
-    """Clone every sample with one model; WAVs go to OUT/audio/SYSTEM/NNNN.wav."""
+    """Clone every sample with one model; WAVs go to OUT/audio/SYSTEM/NNNN.wav. After a Ctrl-C the
+    sample being generated is finished and fewer records than samples come back."""
     from tqdm.auto import tqdm
 
     from ..data.audio import write_wav
     from ..infer.engine import GenerationSettings, VoiceCloner
+    from ..interrupts import UntilCtrlC
 
     cloner = VoiceCloner.load(model_path, lora_path, cfg.audio_tokenizer, device=cfg.device, dtype=cfg.dtype)
     folder = out / "audio" / system
     records = []
     try:
-        for index, sample in enumerate(tqdm(samples, desc=f"Generating ({system})", unit="sample")):
+        for index, sample in UntilCtrlC(enumerate(tqdm(samples, desc=f"Generating ({system})", unit="sample")), "sample"):
             cap = token_cap(cfg.max_new_tokens, cfg.max_length_ratio, targets_s[index], cloner.codec.tps,
                             cloner.config.audio_num_codebooks)
             settings = GenerationSettings(max_new_tokens=cap, temperature=cfg.temperature, top_k=cfg.top_k,
@@ -144,7 +150,14 @@ def evaluate(cfg: EvalConfig) -> Path:
     baseline = resolve_baseline(cfg)
     if baseline:
         systems.append((BASELINE, baseline, None))
-    generated = {name: generate_all(name, path, lora, samples, targets_s, cfg, out) for name, path, lora in systems}
+    total = len(samples)
+    generated = {}
+    for name, path, lora in systems:
+        generated[name] = generate_all(name, path, lora, samples, targets_s, cfg, out)
+        if len(generated[name]) < len(samples):  # Ctrl-C: score what every system that ran has done
+            samples = samples[: len(generated[name])]
+            break
+    systems = [s for s in systems if s[0] in generated]
 
     rows = []
     for index, sample in enumerate(samples):
@@ -161,9 +174,14 @@ def evaluate(cfg: EvalConfig) -> Path:
 
     _add_other_speaker_sim(rows, samples, scorers)
     settings = asdict(cfg)
-    settings["baseline_model"] = baseline
+    settings["baseline_model"] = baseline if any(name == BASELINE for name, _, _ in systems) else None
     settings.update(scorers.describe())
-    return write_report(rows, settings, out)
+    if len(samples) < total:
+        settings["interrupted"] = f"Ctrl-C after {len(samples)} of {total} samples; systems: {', '.join(generated)}"
+    report = write_report(rows, settings, out)
+    if len(samples) < total:
+        raise EvalInterrupted(f"{settings['interrupted']}; report for those in {report}")
+    return report
 
 
 def _add_other_speaker_sim(rows: list[dict], samples, scorers) -> None:

@@ -212,7 +212,7 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
         trainer.train(resume_from_checkpoint=resume)
     if stop.stopped_at is not None and stop.stopped_at < trainer.state.max_steps:
         raise TrainingInterrupted(
-            f"stopped by SIGTERM after step {stop.stopped_at}; checkpoint saved to {out / f'checkpoint-{stop.stopped_at}'}"
+            f"stopped by {stop.signal_name} after step {stop.stopped_at}; checkpoint saved to {out / f'checkpoint-{stop.stopped_at}'}"
             f"; continue with --resume_from_checkpoint latest --output_dir {out}", str(out / f"checkpoint-{stop.stopped_at}"))
     if eval_dataset is not None and trainer.state.global_step % eval_steps:
         trainer.evaluate()  # the final adapter's held-out loss, for the end summary and metrics.jsonl

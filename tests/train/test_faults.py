@@ -275,6 +275,22 @@ def test_sigterm_saves_a_checkpoint_exits_cleanly_and_latest_resumes(data4, unin
     assert _max_diff(uninterrupted / "adapter_model.safetensors", out / "adapter_model.safetensors") <= 1e-6
 
 
+@pytest.mark.timeout(300)
+def test_ctrl_c_saves_a_checkpoint_like_sigterm_with_one_line(data4, tmp_path):
+    out = tmp_path / "out"
+    proc = _start(data4, out, "--save_steps", "1000")
+    _wait_for(lambda: _logged_steps(out) >= 2, proc)
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C in a terminal sends
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_INTERRUPTED, err[-2000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert "stopped by Ctrl-C after step" in err and "--resume_from_checkpoint latest" in err
+    ckpt = latest_checkpoint(out)
+    assert ckpt is not None and incomplete_reason(ckpt) is None
+    assert 2 <= int(ckpt.name.split("-")[1]) < STEPS
+    assert not (out / "adapter_model.safetensors").exists()
+
+
 SITECUSTOMIZE = '''
 import os
 if os.environ.get("RANK") == "1":
