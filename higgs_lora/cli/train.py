@@ -127,6 +127,7 @@ def train_config_from_args(args: argparse.Namespace):
 def run(args) -> int:
     import sys
 
+    from ..train.checkpoints import RunAlreadyFinished
     from ..train.faults import EXIT_INTERRUPTED, TrainingAborted, TrainingInterrupted, name_failing_rank
     from ..train.recipe import train
     from ..train.summary import is_rank_zero
@@ -136,6 +137,10 @@ def run(args) -> int:
         with name_failing_rank():
             cfg = train_config_from_args(args)
             out = train(cfg, on_stage=stages.append)
+    except RunAlreadyFinished as done:
+        if is_rank_zero():
+            print(done)
+        return 0
     except TrainingInterrupted as err:
         if is_rank_zero():
             print(str(err), file=sys.stderr)

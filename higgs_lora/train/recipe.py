@@ -85,6 +85,10 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
     out = Path(cfg.output_dir)
     # Folder checks, disk space, data and model reachability: all before any weights are loaded.
     resume = checkpoints.resolve_resume(cfg.resume_from_checkpoint, out)
+    if resume is not None and (done := checkpoints.finished_step(resume, cfg.max_steps, cfg.num_epochs)) is not None:
+        raise checkpoints.RunAlreadyFinished(
+            f"{out}: this run already finished at step {done} ({Path(resume).name}); nothing was changed. To train "
+            f"further raise --max_steps (or --num_epochs) and resume again; for a new run use --overwrite_output_dir")
     checkpoints.check_output_dir(out, cfg.overwrite_output_dir, resuming=resume is not None)
     guard = NonFiniteGuard(cfg.max_nonfinite_steps)
     preflight(cfg, stage, check_model=model is None)
