@@ -62,7 +62,7 @@ def not_a_data_file(path: str | Path) -> str:
     path = Path(path)
     if path.is_dir():
         return (f"is a folder, not a data file; for a folder of clips and transcripts run "
-                f"`higgs-lora convert {path} --output {path.name or 'data'}.jsonl` first, then use the .jsonl")
+                f"`higgs-lora convert {path} --output {path.stem or 'data'}.jsonl` first, then use the .jsonl")
     return "data file not found"
 
 
