@@ -44,7 +44,7 @@ from ..model.load import (
 from ..model.precision import resolve_precision
 from . import checkpoints
 from .config import RUN_CONFIG, TrainConfig, read_run_config  # noqa: F401  (re-exported)
-from .eval_split import held_out
+from .eval_split import held_out, write_held_out
 from .faults import NonFiniteGuard, StopOnSignal, TrainingInterrupted, select_samples
 from .memory_guard import check_memory, drop_long_samples
 from .model_card import adapter_card
@@ -114,6 +114,8 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
     kept = {id(s) for s in split.train}
     file_indices = [i for s, i in zip(samples, file_indices) if id(s) in kept]
     samples = split.train
+    # Written out so the end summary can suggest scoring on voices the adapter never trained on.
+    held_out_file = str(write_held_out(split.eval, out)) if split.eval and not cfg.eval_data and is_rank_zero() else None
     stage("model")
     tokenizer = tokenizer or load_tokenizer(cfg.base_model)
     # Under torchrun, Trainer moves the model to this process's GPU; load on CPU first then.
@@ -234,6 +236,7 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
                                                     losses[-1] if losses else None), encoding="utf-8")
         print(end_block(trainer.state.log_history, steps=trainer.state.global_step, seconds=time.monotonic() - started,
                         output_dir=str(out), base_model=cfg.base_model, audio_tokenizer=cfg.audio_tokenizer,
-                        data_for_infer=cfg.eval_data or cfg.train_data), flush=True)
+                        data_for_infer=cfg.eval_data or held_out_file or cfg.train_data,
+                        trained_on=not (cfg.eval_data or held_out_file)), flush=True)
     return out
 

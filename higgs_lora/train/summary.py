@@ -125,8 +125,9 @@ def _final_and_best(history: list[dict], key: str) -> str | None:
 
 
 def end_block(history: list[dict], *, steps: int, seconds: float, output_dir: str, base_model: str,
-              audio_tokenizer: str, data_for_infer: str) -> str:
-    """The closing summary: loss (final and best), time, where the adapter is, and what to run next."""
+              audio_tokenizer: str, data_for_infer: str, trained_on: bool = False) -> str:
+    """The closing summary: loss (final and best), time, where the adapter is, and what to run next.
+    `trained_on`: `data_for_infer` is the training data (no held-out set), which the score line says."""
     rows = [("steps", f"{steps} in {_duration(seconds)}")]
     for key, label in (("loss", "loss"), ("eval_loss", "eval_loss")):
         text = _final_and_best(history, key)
@@ -135,16 +136,23 @@ def end_block(history: list[dict], *, steps: int, seconds: float, output_dir: st
     out = shlex.quote(str(output_dir))
     rows.append(("adapter", f"{output_dir}  (adapter_model.safetensors + adapter_config.json)"))
     base = shlex.quote(base_model)
-    merge = f"higgs-lora merge --base_model {base} --lora_path {out} --output_path {shlex.quote(str(output_dir) + '-merged')}"
-    infer = (f"higgs-lora infer --chatml_file {shlex.quote(str(data_for_infer))} --output_dir "
+    from ..cli.common import runnable_command
+
+    cli = runnable_command()
+    merge = f"{cli} merge --base_model {base} --lora_path {out} --output_path {shlex.quote(str(output_dir) + '-merged')}"
+    infer = (f"{cli} infer --chatml_file {shlex.quote(str(data_for_infer))} --output_dir "
              f"{shlex.quote(str(output_dir) + '/samples')} --model_path {base} --lora_path {out} "
              f"--audio_tokenizer {shlex.quote(audio_tokenizer)}")
-    evaluate = (f"higgs-lora eval --data {shlex.quote(str(data_for_infer))} --model_path {base} --lora_path {out} "
+    evaluate = (f"{cli} eval --data {shlex.quote(str(data_for_infer))} --model_path {base} --lora_path {out} "
                 f"--audio_tokenizer {shlex.quote(audio_tokenizer)} --output_dir {shlex.quote(str(output_dir) + '/eval')}")
     width = max(len(k) for k, _ in rows + [("next", "")])
     lines = [RULE, "higgs-lora train: done", *(f"  {k:<{width}}  {v}" for k, v in rows),
              f"  {'next':<{width}}  listen:  {infer}", f"  {'':<{width}}  merge:   {merge}",
-             f"  {'':<{width}}  score:   {evaluate}", RULE]
+             f"  {'':<{width}}  score:   {evaluate}"]
+    if trained_on:
+        lines.append(f"  {'':<{width}}           (scores the training samples; --eval_split or --eval_data holds "
+                     "some out for an honest score)")
+    lines.append(RULE)
     return "\n".join(lines)
 
 
