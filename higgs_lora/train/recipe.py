@@ -50,7 +50,7 @@ from .memory_guard import check_memory, drop_long_samples
 from .model_card import adapter_card
 from .metrics import CompactProgressCallback
 from .preflight import preflight
-from .summary import RunFacts, StartSummaryCallback, audio_hours, end_block, is_rank_zero
+from .summary import RunFacts, StartSummaryCallback, audio_hours, end_block, is_rank_zero, quiet_known_notices
 from .trainer import HiggsAudioTrainer, MetricsJsonlCallback, allow_checkpoint_rng_state
 
 
@@ -80,6 +80,7 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
     from transformers.trainer_callback import ProgressCallback
 
     stage = on_stage or (lambda name: None)
+    quiet_known_notices()
     if cfg.quick_test:
         cfg = quick_test_overrides(cfg)
     out = Path(cfg.output_dir)

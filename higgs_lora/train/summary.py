@@ -6,6 +6,8 @@ so it cannot disagree with what Trainer then does.
 
 from __future__ import annotations
 
+import logging
+
 import math
 import os
 import shlex
@@ -94,7 +96,8 @@ def start_block(facts: RunFacts, *, per_device: int, accumulation: int, processe
         ("schedule", f"{_n(steps_epoch, 'step')} per epoch; {_n(max_steps, 'step')} = {epochs:.2f} epochs; "
                      f"peak lr {learning_rate:g}, cosine"),
         ("precision", facts.precision + (f"; {facts.backend}" if facts.backend else "")),
-        ("checkpoints", f"every {facts.save_steps} steps, keeping "
+        ("checkpoints", (f"every {facts.save_steps} steps" if facts.save_steps < max_steps else
+                         "at the last step only") + ", keeping "
                         f"{facts.save_total_limit if facts.save_total_limit else 'all'}; activation checkpointing "
                         f"{'on' if facts.gradient_checkpointing else 'off'}"),
     ]
@@ -172,3 +175,28 @@ class StartSummaryCallback(TrainerCallback):
             self.facts, per_device=args.per_device_train_batch_size, accumulation=args.gradient_accumulation_steps,
             processes=args.world_size, steps_epoch=steps_epoch, max_steps=state.max_steps,
             resumed_at=state.global_step, learning_rate=args.learning_rate), flush=True)
+
+
+# Notices every run prints that say nothing about this run: --max_steps is how the recipe schedules
+# (the start block shows the epochs it makes), and PEFT writes the adapter card that README.md replaces.
+KNOWN_NOTICES = {
+    "transformers.trainer": "max_steps is given, it will override any value given in num_train_epochs",
+    "huggingface_hub.repocard": "Repo card metadata block was not found",
+}
+
+
+class _DropNotice(logging.Filter):
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+
+def quiet_known_notices() -> None:
+    """Drop exactly the KNOWN_NOTICES (other messages of those loggers still show); idempotent."""
+    for name, prefix in KNOWN_NOTICES.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropNotice) and f.prefix == prefix for f in logger.filters):
+            logger.addFilter(_DropNotice(prefix))
