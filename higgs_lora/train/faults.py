@@ -161,8 +161,13 @@ class StopOnSignal(TrainerCallback):
         self.signal_name = "SIGTERM"  # what the stop message names; a peer rank's stop reads as SIGTERM
         self.stopped_at: int | None = None
         self._previous = {}
+        self._pid = os.getpid()
 
     def _handler(self, signum, frame):
+        if os.getpid() != self._pid:
+            # A data-loader worker forked with this handler: a terminal's Ctrl-C reaches the whole process
+            # group, and the main process decides; the worker keeps serving batches until it is told.
+            return
         self.requested = True
         self.signal_name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         for sig, previous in self._previous.items():
@@ -177,6 +182,7 @@ class StopOnSignal(TrainerCallback):
         if threading.current_thread() is not threading.main_thread():
             yield self
             return
+        self._pid = os.getpid()
         self._previous = {sig: signal.signal(sig, self._handler) for sig in self.signals}
         try:
             yield self
