@@ -58,7 +58,11 @@ def run(args) -> int:
     from .generation_args import load_cloner, resolve_settings
 
     if not Path(args.chatml_file).is_file():
-        raise FileNotFoundError(f"--chatml_file {args.chatml_file}: no such file")
+        from ..data.formats import not_a_data_file
+
+        reason = not_a_data_file(args.chatml_file)
+        raise FileNotFoundError(f"--chatml_file {args.chatml_file}: "
+                                f"{'no such file' if reason == 'data file not found' else reason}")
     if Path(args.output_dir).exists() and not Path(args.output_dir).is_dir():
         raise ValueError(f"--output_dir {args.output_dir} is a file, not a folder; name a folder for the WAVs and results.json")
     if args.require_cache and not args.cache_dir:

@@ -125,3 +125,10 @@ def test_infer_output_dir_that_is_a_file_is_one_line(tmp_path, capsys, sample_da
                  "--model_path", "tiny", "--audio_tokenizer", "tiny"]) == 2
     err = capsys.readouterr().err.strip()
     assert "is a file, not a folder" in err and "Errno" not in err and len(err.splitlines()) == 1
+
+
+def test_infer_chatml_file_folder_says_folder(tmp_path, capsys):
+    assert main(["infer", "--chatml_file", str(tmp_path), "--output_dir", str(tmp_path / "o"),
+                 "--model_path", "tiny", "--audio_tokenizer", "tiny"]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder" in err and "higgs-lora convert" in err and "no such file" not in err
