@@ -7,6 +7,9 @@ share, so it gets a card that says what the adapter is instead.
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
+
+from .eval_split import HELD_OUT
 
 
 def adapter_card(run: dict, output_dir: str, steps: int, samples: int, final_loss: float | None) -> str:
@@ -55,7 +58,9 @@ def adapter_card(run: dict, output_dir: str, steps: int, samples: int, final_los
         f"higgs-lora clone --lora_path {out} --ref_audio speaker.wav --ref_text \"transcript of speaker.wav\" \\",
         "    --text \"the text to speak\" --output out.wav",
         f"higgs-lora infer --lora_path {out} --chatml_file samples.json --output_dir cloned/",
-        f"higgs-lora eval --lora_path {out} --data heldout.json --output_dir eval/",
+        f"higgs-lora eval --lora_path {out} --data "
+        + (shlex.quote(str(Path(output_dir) / HELD_OUT)) if run.get("eval_split") else "heldout.json")
+        + " --output_dir eval/" + ("   # the samples --eval_split held out" if run.get("eval_split") else ""),
         f"higgs-lora merge --lora_path {out} --output_path {shlex.quote(str(output_dir) + '-merged')}   # one folder, no PEFT needed",
         "```",
         "",

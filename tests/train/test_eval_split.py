@@ -85,6 +85,7 @@ def test_eval_split_writes_the_held_out_samples_and_the_end_block_suggests_them(
     text = capsys.readouterr().out
     assert f"eval --data {held}" in text and f"eval --data {data4}" not in text
     assert "scores the training samples" not in text
+    assert f"--data {held} --output_dir eval/" in (out / "README.md").read_text(encoding="utf-8")  # the card too
     # eval, pointed at the run, tells trained-on samples from held-out ones
     assert trained_on_warning(EvalConfig(data=str(held), model_path="tiny", output_dir="e", lora_path=str(out)),
                               written) is None
