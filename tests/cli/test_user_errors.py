@@ -1,6 +1,5 @@
 """User mistakes the CLI answers with one line and exit 2 (issue 18): flags, empty files, folders for files."""
 
-import json
 import os
 import subprocess
 import sys
