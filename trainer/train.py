@@ -8,7 +8,6 @@
     torchrun --nproc_per_node=8 trainer/train.py --train_data ...      (see scripts/launch_8xh200_training.sh)
 """
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -16,11 +15,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # works from any f
 
 from higgs_lora import cli  # noqa: E402
 from higgs_lora.cli import train as train_command  # noqa: E402
-from higgs_lora.cli.common import HelpFormatter  # noqa: E402
+from higgs_lora.cli.common import HelpFormatter, Parser  # noqa: E402
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser = Parser(description=__doc__, formatter_class=HelpFormatter)
+    # Making or checking data needs no training flags; training does.
+    parser.check_arguments = lambda p, a: None if (a.create_sample_data or a.validate_data_only) else \
+        train_command.check_arguments(p, a)
     train_command.add_arguments(parser)
     parser.add_argument("--validate_data_only", action="store_true", help="check --train_data, list invalid samples, exit")
     parser.add_argument("--create_sample_data", metavar="OUT_JSON", help="write a small sample set with real speech and exit")

@@ -25,7 +25,7 @@ import logging
 import sys
 
 from ..infer.errors import EXIT_DEVICE_ERROR, DeviceError
-from .common import HelpFormatter
+from .common import HelpFormatter, Parser, report_interrupt
 
 # One module per subcommand, in the order `--help` lists them. Each module has NAME, SUMMARY,
 # add_arguments(parser) and run(args) (and optionally a longer DESCRIPTION); it imports torch and friends only inside run(), so building
@@ -40,12 +40,13 @@ def command_module(name: str):
 def _add_command(p: argparse.ArgumentParser, module) -> None:
     module.add_arguments(p)
     p.add_argument("--debug", action="store_true", help="show the full traceback of any error")
-    p.set_defaults(func=module.run)
+    p.set_defaults(func=module.run, interrupted_hint=getattr(module, "INTERRUPTED_HINT", None))
+    p.check_arguments = getattr(module, "check_arguments", None)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="higgs-lora", description=__doc__, formatter_class=HelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = Parser(prog="higgs-lora", description=__doc__, formatter_class=HelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     for name in COMMANDS:
         module = command_module(name)
         p = sub.add_parser(module.NAME, help=module.SUMMARY, description=getattr(module, "DESCRIPTION", module.SUMMARY),
@@ -68,6 +69,10 @@ def run(func, args: argparse.Namespace) -> int:
             raise
         print(f"error: {err}", file=sys.stderr)
         return EXIT_DEVICE_ERROR
+    except KeyboardInterrupt:  # commands that can stop cleanly catch Ctrl-C themselves; this is the rest
+        if getattr(args, "debug", False):
+            raise
+        return report_interrupt(getattr(args, "interrupted_hint", None))
     except USER_ERRORS as err:
         if getattr(args, "debug", False):
             raise
@@ -86,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
 def run_command(name: str, argv: list[str] | None = None, prog: str | None = None) -> int:
     """One subcommand as its own program (the design's script paths): its --help shows `prog`."""
     module = command_module(name.replace("-", "_"))
-    parser = argparse.ArgumentParser(prog=prog, description=getattr(module, "DESCRIPTION", module.SUMMARY),
-                                     formatter_class=HelpFormatter)
+    parser = Parser(prog=prog, description=getattr(module, "DESCRIPTION", module.SUMMARY),
+                    formatter_class=HelpFormatter)
     _add_command(parser, module)
     args = parser.parse_args(argv)
     return run(args.func, args)

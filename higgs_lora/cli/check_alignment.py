@@ -51,7 +51,7 @@ def run(args) -> int:
     from ..data.codes import load_codec
     from ..data.validate import load_samples
     from ..infer.run_settings import resolve
-    from ..model.hub import model_folder
+    from ..model.hub import check_codec_source, check_model_complete, model_folder
     from ..model.load import apply_lora, default_device, load_model, load_tokenizer
     from ..model.precision import resolve_precision
 
@@ -70,6 +70,9 @@ def run(args) -> int:
                        args.lora_path, args.base_model)
     settings.report()
     args.base_model, args.audio_tokenizer = settings["base_model"], settings["audio_tokenizer"]
+    # Before anything loads: a partly copied model or codec folder is named with what it lacks.
+    check_model_complete(args.base_model, weights=not args.skip_overfit)
+    check_codec_source(args.audio_tokenizer)
     args.text_normalization = settings["text_normalization"]
     # Raw transcripts: run_checks normalises them on each side, so a side that skips it shows up.
     samples = load_samples(args.train_data, settings["system_prompt"], text_normalization="none")

@@ -30,6 +30,8 @@ def run(args) -> int:
     check_text(args.text)
     if not args.ref_text.strip():
         raise SampleError("empty_text", "empty_text: --ref_text is empty; give the transcript of --ref_audio")
+    if Path(args.ref_audio).is_dir():
+        raise ValueError(f"--ref_audio {args.ref_audio} is a folder; name one audio file (WAV, FLAC, ...) in it")
     if not Path(args.ref_audio).is_file():
         raise FileNotFoundError(f"--ref_audio {args.ref_audio}: no such file")
     output = Path(args.output)
@@ -59,4 +61,4 @@ def _check_reference(path: str) -> None:
     try:
         audio_duration(path)
     except AudioError as err:
-        raise SampleError("unreadable_audio", f"unreadable_audio: --ref_audio {path}: {err}") from None
+        raise SampleError("audio_unreadable", f"audio_unreadable: --ref_audio {path}: {err}") from None

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import difflib
+import sys
 
 from ..defaults import DEFAULT_SYSTEM_PROMPT
+
+EXIT_CTRL_C = 130  # 128 + SIGINT, what a shell reports for a Ctrl-C'd command
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -32,3 +36,68 @@ def add_text_normalization(p: argparse.ArgumentParser, default=None, from_run: b
                    help="transcript normaliser shared by training and inference: comma-separated options from "
                         "whitespace, tatweel, strip_diacritics, nfkc, punct=arabic|latin, digits=western|arabic, "
                         f"or none (default: {fallback})")
+
+
+def option_suggestions(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
+    """"; did you mean --learning_rate?" for each mistyped flag, from the options `parser` knows."""
+    known = [o for o in parser._option_string_actions if o.startswith("--")]
+    hints = []
+    for arg in unknown:
+        flag = arg.split("=", 1)[0]
+        if flag.startswith("--"):
+            close = difflib.get_close_matches(flag, known, n=1, cutoff=0.75)
+            if close:
+                hints.append(f"did you mean {close[0]} (not {flag})?")
+    return ("; " + "; ".join(hints)) if hints else ""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with two additions every subcommand gets: a mistyped flag is answered with the closest
+    known one, and a subcommand's `check_arguments(parser, args)` (when it has one) runs right after
+    parsing, before any heavy import, so a usage mistake is exit 2 in well under a second."""
+
+    check_arguments = None
+
+    def parse_args(self, args=None, namespace=None):
+        ns, extras = self.parse_known_args(args, namespace)
+        parser = self._chosen_parser(ns)
+        if extras:
+            parser.error("unrecognized arguments: " + " ".join(extras) + option_suggestions(parser, extras))
+        if parser.check_arguments is not None:
+            parser.check_arguments(parser, ns)
+        return ns
+
+    def _chosen_parser(self, ns) -> "Parser":
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                chosen = action.choices.get(getattr(ns, action.dest, None))
+                if isinstance(chosen, Parser):
+                    return chosen._chosen_parser(ns)
+        return self
+
+
+def interrupted_line(hint: str | None = None) -> str:
+    """The one line a Ctrl-C leaves (a second Ctrl-C, or one outside a loop that stops cleanly)."""
+    return "interrupted (Ctrl-C)" + (f"; {hint}" if hint else "")
+
+
+def report_interrupt(hint: str | None = None) -> int:
+    print(interrupted_line(hint), file=sys.stderr, flush=True)
+    return EXIT_CTRL_C
+
+
+def runnable_command() -> str:
+    """How to call higgs-lora from this shell: `higgs-lora` when PATH finds this environment's, else the
+    environment's own entry point (a .venv that was never activated), else `python -m higgs_lora`.
+    The summaries print next steps with it, so they run as printed."""
+    import shlex
+    import shutil
+    from pathlib import Path
+
+    here = Path(sys.executable).parent / "higgs-lora"
+    found = shutil.which("higgs-lora")
+    if found and (not here.is_file() or Path(found).resolve() == here.resolve()):
+        return "higgs-lora"
+    if here.is_file():
+        return shlex.quote(str(here))
+    return f"{shlex.quote(sys.executable)} -m higgs_lora"

@@ -6,6 +6,7 @@ from .generation_args import add_model_arguments
 
 NAME = "eval"
 SUMMARY = "score cloned voices (fine-tuned vs baseline): SIM, WER/CER, duration, EOS; report.md + plots"
+INTERRUPTED_HINT = "the WAVs generated so far are under OUTPUT_DIR/audio"  # a second Ctrl-C, or one while scoring
 
 
 def add_arguments(p) -> None:
@@ -37,9 +38,13 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from ..eval.run import EvalConfig, evaluate
+    from ..eval.run import EvalConfig, EvalInterrupted, evaluate
+    from .common import report_interrupt
 
     keys = EvalConfig.__dataclass_fields__.keys()
-    report = evaluate(EvalConfig(**{k: getattr(args, k) for k in keys if hasattr(args, k)}))
+    try:
+        report = evaluate(EvalConfig(**{k: getattr(args, k) for k in keys if hasattr(args, k)}))
+    except EvalInterrupted as done:
+        return report_interrupt(str(done))
     print(f"wrote {report} (with results.csv, summary.json and plots) in {report.parent}")
     return 0

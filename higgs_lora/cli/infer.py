@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from .common import report_interrupt
 from .generation_args import add_generation_arguments, add_model_arguments
 
 NAME = "infer"
@@ -51,13 +52,20 @@ def run(args) -> int:
     from tqdm.auto import tqdm
 
     from ..data.audio import write_wav
+    from ..interrupts import UntilCtrlC
     from ..infer.chunking import FRAMES_PER_CHAR, SLACK_FRAMES
     from ..infer.errors import DeviceError, first_line, is_device_error
     from ..infer.run_settings import validate_with_normalization
     from .generation_args import load_cloner, resolve_settings
 
     if not Path(args.chatml_file).is_file():
-        raise FileNotFoundError(f"--chatml_file {args.chatml_file}: no such file")
+        from ..data.formats import not_a_data_file
+
+        reason = not_a_data_file(args.chatml_file)
+        raise FileNotFoundError(f"--chatml_file {args.chatml_file}: "
+                                f"{'no such file' if reason == 'data file not found' else reason}")
+    if Path(args.output_dir).exists() and not Path(args.output_dir).is_dir():
+        raise ValueError(f"--output_dir {args.output_dir} is a file, not a folder; name a folder for the WAVs and results.json")
     if args.require_cache and not args.cache_dir:
         raise ValueError("--require_cache needs --cache_dir")
     settings, generation, chunking = resolve_settings(args)
@@ -82,7 +90,7 @@ def run(args) -> int:
     device_failure = None  # (index, id, error): the run stops there, see infer.errors
     t_start = time.perf_counter()
     bar = tqdm(report.samples, desc="Cloning", unit="sample")
-    for index, sample in bar:
+    for index, sample in (loop := UntilCtrlC(bar, "sample")):
         sid, name = output_name(sample, index, record_ids, used)
         try:
             wav, sr, result = cloner.clone(sample, generation, chunking)
@@ -109,16 +117,18 @@ def run(args) -> int:
             "chunk_texts": result.texts, "chunk_frames": [int(g.codes.shape[1]) for g in result.chunks],
             "chunk_max_new_tokens": [g.max_new_tokens for g in result.chunks],
         })
-        if not result.stopped:
-            tqdm.write(f"warning: sample {index} ({sid}): a chunk reached its token cap before the stream EOS",
-                       file=sys.stderr)
         bar.set_postfix(audio=f"{sum(r['duration_s'] for r in results):.0f}s", skipped=len(skipped))
     bar.close()
+    capped = [r["id"] for r in results if not r["stopped"]]
+    if capped:  # once, not per sample: results.json has "stopped" for each
+        print(f"warning: {len(capped)} of {len(results)} samples reached a chunk's token cap before the stream EOS "
+              f"(cut short or rambling; \"stopped\": false in results.json): {', '.join(map(str, capped[:5]))}"
+              + (" ..." if len(capped) > 5 else ""), file=sys.stderr)
     wall = time.perf_counter() - t_start
     audio_s = sum(r["duration_s"] for r in results)
     gen_s = sum(r["seconds"] for r in results)
     summary = {
-        "samples": report.total, "generated": len(results), "skipped": len(skipped),
+        "samples": report.total, "generated": len(results), "skipped": len(skipped), "interrupted": loop.interrupted,
         "stopped": sum(r["stopped"] for r in results), "chunks": sum(r["chunks"] for r in results),
         "audio_s": round(audio_s, 3), "generation_s": round(gen_s, 3), "wall_s": round(wall, 3),
         "realtime_factor": round(audio_s / gen_s, 3) if gen_s > 0 else None,
@@ -157,4 +167,6 @@ def run(args) -> int:
           f"{gen_s:.1f} s{rtf} on {cloner.device} ({cloner.cache_mode} cache); "
           f"{summary['stopped']}/{len(results)} stopped at the stream EOS")
     print(f"wrote {len(results)} WAV files and results.json to {out}")
+    if loop.interrupted:
+        return report_interrupt(f"{len(results)} of {len(report.samples)} samples done, in {out / 'results.json'}")
     return 0 if results else 1

@@ -12,6 +12,8 @@ from .common import add_system_prompt
 
 NAME = "tokenize"
 SUMMARY = "encode every distinct audio file of a data set once into the code cache (train/infer --cache_dir)"
+# Each clip's entry is written whole (atomic rename), so what was encoded before a Ctrl-C is kept.
+INTERRUPTED_HINT = "the clips encoded so far are kept in --cache_dir; the same command encodes the rest"
 
 
 def add_arguments(p) -> None:

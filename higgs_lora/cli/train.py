@@ -11,6 +11,8 @@ from .common import add_system_prompt, add_text_normalization
 
 NAME = "train"
 SUMMARY = "LoRA fine-tuning (use torchrun for several GPUs)"
+# A second Ctrl-C (the first one saves a checkpoint and stops cleanly), or one before training starts.
+INTERRUPTED_HINT = "checkpoints already written are intact; --resume_from_checkpoint latest continues from the newest"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -88,6 +90,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "'environment OK' or the failing stage; without --base_model uses the tiny model and codec")
 
 
+def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Usage mistakes, refused at parse time (exit 2) before torch and transformers load."""
+    if args.train_data is None and not args.quick_test:
+        parser.error("--train_data is required (or use --quick_test, which makes sample data)")
+    if args.max_steps == 0 or args.max_steps < -1:
+        parser.error(f"--max_steps {args.max_steps}: give a number of optimizer steps >= 1, or -1 to train --num_epochs")
+    if args.max_steps == -1 and args.num_epochs <= 0:
+        parser.error(f"--num_epochs {args.num_epochs}: must be above 0 (or give --max_steps)")
+
 
 def train_config_from_args(args: argparse.Namespace):
     tiny_quick = args.quick_test and args.base_model is None
@@ -118,6 +129,7 @@ def train_config_from_args(args: argparse.Namespace):
 def run(args) -> int:
     import sys
 
+    from ..train.checkpoints import RunAlreadyFinished
     from ..train.faults import EXIT_INTERRUPTED, TrainingAborted, TrainingInterrupted, name_failing_rank
     from ..train.recipe import train
     from ..train.summary import is_rank_zero
@@ -127,6 +139,10 @@ def run(args) -> int:
         with name_failing_rank():
             cfg = train_config_from_args(args)
             out = train(cfg, on_stage=stages.append)
+    except RunAlreadyFinished as done:
+        if is_rank_zero():
+            print(done)
+        return 0
     except TrainingInterrupted as err:
         if is_rank_zero():
             print(str(err), file=sys.stderr)

@@ -1,6 +1,7 @@
 """`higgs-lora validate DATA`: every sample valid or listed with its index, id and reason codes.
 
-Exit 0 when all samples are valid, 1 when some are not, 2 when the file itself cannot be read.
+Exit 0 when all samples are valid, 1 when some are not, 2 when the file itself cannot be read or holds
+no sample (training refuses such a file too).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def run(args) -> int:
                            workers=args.workers, text_normalization=args.text_normalization,
                            min_chars_per_second=args.min_chars_per_second,
                            max_chars_per_second=args.max_chars_per_second, progress=True)
+    if not report.total:
+        raise ValueError(f"{args.data}: the file holds no samples (an empty list or a blank file)")
     print(report.summary(limit=args.examples))
     if args.report:
         report.write(args.report)

@@ -57,13 +57,22 @@ def _sample_like(obj) -> bool:
     return isinstance(obj, dict) and any(k in obj for k in _SAMPLE_KEYS)
 
 
+def not_a_data_file(path: str | Path) -> str:
+    """Why `path` cannot be read as a data file: a folder (of clips, most likely) or nothing at all."""
+    path = Path(path)
+    if path.is_dir():
+        return (f"is a folder, not a data file; for a folder of clips and transcripts run "
+                f"`higgs-lora convert {path} --output {path.stem or 'data'}.jsonl` first, then use the .jsonl")
+    return "data file not found"
+
+
 def iter_records(path: str | Path) -> Iterator:
     """The records of a data file, one at a time. JSON Lines are streamed; a JSON document is parsed whole.
 
     Raises DataFileError naming the file and where it stops being readable."""
     path = Path(path)
     if not path.is_file():
-        raise DataFileError(str(path), "data file not found")
+        raise DataFileError(str(path), not_a_data_file(path))
     try:
         # -sig: files saved by Windows editors start with a BOM
         with open(path, encoding="utf-8-sig") as f:
@@ -199,6 +208,10 @@ class Components:
     system_prompt: object = None
     speaker: object = None
     errors: list = field(default_factory=list)
+    # The turns are not where the layout puts them (a message missing, or one with an unknown role
+    # dropped): every later slot then holds the wrong message, so only the first missing part is a cause.
+    shifted: bool = False
+    derived: list = field(default_factory=list)  # codes that follow from an earlier one (set by component_errors)
 
 
 def record_id(record) -> str | None:
@@ -266,6 +279,8 @@ def _extract_messages(record: dict, c: Components) -> None:
         c.errors.append(("unknown_role", "expected user(reference text), assistant(reference audio), user(target text), "
                                          f"assistant(target audio) after the system prompt; got roles {roles}"))
     slots = turns[:4] + [None] * (4 - min(len(turns), 4))
+    c.shifted = any(slot is not None and slot.get("role") != role
+                    for slot, role in zip(slots, ("user", "assistant", "user", "assistant")))
 
     def content(slot, role):
         return slot.get("content") if slot is not None and slot.get("role") == role else None
@@ -295,22 +310,34 @@ def _extract_public_layout(turns: list, c: Components) -> None:
 
 
 def component_errors(c: Components, require_target: bool) -> list[tuple[str, str]]:
-    """Codes for what `c` lacks, in a fixed order (structure first, then fields)."""
+    """Codes for what `c` lacks: structure first, then the parts in message order, so the first code is
+    the cause. Codes that only follow from it (every part after a misplaced or dropped message) are
+    listed after it and named in `c.derived`; summaries do not count them."""
     errors = list(c.errors)
     if errors and errors[0][0] in ("not_an_object", "no_messages"):
         return errors
+    fields = []
     for value, code, what in ((c.ref_text, "no_reference_text", "reference transcript"),
-                              (c.target_text, "no_target_text", "target text")):
-        if not isinstance(value, str):
-            errors.append((code, f"no {what} (a user message, or field, of plain text)"))
+                              (c.ref_audio, "no_reference_audio", "reference audio"),
+                              (c.target_text, "no_target_text", "target text"),
+                              (c.target_audio, "no_target_audio", "target audio")):
+        if code == "no_target_audio" and not require_target:
+            continue
+        if code.endswith("_audio"):
+            if not isinstance(value, str) or not value:
+                hint = ('the first assistant message must be {"type": "audio", "audio_url": ...}'
+                        if code == "no_reference_audio" else f"{FIFTH_MESSAGE_HINT}; {FOR_INFERENCE_HINT}")
+                fields.append((code, f"no {what}: {hint}"))
+        elif not isinstance(value, str):
+            fields.append((code, f"no {what} (a user message, or field, of plain text)"))
         elif not value.strip():
-            errors.append(("empty_text", f"the {what} is empty"))
-    if not isinstance(c.ref_audio, str) or not c.ref_audio:
-        errors.append(("no_reference_audio", 'no reference audio: the first assistant message must be '
-                                             '{"type": "audio", "audio_url": ...}'))
-    if require_target and (not isinstance(c.target_audio, str) or not c.target_audio):
-        errors.append(("no_target_audio", f"no target audio: {FIFTH_MESSAGE_HINT}; {FOR_INFERENCE_HINT}"))
-    return errors
+            fields.append(("empty_text", f"the {what} is empty"))
+    # After a structural error or a shifted layout, the missing parts are symptoms, not causes.
+    first_derived = 0 if errors else (1 if c.shifted else len(fields))
+    derived = fields[first_derived:]
+    cause = errors[0][0] if errors else (fields[0][0] if fields else None)
+    c.derived = [code for code, _ in derived]
+    return errors + fields[:first_derived] + [(code, f"{message} (follows from [{cause}])") for code, message in derived]
 
 
 def sample_from_record(record, base_dir: Path, default_system_prompt: str, require_target: bool = True):

@@ -57,6 +57,7 @@ class InvalidSample:
     index: int
     id: str | None
     errors: list[tuple[str, str]]
+    derived: list[str] = field(default_factory=list)  # codes that follow from the first one: listed, not counted
 
     @property
     def codes(self) -> list[str]:
@@ -88,15 +89,18 @@ class ValidationReport:
         return [Problem(s.index, s.errors[0][0], "; ".join(m for _, m in s.errors)) for s in self.invalid]
 
     def code_counts(self) -> Counter:
-        """Samples per code (a sample with a code twice counts once)."""
-        return Counter(code for s in self.invalid for code in dict.fromkeys(s.codes))
+        """Samples per code (a sample with a code twice counts once); codes that only follow from a
+        sample's first one (its cause) are not counted."""
+        return Counter(code for s in self.invalid for code in dict.fromkeys(s.codes) if code not in s.derived)
 
     def to_dict(self) -> dict:
         return {
             "path": self.path,
             "total": self.total,
             "valid": self.valid,
-            "invalid": [{"index": s.index, "id": s.id, "errors": [{"code": c, "message": m} for c, m in s.errors]}
+            "invalid": [{"index": s.index, "id": s.id,
+                         "errors": [{"code": c, "message": m, **({"derived": True} if c in s.derived else {})}
+                                    for c, m in s.errors]}
                         for s in self.invalid],
             "warnings": self.warnings,
             "counts": dict(self.code_counts()),
@@ -141,7 +145,7 @@ def check_audio_files(paths: list[str], limits: AudioLimits, workers: int = 1, p
     from tqdm.auto import tqdm
 
     results: dict[str, AudioInfo] = {}
-    bar = tqdm(total=len(paths), desc="Checking audio", unit="file", disable=not progress)
+    bar = tqdm(total=len(paths), desc="Checking audio", unit="file", disable=not progress or not paths)
     chunk = 16
     chunks = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]
     if workers > 1 and len(chunks) > 1:
@@ -190,6 +194,7 @@ def validate_file(
         if isinstance(c.target_text, str):
             c.target_text = normalizer(c.target_text)
         errors = component_errors(c, require_target)
+        derived = c.derived
         sample = None if errors else to_sample(c, path.parent, default_system_prompt)
         if sample is not None:  # its paths are resolved already (resolving is most of this loop's time)
             audio = [("reference", sample.ref_audio)] + ([("target", sample.target_audio)] if sample.target_audio else [])
@@ -198,7 +203,7 @@ def validate_file(
                                                                            ("target", c.target_audio))
                      if isinstance(p, str) and p]
         texts = {"reference": c.ref_text, "target": c.target_text}
-        entries.append((index, record_id(record), sample, errors, audio, texts))
+        entries.append((index, record_id(record), sample, errors, audio, texts, derived))
     report.total = len(entries)
 
     infos: dict[str, AudioInfo] = {}
@@ -207,7 +212,7 @@ def validate_file(
         limits = AudioLimits(min_duration, max_duration, silence_dbfs)
         infos = check_audio_files(local, limits, workers=workers, progress=progress)
 
-    for index, sample_id, sample, errors, audio, texts in entries:
+    for index, sample_id, sample, errors, audio, texts, derived in entries:
         errors, warnings = list(errors), []
         for role, p in audio:
             if is_remote(p):
@@ -225,7 +230,7 @@ def validate_file(
                     warnings.append({"index": index, "id": sample_id, "code": "implausible_speaking_rate",
                                             "message": f"{role}: {warning} ({p})"})
         if errors:
-            report.invalid.append(InvalidSample(index, sample_id, errors))
+            report.invalid.append(InvalidSample(index, sample_id, errors, derived))
         else:  # warnings only on valid samples: an invalid one is already listed
             report.samples.append((index, sample))
             report.warnings += warnings

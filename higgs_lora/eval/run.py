@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -84,22 +85,28 @@ def token_cap(max_new_tokens: int, max_length_ratio: float, target_seconds: floa
     return min(max_new_tokens, cap)
 
 
+class EvalInterrupted(Exception):
+    """Ctrl-C during generation: the report covers the samples done (and was written); the message says so."""
+
+
 def generate_all(system: str, model_path: str, lora_path: str | None, samples, targets_s: list[float],
                  cfg: EvalConfig, out: Path, earlier: dict | None = None) -> list[dict]:
     """Clone every sample with one model; WAVs go to OUT/audio/SYSTEM/NNNN.wav. A sample that fails gets a
     record with `wav` None and its `error`; a device error stops everything (`infer.errors`), writing
-    OUT/results.json with these records and `earlier` (the systems already generated)."""
+    OUT/results.json with these records and `earlier` (the systems already generated). After a Ctrl-C
+    the sample being generated is finished and fewer records than samples come back."""
     from tqdm.auto import tqdm
 
     from ..data.audio import write_wav
     from ..infer.engine import GenerationSettings, VoiceCloner
     from ..infer.errors import DeviceError, first_line, is_device_error
+    from ..interrupts import UntilCtrlC
 
     cloner = VoiceCloner.load(model_path, lora_path, cfg.audio_tokenizer, device=cfg.device, dtype=cfg.dtype)
     folder = out / "audio" / system
     records = []
     try:
-        for index, sample in enumerate(tqdm(samples, desc=f"Generating ({system})", unit="sample")):
+        for index, sample in UntilCtrlC(enumerate(tqdm(samples, desc=f"Generating ({system})", unit="sample")), "sample"):
             cap = token_cap(cfg.max_new_tokens, cfg.max_length_ratio, targets_s[index], cloner.codec.tps,
                             cloner.config.audio_num_codebooks)
             settings = GenerationSettings(max_new_tokens=cap, temperature=cfg.temperature, top_k=cfg.top_k,
@@ -141,6 +148,57 @@ def write_partial(out: Path, generated: dict, system: str, index: int, err: Base
     return path
 
 
+def trained_targets(run: dict, run_dir: Path) -> set[str]:
+    """The target clips a training run learned from: its --train_data minus what it held out (the run
+    folder's held_out.jsonl, or its --eval_data). Read from the files' records: no audio is decoded."""
+    from ..data.formats import extract, iter_records, resolve_audio
+    from ..train.eval_split import HELD_OUT
+
+    def targets(path) -> set[str]:
+        path = Path(path)
+        found = set()
+        for record in iter_records(path):
+            audio = extract(record).target_audio
+            if isinstance(audio, str) and audio:
+                found.add(os.path.abspath(resolve_audio(audio, path.parent)))
+        return found
+
+    train_data = run.get("train_data")
+    if not train_data or not Path(train_data).is_file():
+        return set()
+    # A merged model's folder has the run settings but not the run folder's files.
+    held = [p for p in (run_dir / HELD_OUT, Path(run.get("output_dir") or run_dir) / HELD_OUT) if p.is_file()]
+    held_out = targets(held[0]) if held else set()
+    if run.get("eval_data") and Path(run["eval_data"]).is_file():
+        held_out |= targets(run["eval_data"])
+    return targets(train_data) - held_out
+
+
+def trained_on_warning(cfg: EvalConfig, samples) -> str | None:
+    """A warning when some samples' target clips were trained on by the adapter (or merged model) scored."""
+    from ..train.config import read_run_config
+
+    folder = cfg.lora_path or cfg.model_path
+    if not folder or not Path(folder).is_dir():
+        return None
+    run = read_run_config(folder)
+    try:
+        trained = trained_targets(run, Path(folder))
+    except (OSError, ValueError):  # a moved or edited training file: nothing to compare against
+        return None
+    seen = [s for s in samples if s.target_audio and os.path.abspath(s.target_audio) in trained]
+    if not seen:
+        return None
+    from ..train.eval_split import HELD_OUT
+
+    held = next((p for p in (Path(folder) / HELD_OUT, Path(run.get("output_dir") or folder) / HELD_OUT)
+                 if p.is_file()), None)
+    fix = (f"score {held} (the run's held-out samples)" if held is not None
+           else "train with --eval_split (the run then writes held_out.jsonl) or score other recordings")
+    return (f"warning: {len(seen)} of {len(samples)} eval samples were in this model's training data "
+            f"({run['train_data']}); their scores say how well it learned them, not how it clones new text; {fix}")
+
+
 def _empty_cuda_cache() -> None:
     import torch
 
@@ -167,6 +225,9 @@ def evaluate(cfg: EvalConfig) -> Path:
     samples = load_samples(cfg.data, cfg.system_prompt, require_target=True, text_normalization=cfg.text_normalization)
     if cfg.max_samples:
         samples = samples[: cfg.max_samples]
+    warning = trained_on_warning(cfg, samples)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     # Scorers first: a missing optional package should fail in seconds, not after hours of generation.
@@ -177,9 +238,14 @@ def evaluate(cfg: EvalConfig) -> Path:
     baseline = resolve_baseline(cfg)
     if baseline:
         systems.append((BASELINE, baseline, None))
+    total = len(samples)
     generated: dict = {}
     for name, path, lora in systems:
         generated[name] = generate_all(name, path, lora, samples, targets_s, cfg, out, earlier=generated)
+        if len(generated[name]) < len(samples):  # Ctrl-C: score what every system that ran has done
+            samples = samples[: len(generated[name])]
+            break
+    systems = [s for s in systems if s[0] in generated]
 
     rows = []
     for index, sample in enumerate(samples):
@@ -199,9 +265,14 @@ def evaluate(cfg: EvalConfig) -> Path:
 
     _add_other_speaker_sim(rows, samples, scorers)
     settings = asdict(cfg)
-    settings["baseline_model"] = baseline
+    settings["baseline_model"] = baseline if any(name == BASELINE for name, _, _ in systems) else None
     settings.update(scorers.describe())
-    return write_report(rows, settings, out)
+    if len(samples) < total:
+        settings["interrupted"] = f"Ctrl-C after {len(samples)} of {total} samples; systems: {', '.join(generated)}"
+    report = write_report(rows, settings, out)
+    if len(samples) < total:
+        raise EvalInterrupted(f"{settings['interrupted']}; report for those in {report}")
+    return report
 
 
 def _add_other_speaker_sim(rows: list[dict], samples, scorers) -> None:

@@ -118,6 +118,45 @@ def check_model_folder(folder: Path, name: str | None = None) -> Path:
     return folder
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tiktoken.model")
+
+
+def missing_model_files(folder: Path, weights: bool = True) -> list[str]:
+    """What a partly copied model folder lacks: the tokenizer (without tokenizer_config.json transformers
+    falls back on the model's config class and fails with a KeyError), and each weight shard the
+    index lists (or any weight file at all)."""
+    missing = []
+    if not (folder / "tokenizer_config.json").is_file():
+        missing.append("tokenizer_config.json")
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES) and not any(folder.glob("*.tiktoken")):
+        missing.append("tokenizer.json (or another tokenizer vocabulary file)")
+    if weights:
+        index = folder / "model.safetensors.index.json"
+        if index.is_file():
+            try:
+                shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+            except (OSError, ValueError, KeyError, AttributeError) as err:
+                missing.append(f"a readable model.safetensors.index.json ({type(err).__name__})")
+                shards = []
+            missing += [shard for shard in shards if not (folder / shard).is_file()]
+        elif not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
+            missing.append("the weights (model.safetensors, or shards and their index)")
+    return missing
+
+
+def check_model_complete(name: str, weights: bool = True) -> None:
+    """A local model folder holds every file loading needs; one line naming what is missing.
+    Hub ids and `tiny` are fetched or made whole, so there is nothing to check before loading."""
+    if name == "tiny" or parse_ref(name) is not None:
+        return
+    folder = check_model_folder(Path(name).expanduser(), name)
+    missing = missing_model_files(folder, weights)
+    if missing:
+        shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
+        raise WeightsError(f"{name}: incomplete model folder, missing {shown} (a partial copy? copy the whole "
+                           f"folder again; {DOWNLOAD_HINT})")
+
+
 def check_codec_folder(folder: Path, name: str | None = None) -> Path:
     where = name or str(folder)
     if not (folder / "model.pth").is_file():
@@ -128,6 +167,14 @@ def check_codec_folder(folder: Path, name: str | None = None) -> Path:
         raise WeightsError(f"{where}: no model.pth (not a Higgs Audio tokenizer folder; {DOWNLOAD_HINT})")
     if not (folder / "config.json").is_file():
         raise WeightsError(f"{where}: no config.json next to model.pth")
+    teacher = folder / SEMANTIC_TEACHER_DIR
+    if teacher.is_dir():  # staged for offline use: a partial copy would send the codec to the hub
+        missing = [] if (teacher / "config.json").is_file() else ["config.json"]
+        if not any(teacher.glob("*.safetensors")) and not any(teacher.glob("*.bin")):
+            missing.append("its weights (*.safetensors or *.bin)")
+        if missing:
+            raise WeightsError(f"{where}: incomplete codec folder, {SEMANTIC_TEACHER_DIR}/ lacks {', '.join(missing)} "
+                               f"(copy the whole folder again; {DOWNLOAD_HINT})")
     return folder
 
 

@@ -45,9 +45,15 @@ class Precision:
         """The dtype the frozen base weights are stored in."""
         return _DTYPES[self.name]
 
+    @staticmethod
+    def words(name: str) -> str:
+        """The --mixed_precision value as a reader understands it (the run settings keep the value)."""
+        return {"no": "fp32 (no mixed precision)", "bf16": "bf16 mixed precision",
+                "fp16": "fp16 mixed precision with loss scaling"}.get(name, str(name))
+
     def describe(self) -> str:
         """One line for the run's start summary."""
-        return {"no": "no (fp32 throughout)",
+        return {"no": "fp32 throughout (no mixed precision)",
                 "bf16": "bf16 (bf16 base weights + bf16 autocast; LoRA, optimizer and loss in fp32)",
                 "fp16": "fp16 (fp16 base weights + fp16 autocast with loss scaling; LoRA, optimizer and loss in fp32)",
                 }[self.name]

@@ -94,6 +94,29 @@ def resolve_resume(resume: str | None, output_dir: str | Path) -> str | None:
     return str(resume)
 
 
+class RunAlreadyFinished(Exception):
+    """Resuming from the run's last step: there is nothing to train (the message says so)."""
+
+
+def finished_step(checkpoint: str | Path, max_steps: int, num_epochs: float) -> int | None:
+    """The checkpoint's step when it is the last step of a run with these settings, else None.
+
+    Trainer resumed from the last step of a run that ended mid-epoch trains one step more (and saves,
+    logs and evaluates it again), so a finished run has to be recognised before Trainer sees it. With
+    --max_steps the plan is that number; with epochs it is the step count the run worked out, when the
+    epochs asked for are the ones it ran with.
+    """
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))
+    step = int(state.get("global_step", 0))
+    if max_steps > 0:
+        planned = max_steps
+    elif float(state.get("num_train_epochs") or -1) == float(num_epochs):
+        planned = state.get("max_steps")
+    else:
+        planned = None
+    return step if planned and step >= planned else None
+
+
 def earlier_run_files(output_dir: str | Path) -> list[str]:
     """What an earlier run left in `output_dir` (empty when the folder is new or holds no run)."""
     output_dir = Path(output_dir)

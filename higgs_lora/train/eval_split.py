@@ -3,11 +3,17 @@ are known (so no voice is heard in both halves), by sample otherwise."""
 
 from __future__ import annotations
 
+import json
+import os
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 from ..data.sample import CloneSample
+
+
+HELD_OUT = "held_out.jsonl"  # the --eval_split samples, in the run folder: what `eval --data` should score
 
 
 @dataclass
@@ -69,3 +75,19 @@ def held_out(samples: Sequence[CloneSample], eval_data: str | None, eval_split: 
     if eval_split:
         return split_eval(samples, eval_split, seed)
     return EvalSplit(train=list(samples), eval=[], how="")
+
+
+def write_held_out(samples: Sequence[CloneSample], output_dir: str | Path) -> Path:
+    """The held-out samples as a data file any command reads (absolute audio paths: the run folder
+    is not where the clips are)."""
+    from ..data.convert import canonical_record
+
+    path = Path(output_dir) / HELD_OUT
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps(canonical_record(s.ref_text, os.path.abspath(s.ref_audio), s.target_text,
+                                         os.path.abspath(s.target_audio), s.system_prompt, speaker=s.speaker),
+                        ensure_ascii=False) for s in samples]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path

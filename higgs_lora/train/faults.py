@@ -5,8 +5,9 @@
   OUTPUT_DIR/skipped_samples.json, every valid sample kept.
 - `NonFiniteGuard`: a NaN/inf loss or gradient skips the optimizer step (gradients dropped, so neither
   weights nor optimizer state change), is counted and logged; N in a row abort the run.
-- `StopOnSignal`: SIGTERM (a preempted cluster job) saves a checkpoint at the next step boundary and
-  stops; every process agrees on the stop, so DDP never waits on a rank that left.
+- `StopOnSignal`: SIGTERM (a preempted cluster job) or Ctrl-C (SIGINT) saves a checkpoint at the next
+  step boundary and stops; a second one stops at once. Every process agrees on the stop, so DDP never
+  waits on a rank that left.
 - `name_failing_rank`: under torchrun, an exception says which rank failed before torchrun tears down.
 """
 
@@ -147,25 +148,32 @@ class NonFiniteGuard(TrainerCallback):
 
 
 class StopOnSignal(TrainerCallback):
-    """On SIGTERM/SIGINT-free preemption: save a checkpoint at the next step boundary, then stop.
+    """On SIGTERM (preemption) or SIGINT (Ctrl-C): save a checkpoint at the next step boundary, then stop.
 
-    `install()` takes SIGTERM for the duration of training; a second SIGTERM gets the previous
-    handler (usually: die now). Under DDP every process must stop at the same step, so the flag is
-    agreed on with one tiny all-reduce per optimizer step.
+    `installed()` takes both signals for the duration of training; a second signal gets the previous
+    handler (die now, or KeyboardInterrupt: the CLI's one line). Under DDP every process must stop at
+    the same step, so the flag is agreed on with one tiny all-reduce per optimizer step.
     """
 
-    def __init__(self, signals=(signal.SIGTERM,)):
+    def __init__(self, signals=(signal.SIGTERM, signal.SIGINT)):
         self.signals = signals
         self.requested = False
+        self.signal_name = "SIGTERM"  # what the stop message names; a peer rank's stop reads as SIGTERM
         self.stopped_at: int | None = None
         self._previous = {}
+        self._pid = os.getpid()
 
     def _handler(self, signum, frame):
+        if os.getpid() != self._pid:
+            # A data-loader worker forked with this handler: a terminal's Ctrl-C reaches the whole process
+            # group, and the main process decides; the worker keeps serving batches until it is told.
+            return
         self.requested = True
+        self.signal_name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         for sig, previous in self._previous.items():
             signal.signal(sig, previous)
-        print(f"received signal {signum}: saving a checkpoint at the end of this step, then stopping",
-              file=sys.stderr, flush=True)
+        print(f"\n{self.signal_name}: saving a checkpoint at the end of this step, then stopping "
+              f"(again to stop at once, losing the steps since the last checkpoint)", file=sys.stderr, flush=True)
 
     @contextmanager
     def installed(self):
@@ -174,6 +182,7 @@ class StopOnSignal(TrainerCallback):
         if threading.current_thread() is not threading.main_thread():
             yield self
             return
+        self._pid = os.getpid()
         self._previous = {sig: signal.signal(sig, self._handler) for sig in self.signals}
         try:
             yield self

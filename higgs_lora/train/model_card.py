@@ -7,10 +7,15 @@ share, so it gets a card that says what the adapter is instead.
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
+
+from .eval_split import HELD_OUT
 
 
 def adapter_card(run: dict, output_dir: str, steps: int, samples: int, final_loss: float | None) -> str:
     """Markdown for an adapter folder from the run settings (`higgs_lora_run.json`)."""
+    from ..model.precision import Precision
+
     out = shlex.quote(str(output_dir))
     base = (run.get("provenance") or {}).get("base_model") or {}
     revision = f" at revision `{base['revision']}`" if base.get("revision") else ""
@@ -35,8 +40,10 @@ def adapter_card(run: dict, output_dir: str, steps: int, samples: int, final_los
         "",
         f"- LoRA r={run.get('lora_r')}, alpha={run.get('lora_alpha')}, dropout={run.get('lora_dropout')}, "
         f"targets: {', '.join(run.get('lora_targets') or [])}",
-        f"- batch {run.get('batch_size')} per device x {run.get('gradient_accumulation_steps')} accumulation, "
-        f"learning rate {run.get('learning_rate')}, precision {run.get('mixed_precision')}",
+        (f"- batches of up to {run['max_tokens_per_batch']:,} padded tokens per device (length-aware)"
+         if run.get("max_tokens_per_batch") else f"- batch {run.get('batch_size')} per device")
+        + f" x {run.get('gradient_accumulation_steps')} accumulation, "
+        f"learning rate {run.get('learning_rate')}, {Precision.words(run.get('mixed_precision'))}",
         f"- loss weights: text {run.get('text_loss_weight')}, audio {run.get('audio_loss_weight')}, "
         f"consistency {run.get('consistency_loss_weight', 0.0)}",
         f"- system prompt: {system_prompt!r}" if system_prompt else "- system prompt: none",
@@ -51,7 +58,9 @@ def adapter_card(run: dict, output_dir: str, steps: int, samples: int, final_los
         f"higgs-lora clone --lora_path {out} --ref_audio speaker.wav --ref_text \"transcript of speaker.wav\" \\",
         "    --text \"the text to speak\" --output out.wav",
         f"higgs-lora infer --lora_path {out} --chatml_file samples.json --output_dir cloned/",
-        f"higgs-lora eval --lora_path {out} --data heldout.json --output_dir eval/",
+        f"higgs-lora eval --lora_path {out} --data "
+        + (shlex.quote(str(Path(output_dir) / HELD_OUT)) if run.get("eval_split") else "heldout.json")
+        + " --output_dir eval/" + ("   # the samples --eval_split held out" if run.get("eval_split") else ""),
         f"higgs-lora merge --lora_path {out} --output_path {shlex.quote(str(output_dir) + '-merged')}   # one folder, no PEFT needed",
         "```",
         "",

@@ -38,10 +38,13 @@ def check_output_writable(output_dir: str | Path) -> Path:
 
 
 def model_config(name_or_path: str) -> dict:
-    """config.json of the model (a folder, `tiny`, or a hub id at its pinned revision: config only, no weights)."""
-    from ..model.hub import model_config_path
+    """config.json of the model (a folder, `tiny`, or a hub id at its pinned revision: config only, no weights);
+    a local folder must also hold the tokenizer and every weight shard (a partial copy fails here, not mid-load)."""
+    from ..model.hub import check_model_complete, model_config_path
 
-    return json.loads(model_config_path(name_or_path).read_text(encoding="utf-8"))
+    config = json.loads(model_config_path(name_or_path).read_text(encoding="utf-8"))
+    check_model_complete(name_or_path)
+    return config
 
 
 def check_codec(name_or_path: str) -> None:
@@ -82,7 +85,10 @@ def check_disk_space(output_dir: str | Path, lora_parameters: int, save_total_li
 def check_data_readable(train_data: str | Path) -> None:
     path = Path(train_data)
     if not path.is_file():
-        raise FileNotFoundError(f"--train_data {train_data}: no such file")
+        from ..data.formats import not_a_data_file
+
+        reason = not_a_data_file(path)
+        raise FileNotFoundError(f"--train_data {train_data}: {'no such file' if reason == 'data file not found' else reason}")
     try:
         with path.open("rb") as f:
             f.read(1)

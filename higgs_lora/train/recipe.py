@@ -44,13 +44,13 @@ from ..model.load import (
 from ..model.precision import resolve_precision
 from . import checkpoints
 from .config import RUN_CONFIG, TrainConfig, read_run_config  # noqa: F401  (re-exported)
-from .eval_split import held_out
+from .eval_split import held_out, write_held_out
 from .faults import NonFiniteGuard, StopOnSignal, TrainingInterrupted, select_samples
 from .memory_guard import check_memory, drop_long_samples
 from .model_card import adapter_card
 from .metrics import CompactProgressCallback
 from .preflight import preflight
-from .summary import RunFacts, StartSummaryCallback, audio_hours, end_block, is_rank_zero
+from .summary import RunFacts, StartSummaryCallback, audio_hours, end_block, is_rank_zero, quiet_known_notices
 from .trainer import HiggsAudioTrainer, MetricsJsonlCallback, allow_checkpoint_rng_state
 
 
@@ -80,11 +80,16 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
     from transformers.trainer_callback import ProgressCallback
 
     stage = on_stage or (lambda name: None)
+    quiet_known_notices()
     if cfg.quick_test:
         cfg = quick_test_overrides(cfg)
     out = Path(cfg.output_dir)
     # Folder checks, disk space, data and model reachability: all before any weights are loaded.
     resume = checkpoints.resolve_resume(cfg.resume_from_checkpoint, out)
+    if resume is not None and (done := checkpoints.finished_step(resume, cfg.max_steps, cfg.num_epochs)) is not None:
+        raise checkpoints.RunAlreadyFinished(
+            f"{out}: this run already finished at step {done} ({Path(resume).name}); nothing was changed. To train "
+            f"further raise --max_steps (or --num_epochs) and resume again; for a new run use --overwrite_output_dir")
     checkpoints.check_output_dir(out, cfg.overwrite_output_dir, resuming=resume is not None)
     guard = NonFiniteGuard(cfg.max_nonfinite_steps)
     preflight(cfg, stage, check_model=model is None)
@@ -110,6 +115,8 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
     kept = {id(s) for s in split.train}
     file_indices = [i for s, i in zip(samples, file_indices) if id(s) in kept]
     samples = split.train
+    # Written out so the end summary can suggest scoring on voices the adapter never trained on.
+    held_out_file = str(write_held_out(split.eval, out)) if split.eval and not cfg.eval_data and is_rank_zero() else None
     stage("model")
     tokenizer = tokenizer or load_tokenizer(cfg.base_model)
     # Under torchrun, Trainer moves the model to this process's GPU; load on CPU first then.
@@ -213,7 +220,7 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
         trainer.train(resume_from_checkpoint=resume)
     if stop.stopped_at is not None and stop.stopped_at < trainer.state.max_steps:
         raise TrainingInterrupted(
-            f"stopped by SIGTERM after step {stop.stopped_at}; checkpoint saved to {out / f'checkpoint-{stop.stopped_at}'}"
+            f"stopped by {stop.signal_name} after step {stop.stopped_at}; checkpoint saved to {out / f'checkpoint-{stop.stopped_at}'}"
             f"; continue with --resume_from_checkpoint latest --output_dir {out}", str(out / f"checkpoint-{stop.stopped_at}"))
     if eval_dataset is not None and trainer.state.global_step % eval_steps:
         trainer.evaluate()  # the final adapter's held-out loss, for the end summary and metrics.jsonl
@@ -231,6 +238,7 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
                                                     losses[-1] if losses else None), encoding="utf-8")
         print(end_block(trainer.state.log_history, steps=trainer.state.global_step, seconds=time.monotonic() - started,
                         output_dir=str(out), base_model=cfg.base_model, audio_tokenizer=cfg.audio_tokenizer,
-                        data_for_infer=cfg.eval_data or cfg.train_data), flush=True)
+                        data_for_infer=cfg.eval_data or held_out_file or cfg.train_data,
+                        trained_on=not (cfg.eval_data or held_out_file)), flush=True)
     return out
 

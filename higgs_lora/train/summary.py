@@ -6,6 +6,8 @@ so it cannot disagree with what Trainer then does.
 
 from __future__ import annotations
 
+import logging
+
 import math
 import os
 import shlex
@@ -94,7 +96,8 @@ def start_block(facts: RunFacts, *, per_device: int, accumulation: int, processe
         ("schedule", f"{_n(steps_epoch, 'step')} per epoch; {_n(max_steps, 'step')} = {epochs:.2f} epochs; "
                      f"peak lr {learning_rate:g}, cosine"),
         ("precision", facts.precision + (f"; {facts.backend}" if facts.backend else "")),
-        ("checkpoints", f"every {facts.save_steps} steps, keeping "
+        ("checkpoints", (f"every {facts.save_steps} steps" if facts.save_steps < max_steps else
+                         "at the last step only") + ", keeping "
                         f"{facts.save_total_limit if facts.save_total_limit else 'all'}; activation checkpointing "
                         f"{'on' if facts.gradient_checkpointing else 'off'}"),
     ]
@@ -125,8 +128,9 @@ def _final_and_best(history: list[dict], key: str) -> str | None:
 
 
 def end_block(history: list[dict], *, steps: int, seconds: float, output_dir: str, base_model: str,
-              audio_tokenizer: str, data_for_infer: str) -> str:
-    """The closing summary: loss (final and best), time, where the adapter is, and what to run next."""
+              audio_tokenizer: str, data_for_infer: str, trained_on: bool = False) -> str:
+    """The closing summary: loss (final and best), time, where the adapter is, and what to run next.
+    `trained_on`: `data_for_infer` is the training data (no held-out set), which the score line says."""
     rows = [("steps", f"{steps} in {_duration(seconds)}")]
     for key, label in (("loss", "loss"), ("eval_loss", "eval_loss")):
         text = _final_and_best(history, key)
@@ -135,16 +139,23 @@ def end_block(history: list[dict], *, steps: int, seconds: float, output_dir: st
     out = shlex.quote(str(output_dir))
     rows.append(("adapter", f"{output_dir}  (adapter_model.safetensors + adapter_config.json)"))
     base = shlex.quote(base_model)
-    merge = f"higgs-lora merge --base_model {base} --lora_path {out} --output_path {shlex.quote(str(output_dir) + '-merged')}"
-    infer = (f"higgs-lora infer --chatml_file {shlex.quote(str(data_for_infer))} --output_dir "
+    from ..cli.common import runnable_command
+
+    cli = runnable_command()
+    merge = f"{cli} merge --base_model {base} --lora_path {out} --output_path {shlex.quote(str(output_dir) + '-merged')}"
+    infer = (f"{cli} infer --chatml_file {shlex.quote(str(data_for_infer))} --output_dir "
              f"{shlex.quote(str(output_dir) + '/samples')} --model_path {base} --lora_path {out} "
              f"--audio_tokenizer {shlex.quote(audio_tokenizer)}")
-    evaluate = (f"higgs-lora eval --data {shlex.quote(str(data_for_infer))} --model_path {base} --lora_path {out} "
+    evaluate = (f"{cli} eval --data {shlex.quote(str(data_for_infer))} --model_path {base} --lora_path {out} "
                 f"--audio_tokenizer {shlex.quote(audio_tokenizer)} --output_dir {shlex.quote(str(output_dir) + '/eval')}")
     width = max(len(k) for k, _ in rows + [("next", "")])
     lines = [RULE, "higgs-lora train: done", *(f"  {k:<{width}}  {v}" for k, v in rows),
              f"  {'next':<{width}}  listen:  {infer}", f"  {'':<{width}}  merge:   {merge}",
-             f"  {'':<{width}}  score:   {evaluate}", RULE]
+             f"  {'':<{width}}  score:   {evaluate}"]
+    if trained_on:
+        lines.append(f"  {'':<{width}}           (scores the training samples; --eval_split or --eval_data holds "
+                     "some out for an honest score)")
+    lines.append(RULE)
     return "\n".join(lines)
 
 
@@ -164,3 +175,28 @@ class StartSummaryCallback(TrainerCallback):
             self.facts, per_device=args.per_device_train_batch_size, accumulation=args.gradient_accumulation_steps,
             processes=args.world_size, steps_epoch=steps_epoch, max_steps=state.max_steps,
             resumed_at=state.global_step, learning_rate=args.learning_rate), flush=True)
+
+
+# Notices every run prints that say nothing about this run: --max_steps is how the recipe schedules
+# (the start block shows the epochs it makes), and PEFT writes the adapter card that README.md replaces.
+KNOWN_NOTICES = {
+    "transformers.trainer": "max_steps is given, it will override any value given in num_train_epochs",
+    "huggingface_hub.repocard": "Repo card metadata block was not found",
+}
+
+
+class _DropNotice(logging.Filter):
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+
+def quiet_known_notices() -> None:
+    """Drop exactly the KNOWN_NOTICES (other messages of those loggers still show); idempotent."""
+    for name, prefix in KNOWN_NOTICES.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropNotice) and f.prefix == prefix for f in logger.filters):
+            logger.addFilter(_DropNotice(prefix))

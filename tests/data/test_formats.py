@@ -126,7 +126,7 @@ def test_last_assistant_message_that_is_text_is_no_target():
     [
         (["user", "user", "user", "assistant"], ["no_reference_audio"]),
         (["assistant", "user", "assistant", "user"],
-         ["no_reference_text", "no_target_text", "no_reference_audio", "no_target_audio"]),
+         ["no_reference_text", "no_reference_audio", "no_target_text", "no_target_audio"]),  # message order
         (["user", "assistant", "user", "assistant", "user"], ["unknown_role"]),
         (["user", "assistant"], ["no_target_text", "no_target_audio"]),
         (["user", "system", "assistant", "user", "assistant"], ["unknown_role"]),

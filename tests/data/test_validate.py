@@ -314,3 +314,51 @@ def test_property_validator_never_raises_and_classifies_every_sample(records, fi
     assert sorted(valid + invalid) == list(range(len(records)))
     for s in report.invalid:
         assert s.errors and all(code in CODES for code in s.codes)
+
+
+# --- each sample's first code is its cause; codes that follow from it are not counted ---------------
+
+
+def _three_samples(tmp_path):
+    from higgs_lora.data.sample_data import create_sample_data
+
+    path = create_sample_data(tmp_path / "d.json", n_samples=3)
+    return path, json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_an_unknown_role_is_the_only_counted_code(tmp_path):
+    path, records = _three_samples(tmp_path)
+    records[0]["messages"][1]["role"] = "narrator"  # the reference transcript's message, content intact
+    path.write_text(json.dumps(records), encoding="utf-8")
+    report = validate_file(path)
+    (bad,) = report.invalid
+    assert bad.codes[0] == "unknown_role"
+    assert dict(report.code_counts()) == {"unknown_role": 1}
+    assert set(bad.derived) == set(bad.codes[1:]) and bad.derived  # listed, marked, not counted
+    summary = report.summary()
+    assert "  unknown_role: 1" in summary and "no_reference_audio: 1" not in summary
+    assert "follows from [unknown_role]" in summary
+    derived = [e for e in report.to_dict()["invalid"][0]["errors"] if e.get("derived")]
+    assert [e["code"] for e in derived] == bad.derived
+
+
+def test_a_missing_message_is_the_first_code_and_the_only_counted_one(tmp_path):
+    path, records = _three_samples(tmp_path)
+    del records[1]["messages"][2]  # the reference audio: every later turn moves up one slot
+    path.write_text(json.dumps(records), encoding="utf-8")
+    report = validate_file(path)
+    (bad,) = report.invalid
+    assert bad.codes[0] == "no_reference_audio"
+    assert report.problems[0].reason == "no_reference_audio"
+    assert dict(report.code_counts()) == {"no_reference_audio": 1}
+
+
+def test_independent_problems_in_a_well_placed_sample_all_count(tmp_path):
+    path, records = _three_samples(tmp_path)
+    records[2]["messages"][1]["content"] = "  "  # empty reference transcript, in its place
+    records[2]["messages"] = records[2]["messages"][:4]  # and no target audio
+    path.write_text(json.dumps(records), encoding="utf-8")
+    report = validate_file(path)
+    (bad,) = report.invalid
+    assert bad.codes == ["empty_text", "no_target_audio"] and not bad.derived
+    assert dict(report.code_counts()) == {"empty_text": 1, "no_target_audio": 1}

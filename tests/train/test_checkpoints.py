@@ -193,3 +193,40 @@ def test_resume_loads_nothing_through_pickle_without_weights_only(reference, dat
                       resume_from_checkpoint="latest", **TINY))
     assert len(calls) >= 3  # optimizer, scheduler, RNG state went through the check
     _assert_same_adapter(reference / "adapter_model.safetensors", out / "adapter_model.safetensors")
+
+
+# --- resuming a finished run -------------------------------------------------------------------
+
+
+def _snapshot(folder):
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_resuming_a_run_that_finished_mid_epoch_changes_nothing(data4, tmp_path, capsys):
+    """4 samples at batch 2: 2 steps per epoch, so step 3 ends mid-epoch (where Trainer used to train a step 4)."""
+    from higgs_lora.cli import main
+
+    out = tmp_path / "out"
+    argv = ["train", "--train_data", str(data4), "--output_dir", str(out), "--max_steps", "3", "--eval_split", "0.25",
+            "--base_model", "tiny", "--audio_tokenizer", "tiny", "--batch_size", "2", "--logging_steps", "1",
+            "--dataloader_num_workers", "0", "--report_to", "none", "--save_steps", "2", "--save_total_limit", "2"]
+    assert main(argv) == 0
+    before = _snapshot(out)
+    assert "checkpoint-3/trainer_state.json" in before
+    capsys.readouterr()
+    assert main([*argv, "--resume_from_checkpoint", "latest"]) == 0
+    assert _snapshot(out) == before  # no checkpoint-4, no metrics line, no eval record, no rewritten card
+    text = capsys.readouterr().out
+    assert "already finished at step 3" in text and "checkpoint-3" in text
+    assert "step 4" not in text
+
+
+def test_finished_step_reads_the_plan_from_the_settings(tmp_path):
+    ckpt = tmp_path / "checkpoint-3"
+    ckpt.mkdir()
+    (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": 3, "max_steps": 3, "num_train_epochs": 2}))
+    assert checkpoints.finished_step(ckpt, 3, 2.0) == 3
+    assert checkpoints.finished_step(ckpt, 5, 2.0) is None  # --max_steps raised: train on
+    assert checkpoints.finished_step(ckpt, -1, 2.0) == 3  # by epochs, the same epochs
+    assert checkpoints.finished_step(ckpt, -1, 4.0) is None  # more epochs asked for

@@ -202,6 +202,21 @@ def test_sigterm_at_an_eval_step_saves_without_evaluating_first():
     assert stop.stopped_at == 4
 
 
+def test_a_forked_data_loader_worker_leaves_the_stop_to_the_main_process():
+    from higgs_lora.train.faults import StopOnSignal
+
+    stop = StopOnSignal()
+    with stop.installed():
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # what a DataLoader worker inherits: this handler
+            os.kill(os.getpid(), signal.SIGINT)
+            os.write(w, b"1" if stop.requested else b"0")
+            os._exit(0)
+        os.waitpid(pid, 0)
+        assert os.read(r, 1) == b"0" and not stop.requested
+
+
 # --- process faults: real subprocesses and signals -----------------------------------------------
 
 STEPS = 24  # long enough that the kill lands mid-run
@@ -273,6 +288,41 @@ def test_sigterm_saves_a_checkpoint_exits_cleanly_and_latest_resumes(data4, unin
                       resume_from_checkpoint="latest", **TINY))
     assert [r["step"] for r in _metrics(out)] == list(range(1, STEPS + 1))
     assert _max_diff(uninterrupted / "adapter_model.safetensors", out / "adapter_model.safetensors") <= 1e-6
+
+
+@pytest.mark.timeout(300)
+def test_ctrl_c_saves_a_checkpoint_like_sigterm_with_one_line(data4, tmp_path):
+    out = tmp_path / "out"
+    proc = _start(data4, out, "--save_steps", "1000")
+    _wait_for(lambda: _logged_steps(out) >= 2, proc)
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C in a terminal sends
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_INTERRUPTED, err[-2000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert "stopped by Ctrl-C after step" in err and "--resume_from_checkpoint latest" in err
+    ckpt = latest_checkpoint(out)
+    assert ckpt is not None and incomplete_reason(ckpt) is None
+    assert 2 <= int(ckpt.name.split("-")[1]) < STEPS
+    assert not (out / "adapter_model.safetensors").exists()
+
+
+@pytest.mark.timeout(300)
+def test_ctrl_c_in_a_terminal_reaches_the_data_loader_workers_too_and_still_saves(data4, tmp_path):
+    """A terminal sends SIGINT to the whole process group: the workers must not die of it mid-epoch."""
+    out = tmp_path / "out"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    cmd = [sys.executable, str(REPO / "trainer" / "train.py"), "--train_data", str(data4), "--output_dir", str(out),
+           "--max_steps", str(STEPS), *CLI_TINY, "--save_steps", "1000"]
+    cmd[cmd.index("--dataloader_num_workers") + 1] = "2"
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own process group, as a shell job has
+    _wait_for(lambda: _logged_steps(out) >= 2, proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_INTERRUPTED, err[-2000:]
+    assert "Traceback" not in err and err.count("saving a checkpoint at the end of this step") == 1
+    ckpt = latest_checkpoint(out)
+    assert ckpt is not None and incomplete_reason(ckpt) is None
 
 
 SITECUSTOMIZE = '''

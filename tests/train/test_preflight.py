@@ -91,7 +91,7 @@ def test_data_missing_or_unreadable(tmp_path, no_loading):
         train(TrainConfig(train_data=str(tmp_path / "nope.json"), output_dir=str(tmp_path / "out"), **TINY))
     folder = tmp_path / "a_folder.json"
     folder.mkdir()
-    with pytest.raises(FileNotFoundError, match="no such file"):
+    with pytest.raises(FileNotFoundError, match="is a folder, not a data file.*higgs-lora convert"):
         pf.check_data_readable(folder)
 
 
@@ -140,3 +140,69 @@ def test_cli_reports_preflight_errors_in_one_line(data, tmp_path, capsys):
                str(tmp_path / "missing"), "--audio_tokenizer", "tiny", "--max_steps", "1"])
     err = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1 and "no such folder" in err
+
+
+# --- partly copied model and codec folders ---------------------------------------------------------
+
+
+def _partial_copy(tmp_path, keep):
+    import shutil
+
+    from higgs_lora.model.tiny import ensure_tiny_model
+
+    folder = tmp_path / "partial"
+    folder.mkdir()
+    for name in keep:
+        shutil.copy(ensure_tiny_model() / name, folder / name)
+    return folder
+
+
+def test_model_folder_with_only_config_names_what_is_missing_train(data, tmp_path, capsys, no_loading):
+    from higgs_lora.cli import main
+
+    folder = _partial_copy(tmp_path, ["config.json"])
+    rc = main(["train", "--train_data", str(data), "--output_dir", str(tmp_path / "o"), "--base_model", str(folder),
+               "--audio_tokenizer", "tiny", "--max_steps", "1"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "Traceback" not in err and "KeyError" not in err and len(err.splitlines()) == 1
+    assert "incomplete model folder" in err and "tokenizer_config.json" in err and "model.safetensors" in err
+
+
+def test_model_folder_with_only_config_names_what_is_missing_check_alignment(data, tmp_path, capsys):
+    from higgs_lora.cli import main
+
+    folder = _partial_copy(tmp_path, ["config.json"])
+    rc = main(["check-alignment", "--train_data", str(data), "--base_model", str(folder), "--audio_tokenizer", "tiny",
+               "--skip_overfit"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "Traceback" not in err and "KeyError" not in err
+    assert "incomplete model folder" in err and "tokenizer_config.json" in err
+    assert "model.safetensors" not in err  # --skip_overfit loads no weights, so none are asked for
+
+
+def test_missing_shards_listed_in_the_index_are_named(tmp_path):
+    from higgs_lora.model.hub import check_model_complete
+
+    folder = _partial_copy(tmp_path, ["config.json", "tokenizer.json", "tokenizer_config.json",
+                                      "special_tokens_map.json"])
+    index = {"metadata": {}, "weight_map": {"a.weight": "model-00001-of-00002.safetensors",
+                                            "b.weight": "model-00002-of-00002.safetensors"}}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    (folder / "model-00001-of-00002.safetensors").write_bytes(b"x")
+    with pytest.raises(ValueError) as info:
+        check_model_complete(str(folder))
+    assert "model-00002-of-00002.safetensors" in str(info.value)
+    assert "model-00001-of-00002.safetensors" not in str(info.value)
+    (folder / "model-00002-of-00002.safetensors").write_bytes(b"x")
+    check_model_complete(str(folder))  # complete now: no error
+
+
+def test_codec_folder_with_a_partial_semantic_teacher_is_named(data, tmp_path, no_loading):
+    codec = tmp_path / "codec"
+    (codec / "semantic_teacher").mkdir(parents=True)
+    (codec / "config.json").write_text("{}")
+    (codec / "model.pth").write_bytes(b"x")
+    (codec / "semantic_teacher" / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match="semantic_teacher/ lacks its weights"):
+        train(TrainConfig(**{**TINY, "audio_tokenizer": str(codec)}, train_data=str(data),
+                          output_dir=str(tmp_path / "o")))

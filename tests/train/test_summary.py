@@ -20,7 +20,9 @@ def test_start_block_states_the_effective_batch_and_schedule():
     assert "7 steps per epoch; 21 steps = 3.00 epochs" in text
     assert "1,000 samples to train on, 0 skipped" in text and "2.50 h of target audio" in text and "12 speakers" in text
     assert "50 samples (5%), eval_loss every 100 steps" in text
-    assert "bf16 autocast" in text and "every 500 steps, keeping 2" in text and "checkpoints/run" in text
+    assert "bf16 autocast" in text and "at the last step only, keeping 2" in text and "checkpoints/run" in text
+    longer = start_block(FACTS, per_device=4, accumulation=4, processes=8, steps_epoch=7, max_steps=2100)
+    assert "every 500 steps, keeping 2" in longer  # only a run longer than --save_steps checkpoints along the way
     assert "10.00%" in text and "consistency" not in text and "resuming" not in text
     text = start_block(RunFacts(train_data="d", output_dir="o", samples=1, consistency_loss_weight=0.1), per_device=1,
                        accumulation=1, processes=1, steps_epoch=1, max_steps=5, resumed_at=3)
