@@ -10,8 +10,9 @@ names a revision, and the defaults are the last revisions in the format it reads
 - `owner/repo@REVISION`        a hub repository at a commit, branch or tag;
 - `owner/repo`                 the same at `main` (with a warning for Boson's rewritten repositories).
 
-Folders and snapshots are checked before anything loads them: the new format stops with one line
-naming the format found, the revision that works and the command that fetches it.
+Folders and snapshots are checked before anything loads them. A model folder in the new (native)
+format is converted once into boson_multimodal's layout, in a folder next to it (native/imports.py),
+with a line saying so; the pinned revisions stay the default.
 """
 
 from __future__ import annotations
@@ -96,8 +97,15 @@ def fetch(ref: HubRef, allow_patterns: tuple[str, ...], local_dir: str | None = 
     return Path(folder)
 
 
-def check_model_folder(folder: Path, name: str | None = None) -> Path:
-    """Refuse folders boson_multimodal cannot load, with the reason and the fix, before loading anything."""
+def _is_native(config: dict) -> bool:
+    model_type = config.get("model_type")
+    return model_type == "higgs_audio_v2" or (model_type == "higgs_audio" and "text_config" not in config)
+
+
+def check_model_folder(folder: Path, name: str | None = None, native_ok: bool = False) -> Path:
+    """Refuse folders boson_multimodal cannot load, with the reason and the fix, before loading anything.
+
+    `native_ok`: a native-format folder is converted (once) and the converted folder returned instead."""
     where = name or str(folder)
     config_path = folder / "config.json"
     if not config_path.is_file():
@@ -108,7 +116,11 @@ def check_model_folder(folder: Path, name: str | None = None) -> Path:
     except (OSError, json.JSONDecodeError) as err:
         raise WeightsError(f"{where}: config.json cannot be read ({err})") from None
     model_type = config.get("model_type")
-    if model_type == "higgs_audio_v2" or (model_type == "higgs_audio" and "text_config" not in config):
+    if native_ok and _is_native(config):
+        from ..native.imports import to_boson_folder
+
+        return to_boson_folder(folder, where)
+    if _is_native(config):
         raise WeightsError(
             f"{where} holds the transformers-native Higgs Audio v2 format (model_type {model_type!r}, flattened config: "
             f"Boson's 2026-04 rewrite), which boson_multimodal 0.1.1 cannot read; use {pinned(MODEL_REPO)} "
@@ -141,8 +153,18 @@ def model_folder(name: str, weights: bool = True) -> Path:
         return ensure_tiny_model()
     ref = parse_ref(name)
     if ref is None:
-        return check_model_folder(Path(name).expanduser(), name)
-    return check_model_folder(fetch(ref, MODEL_FILES if weights else MODEL_META_FILES), str(ref))
+        return check_model_folder(Path(name).expanduser(), name, native_ok=True)
+    folder = fetch(ref, MODEL_FILES if weights else MODEL_META_FILES)
+    if not weights and _is_native(_read_config(folder)):
+        folder = fetch(ref, MODEL_FILES)  # converting needs the weights
+    return check_model_folder(folder, str(ref), native_ok=True)
+
+
+def _read_config(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
 
 
 def codec_folder(name: str) -> Path:
@@ -161,6 +183,8 @@ def model_config_path(name: str) -> Path:
         return ensure_tiny_model() / "config.json"
     ref = parse_ref(name)
     folder = Path(name).expanduser() if ref is None else fetch(ref, ("config.json",))
+    if _is_native(_read_config(folder)):
+        return model_folder(name) / "config.json"  # converted (once), so the checks read boson's config
     return check_model_folder(folder, name if ref is None else str(ref)) / "config.json"
 
 
