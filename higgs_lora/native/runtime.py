@@ -35,3 +35,17 @@ def run_native(argv: list[str], timeout: float = 900, cwd: str | None = None) ->
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TRANSFORMERS_OFFLINE", "1")
     return subprocess.run([sys.executable, *argv], env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
+def run_jobs(jobs: list[dict], workdir: str | Path, timeout: float = 900) -> list[dict]:
+    """Run worker jobs (native/worker.py) in one native subprocess; raise with its stderr if it fails."""
+    import torch
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    torch.save(jobs, workdir / "jobs.pt")
+    proc = run_native(["-m", "higgs_lora.native.worker", str(workdir / "jobs.pt"), str(workdir / "results.pt")],
+                      timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"native worker failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    return torch.load(workdir / "results.pt", weights_only=False)
