@@ -42,6 +42,7 @@ PINNED = {MODEL_REPO: MODEL_REVISION, TOKENIZER_REPO: TOKENIZER_REVISION}
 MODEL_META_FILES = ("*.json", "*.txt", "*.model", "*.tiktoken")  # config and tokenizer, no weights
 MODEL_FILES = MODEL_META_FILES + ("*.safetensors",)
 CODEC_FILES = ("config.json", "model.pth")
+NATIVE_CODEC_FILES = ("model.safetensors",)  # today's hub `main`: converted once (native/codec.py)
 TEACHER_FILES = ("*.json", "*.safetensors", "*.bin", "*.txt")
 
 DOWNLOAD_HINT = "`higgs-lora download --output_dir weights` stages the pinned model and codec as local folders"
@@ -119,7 +120,14 @@ def check_model_folder(folder: Path, name: str | None = None, native_ok: bool = 
     if native_ok and _is_native(config):
         from ..native.imports import to_boson_folder
 
-        return to_boson_folder(folder, where)
+        try:
+            return to_boson_folder(folder, where)
+        except (KeyError, ValueError, OSError) as err:
+            reason = err.args[0] if isinstance(err, KeyError) and err.args else err
+            raise WeightsError(
+                f"{where} looks like the transformers-native Higgs Audio v2 format (model_type {model_type!r}) but cannot "
+                f"be converted to boson_multimodal's layout ({reason}); pass a complete native folder, or use "
+                f"{pinned(MODEL_REPO)} (the default) - {DOWNLOAD_HINT}") from None
     if _is_native(config):
         raise WeightsError(
             f"{where} holds the transformers-native Higgs Audio v2 format (model_type {model_type!r}, flattened config: "
@@ -130,8 +138,18 @@ def check_model_folder(folder: Path, name: str | None = None, native_ok: bool = 
     return folder
 
 
-def check_codec_folder(folder: Path, name: str | None = None) -> Path:
+def check_codec_folder(folder: Path, name: str | None = None, native_ok: bool = False) -> Path:
+    """Refuse codec folders boson cannot load; `native_ok`: convert a native one (once) and return the copy."""
     where = name or str(folder)
+    if native_ok and not (folder / "model.pth").is_file() and \
+            _read_config(folder).get("model_type") == "higgs_audio_v2_tokenizer":
+        from ..native.codec import to_boson_codec_folder
+
+        try:
+            return to_boson_codec_folder(folder, where)
+        except (KeyError, ValueError, OSError) as err:
+            raise WeightsError(f"{where}: a transformers-native audio tokenizer that cannot be converted to "
+                               f"boson_multimodal's layout ({err}); use {pinned(TOKENIZER_REPO)} (the default)") from None
     if not (folder / "model.pth").is_file():
         if (folder / "model.safetensors").is_file():
             raise WeightsError(
@@ -168,11 +186,12 @@ def _read_config(folder: Path) -> dict:
 
 
 def codec_folder(name: str) -> Path:
-    """A local folder holding the audio tokenizer `name` (folder or hub id), checked to have model.pth."""
+    """A local folder holding the audio tokenizer `name` (folder or hub id) in boson's layout (model.pth); a
+    native one (model.safetensors, model_type higgs_audio_v2_tokenizer) is converted once next to it."""
     ref = parse_ref(name)
     if ref is None:
-        return check_codec_folder(Path(name).expanduser(), name)
-    return check_codec_folder(fetch(ref, CODEC_FILES), str(ref))
+        return check_codec_folder(Path(name).expanduser(), name, native_ok=True)
+    return check_codec_folder(fetch(ref, CODEC_FILES + NATIVE_CODEC_FILES), str(ref), native_ok=True)
 
 
 def model_config_path(name: str) -> Path:
@@ -194,7 +213,7 @@ def check_codec_source(name: str) -> None:
         return
     ref = parse_ref(name)
     if ref is None:
-        check_codec_folder(Path(name).expanduser(), name)
+        check_codec_folder(Path(name).expanduser(), name, native_ok=True)
     else:
         fetch(ref, ("config.json",))
 
