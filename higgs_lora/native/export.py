@@ -108,7 +108,7 @@ def export(model_path: str, output_dir: str | Path, lora_path: str | None = None
             "model_path": model_path, "lora_path": lora_path, "audio_tokenizer": audio_tokenizer,
             "dtype": dtype_name, "merged_in": "float32" if merged else None,
             "adapter_update_relative_error": merged.update_error if merged else None,
-            "source": provenance(model_path) if not merged else provenance(str(source)),
+            "source": provenance(model_path),  # the base weights (the adapter is named by lora_path)
             # exactly what boson_multimodal reads, for a lossless import back (native/imports.py)
             "boson_config": boson,
         }
