@@ -82,6 +82,8 @@ def export(model_path: str, output_dir: str | Path, lora_path: str | None = None
         target = getattr(torch, dtype_name)
         state = {k: v.to(target) if v.is_floating_point() else v for k, v in state.items()}
         out.mkdir(parents=True, exist_ok=True)
+        for stale in [*out.glob("*.safetensors"), out / "model.safetensors.index.json"]:
+            stale.unlink(missing_ok=True)  # --overwrite: shards of an earlier export must not mix with these
         config = native_config.to_native(boson, _token_ids(tokenizer), dtype=dtype_name)
         (out / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
         (out / "generation_config.json").write_text(json.dumps({
