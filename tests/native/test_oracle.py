@@ -12,6 +12,9 @@ Disagreements between the two implementations found here, each pinned by a test 
 - the native chat template trims user text, boson does not (`test_native_template_trims_user_text`);
 - the hub's native template requires a system turn; this project's export omits it as boson does
   (`test_prompts_match_the_native_processor_token_for_token`, samples without a system prompt);
+- closing a stream: same codes, but native appends the all-EOS column and ends the text with C-1 delay
+  tokens + <|eot_id|>, boson ends the segment before that column and writes <|audio_eos|>
+  (`test_stream_closing_differs_by_the_all_eos_column_and_the_text_tokens`);
 - the codecs agree on the waveform to 1e-5 but a code whose nearest-codebook distance is a near-tie can
   flip (`test_codec_encodes_and_decodes_like_boson`).
 """
@@ -79,6 +82,24 @@ def _boson_logits(model, batch):
     return out.logits[0], out.audio_logits
 
 
+def _closing_model(folder: Path, tokenizer):
+    """The tiny model rigged to close its stream: codebook 0 emits its stream EOS at the first free step.
+
+    Dimension 0 of the residual stream is made a positive constant no layer writes to, and the head's row
+    for (codebook 0, EOS) keys on it; everything else is the tiny model."""
+    model = load_model("tiny", device="cpu", dtype="fp32").eval()
+    with torch.no_grad():
+        model.embed_tokens.weight[:, 0] = 1.0
+        model.audio_codebook_embeddings.weight[:, 0] = 1.0 / model.config.audio_num_codebooks
+        for layer in model.layers:
+            for linear in (layer.self_attn.o_proj, layer.mlp.down_proj, layer.audio_mlp.down_proj):
+                linear.weight[0] = 0
+        model.audio_decoder_proj.audio_lm_head.weight[model.config.audio_stream_eos_id, 0] = 50.0
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return model
+
+
 def _released_token_ids() -> dict:
     # The released tokenizer's ids (upstream-facts.md); the delay token is reserved_special_token_6.
     return {"<|begin_of_text|>": 128000, "<|eot_id|>": 128009, "<|AUDIO|>": 128015, "<|audio_eos|>": 128012,
@@ -111,6 +132,13 @@ def oracle(tmp_path_factory):
     adapter = _train_adapter(load_model("tiny", device="cpu", dtype="fp32"), batch, root / "adapter")
     export("tiny", root / "native-lora", lora_path=str(root / "adapter"))
 
+    closing = _closing_model(root / "closing", tokenizer)
+    with torch.no_grad():
+        closing_seq, closing_audio = closing.generate(**prompt, max_new_tokens=FRAMES, use_cache=True, do_sample=False,
+                                                      tokenizer=tokenizer, ras_win_len=None,
+                                                      stop_strings=["<|end_of_text|>", "<|eot_id|>"])
+    export(str(root / "closing"), root / "native-closing")
+
     released = json.loads(RELEASED.read_text())
     with torch.device("meta"):
         boson_released = HiggsAudioModel(HiggsAudioConfig(**released))
@@ -119,14 +147,16 @@ def oracle(tmp_path_factory):
     jobs = [{"kind": "forward", "model_dir": str(report.output_dir), **native_batch},
             {"kind": "generate", "model_dir": str(report.output_dir), "frames": FRAMES, **native_prompt},
             {"kind": "forward", "model_dir": str(root / "native-lora"), **native_batch},
-            {"kind": "meta", "config": native_config.to_native(released, _released_token_ids())}]
+            {"kind": "meta", "config": native_config.to_native(released, _released_token_ids())},
+            {"kind": "generate", "model_dir": str(root / "native-closing"), "frames": FRAMES, **native_prompt}]
     results = run_jobs(jobs, root / "jobs")
     for result in results:
         assert "error" not in result, result.get("traceback")
     return {"root": root, "export": report, "tokenizer": tokenizer, "config": config, "batch": batch,
             "native_batch": native_batch, "boson": _boson_logits(base, batch), "boson_audio": boson_audio,
             "native_prompt": native_prompt, "adapter": _boson_logits(adapter, batch), "results": results,
-            "released_shapes": released_shapes}
+            "released_shapes": released_shapes, "closing": (closing_seq[0, len(ids):].tolist(), closing_audio),
+            "prompt_ids": ids}
 
 
 def _native_logits(oracle, index):
@@ -166,6 +196,25 @@ def test_greedy_continuation_matches_for_20_frames(oracle):
     # both open the stream with an all-BOS column and run the delay pattern (codebook c starts at column c+1)
     assert (boson[:, 0] == 1024).all() and (boson[1:, 1] == 1024).all() and (boson[0, 1] < 1024)
     assert (boson[:, FRAMES - 1] < 1024).all()
+
+
+def test_stream_closing_differs_by_the_all_eos_column_and_the_text_tokens(oracle):
+    """Same codes up to the close; then boson ends the segment one column before the last codebook's EOS
+    and writes `<|audio_eos|>` in the text, native appends the all-EOS column and ends the text with
+    <|eot_id|> after C-1 delay tokens. This project follows boson (its engine reads that segment)."""
+    tokenizer, config = oracle["tokenizer"], oracle["config"]
+    boson_text, boson_audio = oracle["closing"]
+    result = oracle["results"][4]
+    native = result["audio_sequences"][0][oracle["native_prompt"]["audio_input_ids"].shape[1]:].t()
+    eos, c = config.audio_stream_eos_id, config.audio_num_codebooks
+    [segment] = boson_audio
+    assert segment.shape == (c, c + 1)  # BOS column, then codebook k closes k columns after codebook 0
+    assert native.shape == (c, c + 2) and torch.equal(native[:, : c + 1], segment)
+    assert (native[:, -1] == eos).all() and not (segment[:, -1] == eos).all()
+    assert tokenizer.decode(boson_text).startswith("<|AUDIO_OUT|><|audio_eos|>")
+    native_text = result["sequences"][0][oracle["native_prompt"]["input_ids"].shape[1]:].tolist()
+    delay = _delay_id(tokenizer)
+    assert native_text == [config.audio_out_token_idx] + [delay] * c + [tokenizer.convert_tokens_to_ids("<|eot_id|>")]
 
 
 def test_merged_exported_adapter_matches_the_unmerged_adapter(oracle):
