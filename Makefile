@@ -3,10 +3,18 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# transformers >= 5.3 (native Higgs Audio v2) for the oracle tests and for checking exports. It needs
+# huggingface-hub >= 1.31 and tokenizers >= 0.23.1, which boson's transformers 4.46.3 forbids, so it
+# lives in its own folder that only a subprocess puts on sys.path (higgs_lora/native/runtime.py).
+# --no-deps with the full list: no second torch, numpy, safetensors, ... (the venv's serve it).
+NATIVE := $(VENV)/native-transformers
+NATIVE_STAMP := $(NATIVE)/.installed
+NATIVE_PKGS := transformers==5.23.0 huggingface-hub==1.31.0 tokenizers==0.23.1 httpx==0.28.1 httpcore==1.0.9 \
+	h11==0.16.0 anyio==4.16.0 click==8.5.1
 
 .PHONY: setup demo test clean-demo
 
-setup: $(STAMP)
+setup: $(STAMP) $(NATIVE_STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -24,11 +32,17 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --no-deps boson-multimodal==0.1.1
 	touch $(STAMP)
 
+# Its own stamp, so an existing .venv gets the folder without reinstalling the rest.
+$(NATIVE_STAMP): Makefile | $(STAMP)
+	rm -rf $(NATIVE)
+	$(PY) -m pip install -q --no-deps --target $(NATIVE) $(NATIVE_PKGS)
+	touch $(NATIVE_STAMP)
+
 # The whole pipeline offline on the tiny model: data -> validate -> train -> merge -> infer -> check-alignment.
-demo: $(STAMP)
+demo: $(STAMP) $(NATIVE_STAMP)
 	bash scripts/demo.sh
 
-test: $(STAMP)
+test: $(STAMP) $(NATIVE_STAMP)
 	$(PY) -m pytest -q tests
 
 clean-demo:

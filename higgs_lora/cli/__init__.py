@@ -8,6 +8,7 @@
     higgs-lora plan --batch_size N --seq_len L  memory and time of a run, from the model config
     higgs-lora train --train_data DATA ...      LoRA fine-tuning (torchrun for several GPUs)
     higgs-lora merge --base_model B --lora_path L --output_path O
+    higgs-lora export --model_path M [--lora_path L] --output_dir O   transformers-native (>= 5.3) folders
     higgs-lora infer --chatml_file F --output_dir D --model_path M [--lora_path L]
     higgs-lora eval --data HELDOUT --output_dir D --model_path M [--lora_path L]
     higgs-lora clone --ref_audio R.wav --ref_text T --text T --output out.wav [--model_path M --lora_path L]
@@ -30,7 +31,7 @@ from .common import HelpFormatter, Parser, report_interrupt
 # One module per subcommand, in the order `--help` lists them. Each module has NAME, SUMMARY,
 # add_arguments(parser) and run(args) (and optionally a longer DESCRIPTION); it imports torch and friends only inside run(), so building
 # the parser (and `--help`) stays instant.
-COMMANDS = ["download", "create_sample_data", "convert", "validate", "tokenize", "plan", "train", "merge", "infer", "eval", "clone", "check_alignment", "gpu_check"]
+COMMANDS = ["download", "create_sample_data", "convert", "validate", "tokenize", "plan", "train", "merge", "export", "infer", "eval", "clone", "check_alignment", "gpu_check"]
 
 
 def command_module(name: str):

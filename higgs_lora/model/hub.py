@@ -10,8 +10,9 @@ names a revision, and the defaults are the last revisions in the format it reads
 - `owner/repo@REVISION`        a hub repository at a commit, branch or tag;
 - `owner/repo`                 the same at `main` (with a warning for Boson's rewritten repositories).
 
-Folders and snapshots are checked before anything loads them: the new format stops with one line
-naming the format found, the revision that works and the command that fetches it.
+Folders and snapshots are checked before anything loads them. A model folder in the new (native)
+format is converted once into boson_multimodal's layout, in a folder next to it (native/imports.py),
+with a line saying so; the pinned revisions stay the default.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ PINNED = {MODEL_REPO: MODEL_REVISION, TOKENIZER_REPO: TOKENIZER_REVISION}
 MODEL_META_FILES = ("*.json", "*.txt", "*.model", "*.tiktoken")  # config and tokenizer, no weights
 MODEL_FILES = MODEL_META_FILES + ("*.safetensors",)
 CODEC_FILES = ("config.json", "model.pth")
+NATIVE_CODEC_FILES = ("model.safetensors",)  # today's hub `main`: converted once (native/codec.py)
 TEACHER_FILES = ("*.json", "*.safetensors", "*.bin", "*.txt")
 
 DOWNLOAD_HINT = "`higgs-lora download --output_dir weights` stages the pinned model and codec as local folders"
@@ -96,8 +98,15 @@ def fetch(ref: HubRef, allow_patterns: tuple[str, ...], local_dir: str | None = 
     return Path(folder)
 
 
-def check_model_folder(folder: Path, name: str | None = None) -> Path:
-    """Refuse folders boson_multimodal cannot load, with the reason and the fix, before loading anything."""
+def _is_native(config: dict) -> bool:
+    model_type = config.get("model_type")
+    return model_type == "higgs_audio_v2" or (model_type == "higgs_audio" and "text_config" not in config)
+
+
+def check_model_folder(folder: Path, name: str | None = None, native_ok: bool = False) -> Path:
+    """Refuse folders boson_multimodal cannot load, with the reason and the fix, before loading anything.
+
+    `native_ok`: a native-format folder is converted (once) and the converted folder returned instead."""
     where = name or str(folder)
     config_path = folder / "config.json"
     if not config_path.is_file():
@@ -108,7 +117,18 @@ def check_model_folder(folder: Path, name: str | None = None) -> Path:
     except (OSError, json.JSONDecodeError) as err:
         raise WeightsError(f"{where}: config.json cannot be read ({err})") from None
     model_type = config.get("model_type")
-    if model_type == "higgs_audio_v2" or (model_type == "higgs_audio" and "text_config" not in config):
+    if native_ok and _is_native(config):
+        from ..native.imports import to_boson_folder
+
+        try:
+            return to_boson_folder(folder, where)
+        except (KeyError, ValueError, OSError) as err:
+            reason = err.args[0] if isinstance(err, KeyError) and err.args else err
+            raise WeightsError(
+                f"{where} looks like the transformers-native Higgs Audio v2 format (model_type {model_type!r}) but cannot "
+                f"be converted to boson_multimodal's layout ({reason}); pass a complete native folder, or use "
+                f"{pinned(MODEL_REPO)} (the default) - {DOWNLOAD_HINT}") from None
+    if _is_native(config):
         raise WeightsError(
             f"{where} holds the transformers-native Higgs Audio v2 format (model_type {model_type!r}, flattened config: "
             f"Boson's 2026-04 rewrite), which boson_multimodal 0.1.1 cannot read; use {pinned(MODEL_REPO)} "
@@ -149,7 +169,10 @@ def check_model_complete(name: str, weights: bool = True) -> None:
     Hub ids and `tiny` are fetched or made whole, so there is nothing to check before loading."""
     if name == "tiny" or parse_ref(name) is not None:
         return
-    folder = check_model_folder(Path(name).expanduser(), name)
+    folder = Path(name).expanduser()
+    if (folder / "config.json").is_file() and _is_native(_read_config(folder)):
+        return  # converted on load (native.imports), which checks what it reads
+    folder = check_model_folder(folder, name)
     missing = missing_model_files(folder, weights)
     if missing:
         shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
@@ -157,8 +180,18 @@ def check_model_complete(name: str, weights: bool = True) -> None:
                            f"folder again; {DOWNLOAD_HINT})")
 
 
-def check_codec_folder(folder: Path, name: str | None = None) -> Path:
+def check_codec_folder(folder: Path, name: str | None = None, native_ok: bool = False) -> Path:
+    """Refuse codec folders boson cannot load; `native_ok`: convert a native one (once) and return the copy."""
     where = name or str(folder)
+    if native_ok and not (folder / "model.pth").is_file() and \
+            _read_config(folder).get("model_type") == "higgs_audio_v2_tokenizer":
+        from ..native.codec import to_boson_codec_folder
+
+        try:
+            return to_boson_codec_folder(folder, where)
+        except (KeyError, ValueError, OSError) as err:
+            raise WeightsError(f"{where}: a transformers-native audio tokenizer that cannot be converted to "
+                               f"boson_multimodal's layout ({err}); use {pinned(TOKENIZER_REPO)} (the default)") from None
     if not (folder / "model.pth").is_file():
         if (folder / "model.safetensors").is_file():
             raise WeightsError(
@@ -188,16 +221,27 @@ def model_folder(name: str, weights: bool = True) -> Path:
         return ensure_tiny_model()
     ref = parse_ref(name)
     if ref is None:
-        return check_model_folder(Path(name).expanduser(), name)
-    return check_model_folder(fetch(ref, MODEL_FILES if weights else MODEL_META_FILES), str(ref))
+        return check_model_folder(Path(name).expanduser(), name, native_ok=True)
+    folder = fetch(ref, MODEL_FILES if weights else MODEL_META_FILES)
+    if not weights and _is_native(_read_config(folder)):
+        folder = fetch(ref, MODEL_FILES)  # converting needs the weights
+    return check_model_folder(folder, str(ref), native_ok=True)
+
+
+def _read_config(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
 
 
 def codec_folder(name: str) -> Path:
-    """A local folder holding the audio tokenizer `name` (folder or hub id), checked to have model.pth."""
+    """A local folder holding the audio tokenizer `name` (folder or hub id) in boson's layout (model.pth); a
+    native one (model.safetensors, model_type higgs_audio_v2_tokenizer) is converted once next to it."""
     ref = parse_ref(name)
     if ref is None:
-        return check_codec_folder(Path(name).expanduser(), name)
-    return check_codec_folder(fetch(ref, CODEC_FILES), str(ref))
+        return check_codec_folder(Path(name).expanduser(), name, native_ok=True)
+    return check_codec_folder(fetch(ref, CODEC_FILES + NATIVE_CODEC_FILES), str(ref), native_ok=True)
 
 
 def model_config_path(name: str) -> Path:
@@ -208,6 +252,8 @@ def model_config_path(name: str) -> Path:
         return ensure_tiny_model() / "config.json"
     ref = parse_ref(name)
     folder = Path(name).expanduser() if ref is None else fetch(ref, ("config.json",))
+    if _is_native(_read_config(folder)):
+        return model_folder(name) / "config.json"  # converted (once), so the checks read boson's config
     return check_model_folder(folder, name if ref is None else str(ref)) / "config.json"
 
 
@@ -217,7 +263,7 @@ def check_codec_source(name: str) -> None:
         return
     ref = parse_ref(name)
     if ref is None:
-        check_codec_folder(Path(name).expanduser(), name)
+        check_codec_folder(Path(name).expanduser(), name, native_ok=True)
     else:
         fetch(ref, ("config.json",))
 

@@ -139,7 +139,9 @@ def test_defaults_are_pinned():
 # --- format detection --------------------------------------------------------------------------------
 
 
-def test_old_layout_loads_and_new_is_refused_with_the_fix(tmp_path):
+def test_old_layout_loads_and_a_native_folder_that_cannot_be_converted_is_refused_with_the_fix(tmp_path):
+    """A complete native folder is converted (tests/native/test_convert.py); this fake has no tokenizer and
+    boson-named weights, so it cannot be, and says so in one line with the pinned revision."""
     old = old_model_snapshot(tmp_path)
     assert hub.model_folder(str(old)) == old
     model = load_model(str(old), device="cpu", dtype="fp32")
@@ -219,7 +221,7 @@ def test_check_alignment_skip_overfit_fetches_no_weights(tmp_path, sample_data_p
         assert all(any(Path(f).match(p) for p in call["allow_patterns"]) for f in ("config.json", "tokenizer.json"))
 
 
-def test_new_format_snapshot_is_refused_before_loading(tmp_path, fake_hub):
+def test_broken_new_format_snapshot_is_refused_before_loading(tmp_path, fake_hub):
     fake_hub({MODEL_REPO: new_model_snapshot(tmp_path)})
     with pytest.raises(WeightsError, match="higgs_audio_v2"):
         load_model(f"{MODEL_REPO}@main", device="cpu")
