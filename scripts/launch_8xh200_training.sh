@@ -56,6 +56,11 @@ export TOKENIZERS_PARALLELISM=false
 # and train's memory check turns it on where the longest batch needs it.
 DEFAULTS=(--batch_size 4 --gradient_accumulation_steps 4 --learning_rate 5e-4
           --lora_r 64 --lora_alpha 128 --dataloader_num_workers 2 --mixed_precision auto)
+# Earlier versions of this script read CHECKPOINTING=1 (force on) / 0 (leave it to train): still honoured.
+case "${CHECKPOINTING:-}" in
+  1) CHECKPOINTING=on ;;
+  0) CHECKPOINTING=auto ;;
+esac
 [[ -n "${CHECKPOINTING:-}" ]] && DEFAULTS+=(--use_gradient_checkpointing "$CHECKPOINTING")
 
 # The effective batch as train will see it: the last value of each flag wins, as argparse does.
