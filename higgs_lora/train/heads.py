@@ -52,7 +52,8 @@ def labelled_inputs(inputs: dict) -> dict:
         columns = torch.nonzero((audio[:, 1:] != IGNORE).any(0)).flatten()
     else:
         columns = torch.zeros(0, dtype=torch.long)
-    return inputs | {TEXT_COUNT: torch.tensor(count, dtype=torch.long), AUDIO_COLUMNS: columns}
+    # The count stays a Python int: Trainer moves tensors to the GPU, and reading one back would be a sync.
+    return inputs | {TEXT_COUNT: count, AUDIO_COLUMNS: columns}
 
 
 class LabelledCollator:

@@ -173,6 +173,9 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
         lr_scheduler_type="cosine",
         **precision.training_arguments(),
         logging_steps=cfg.logging_steps,
+        # Trainer's filter reads every micro-step's loss on the host (a device sync each); a non-finite
+        # step is the NaN guard's business (it skips it and logs skipped_nonfinite).
+        logging_nan_inf_filter=False,
         logging_dir=str(out / "runs"),
         save_strategy="steps",
         save_steps=cfg.save_steps,
