@@ -149,10 +149,10 @@ def time_steps(trainer, prepared, inputs, repeats: int) -> tuple[float, float]:
     """Fastest of `repeats` micro-steps through Trainer, and of the same work written as a plain loop."""
     from ..train.loss import compute_loss
 
-    def plain():
+    def plain():  # the same precision as Trainer on this device: on CPU it runs compute_loss under autocast too
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = prepared(**inputs)
-        compute_loss(out, inputs["label_audio_ids"]).loss.backward()
+            loss = compute_loss(prepared(**inputs), inputs["label_audio_ids"]).loss
+        loss.backward()
 
     via, bare = [], []
     prepared.zero_grad(set_to_none=True)
