@@ -28,6 +28,7 @@ def batch(tiny_dataset, tiny_config):
 
 
 def _model(fixed: bool):
+    torch.manual_seed(0)  # the same adapter initialisation for both schemes
     model = apply_lora(load_model("tiny", device="cpu", dtype="bf16"), 8, 16, 0.0)
     if fixed:
         Precision("bf16", "cpu").prepare(model)
@@ -65,7 +66,7 @@ def test_adapters_cast_no_activation_to_fp32(batch):
 def test_the_loss_curve_is_unchanged(batch):
     before, after = _curve(_model(False), batch), _curve(_model(True), batch)
     assert after[-1] < after[0]  # it trains
-    assert after == pytest.approx(before, rel=2e-3)
+    assert after == pytest.approx(before, rel=1e-4)
 
 
 def test_adapter_weights_and_gradients_stay_fp32(batch):
