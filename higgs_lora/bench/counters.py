@@ -116,15 +116,17 @@ class OpCounters(TorchDispatchMode):
 
 
 class SavedBytes:
-    """Bytes of the tensors autograd saves for the backward (each storage once)."""
+    """Bytes of the tensors autograd saves for the backward (each storage once; the model's own
+    parameters, saved as themselves or as views, cost nothing extra and are left out)."""
 
-    def __init__(self):
+    def __init__(self, parameters=()):
         self.bytes = 0
         self._seen = set()
+        self._params = {p.untyped_storage().data_ptr() for p in parameters}
 
     def _pack(self, t):
         key = (t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
-        if key not in self._seen and not isinstance(t, torch.nn.Parameter):
+        if key not in self._seen and key[0] not in self._params:
             self._seen.add(key)
             self.bytes += t.untyped_storage().nbytes()
         return t

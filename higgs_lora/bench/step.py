@@ -123,7 +123,7 @@ def measure(trainer, prepared, inputs, vocab: int) -> dict:
     counters = OpCounters(vocab, _vocab_shapes(prepared, vocab))
     flops = FlopCounterMode(display=False)
     t0 = time.perf_counter()
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof, SavedBytes() as saved, flops, counters:
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof, SavedBytes(prepared.parameters()) as saved, flops, counters:
         loss = micro_step(trainer, prepared, inputs)
     wall = time.perf_counter() - t0
     out = counters.report() | {"flops": int(flops.get_total_flops()), "saved_for_backward_bytes": saved.bytes,
