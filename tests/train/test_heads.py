@@ -104,3 +104,22 @@ def test_labelled_inputs_come_from_the_host_batch(batch):
     cols = inputs[heads.AUDIO_COLUMNS]
     assert bool((batch["label_audio_ids"][:, cols + 1] != -100).any(0).all())
     assert len(cols) == int((batch["label_audio_ids"][:, 1:] != -100).any(0).sum())
+
+
+def test_consistency_loss_on_labelled_columns_equals_the_full_one(tiny_model_factory, batch):
+    from higgs_lora.train.loss import consistency_loss
+
+    model = _lora_model(tiny_model_factory)
+    with torch.no_grad():
+        full = model(**batch)
+        with model.disable_adapter():
+            base_full = model(**batch)
+        heads.install(model)
+        inputs = heads.labelled_inputs(batch)
+        out = model(**inputs)
+        with model.disable_adapter():
+            base = model(**inputs)
+    reference = consistency_loss(full.audio_logits, base_full.audio_logits, batch["label_audio_ids"])
+    gathered = consistency_loss(out.audio_logits, base.audio_logits, out.audio_labels, shift=False)
+    assert reference.item() > 1e-4  # the adapter moved the distribution
+    assert gathered.item() == pytest.approx(reference.item(), abs=1e-5)
