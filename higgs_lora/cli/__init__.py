@@ -14,6 +14,7 @@
     higgs-lora clone --ref_audio R.wav --ref_text T --text T --output out.wav [--model_path M --lora_path L]
     higgs-lora check-alignment --train_data F --base_model B --audio_tokenizer T [--report R.json]
     higgs-lora gpu-check [--full] [--shape released|small] [--output R.json]   released-shape speed/memory check (+ every command)
+    higgs-lora bench [--output bench.json]      training-step ratios on CPU (memory, FLOPs, casts, syncs)
 
 `tiny` names the offline random-weight model (--base_model/--model_path) or codec (--audio_tokenizer).
 """
@@ -31,7 +32,7 @@ from .common import HelpFormatter, Parser, report_interrupt
 # One module per subcommand, in the order `--help` lists them. Each module has NAME, SUMMARY,
 # add_arguments(parser) and run(args) (and optionally a longer DESCRIPTION); it imports torch and friends only inside run(), so building
 # the parser (and `--help`) stays instant.
-COMMANDS = ["download", "create_sample_data", "convert", "validate", "tokenize", "plan", "train", "merge", "export", "infer", "eval", "clone", "check_alignment", "gpu_check"]
+COMMANDS = ["download", "create_sample_data", "convert", "validate", "tokenize", "plan", "train", "merge", "export", "infer", "eval", "clone", "check_alignment", "gpu_check", "bench"]
 
 
 def command_module(name: str):

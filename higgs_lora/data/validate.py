@@ -181,6 +181,7 @@ def validate_file(
     min_chars_per_second: float = MIN_CHARS_PER_SECOND,
     max_chars_per_second: float = MAX_CHARS_PER_SECOND,
     progress: bool = False,
+    audio_cache=None,
 ) -> ValidationReport:
     """Classify every sample of `path`. Raises DataFileError only when the file itself cannot be read."""
     path = Path(path)
@@ -210,7 +211,13 @@ def validate_file(
     if check_audio:
         local = sorted({p for e in entries for _, p in e[4] if not is_remote(p)})
         limits = AudioLimits(min_duration, max_duration, silence_dbfs)
-        infos = check_audio_files(local, limits, workers=workers, progress=progress)
+        if audio_cache is not None:  # data.check_cache: clips unchanged since their last check are not decoded
+            infos, todo = audio_cache.split(local, limits)
+            fresh = check_audio_files(todo, limits, workers=workers, progress=progress)
+            audio_cache.add(fresh, limits)
+            infos.update(fresh)
+        else:
+            infos = check_audio_files(local, limits, workers=workers, progress=progress)
 
     for index, sample_id, sample, errors, audio, texts, derived in entries:
         errors, warnings = list(errors), []

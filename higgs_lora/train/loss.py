@@ -32,7 +32,8 @@ class LossParts:
 
 # Everything below stays on the device: no int()/float()/.cpu() per micro-step, so a GPU never waits
 # for the host between logs. Empty targets give 0 through a still-connected graph (sum-CE of nothing
-# is 0, and `logits.sum() * 0` is added), which keeps DDP's gradient sync intact.
+# is 0, and `logits.sum() * 0` is added), which keeps DDP's gradient sync intact. On the training path
+# the logits are the gathered labelled rows (`heads`), so that sum is over K×V, never B×T×V.
 def _masked_ce(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     n = (labels != IGNORE).sum()
     total = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE, reduction="sum") + logits.sum() * 0.0
@@ -71,8 +72,18 @@ def audio_losses(audio_logits: torch.Tensor, label_audio_ids: torch.Tensor, shif
 
 def compute_loss(outputs, label_audio_ids: torch.Tensor, text_weight: float = 1.0, audio_weight: float = 1.0,
                  shift: bool = True) -> LossParts:
-    t_loss, n_text = text_loss(outputs.logits, outputs.expanded_labels, shift)
-    a_loss, per_cb, n_audio = audio_losses(outputs.audio_logits, label_audio_ids, shift)
+    """The loss from either output: `heads.LabelledLogits` (training: rows already aligned with their
+    targets) or upstream's full logits (B×T×V text, every audio-out column; the reference path)."""
+    from .heads import LabelledLogits
+
+    if isinstance(outputs, LabelledLogits):
+        if not shift:
+            raise ValueError("labelled logits are already aligned with their targets; shift=False needs full logits")
+        t_loss, n_text = _masked_ce(outputs.text_logits, outputs.text_labels)
+        a_loss, per_cb, n_audio = audio_losses(outputs.audio_logits, outputs.audio_labels, shift=False)
+    else:
+        t_loss, n_text = text_loss(outputs.logits, outputs.expanded_labels, shift)
+        a_loss, per_cb, n_audio = audio_losses(outputs.audio_logits, label_audio_ids, shift)
     return LossParts(
         loss=text_weight * t_loss + audio_weight * a_loss,
         text_loss=t_loss.detach(),

@@ -43,8 +43,10 @@ from ..model.load import (
 )
 from ..model.precision import resolve_precision
 from . import checkpoints
+from . import heads as labelled_heads
 from .config import RUN_CONFIG, TrainConfig, read_run_config  # noqa: F401  (re-exported)
 from .eval_split import held_out, write_held_out
+from .heads import LabelledCollator
 from .faults import NonFiniteGuard, StopOnSignal, TrainingInterrupted, select_samples
 from .memory_guard import check_memory, drop_long_samples
 from .model_card import adapter_card
@@ -143,9 +145,11 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
         entry["index"] = file_indices[entry["index"]]
     file_indices = [file_indices[i] for i in dataset.source_indices]  # what the dataset kept
     write_skipped(dataset, out)
-    collator = DictCollator(build_collator(model.config, encode_whisper_embed=cfg.encode_whisper_embed or None))
+    # The shared collator plus the label counts that let the heads run only where a label is (train.heads).
+    collator = LabelledCollator(DictCollator(build_collator(model.config, encode_whisper_embed=cfg.encode_whisper_embed or None)))
 
     model = precision.prepare(apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets))
+    labelled_heads.install(model)
     # Before any step: the longest batch must fit (checkpointing turned on, or a clear stop, if not).
     checkpointing = check_memory(cfg, model.config, dataset, device, precision.weights_dtype.itemsize, file_indices)
     cfg.use_gradient_checkpointing = "on" if checkpointing else "off"  # the run settings say what ran
@@ -177,6 +181,9 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
         lr_scheduler_type="cosine",
         **precision.training_arguments(),
         logging_steps=cfg.logging_steps,
+        # Trainer's filter reads every micro-step's loss on the host (a device sync each); a non-finite
+        # step is the NaN guard's business (it skips it and logs skipped_nonfinite).
+        logging_nan_inf_filter=False,
         logging_dir=str(out / "runs"),
         save_strategy="steps",
         save_steps=cfg.save_steps,

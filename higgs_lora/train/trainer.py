@@ -11,6 +11,7 @@ import torch
 from transformers import Trainer
 
 from . import checkpoints
+from .heads import LabelledLogits
 from .loss import compute_loss, consistency_loss
 from .metrics import LossMeter, MetricsJsonlCallback, ThroughputClock, memory_gb  # noqa: F401  (MetricsJsonlCallback re-exported)
 
@@ -63,6 +64,8 @@ class HiggsAudioTrainer(Trainer):
             raise ValueError("--consistency_loss_weight needs a LoRA (PEFT) model: the base model is the adapter switched off")
         with torch.no_grad(), peft_model.disable_adapter():
             base = peft_model(**inputs)
+        if isinstance(outputs, LabelledLogits):  # both sides gathered at the same labelled columns
+            return consistency_loss(outputs.audio_logits, base.audio_logits, outputs.audio_labels, shift=False)
         return consistency_loss(outputs.audio_logits, base.audio_logits, inputs["label_audio_ids"])
 
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,

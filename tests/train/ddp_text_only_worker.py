@@ -22,7 +22,7 @@ from higgs_lora.model.load import apply_lora, load_model, load_tokenizer  # noqa
 from higgs_lora.train.loss import compute_loss  # noqa: E402
 
 
-def main(data_path: str) -> None:
+def main(data_path: str, heads: str = "full") -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
     rank = dist.get_rank()
@@ -36,6 +36,11 @@ def main(data_path: str) -> None:
     else:
         ids = tokenizer.encode("a text-only batch, no audio anywhere", add_special_tokens=False)
         batch = collate([make_chatml_sample(ids, [-100] * 4 + ids[4:], [])] * 2)
+    if heads == "labelled":  # what train runs: the heads at the labelled rows only
+        from higgs_lora.train import heads as labelled_heads
+
+        labelled_heads.install(model)
+        batch = labelled_heads.labelled_inputs(batch)
     trainable = [p for p in model.parameters() if p.requires_grad]
     initial = torch.cat([p.detach().reshape(-1) for p in trainable]).clone()
     ddp = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=False)
@@ -57,4 +62,4 @@ def main(data_path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:])

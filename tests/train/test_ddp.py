@@ -156,11 +156,12 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path
 
 
 @pytest.mark.timeout(200)
-def test_a_rank_with_a_text_only_batch_does_not_hang(sample_data_path):
+@pytest.mark.parametrize("heads", ["labelled", "full"])  # train's path (heads at labelled rows) and upstream's
+def test_a_rank_with_a_text_only_batch_does_not_hang(sample_data_path, heads):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", _free_port(),
-         "tests/train/ddp_text_only_worker.py", str(sample_data_path)],
+         "tests/train/ddp_text_only_worker.py", str(sample_data_path), heads],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=180,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
