@@ -66,20 +66,6 @@ class TrainingSide:
     normalize_text: bool = True  # the text front-end (data/text.py) on the training side
 
 
-# Extra prompt-parity checks (independent implementations of the prompt, e.g. transformers' native
-# processor). Each is called as check(samples, tokenizer, codec, config, infer_inputs) with the
-# samples as inference prepares them, and returns a CheckResult, or None where it cannot run (its
-# package missing): the report then simply has no such entry.
-PARITY_CHECKS: list[Callable] = []
-
-
-def register_parity_check(check: Callable) -> Callable:
-    """Add a parity check to every run_checks (usable as a decorator); registering twice is a no-op."""
-    if check not in PARITY_CHECKS:
-        PARITY_CHECKS.append(check)
-    return check
-
-
 def _segments(starts: torch.Tensor, total: int) -> list[tuple[int, int]]:
     bounds = starts.tolist() + [total]
     return [(bounds[i], bounds[i + 1]) for i in range(len(starts))]
@@ -422,10 +408,15 @@ def run_checks(samples: list[CloneSample], model, tokenizer, codec, side: Traini
                overfit: bool = True, overfit_index: int = 0, max_steps: int | None = None,
                learning_rate: float | None = None, check_every: int | None = None, log=print,
                mode: str | None = None, precision: Precision | None = None, config=None,
-               text_normalization="none", cache: str = "auto", adapter: bool = False) -> AlignmentReport:
+               text_normalization="none", cache: str = "auto", adapter: bool = False,
+               parity_checks: tuple[Callable, ...] = ()) -> AlignmentReport:
     """All checks on `samples`; `model` is trained in place by the overfit check (pass a throwaway copy).
     `adapter`: `model` is a training run's adapter (PEFT, loaded as infer loads it): judged by
     `check_adapter` on all the samples instead of the overfit.
+    `parity_checks`: extra prompt-parity checks against independent implementations of the prompt (e.g.
+    transformers' native processor, `native.parity.alignment_check`), each called as
+    check(samples, tokenizer, codec, config, infer_inputs) with the samples as inference prepares them,
+    returning a CheckResult (or None where it cannot run).
 
     Without the overfit check `model` may be None and `config` the model config: prompt parity and
     the label audit need no weights. Unset fit settings come from `fit_settings(model)`. Each side runs
@@ -440,7 +431,7 @@ def run_checks(samples: list[CloneSample], model, tokenizer, codec, side: Traini
     infer_inputs = InferenceInputs(tokenizer, codec, config)
     audio_out_bos = tokenizer.convert_tokens_to_ids("<|audio_out_bos|>")
     checks = [check_prompt_parity(dataset, train_collator, infer_inputs, audio_out_bos, infer_samples)]
-    checks += [c for c in (extra(infer_samples, tokenizer, codec, config, infer_inputs) for extra in PARITY_CHECKS)
+    checks += [c for c in (extra(infer_samples, tokenizer, codec, config, infer_inputs) for extra in parity_checks)
                if c is not None]
     checks.append(check_labels(dataset, train_collator, config.audio_stream_eos_id))
     for c in checks:

@@ -551,21 +551,16 @@ def test_lora_path_mode_catches_the_data_side_faults(tiny_run, tiny_tokenizer, t
     assert not _checks(report)[failing].ok and not report.ok
 
 
-def test_an_extra_parity_check_is_registered_once_and_counts(samples, tiny_tokenizer, tiny_codec, tiny_config,
-                                                             monkeypatch):
-    from higgs_lora import checks
-
+def test_an_extra_parity_check_runs_on_the_inference_samples_and_counts(samples, tiny_tokenizer, tiny_codec,
+                                                                         tiny_config):
     seen = []
 
     def native(infer_samples, tokenizer, codec, config, infer_inputs):
         seen.append(len(infer_samples))
         return CheckResult("prompt_parity_native", False, "differs")
 
-    monkeypatch.setattr(checks, "PARITY_CHECKS", [])
-    checks.register_parity_check(native)
-    checks.register_parity_check(native)
     report = run_checks(samples, None, tiny_tokenizer, tiny_codec, overfit=False, config=tiny_config,
-                        log=lambda *a: None)
+                        log=lambda *a: None, parity_checks=(native,))
     assert [c.name for c in report.checks] == ["prompt_parity", "prompt_parity_native", "label_audit"]
     assert seen == [2] and not report.ok
 

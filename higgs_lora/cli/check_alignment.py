@@ -38,6 +38,14 @@ def add_arguments(p) -> None:
     p.add_argument("--check_every", type=int, default=None, help="judge the fit every N steps (default: 25 all weights, 5 LoRA)")
     p.add_argument("--mixed_precision", nargs="?", const="bf16", default="auto", choices=["auto", "bf16", "fp16", "no"],
                    help="precision of the fit, as in training (auto: bf16 on CUDA, no on CPU)")
+    p.add_argument("--native_parity", action="store_true",
+                   help="also compare each inference prompt with the one transformers' native Higgs Audio v2 "
+                        "processor builds (independent code; needs the real codec and the native-transformers "
+                        "folder `make setup` installs; see docs/native.md)")
+    p.add_argument("--native_min_code_agreement", type=float, default=0.99, metavar="F",
+                   help="--native_parity: share of reference codes that must agree; text ids and stream BOS/EOS "
+                        "must agree exactly. Two implementations of the same codec compute in a different float "
+                        "order, so a code at a near-tie between two codebook entries may flip (default 0.99)")
     p.add_argument("--max_samples", type=int, default=None, help="check only the first N samples")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     p.add_argument("--system_prompt", default=None,
@@ -107,12 +115,19 @@ def run(args) -> int:
             model = apply_lora(model, r=16, alpha=32, dropout=0.0)
         model = precision.prepare(model)
     codec = codec or load_codec(args.audio_tokenizer, device=device)
+    parity_checks = ()
+    if args.native_parity:
+        if args.audio_tokenizer == "tiny":
+            raise ValueError("--native_parity needs the real audio tokenizer: the `tiny` stand-in has no native twin")
+        from ..native.parity import alignment_check
+
+        parity_checks = (alignment_check(args.base_model, args.audio_tokenizer, args.native_min_code_agreement),)
     report = run_checks(samples, model, tokenizer, codec, overfit=not args.skip_overfit and not args.lora_path,
                         adapter=bool(args.lora_path) and not args.skip_overfit, config=config,
                         overfit_index=args.overfit_sample, max_steps=args.max_steps, learning_rate=args.learning_rate,
                         check_every=args.check_every, precision=precision,
                         mode=None if args.overfit_mode == "auto" else args.overfit_mode,
-                        text_normalization=args.text_normalization)
+                        text_normalization=args.text_normalization, parity_checks=parity_checks)
     report.meta.update(base_model=args.base_model, audio_tokenizer=args.audio_tokenizer, train_data=args.train_data,
                        overfit_params=params, lora_path=args.lora_path)
     print("alignment OK" if report.ok else "alignment FAILED: " + ", ".join(c.name for c in report.checks if not c.ok))

@@ -132,3 +132,18 @@ def compare_prompts(ours: dict, native: dict, tokenizer=None, min_code_agreement
     if not specials or agreement < min_code_agreement:
         record["ok"] = False
     return record
+
+
+def alignment_check(model_name: str, codec_name: str, min_code_agreement: float = 1.0):
+    """check-alignment's `--native_parity`: this project's inference prompt against transformers' native
+    processor (independent code) for every sample, as one CheckResult."""
+    from ..checks import CheckResult
+
+    def check(samples, tokenizer, codec, config, infer_inputs):
+        records = native_prompt_parity(samples, model_name, codec_name, min_code_agreement=min_code_agreement)
+        bad = [i for i, r in enumerate(records) if not r["ok"]]
+        summary = (f"{len(records) - len(bad)}/{len(records)} prompts agree token for token with transformers' "
+                   f"native processor" + (f"; first disagreement: sample {bad[0]}" if bad else ""))
+        return CheckResult("native_prompt_parity", not bad, summary, records)
+
+    return check

@@ -333,6 +333,26 @@ def test_prompts_match_the_native_processor_token_for_token(codec_folder, waves,
     assert records[0]["tokens"] > records[1]["tokens"]  # the system turn is there, and absent without one
 
 
+def test_check_alignment_native_parity_runs_the_native_processor(codec_folder, waves, tmp_path):
+    """`check-alignment --native_parity` reports the native processor's verdict as a check of its own."""
+    from higgs_lora.cli import main
+    from higgs_lora.data.convert import canonical_record
+
+    data = tmp_path / "data.jsonl"
+    lines = [canonical_record(s.ref_text, str(waves[int(s.ref_audio[-1])]), s.target_text, str(waves[0]),
+                              s.system_prompt or "") for s in SAMPLES]
+    data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in lines) + "\n", encoding="utf-8")
+    report = tmp_path / "r.json"
+    rc = main(["check-alignment", "--train_data", str(data), "--base_model", "tiny", "--audio_tokenizer",
+               str(codec_folder), "--skip_overfit", "--native_parity", "--native_min_code_agreement",
+               str(MIN_CODE_AGREEMENT), "--report", str(report), "--device", "cpu"])
+    checks = json.loads(report.read_text(encoding="utf-8"))["checks"]
+    assert rc == 0 and checks["native_prompt_parity"]["ok"], checks["native_prompt_parity"]
+    assert len(checks["native_prompt_parity"]["details"]) == len(SAMPLES)
+    assert main(["check-alignment", "--train_data", str(data), "--base_model", "tiny", "--audio_tokenizer", "tiny",
+                 "--skip_overfit", "--native_parity"]) == 2  # the stand-in codec has no native twin: one line
+
+
 def test_prompt_layout_differs_only_by_the_delay_token():
     """Native writes the last C-1 columns of a segment as the delay token; boson keeps one <|AUDIO_OUT|>
     per segment and expands it inside the model. Same positions, same codes."""
