@@ -322,9 +322,9 @@ def test_infer_long_text_is_generated_in_chunks(tmp_path):
     wav, _ = sf.read(out / result["output"], dtype="float32")
     assert len(wav) == result["frames"] * 960  # no crossfade: the chunks' audio end to end
     # each chunk's budget is capped by its own text length (documented formula)
-    from higgs_lora.infer.chunking import token_cap
+    from higgs_lora.constants import text_token_cap
 
-    assert result["chunk_max_new_tokens"] == [token_cap(t, 2048) for t in result["chunk_texts"]]
+    assert result["chunk_max_new_tokens"] == [text_token_cap(t, 2048) for t in result["chunk_texts"]]
     assert document["settings"]["chunking"] == {"max_chars": 60, "context_chunks": 1, "crossfade_s": 0.0}
 
 

@@ -36,16 +36,23 @@ from pathlib import Path
 
 import torch
 
+from ..constants import FLOPS_PER_MULTIPLY_ADD, peak_flops_for, training_flops
 from ..model import tiny
 from ..model.precision import Precision, resolve_precision
-from .random_model import (SHAPES, attention_implementation, build_config, build_meta_model, load_check_model,  # noqa: F401
-                           release, write_model_folder)
+from .random_model import (  # noqa: F401
+    SHAPES,
+    attention_implementation,
+    build_config,
+    build_meta_model,
+    load_check_model,
+    release,
+    write_model_folder,
+)
 from .samples import make_samples, write_chatml
 
-# Peak dense bf16/fp16 tensor throughput (FLOP/s) per GPU, for the MFU estimate; unknown GPUs get none.
-PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "L4": 121e12}
-FLOP_FORMULA = ("FLOPs per token = 4 x active parameters (2 for the forward, 2 for the backward to activations; "
-                "the frozen base computes no weight gradients, LoRA's own FLOPs and attention scores are left out). "
+FLOP_FORMULA = ("FLOPs per token = 3 x 2 x active parameters, the planner's convention (2 per multiply-add in the "
+                "forward, the backward counted as twice the forward; attention scores and checkpointing's recomputed "
+                "forward are left out). "
                 "Active parameters: every non-embedding parameter except the FFN branch a token does not take "
                 "(text tokens use the text MLP, audio tokens the DualFFN audio MLP), weighted by the batch's share "
                 "of audio positions, counted on the built model. MFU = FLOPs per token x tokens/s / GPU peak.")
@@ -172,7 +179,7 @@ def train_phase(name: str, ctx: dict, data: str, batch_size: int, steps: int, ch
     mean_len, audio_share = _audio_share(timer.dataset)
     tokens = mean_len * batch_size
     active = active_params_per_token(ctx["groups"], audio_share)
-    flops = 4 * active * tokens / step_s
+    flops = training_flops(FLOPS_PER_MULTIPLY_ADD * active * tokens) / step_s
     peak = ctx["peak_flops"]
     row = {"phase": name, "batch": batch_size, "checkpointing": checkpointing, "steps": len(timer.times),
            "median_step_s": round(step_s, 4), "tokens_per_step": round(tokens), "tokens_per_s": round(tokens / step_s),
@@ -221,10 +228,6 @@ def device_info(device: str) -> dict:
     return info
 
 
-def _peak_for(name: str):
-    return next((v for k, v in PEAK_FLOPS.items() if k in name), None)
-
-
 def run_gpu_check(shape: str = "released", output: str | Path | None = None, device: str | None = None,
                   mixed_precision: str | None = None, steps: int | None = None, phases=("train", "infer", "alignment"),
                   full: bool = False, cuda_choices: bool | None = None, workdir: str | Path | None = None,
@@ -254,7 +257,7 @@ def run_gpu_check(shape: str = "released", output: str | Path | None = None, dev
     config = build_config(shape)
     info = device_info(device)
     report: dict = {"shape": shape, "device": info, "precision": precision.name, "flop_formula": FLOP_FORMULA,
-                    "peak_flops": _peak_for(info.get("name", "")), "cuda_choices_on_cpu": bool(cuda_choices and not cuda),
+                    "peak_flops": peak_flops_for(info.get("name", "")), "cuda_choices_on_cpu": bool(cuda_choices and not cuda),
                     "attention": None, "train": [], "infer": None, "alignment": None}
     with (contextlib.nullcontext(workdir) if workdir else tempfile.TemporaryDirectory(prefix="higgs_lora_gpu_check_")) as tmp:
         work = Path(tmp)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from ..constants import FRAMES_PER_SECOND
 from .gpu_check import _peak_gb, _reset_peak, _sync
 from .random_model import attention_implementation, load_check_model
 
@@ -76,7 +77,7 @@ def infer_phase(ctx: dict, columns: int) -> dict:
     decode_s = time.perf_counter() - t1
     row = {"prompt_tokens": len(g.prompt_ids), "max_new_tokens": columns, "generated_columns": n,
            "seconds": round(dt, 3), "columns_per_s": round(n / dt, 1),
-           "realtime_factor": round((n / 25) / dt, 3), "stopped_at_eos": g.stopped, "peak_memory_gb": _peak_gb(device),
+           "realtime_factor": round((n / FRAMES_PER_SECOND) / dt, 3), "stopped_at_eos": g.stopped, "peak_memory_gb": _peak_gb(device),
            "adapter": "unmerged", "adapter_dtype": str(adapter_dtype).replace("torch.", ""),
            "base_dtype": str(precision.weights_dtype).replace("torch.", ""), "cache": cloner.cache_mode,
            "cuda_graphs": cloner.cuda_graphs, "attention": attention_implementation(cloner.net),

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..constants import TEXT_CAP_FRAMES_PER_CHAR as FRAMES_PER_CHAR
+from ..constants import TEXT_CAP_SLACK_FRAMES as SLACK_FRAMES
 from ..defaults import AUDIO_TOKENIZER, BASE_MODEL
+from ..infer.chunking import DEFAULT_CHUNK_MAX_CHARS, DEFAULT_CONTEXT_CHUNKS, DEFAULT_CROSSFADE_S
 from .common import add_text_normalization
-from ..infer.chunking import (DEFAULT_CHUNK_MAX_CHARS, DEFAULT_CONTEXT_CHUNKS, DEFAULT_CROSSFADE_S, FRAMES_PER_CHAR,
-                              SLACK_FRAMES)
 
 
 def add_model_arguments(p) -> None:

@@ -51,11 +51,12 @@ def output_name(sample, index: int, record_ids: list, used: set) -> tuple[str, s
 def run(args) -> int:
     from tqdm.auto import tqdm
 
+    from ..constants import TEXT_CAP_FRAMES_PER_CHAR as FRAMES_PER_CHAR
+    from ..constants import TEXT_CAP_SLACK_FRAMES as SLACK_FRAMES
     from ..data.audio import write_wav
-    from ..interrupts import UntilCtrlC
-    from ..infer.chunking import FRAMES_PER_CHAR, SLACK_FRAMES
     from ..infer.errors import DeviceError, first_line, is_device_error
     from ..infer.run_settings import validate_with_normalization
+    from ..interrupts import UntilCtrlC
     from .generation_args import load_cloner, resolve_settings
 
     if not Path(args.chatml_file).is_file():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..constants import FRAMES_PER_SECOND
 from ..defaults import BASE_MODEL, DEFAULT_LORA_TARGETS
 
 NAME = "plan"
@@ -17,7 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"folder with config.json, tiny, or a hub id (default: {BASE_MODEL}, whose config ships with the package)")
     p.add_argument("--batch_size", type=int, default=4, help="samples per GPU per micro-batch")
     p.add_argument("--seq_len", type=int, default=None,
-                   help="positions per sample after padding: text tokens + per clip frames + codebooks + 1 (25 frames/s); "
+                   help="positions per sample after padding: text tokens + per clip frames + codebooks + 1 "
+                        f"({FRAMES_PER_SECOND} frames/s); "
                         "default: the longest sample of --train_data, else 1024")
     p.add_argument("--train_data", default=None,
                    help="size the sequences from this data file: every sample's length from its text and its audio "

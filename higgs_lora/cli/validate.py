@@ -13,7 +13,8 @@ SUMMARY = "list invalid samples with index and reason codes; exit 1 if any, 2 if
 
 
 def add_arguments(p) -> None:
-    from ..data.audio_check import MAX_SECONDS, MIN_SECONDS, SILENCE_DBFS
+    from ..constants import CLIP_SILENCE_DBFS
+    from ..data.audio_check import MAX_SECONDS, MIN_SECONDS
     from ..data.text import MAX_CHARS_PER_SECOND, MIN_CHARS_PER_SECOND
 
     p.add_argument("data", help="JSON list, {\"samples\": [...]} or JSONL file (any accepted sample layout)")
@@ -21,7 +22,7 @@ def add_arguments(p) -> None:
     p.add_argument("--report", default=None, metavar="R.json", help="write every invalid sample and warning as JSON here")
     p.add_argument("--min_duration", type=float, default=MIN_SECONDS, help="shortest clip in seconds")
     p.add_argument("--max_duration", type=float, default=MAX_SECONDS, help="longest clip in seconds")
-    p.add_argument("--silence_dbfs", type=float, default=SILENCE_DBFS, help="clips with an RMS level below this are silent")
+    p.add_argument("--silence_dbfs", type=float, default=CLIP_SILENCE_DBFS, help="clips with an RMS level below this are silent")
     p.add_argument("--min_chars_per_second", type=float, default=MIN_CHARS_PER_SECOND,
                    help="speaking-rate warning below this (letters and digits per second of audio)")
     p.add_argument("--max_chars_per_second", type=float, default=MAX_CHARS_PER_SECOND, help="speaking-rate warning above this")

@@ -10,9 +10,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..constants import CLIP_SILENCE_DBFS
+
 MIN_SECONDS = 0.3
 MAX_SECONDS = 40.0
-SILENCE_DBFS = -60.0
 _BLOCK_FRAMES = 1 << 16  # decode in blocks: memory stays flat for a 2-hour file
 
 
@@ -20,7 +21,7 @@ _BLOCK_FRAMES = 1 << 16  # decode in blocks: memory stays flat for a 2-hour file
 class AudioLimits:
     min_seconds: float = MIN_SECONDS
     max_seconds: float = MAX_SECONDS
-    silence_dbfs: float = SILENCE_DBFS
+    silence_dbfs: float = CLIP_SILENCE_DBFS
 
 
 @dataclass(frozen=True)

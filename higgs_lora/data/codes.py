@@ -18,6 +18,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from ..constants import FRAMES_PER_SECOND
 from .audio import mono_wave
 
 TINY = "tiny"
@@ -43,7 +44,7 @@ class TinyCodec:
 
     name = TINY
     sampling_rate = 24000
-    tps = 25
+    tps = FRAMES_PER_SECOND
     num_codebooks = 8
     codebook_size = 1024
     hop = 960

@@ -24,7 +24,7 @@ from boson_multimodal.data_collator.higgs_audio_collator import HiggsAudioSample
 from boson_multimodal.dataset.chatml_dataset import ChatMLDatasetSample
 from torch.utils.data import Dataset
 
-from ..train.loss import IGNORE
+from ..constants import IGNORE_INDEX as IGNORE
 from .audio import load_audio
 from .cache import CacheMissingError, CodeCache, failed_message, missing_message
 from .codes import AudioCodec

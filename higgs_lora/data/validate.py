@@ -11,8 +11,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..constants import CLIP_SILENCE_DBFS
 from ..defaults import DEFAULT_SYSTEM_PROMPT
-from .audio_check import MAX_SECONDS, MIN_SECONDS, SILENCE_DBFS, AudioInfo, AudioLimits, check_many, is_remote
+from .audio_check import MAX_SECONDS, MIN_SECONDS, AudioInfo, AudioLimits, check_many, is_remote
 from .formats import FOR_INFERENCE_HINT, component_errors, extract, iter_records, record_id, resolve_audio, to_sample
 from .text import MAX_CHARS_PER_SECOND, MIN_CHARS_PER_SECOND, TextNormalizer, implausible_speaking_rate
 
@@ -174,7 +175,7 @@ def validate_file(
     *,
     min_duration: float = MIN_SECONDS,
     max_duration: float = MAX_SECONDS,
-    silence_dbfs: float = SILENCE_DBFS,
+    silence_dbfs: float = CLIP_SILENCE_DBFS,
     allow_remote_audio: bool = False,
     workers: int = 1,
     text_normalization=None,

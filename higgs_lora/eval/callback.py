@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 from transformers import TrainerCallback
 
+from ..constants import target_token_cap
 from .asr import MissingScorerError, load_asr
 from .metrics import METRICS, Scorers
-from .run import token_cap
 from .speaker import load_speaker_encoder
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class SampleEvalCallback(TrainerCallback):
                 # the caches they hold) on the model being trained until the next one.
                 cloner = VoiceCloner(inner, self.tokenizer, self._codec, cache="dynamic")  # puts the model in eval mode
                 for index, sample in enumerate(self.samples):
-                    cap = token_cap(self.max_new_tokens, MAX_LENGTH_RATIO, self._targets_s[index], self._codec.tps,
+                    cap = target_token_cap(self.max_new_tokens, MAX_LENGTH_RATIO, self._targets_s[index], self._codec.tps,
                                     inner.config.audio_num_codebooks)
                     settings = GenerationSettings(max_new_tokens=cap, seed=EVAL_SEED + index)
                     try:

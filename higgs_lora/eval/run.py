@@ -9,13 +9,13 @@ time and freed before the next, so evaluating a 3B model needs the memory of one
 from __future__ import annotations
 
 import gc
-import math
 import os
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from ..constants import target_token_cap
 from ..defaults import BASE_MODEL
 
 FINE_TUNED, BASELINE, GROUND_TRUTH = "fine_tuned", "baseline", "ground_truth"
@@ -71,20 +71,6 @@ def resolve_baseline(cfg: EvalConfig) -> str | None:
     return read_run_config(cfg.model_path).get("base_model", BASE_MODEL) if Path(cfg.model_path).is_dir() else BASE_MODEL
 
 
-def token_cap(max_new_tokens: int, max_length_ratio: float, target_seconds: float, frames_per_second: int,
-              num_codebooks: int) -> int:
-    """New-token budget for one sample: max_new_tokens, or less when the target is short.
-
-    One token is one audio frame; the delay pattern adds num_codebooks - 1 columns and the stream
-    BOS/EOS two more. A model that has not stopped after max_length_ratio x the target has failed to
-    stop; generating further only costs time.
-    """
-    if max_length_ratio <= 0:
-        return max_new_tokens
-    cap = math.ceil(max_length_ratio * target_seconds * frames_per_second) + num_codebooks + 2
-    return min(max_new_tokens, cap)
-
-
 class EvalInterrupted(Exception):
     """Ctrl-C during generation: the report covers the samples done (and was written); the message says so."""
 
@@ -107,7 +93,7 @@ def generate_all(system: str, model_path: str, lora_path: str | None, samples, t
     records = []
     try:
         for index, sample in UntilCtrlC(enumerate(tqdm(samples, desc=f"Generating ({system})", unit="sample")), "sample"):
-            cap = token_cap(cfg.max_new_tokens, cfg.max_length_ratio, targets_s[index], cloner.codec.tps,
+            cap = target_token_cap(cfg.max_new_tokens, cfg.max_length_ratio, targets_s[index], cloner.codec.tps,
                             cloner.config.audio_num_codebooks)
             settings = GenerationSettings(max_new_tokens=cap, temperature=cfg.temperature, top_k=cfg.top_k,
                                           top_p=cfg.top_p, ras_win_len=cfg.ras_win_len, seed=cfg.seed + index)

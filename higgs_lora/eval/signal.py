@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-SILENCE_DBFS = -40.0  # a 10 ms frame quieter than this (RMS, full scale = 1.0) counts as silence
+from ..constants import FRAME_SILENCE_DBFS
+
 FRAME_SECONDS = 0.01
 CLIP_LEVEL = 0.999  # |sample| at or above this counts as clipped (PCM_16 full scale is 32767/32768)
 
@@ -19,7 +20,7 @@ def frame_rms_db(wav: np.ndarray, sr: int) -> np.ndarray:
     return 20 * np.log10(np.maximum(rms, 1e-10))
 
 
-def silence_edges(wav: np.ndarray, sr: int, threshold_dbfs: float = SILENCE_DBFS) -> tuple[float, float]:
+def silence_edges(wav: np.ndarray, sr: int, threshold_dbfs: float = FRAME_SILENCE_DBFS) -> tuple[float, float]:
     """Seconds of silence before the first and after the last non-silent frame (whole length if all silent)."""
     db = frame_rms_db(wav, sr)
     loud = np.flatnonzero(db > threshold_dbfs)

@@ -1,4 +1,4 @@
-"""Long texts: split into chunks, cap the new tokens per chunk, join the chunks' audio.
+"""Long texts: split into chunks and join the chunks' audio (each chunk's new-token cap: constants.text_token_cap).
 
 Splitting follows upstream's examples/generation.py in spirit (sentences first, then a length cap),
 with Arabic punctuation (، ؛ ؟) and the Arabic full stop (۔) understood. No torch (and no numpy at import time) here.
@@ -16,21 +16,6 @@ _CLAUSE_END = re.compile(r"(?<=[,;:،؛])\s+")
 DEFAULT_CHUNK_MAX_CHARS = 300
 DEFAULT_CONTEXT_CHUNKS = 2
 DEFAULT_CROSSFADE_S = 0.05
-
-# The cap on new tokens derived from a chunk's text, so a model that never emits its stream EOS
-# stops anyway: one new token is one audio column (40 ms at 25 frames/s). Read speech runs at
-# roughly 10-20 characters per second; 5 characters per second (FRAMES_PER_CHAR = 5 columns per
-# character) is slower than any normal reading, and SLACK_FRAMES (4 s) covers pauses, very short
-# texts and the stream's BOS and delay-pattern columns (8 + 1 for the released model).
-FRAMES_PER_CHAR = 5
-SLACK_FRAMES = 100
-
-
-def token_cap(text: str, max_new_tokens: int | None = None) -> int:
-    """min(max_new_tokens, FRAMES_PER_CHAR * len(text) + SLACK_FRAMES): the new-token budget of one chunk."""
-    cap = FRAMES_PER_CHAR * len(text.strip()) + SLACK_FRAMES
-    return min(cap, max_new_tokens) if max_new_tokens else cap
-
 
 def _split_long(piece: str, max_chars: int) -> list[str]:
     """A piece over the cap: break at clause marks, then between words, then (one huge word) hard."""

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from boson_multimodal.model.higgs_audio.utils import revert_delay_pattern
 
+from ..constants import text_token_cap
 from ..data.codes import AudioCodec, encode_file, load_codec
 from ..data.dataset import batch_to_inputs, build_collator, make_chatml_sample
 from ..data.formats import SampleError
@@ -47,8 +48,7 @@ from ..defaults import AUDIO_TOKENIZER
 from ..model.hub import warn_if_other_base
 from ..model.load import default_device, load_model, load_tokenizer
 from ..train.config import read_run_config
-from .chunking import (DEFAULT_CHUNK_MAX_CHARS, DEFAULT_CONTEXT_CHUNKS, DEFAULT_CROSSFADE_S, crossfade_concat,
-                       split_text, token_cap)
+from .chunking import DEFAULT_CHUNK_MAX_CHARS, DEFAULT_CONTEXT_CHUNKS, DEFAULT_CROSSFADE_S, crossfade_concat, split_text
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class GenerationSettings:
     ras_win_len: int = 7
     ras_win_max_num_repeat: int = 2
     seed: int | None = None
-    # Also stop at FRAMES_PER_CHAR columns per character of the chunk's text (+ slack): see infer.chunking.
+    # Also stop at a cap from the chunk's text length (constants.text_token_cap).
     cap_by_text: bool = True
 
 
@@ -238,7 +238,7 @@ class VoiceCloner:
         """One audio segment for `sample.target_text` (no chunking: see `clone`)."""
         settings = settings or GenerationSettings()
         inputs = self.prepare_inputs(sample, self.device, codes=codes, context=context)
-        budget = token_cap(sample.target_text, settings.max_new_tokens) if settings.cap_by_text else settings.max_new_tokens
+        budget = text_token_cap(sample.target_text, settings.max_new_tokens) if settings.cap_by_text else settings.max_new_tokens
         caches = self._caches_for(inputs, budget)
         greedy = settings.temperature <= 0
         sequences, audio = self.net.generate(

@@ -1,4 +1,4 @@
-"""The GPUs people train on: memory and dense bf16 peak, for `higgs-lora plan` and its time estimate.
+"""The GPUs people train on: memory and dense bf16 peak (constants.GPU_PEAK_FLOPS), for `higgs-lora plan` and its time estimate.
 
 memory_gib is the total a card reports (torch.cuda.get_device_properties().total_memory / 2^30);
 H100 and H200 were read on those cards, the others are the vendors' nominal sizes less what the
@@ -10,14 +10,16 @@ measured on an H200 only; on other cards the time estimate is that H200 figure s
 
 from __future__ import annotations
 
+from ..constants import GPU_PEAK_FLOPS as PEAK
+
 GPUS = {
-    "a100-40gb": {"memory_gib": 39.4, "peak_flops": 312e12, "name": "NVIDIA A100 40GB"},
-    "a100-80gb": {"memory_gib": 79.1, "peak_flops": 312e12, "name": "NVIDIA A100 80GB"},
-    "l40s": {"memory_gib": 44.4, "peak_flops": 362e12, "name": "NVIDIA L40S 48GB"},
-    "rtx4090": {"memory_gib": 23.6, "peak_flops": 165e12, "name": "NVIDIA GeForce RTX 4090 24GB"},
-    "rtx5090": {"memory_gib": 31.4, "peak_flops": 209e12, "name": "NVIDIA GeForce RTX 5090 32GB"},
-    "h100": {"memory_gib": 79.2, "peak_flops": 989e12, "name": "NVIDIA H100 80GB"},
-    "h200": {"memory_gib": 139.8, "peak_flops": 989e12, "name": "NVIDIA H200 141GB"},
+    "a100-40gb": {"memory_gib": 39.4, "peak_flops": PEAK["A100"], "name": "NVIDIA A100 40GB"},
+    "a100-80gb": {"memory_gib": 79.1, "peak_flops": PEAK["A100"], "name": "NVIDIA A100 80GB"},
+    "l40s": {"memory_gib": 44.4, "peak_flops": PEAK["L40S"], "name": "NVIDIA L40S 48GB"},
+    "rtx4090": {"memory_gib": 23.6, "peak_flops": PEAK["RTX 4090"], "name": "NVIDIA GeForce RTX 4090 24GB"},
+    "rtx5090": {"memory_gib": 31.4, "peak_flops": PEAK["RTX 5090"], "name": "NVIDIA GeForce RTX 5090 32GB"},
+    "h100": {"memory_gib": 79.2, "peak_flops": PEAK["H100"], "name": "NVIDIA H100 80GB"},
+    "h200": {"memory_gib": 139.8, "peak_flops": PEAK["H200"], "name": "NVIDIA H200 141GB"},
 }
 
 

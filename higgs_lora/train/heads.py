@@ -22,7 +22,9 @@ from dataclasses import dataclass
 import torch
 from transformers.utils import ModelOutput
 
-IGNORE = -100
+from ..constants import IGNORE_INDEX
+
+IGNORE = IGNORE_INDEX
 TEXT_COUNT = "text_label_count"
 AUDIO_COLUMNS = "audio_label_columns"
 KEYS = (TEXT_COUNT, AUDIO_COLUMNS)

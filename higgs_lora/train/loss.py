@@ -17,7 +17,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-IGNORE = -100
+from ..constants import IGNORE_INDEX
+
+IGNORE = IGNORE_INDEX  # the name checks.py imports
 
 
 @dataclass

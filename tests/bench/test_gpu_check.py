@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from higgs_lora.bench.gpu_check import active_params_per_token, build_config, parameter_groups
-from higgs_lora.bench.random_model import attention_implementation, build_meta_model, load_check_model, write_model_folder
+from higgs_lora.bench.random_model import (
+    attention_implementation,
+    build_meta_model,
+    load_check_model,
+    write_model_folder,
+)
 from higgs_lora.cli import main
 from higgs_lora.cli.gpu_check import one_visible_gpu
 from higgs_lora.model import tiny
@@ -61,7 +66,7 @@ def test_small_shape_runs_every_phase_and_writes_the_report(tmp_path, capsys):
     for row in report["train"]:
         assert row["steps"] == 2 and row["median_step_s"] > 0 and row["tokens_per_s"] > 0
         assert 0 < row["audio_share"] < 1 and row["mfu"] is None  # no peak FLOP/s for a CPU
-        assert row["tflops"] == pytest.approx(4 * row["active_params"] * row["tokens_per_s"] / 1e12, rel=0.01, abs=0.01)
+        assert row["tflops"] == pytest.approx(6 * row["active_params"] * row["tokens_per_s"] / 1e12, rel=0.01, abs=0.01)
         assert row["attention"] == "sdpa" and row["longest_sample"] * 2 >= row["tokens_per_step"] / row["batch"]
     long, normal = report["train"][2], report["train"][0]
     assert long["tokens_per_step"] / 2 > normal["tokens_per_step"] / 4  # the long pair is longer per sample

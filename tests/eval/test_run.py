@@ -6,9 +6,8 @@ import json
 import pytest
 
 from higgs_lora.cli import main
-from higgs_lora.defaults import BASE_MODEL
-from higgs_lora.defaults import AUDIO_TOKENIZER, DEFAULT_SYSTEM_PROMPT
-from higgs_lora.eval.run import EvalConfig, evaluate, resolve_baseline, resolve_settings, token_cap
+from higgs_lora.defaults import AUDIO_TOKENIZER, BASE_MODEL, DEFAULT_SYSTEM_PROMPT
+from higgs_lora.eval.run import EvalConfig, evaluate, resolve_baseline, resolve_settings
 from higgs_lora.train.config import RUN_CONFIG
 
 
@@ -42,12 +41,6 @@ def test_settings_come_from_the_training_run_unless_given(tmp_path, capsys):
     plain = resolve_settings(EvalConfig(data="d", model_path=None, output_dir="o"))
     assert (plain.model_path, plain.audio_tokenizer, plain.system_prompt) == (BASE_MODEL, AUDIO_TOKENIZER,
                                                                               DEFAULT_SYSTEM_PROMPT)
-
-
-def test_token_cap_follows_the_target_length():
-    assert token_cap(2048, 3.0, 2.0, 25, 8) == 150 + 10
-    assert token_cap(100, 3.0, 2.0, 25, 8) == 100
-    assert token_cap(2048, 0, 2.0, 25, 8) == 2048
 
 
 def test_eval_on_tiny_model_same_model_twice_scores_identically(sample_data_path, tmp_path):

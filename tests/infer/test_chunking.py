@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from higgs_lora.infer.chunking import FRAMES_PER_CHAR, SLACK_FRAMES, crossfade_concat, split_text, token_cap
+from higgs_lora.infer.chunking import crossfade_concat, split_text
 
 
 def test_short_text_is_one_chunk_and_empty_text_none():
@@ -31,15 +31,6 @@ def test_long_sentence_breaks_at_arabic_clause_marks_then_words():
     assert chunks[0].endswith("،") and any(c.endswith("؛") for c in chunks)
     assert " ".join(chunks).split() == sentence.split()
     assert split_text("a" * 25, 10) == ["a" * 10, "a" * 10, "a" * 5]  # one huge word: cut hard
-
-
-def test_token_cap_formula():
-    assert token_cap("abcd") == FRAMES_PER_CHAR * 4 + SLACK_FRAMES
-    assert token_cap("  abcd  ") == token_cap("abcd")
-    assert token_cap("abcd", max_new_tokens=10) == 10
-    assert token_cap("a" * 1000, max_new_tokens=2048) == 2048
-    # the cap leaves room for slow speech: 5 characters per second at 25 frames per second
-    assert token_cap("a" * 100) / 25 >= 100 / 5
 
 
 def test_crossfade_overlaps_each_boundary():

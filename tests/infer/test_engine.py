@@ -9,9 +9,13 @@ from boson_multimodal.model.higgs_audio.utils import build_delay_pattern_mask
 
 from higgs_lora.data.sample import GENERATION_PREFIX, inference_prompt
 from higgs_lora.infer.chunking import split_text
-from higgs_lora.infer.engine import (UPSTREAM_STOP_STRINGS, ChunkSettings, GenerationSettings, InferenceInputs,
-                                     VoiceCloner)
-
+from higgs_lora.infer.engine import (
+    UPSTREAM_STOP_STRINGS,
+    ChunkSettings,
+    GenerationSettings,
+    InferenceInputs,
+    VoiceCloner,
+)
 
 BOS, EOS, C = 1024, 1025, 8
 GREEDY = dict(temperature=0.0, ras_win_len=0)  # RAS resamples at random even without temperature
@@ -346,7 +350,8 @@ def test_one_chunk_prompt_is_the_training_prompt_text_untouched(cloner, sample, 
 def test_token_cap_from_the_text_length_stops_a_model_that_never_ends(cloner, sample, monkeypatch):
     from dataclasses import replace
 
-    from higgs_lora.infer.chunking import FRAMES_PER_CHAR, SLACK_FRAMES
+    from higgs_lora.constants import TEXT_CAP_FRAMES_PER_CHAR as FRAMES_PER_CHAR
+    from higgs_lora.constants import TEXT_CAP_SLACK_FRAMES as SLACK_FRAMES
 
     budgets = []
     monkeypatch.setattr(cloner.net, "generate", lambda **kw: budgets.append(kw["max_new_tokens"]) or (
