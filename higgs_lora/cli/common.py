@@ -84,20 +84,3 @@ def interrupted_line(hint: str | None = None) -> str:
 def report_interrupt(hint: str | None = None) -> int:
     print(interrupted_line(hint), file=sys.stderr, flush=True)
     return EXIT_CTRL_C
-
-
-def runnable_command() -> str:
-    """How to call higgs-lora from this shell: `higgs-lora` when PATH finds this environment's, else the
-    environment's own entry point (a .venv that was never activated), else `python -m higgs_lora`.
-    The summaries print next steps with it, so they run as printed."""
-    import shlex
-    import shutil
-    from pathlib import Path
-
-    here = Path(sys.executable).parent / "higgs-lora"
-    found = shutil.which("higgs-lora")
-    if found and (not here.is_file() or Path(found).resolve() == here.resolve()):
-        return "higgs-lora"
-    if here.is_file():
-        return shlex.quote(str(here))
-    return f"{shlex.quote(sys.executable)} -m higgs_lora"

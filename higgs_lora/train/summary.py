@@ -7,20 +7,15 @@ so it cannot disagree with what Trainer then does.
 from __future__ import annotations
 
 import logging
-
 import math
-import os
 import shlex
 from dataclasses import dataclass, field
 
 from transformers import TrainerCallback
 
+from ..ranks import is_rank_zero  # noqa: F401  (recipe.py imports it from here)
+
 RULE = "=" * 72
-
-
-def is_rank_zero() -> bool:
-    """Rank 0 of a torchrun launch (or a plain single process); usable before Trainer exists."""
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 @dataclass
@@ -139,7 +134,7 @@ def end_block(history: list[dict], *, steps: int, seconds: float, output_dir: st
     out = shlex.quote(str(output_dir))
     rows.append(("adapter", f"{output_dir}  (adapter_model.safetensors + adapter_config.json)"))
     base = shlex.quote(base_model)
-    from ..cli.common import runnable_command
+    from ..entry_point import runnable_command
 
     cli = runnable_command()
     merge = f"{cli} merge --base_model {base} --lora_path {out} --output_path {shlex.quote(str(output_dir) + '-merged')}"

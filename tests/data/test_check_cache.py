@@ -6,7 +6,7 @@ import pytest
 
 from higgs_lora.data import validate
 from higgs_lora.data.check_cache import AUDIO_CHECKS, AudioCheckCache
-from higgs_lora.train.faults import select_samples
+from higgs_lora.data.selection import select_samples
 
 
 @pytest.fixture

@@ -115,13 +115,13 @@ def test_the_printed_command_runs(tmp_path):
     import sys
     from pathlib import Path
 
-    from higgs_lora.cli.common import runnable_command
+    from higgs_lora.entry_point import runnable_command
 
     repo = Path(__file__).resolve().parents[2]
     env = dict(os.environ, PYTHONPATH=str(repo), PATH="/usr/bin:/bin")  # an environment never activated
     for path in ("/usr/bin:/bin", f"{Path(sys.executable).parent}:/usr/bin:/bin"):
         env["PATH"] = path
-        command = subprocess.run([sys.executable, "-c", "from higgs_lora.cli.common import runnable_command as r; "
+        command = subprocess.run([sys.executable, "-c", "from higgs_lora.entry_point import runnable_command as r; "
                                   "print(r())"], env=env, capture_output=True, text=True, check=True).stdout.strip()
         if path.startswith(str(Path(sys.executable).parent)) and (Path(sys.executable).parent / "higgs-lora").is_file():
             assert command == "higgs-lora"
