@@ -38,10 +38,10 @@ def codec_for(ctx: dict):
     """The real codec class (random weights) on CUDA; the tiny codec on CPU, where the real one's decoder
     would dominate the run. Either way decode is timed on its own."""
     from ..data.codes import TinyCodec
-    from ..data.higgs_codec import HiggsAudioCodec
+    from .random_codec import random_higgs_codec
 
     if ctx["device"].startswith("cuda"):
-        return HiggsAudioCodec.random(device=ctx["device"])
+        return random_higgs_codec(device=ctx["device"])
     return TinyCodec()
 
 

@@ -9,18 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from ..constants import FRAMES_PER_SECOND
+from .random_codec import random_higgs_codec
 
 # Clip lengths (s) of the bench's cache measurement, and the mix for the padding measurement.
 CACHE_PLAN = {"bench": dict(samples=4, ref_s=(1.5, 2.5), tgt_s=(1.5, 2.5), batch=2),
               "test": dict(samples=2, ref_s=(0.5, 0.6), tgt_s=(0.5, 0.6), batch=2)}
 MIX = dict(samples=2000, ref_s=(3.0, 10.0), target_median_s=5.0, target_s=(1.0, 20.0), text_tokens_per_s=4.0,
            prompt_tokens=40, frames_per_s=FRAMES_PER_SECOND, codebooks=8, max_tokens=8192)
-
-
-def random_higgs_codec():
-    from ..data.higgs_codec import HiggsAudioCodec
-
-    return HiggsAudioCodec.random(device="cpu")
 
 
 def cache_speedup(plan_name: str = "bench", workdir: str | Path | None = None, make_codec=None) -> dict:

@@ -40,41 +40,21 @@ RELEASED_TOKENIZER_CONFIG = {
 }
 
 
-def _boson_tokenizer_module():
+def boson_tokenizer_module():
     ensure_audio_tokenizer_importable()
     from boson_multimodal.audio_processing import higgs_audio_tokenizer
 
     return higgs_audio_tokenizer
 
 
-def random_semantic_teacher() -> torch.nn.Module:
-    """A randomly initialised, small HuBERT that fits where ``bosonai/hubert_base`` goes.
-
-    The tokenizer hard-codes a 768-wide semantic model and a 320-sample hop at 16 kHz, so hidden
-    size and the convolution strides stay as in HuBERT base; everything else is shrunk for speed.
-    """
-    from transformers import HubertConfig, HubertModel
-
-    config = HubertConfig(
-        hidden_size=768,
-        num_hidden_layers=1,
-        num_attention_heads=12,
-        intermediate_size=256,
-        conv_dim=(32,) * 7,
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=16,
-    )
-    return HubertModel(config).eval()
-
-
 @contextlib.contextmanager
-def _semantic_teacher(make) -> Iterator[None]:
+def semantic_teacher_made_by(make) -> Iterator[None]:
     """While active, boson's tokenizer constructor gets ``make()`` instead of loading HuBERT by name.
 
     Only the ``AutoModel`` name inside boson's tokenizer module is replaced, and it is restored on exit,
     so nothing else in the process (the LLM loading included) is affected.
     """
-    module = _boson_tokenizer_module()
+    module = boson_tokenizer_module()
     real_auto_model = module.AutoModel
 
     class _AutoModel:
@@ -89,11 +69,6 @@ def _semantic_teacher(make) -> Iterator[None]:
         module.AutoModel = real_auto_model
 
 
-def offline_semantic_teacher():
-    """Boson's tokenizer gets ``random_semantic_teacher()`` instead of downloading HuBERT (tests)."""
-    return _semantic_teacher(random_semantic_teacher)
-
-
 def semantic_teacher_from(folder) -> contextlib.AbstractContextManager:
     """Boson's tokenizer gets the HuBERT in `folder` (a pinned snapshot or a staged copy), without remote code.
 
@@ -102,17 +77,7 @@ def semantic_teacher_from(folder) -> contextlib.AbstractContextManager:
     """
     from transformers import AutoModel
 
-    return _semantic_teacher(lambda: AutoModel.from_pretrained(str(folder), trust_remote_code=False))
-
-def build_random_tokenizer(config: dict | None = None, device: str = "cpu", seed: int = 0) -> torch.nn.Module:
-    """boson's real ``HiggsAudioTokenizer`` class with random weights, built offline and reproducibly."""
-    module = _boson_tokenizer_module()
-    # fork_rng: seeding must not change the caller's random stream.
-    with torch.random.fork_rng(devices=[]), offline_semantic_teacher():
-        torch.manual_seed(seed)
-        tokenizer = module.HiggsAudioTokenizer(**(config or RELEASED_TOKENIZER_CONFIG), device=device)
-    return tokenizer.to(device).eval()
-
+    return semantic_teacher_made_by(lambda: AutoModel.from_pretrained(str(folder), trust_remote_code=False))
 
 class HiggsAudioCodec:
     """Adapter over boson_multimodal's ``HiggsAudioTokenizer`` (see ``codes.AudioCodec``)."""
@@ -139,15 +104,10 @@ class HiggsAudioCodec:
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         folder = codec_folder(str(name_or_path))
-        module = _boson_tokenizer_module()
+        module = boson_tokenizer_module()
         with semantic_teacher_from(semantic_teacher_folder(folder)):
             tokenizer = module.load_higgs_audio_tokenizer(str(folder), device=str(device))
         return cls(tokenizer, name=str(name_or_path))
-
-    @classmethod
-    def random(cls, device: str = "cpu", seed: int = 0, config: dict | None = None) -> "HiggsAudioCodec":
-        """The real architecture with random weights, offline: for tests, not for listening."""
-        return cls(build_random_tokenizer(config, device=device, seed=seed), name="higgs-random")
 
     def encode(self, audio_path_or_wv, sr: int | None = None) -> torch.LongTensor:
         wav = mono_wave(audio_path_or_wv, sr, self.sampling_rate)

@@ -31,12 +31,8 @@ CODES = {
     "audio_unreadable": "an audio file that does not decode to the end (or decodes to NaN/inf)",
     "audio_too_short": "a clip shorter than --min_duration",
     "audio_too_long": "a clip longer than --max_duration",
-    "audio_silent": "a clip whose RMS level is below the silence threshold (about -60 dBFS)",
+    "audio_silent": f"a clip whose RMS level is below the silence threshold ({CLIP_SILENCE_DBFS:g} dBFS by default)",
     "remote_audio": "an http(s) URL, refused unless --allow_remote_audio",
-}
-# Reported apart; they never invalidate a sample.
-WARNING_CODES = {
-    "implausible_speaking_rate": "characters per second of a transcript vs its clip outside the plausible range",
 }
 
 

@@ -7,8 +7,9 @@ import pytest
 import soundfile as sf
 import torch
 
+from higgs_lora.bench.random_codec import random_higgs_codec, random_semantic_teacher
 from higgs_lora.data.codes import load_codec
-from higgs_lora.data.higgs_codec import RELEASED_TOKENIZER_CONFIG, HiggsAudioCodec, random_semantic_teacher
+from higgs_lora.data.higgs_codec import RELEASED_TOKENIZER_CONFIG, HiggsAudioCodec
 
 # Building the tokenizer takes seconds and the first encode runs k-means on its codebooks.
 pytestmark = pytest.mark.timeout(180)
@@ -33,7 +34,7 @@ def clip(wave, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def encoded(clip):
-    codec = HiggsAudioCodec.random(device="cpu")
+    codec = random_higgs_codec(device="cpu")
     return codec, codec.encode(clip)
 
 

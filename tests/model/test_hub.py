@@ -17,7 +17,12 @@ import torch
 
 from higgs_lora.cli import main
 from higgs_lora.defaults import (
-    AUDIO_TOKENIZER, BASE_MODEL, MODEL_REPO, MODEL_REVISION, TOKENIZER_REPO, TOKENIZER_REVISION,
+    AUDIO_TOKENIZER,
+    BASE_MODEL,
+    MODEL_REPO,
+    MODEL_REVISION,
+    TOKENIZER_REPO,
+    TOKENIZER_REVISION,
 )
 from higgs_lora.model import hub
 from higgs_lora.model.hub import HubRef, WeightsError, parse_ref
@@ -53,10 +58,11 @@ def new_model_snapshot(root: Path) -> Path:
 @pytest.fixture(scope="module")
 def codec_state(tmp_path_factory):
     """A real-architecture tokenizer (random weights) saved as boson's old layout, plus a random HuBERT."""
-    from higgs_lora.data.higgs_codec import RELEASED_TOKENIZER_CONFIG, HiggsAudioCodec, random_semantic_teacher
+    from higgs_lora.bench.random_codec import random_higgs_codec, random_semantic_teacher
+    from higgs_lora.data.higgs_codec import RELEASED_TOKENIZER_CONFIG
 
     root = tmp_path_factory.mktemp("codec")
-    codec = HiggsAudioCodec.random(device="cpu")
+    codec = random_higgs_codec(device="cpu")
     old = root / "old_codec"
     old.mkdir()
     (old / "config.json").write_text(json.dumps(RELEASED_TOKENIZER_CONFIG))

@@ -113,10 +113,11 @@ def test_shapes_the_native_format_cannot_hold_are_refused():
 
 
 def test_codec_names_map_both_ways_on_the_released_shape():
-    from higgs_lora.data.higgs_codec import RELEASED_TOKENIZER_CONFIG, _boson_tokenizer_module, offline_semantic_teacher
+    from higgs_lora.bench.random_codec import offline_semantic_teacher
+    from higgs_lora.data.higgs_codec import RELEASED_TOKENIZER_CONFIG, boson_tokenizer_module
 
     with torch.device("meta"), offline_semantic_teacher():
-        state = _boson_tokenizer_module().HiggsAudioTokenizer(**RELEASED_TOKENIZER_CONFIG, device="meta").state_dict()
+        state = boson_tokenizer_module().HiggsAudioTokenizer(**RELEASED_TOKENIZER_CONFIG, device="meta").state_dict()
     n = len(RELEASED_TOKENIZER_CONFIG["ratios"])
     names = [k for k in state if not k.endswith("_v")]
     native = {native_codec._to_native_name(k[:-2] if k.endswith("_g") else k, n) for k in names}

@@ -36,7 +36,7 @@ from higgs_lora.model.load import apply_lora, load_model, load_tokenizer
 from higgs_lora.native import config as native_config
 from higgs_lora.native import weights
 from higgs_lora.native.export import export
-from higgs_lora.native.parity import compare_prompts, native_prompt_parity, to_native_layout
+from higgs_lora.native.parity import native_prompt_parity, to_native_layout
 from higgs_lora.native.runtime import native_folder, require_native, run_jobs
 
 TOL = 1e-5  # fp32, same operations in a different order
@@ -252,7 +252,8 @@ def codec_folder(tmp_path_factory):
 
     The codebooks get random entries and are marked initialised: left uninitialised, boson's first encode
     runs k-means on them (minutes on CPU), which native never does."""
-    from higgs_lora.data.higgs_codec import RELEASED_TOKENIZER_CONFIG, build_random_tokenizer, random_semantic_teacher
+    from higgs_lora.bench.random_codec import build_random_tokenizer, random_semantic_teacher
+    from higgs_lora.data.higgs_codec import RELEASED_TOKENIZER_CONFIG
 
     folder = tmp_path_factory.mktemp("codec") / "boson"
     folder.mkdir()
