@@ -10,8 +10,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "higgs_lora"
 SOURCES = sorted(PACKAGE.rglob("*.py")) + [PACKAGE.parent / "trainer" / "train.py", PACKAGE.parent / "arb_inference.py"]
 
 
-def _calls(name: str):
-    for path in SOURCES:
+def _calls(name: str, sources=SOURCES):
+    for path in sources:
         if not path.is_file():
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
@@ -23,14 +23,9 @@ def _calls(name: str):
                     yield path, node
 
 
-def test_sources_are_scanned():
-    assert len(SOURCES) > 20
-    assert any(True for _ in _calls("from_pretrained"))  # the scan finds calls at all
-
-
-def test_no_torch_load_without_weights_only():
+def unsafe_torch_loads(sources=SOURCES) -> list[str]:
     offending = []
-    for path, node in _calls("load"):
+    for path, node in _calls("load", sources):
         func = node.func
         if not (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "torch"):
             continue
@@ -40,16 +35,37 @@ def test_no_torch_load_without_weights_only():
             offending.append(f"{path.name}:{node.lineno}")
         if value is None:
             offending.append(f"{path.name}:{node.lineno} (relies on the default)")
+    return offending
+
+
+def remote_code_calls(sources=SOURCES) -> list[str]:
+    offending = [f"{path.name}:{node.lineno}" for name in ("from_pretrained", "load_dataset", "pipeline")
+                 for path, node in _calls(name, sources)
+                 if any(k.arg == "trust_remote_code" and not (isinstance(k.value, ast.Constant) and k.value.value is False)
+                        for k in node.keywords)]
+    return offending + [p.name for p in sources if p.is_file() and "trust_remote_code=True" in p.read_text(encoding="utf-8")]
+
+
+def test_the_scans_catch_each_kind_of_offence(tmp_path):
+    """Bug caught: a scan that silently matches nothing (a renamed helper, a wrong attribute test, an empty
+    source list) would let both safety tests below pass over unsafe code."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("import torch\nfrom transformers import AutoModel\n"
+                   "a = torch.load('x')\nb = torch.load('y', weights_only=False)\nc = torch.load('z', weights_only=True)\n"
+                   "m = AutoModel.from_pretrained('m', trust_remote_code=flag)\n", encoding="utf-8")
+    assert unsafe_torch_loads([bad]) == ["bad.py:3 (relies on the default)", "bad.py:4"]
+    assert remote_code_calls([bad]) == ["bad.py:6"]
+    assert len(SOURCES) > 20 and all(p.is_file() for p in SOURCES)
+
+
+def test_no_torch_load_without_weights_only():
+    offending = unsafe_torch_loads()
     assert not offending, offending
 
 
 def test_no_trust_remote_code_anywhere():
-    offending = [f"{path.name}:{node.lineno}" for name in ("from_pretrained", "load_dataset", "pipeline")
-                 for path, node in _calls(name)
-                 if any(k.arg == "trust_remote_code" and not (isinstance(k.value, ast.Constant) and k.value.value is False)
-                        for k in node.keywords)]
+    offending = remote_code_calls()
     assert not offending, offending
-    assert not [p.name for p in SOURCES if p.is_file() and "trust_remote_code=True" in p.read_text(encoding="utf-8")]
 
 
 def test_model_weights_load_from_safetensors(tiny_model_factory):

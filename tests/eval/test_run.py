@@ -43,29 +43,51 @@ def test_settings_come_from_the_training_run_unless_given(tmp_path, capsys):
                                                                               DEFAULT_SYSTEM_PROMPT)
 
 
-def test_eval_on_tiny_model_same_model_twice_scores_identically(sample_data_path, tmp_path):
-    """The baseline is the fine-tuned model itself here: same seeds and one scoring path must give
-    the same audio and the same row for both systems, and a ground-truth row per sample."""
+@pytest.fixture(scope="module")
+def random_adapter(tmp_path_factory):
+    """A LoRA adapter on the tiny model whose B matrices are not zero, so it changes what the model says."""
+    import torch
+
+    from higgs_lora.model.load import apply_lora, load_model
+
+    model = apply_lora(load_model("tiny", device="cpu", dtype="fp32"), r=4, alpha=8, dropout=0.0)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
+    folder = tmp_path_factory.mktemp("adapter")
+    model.save_pretrained(folder)
+    return folder
+
+
+def test_eval_scores_the_adapter_against_the_model_under_it(sample_data_path, tmp_path, monkeypatch, fakes,
+                                                            random_adapter):
+    """Bugs caught: the baseline generated with the adapter applied (or the fine-tuned system without it), so both
+    systems are one model; scores or the paired comparison attached to the wrong system; the comparison left
+    empty when scorers ran. Stand-in scorers (conftest) keep it offline and fast."""
+    from higgs_lora.eval import metrics
+
+    FakeEncoder, FakeASR = fakes
+    monkeypatch.setattr(metrics.Scorers, "load", classmethod(lambda cls, *a, **k: cls(FakeEncoder(), FakeASR())))
     out = tmp_path / "eval"
-    rc = main(["eval", "--data", str(sample_data_path), "--model_path", "tiny", "--audio_tokenizer", "tiny",
-               "--baseline_model", "tiny", "--output_dir", str(out), "--speaker_encoder", "none", "--asr", "none",
-               "--max_samples", "2", "--max_new_tokens", "24"])
+    rc = main(["eval", "--data", str(sample_data_path), "--model_path", "tiny", "--lora_path", str(random_adapter),
+               "--audio_tokenizer", "tiny", "--output_dir", str(out), "--max_samples", "2", "--max_new_tokens", "24"])
     assert rc == 0
     with (out / "results.csv").open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     assert [r["system"] for r in rows] == ["ground_truth", "fine_tuned", "baseline"] * 2
-    for i in (0, 1):
-        ft, base = (next(r for r in rows if r["index"] == str(i) and r["system"] == s) for s in ("fine_tuned", "baseline"))
-        assert (out / ft["wav"]).read_bytes() == (out / base["wav"]).read_bytes()
-        drop = {"system", "wav", "generation_s"}
-        assert {k: v for k, v in ft.items() if k not in drop} == {k: v for k, v in base.items() if k not in drop}
-        assert int(ft["max_new_tokens"]) <= 24
-    gt = [r for r in rows if r["system"] == "ground_truth"]
-    assert all(float(r["duration_ratio"]) == 1.0 and r["stopped_at_eos"] == "" for r in gt)
-    assert all((out / r["wav"]).is_file() for r in rows)
+    by = {(r["index"], r["system"]): r for r in rows}
+    assert any((out / by[(i, "fine_tuned")]["wav"]).read_bytes() != (out / by[(i, "baseline")]["wav"]).read_bytes()
+               for i in ("0", "1"))
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["settings"]["baseline_model"] == "tiny"
-    assert summary["fine_tuned_vs_baseline"] == {}  # no SIM/WER scorer: nothing to compare per sample
+    pair = summary["fine_tuned_vs_baseline"]["sim"]
+    diffs = [float(by[(i, "fine_tuned")]["sim"]) - float(by[(i, "baseline")]["sim"]) for i in ("0", "1")]
+    assert pair["samples"] == 2 and pair["mean_difference"] == pytest.approx(sum(diffs) / 2, abs=1e-3)
+    gt = [r for r in rows if r["system"] == "ground_truth"]
+    assert all(float(r["duration_ratio"]) == 1.0 and r["stopped_at_eos"] == "" for r in gt)
+    assert all(int(by[(i, s)]["max_new_tokens"]) <= 24 for i in ("0", "1") for s in ("fine_tuned", "baseline"))
     assert (out / "report.md").is_file() and (out / "metrics.png").is_file()
 
 

@@ -10,7 +10,12 @@ from higgs_lora.data.dataset import DictCollator, build_collator
 from higgs_lora.train import metrics
 from higgs_lora.train.loss import compute_loss
 from higgs_lora.train.metrics import (
-    CompactProgressCallback, LossMeter, MetricsJsonlCallback, batch_tokens, console_line, memory_gb,
+    CompactProgressCallback,
+    LossMeter,
+    MetricsJsonlCallback,
+    batch_tokens,
+    console_line,
+    memory_gb,
 )
 
 
@@ -130,8 +135,15 @@ def test_eval_meter_weights_batches_by_size(forward):
     assert "tokens_per_second" not in summary and "text_loss" not in summary
 
 
-def test_memory_is_cpu_rss_without_cuda():
-    assert 0.01 < memory_gb("cpu") < 64
+def test_cpu_memory_follows_what_the_process_holds():
+    """Bug caught: a CPU reading that does not track this process's resident memory (CUDA's counter, which
+    reads 0 without CUDA, or a constant) would log a flat line while the run grows."""
+    import numpy as np
+
+    before = memory_gb("cpu")
+    held = np.ones(384 * 2**20 // 8)  # 384 MiB, every page written so it is resident
+    after = memory_gb("cpu")
+    assert after - before > 0.3 and held[-1] == 1.0
 
 
 def test_cuda_memory_log_reads_the_peak_and_never_resets_it(monkeypatch):
