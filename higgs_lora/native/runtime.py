@@ -48,4 +48,4 @@ def run_jobs(jobs: list[dict], workdir: str | Path, timeout: float = 900) -> lis
                       timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"native worker failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-    return torch.load(workdir / "results.pt", weights_only=False)
+    return torch.load(workdir / "results.pt", weights_only=True)

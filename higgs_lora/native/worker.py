@@ -100,7 +100,7 @@ def main(argv: list[str]) -> int:
     ensure_audio_tokenizer_importable_torchaudio_only()
     import transformers
 
-    jobs = torch.load(argv[0], weights_only=False)
+    jobs = torch.load(argv[0], weights_only=True)
     results = []
     for job in jobs:
         try:
