@@ -1,5 +1,5 @@
-"""Imports run one way: down the layers below, never back up. Every module of the package is parsed (ast), function-level
-imports included, and each import of a higher layer is named with its file and line.
+"""Imports run one way: down the layers below, never back up. Every module of the package is parsed (ast),
+function-level imports included, and each import of a higher layer is named with its file and line.
 
 Layers, bottom first (a module may import its own layer and any layer below):
   0 shared     constants, defaults, interrupts, ranks, entry_point: facts and process plumbing, no pipeline stage

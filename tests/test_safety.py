@@ -38,12 +38,16 @@ def unsafe_torch_loads(sources=SOURCES) -> list[str]:
     return offending
 
 
+def _trusts_remote_code(node) -> bool:
+    return any(k.arg == "trust_remote_code" and not (isinstance(k.value, ast.Constant) and k.value.value is False)
+               for k in node.keywords)
+
+
 def remote_code_calls(sources=SOURCES) -> list[str]:
     offending = [f"{path.name}:{node.lineno}" for name in ("from_pretrained", "load_dataset", "pipeline")
-                 for path, node in _calls(name, sources)
-                 if any(k.arg == "trust_remote_code" and not (isinstance(k.value, ast.Constant) and k.value.value is False)
-                        for k in node.keywords)]
-    return offending + [p.name for p in sources if p.is_file() and "trust_remote_code=True" in p.read_text(encoding="utf-8")]
+                 for path, node in _calls(name, sources) if _trusts_remote_code(node)]
+    literal = [p.name for p in sources if p.is_file() and "trust_remote_code=True" in p.read_text(encoding="utf-8")]
+    return offending + literal
 
 
 def test_the_scans_catch_each_kind_of_offence(tmp_path):
@@ -51,7 +55,8 @@ def test_the_scans_catch_each_kind_of_offence(tmp_path):
     source list) would let both safety tests below pass over unsafe code."""
     bad = tmp_path / "bad.py"
     bad.write_text("import torch\nfrom transformers import AutoModel\n"
-                   "a = torch.load('x')\nb = torch.load('y', weights_only=False)\nc = torch.load('z', weights_only=True)\n"
+                   "a = torch.load('x')\nb = torch.load('y', weights_only=False)\n"
+                   "c = torch.load('z', weights_only=True)\n"
                    "m = AutoModel.from_pretrained('m', trust_remote_code=flag)\n", encoding="utf-8")
     assert unsafe_torch_loads([bad]) == ["bad.py:3 (relies on the default)", "bad.py:4"]
     assert remote_code_calls([bad]) == ["bad.py:6"]

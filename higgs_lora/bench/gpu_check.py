@@ -36,7 +36,13 @@ from pathlib import Path
 
 import torch
 
-from ..constants import FLOPS_PER_MULTIPLY_ADD, peak_flops_for, training_flops
+from ..constants import (
+    ALIGNMENT_CHECK_LORA_ALPHA,
+    ALIGNMENT_CHECK_LORA_R,
+    FLOPS_PER_MULTIPLY_ADD,
+    peak_flops_for,
+    training_flops,
+)
 from ..model import tiny
 from ..model.precision import Precision, resolve_precision
 from .random_model import (  # noqa: F401
@@ -202,7 +208,7 @@ def alignment_phase(ctx: dict) -> dict:
     model = load_check_model(ctx["model_dir"], device, precision.weights_dtype)
     params = "full" if ctx["groups"]["total"] < FULL_FIT_MAX_PARAMS else "lora"
     if params == "lora":
-        model = apply_lora(model, r=16, alpha=32, dropout=0.0)
+        model = apply_lora(model, r=ALIGNMENT_CHECK_LORA_R, alpha=ALIGNMENT_CHECK_LORA_ALPHA, dropout=0.0)
     model = precision.prepare(model)
     t0 = time.time()
     report = run_checks(ctx["short"], model, ctx["tokenizer"], TinyCodec(), mode="teacher_forced",

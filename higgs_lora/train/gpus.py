@@ -1,4 +1,5 @@
-"""The GPUs people train on: memory and dense bf16 peak (constants.GPU_PEAK_FLOPS), for `higgs-lora plan` and its time estimate.
+"""The GPUs people train on: memory and dense bf16 peak (constants.GPU_PEAK_FLOPS), for `higgs-lora plan`
+and its time estimate.
 
 memory_gib is the total a card reports (torch.cuda.get_device_properties().total_memory / 2^30);
 H100 and H200 were read on those cards, the others are the vendors' nominal sizes less what the
