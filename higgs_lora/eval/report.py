@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..constants import FRAME_SILENCE_DBFS
 from .metrics import METRICS
 
 SYSTEM_ORDER = ["ground_truth", "baseline", "fine_tuned"]
@@ -241,7 +242,8 @@ def render_markdown(summary: dict, comparisons: dict, settings: dict, plots: lis
         " than that floor. Samples in a language the ASR does not cover have no WER.",
         "- Duration ratio far from 1 and a low EOS rate mean the model rambles or stops early; clips that never"
         " reached the EOS were cut at the token cap above.",
-        "- Silence is measured with a -40 dBFS threshold on 10 ms frames; clipping counts samples at full scale.",
+        f"- Silence is measured with a {FRAME_SILENCE_DBFS:g} dBFS threshold on 10 ms frames; clipping counts samples at"
+        " full scale.",
         "",
         "## Per sample",
         "",
