@@ -6,9 +6,10 @@ token budget lets its batch hold) is estimated with `train.plan.estimate_memory`
 plan` prints, against the GPU's memory. If it does not fit, activation checkpointing is turned on
 (logged) for as few decoder layers as the batch needs (`plan.layers_to_checkpoint`: each checkpointed
 layer runs its forward again in backward, so checkpointing all of them costs ~1.5x the step time
-where a few may be enough); if it still does not fit with every layer checkpointed, training stops before it starts with the longest samples and
-the `--batch_size` (or `--max_tokens_per_batch`) / `--max_audio_seconds` values that would fit. `--max_audio_seconds` drops
-samples whose reference + target audio is longer, listing every one.
+where a few may be enough); if it still does not fit with every layer checkpointed, training stops
+before it starts with the longest samples and the `--batch_size` (or `--max_tokens_per_batch`) /
+`--max_audio_seconds` values that would fit. `--max_audio_seconds` drops samples whose reference +
+target audio is longer, listing every one.
 
 The decision (`decide_memory`) is a pure function of sizes and a capacity, so it is tested with
 small capacities on CPU; `HIGGS_LORA_GPU_MEMORY_GB` overrides the capacity (tests, shared GPUs).

@@ -19,10 +19,10 @@ Memory (bytes, reported in GiB = 2**30 as torch.cuda.max_memory_allocated counts
   Backward runs the n - k plain layers first, freeing what each kept, and only then recomputes the
   checkpointed ones one at a time, so the peak holds either the plain layers' activations or one
   recomputed layer, never both (k = n: every layer's input and one layer recomputed; k = n - 1
-  already keeps a single layer's activations). A_layer counts the tensors a decoder layer keeps for backward per token (bf16
-  norms, attention and one FFN, since DualFFN routes each token through either the text or the
-  audio FFN; fp32 copies of every LoRA input and the rank-r intermediates), scaled by
-  ACTIVATION_CALIBRATION; A_attn = per head, the fp32 attention probabilities and their bf16 copy
+  already keeps a single layer's activations). A_layer counts the tensors a decoder layer keeps for
+  backward per token (bf16 norms, attention and one FFN, since DualFFN routes each token through
+  either the text or the audio FFN; fp32 copies of every LoRA input and the rank-r intermediates),
+  scaled by ACTIVATION_CALIBRATION; A_attn = per head, the fp32 attention probabilities and their bf16 copy
   (SDPA falls back to its math kernel for the model's additive masks on unpadded lengths, so
   attention memory grows with L^2).
   logits = the heads' outputs, for the step that runs (`train.heads`): the text head on the
@@ -37,7 +37,7 @@ Memory (bytes, reported in GiB = 2**30 as torch.cuda.max_memory_allocated counts
 FLOPs per optimizer micro-step (matrix products only, 2 FLOPs per multiply-add):
     forward  = tokens * (2*N_active + 4*L*layers*heads*head_dim)
     backward = 2 * forward (input gradients through the frozen base + the small LoRA weight gradients)
-    checkpointing adds one more forward of the decoder layers.
+    checkpointing adds one more forward of each checkpointed decoder layer.
 N_active = parameters one token multiplies with: attention, one FFN, the LoRA branches and the
 text head (128,256-wide for the released model, at every position). Step time =
 FLOPs / (peak bf16 FLOP/s x MFU), per GPU; DDP gradient all-reduce of the small LoRA tensors is

@@ -32,6 +32,8 @@ def measured(tmp_path_factory):
     config = S.build_config(SHAPE)
     assert config.text_config.vocab_size == 128_256  # the released vocabulary: what makes B×T×V matter
     batch = S.build_batch(SHAPE, config, work)
+    # the text rows the planner counts per sample are the rows the step gathers
+    assert heads.labelled_inputs(batch)[heads.TEXT_COUNT] == SHAPE["batch"] * P.TEXT_ROWS_PER_SAMPLE
     peaks = {}
     for name, legacy, layers in (("upstream", True, 0), ("project", False, 0), ("project_k2", False, 2),
                                  ("project_k3", False, 3)):
