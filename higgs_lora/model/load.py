@@ -99,15 +99,21 @@ def decoder_layers(model):
     return base.layers
 
 
-def enable_activation_checkpointing(model) -> int:
-    """Recompute each decoder layer in backward (non-reentrant), patching forward in place.
+def enable_activation_checkpointing(model, layers: int | None = None) -> int:
+    """Recompute the first `layers` decoder layers in backward (None: all), non-reentrant, patching
+    forward in place; returns how many are checkpointed.
 
+    The first ones, not any k: backward reaches them last, after the plain layers above have freed
+    what they kept, so a recomputed layer never coexists with those (the planner's peak counts on it).
     Not a wrapper module: HiggsAudioModel picks each layer's code path by its class, so a wrapper
     would send DualFFN layers down the text path. `gradient_checkpointing_enable()` raises on the
     released config, and the model's own loop never checkpoints, hence this.
     """
-    layers = decoder_layers(model)
-    for layer in layers:
+    every = decoder_layers(model)
+    count = len(every) if layers is None else layers
+    if not 0 <= count <= len(every):
+        raise ValueError(f"cannot checkpoint {count} of {len(every)} decoder layers")
+    for layer in list(every)[:count]:
         if getattr(layer, "_higgs_lora_checkpointed", False):
             continue
         original = layer.forward
@@ -120,4 +126,4 @@ def enable_activation_checkpointing(model) -> int:
 
         layer.forward = forward
         layer._higgs_lora_checkpointed = True
-    return len(layers)
+    return count

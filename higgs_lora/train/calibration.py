@@ -15,6 +15,12 @@ Only the figures below were ever measured on a GPU (one NVIDIA H200, the referen
 there is a single figure (batch 4 without checkpointing, a bare training loop: 0.45 s/step, 55.5 GB);
 the checkpointed and long-sample figures are no-autocast ones until a gpu-check report replaces them
 (`recalibrate`).
+
+Every figure below ran upstream's step: the text head at every position (B×T×128,256 logits, their
+fp32 copies and gradients), before `train.heads` applied the heads to the labelled rows only. The
+planner separates that term (`estimate_memory(..., full_logits=True)` reproduces these runs), so
+ACTIVATION_CALIBRATION, fitted with it, stays a factor on the per-layer activations alone and carries
+over to the step that runs now; a gpu-check report of the current step is marked `full_logits=False`.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ class Measurement:
     scheme: str
     source: str
     gpu: str = "h200"
+    full_logits: bool = True  # upstream's step (text logits at every position), as every figure here ran
 
 
 MEASUREMENTS = [
@@ -61,11 +68,12 @@ MEASUREMENTS = [
 # planner's FLOP count, rounded (a test recomputes it). No-autocast runs gave 0.14 (checkpointing) to 0.17.
 DEFAULT_MFU = 0.20
 # Counted per-layer activation bytes overstate what backward really keeps (tensors shared between
-# ops, temporaries freed early); this factor was fitted to the memory figures above.
+# ops, temporaries freed early); this factor was fitted to the memory figures above, with their
+# full-logits head term counted apart (it scales the per-layer term only).
 ACTIVATION_CALIBRATION = 0.8
-# (what, batch, padded length, checkpointing, peak GiB) for every memory figure, both schemes: the
-# estimate is held within 25 % of each (tests/train/test_plan.py).
-CALIBRATION_POINTS = [(m.what, m.batch, m.padded_length, m.checkpointing, m.peak_gib) for m in MEASUREMENTS]
+# (what, batch, padded length, checkpointing, peak GiB, full logits) for every memory figure, both
+# schemes: the estimate of the step each ran is held within 25 % of each (tests/train/test_plan.py).
+CALIBRATION_POINTS = [(m.what, m.batch, m.padded_length, m.checkpointing, m.peak_gib, m.full_logits) for m in MEASUREMENTS]
 
 
 def planner_mfu(m: Measurement, lora_r: int = 64) -> float:
@@ -108,7 +116,8 @@ def measurements_from_report(report: dict | str | Path) -> list[Measurement]:
         if "error" in row or row.get("peak_memory_gb") is None:
             continue
         out.append(Measurement(f"gpu-check {row['phase']}", row["batch"], row["longest_sample"], row["checkpointing"],
-                               row["peak_memory_gb"], row["median_step_s"], scheme, source, gpu))
+                               row["peak_memory_gb"], row["median_step_s"], scheme, source, gpu,
+                               full_logits=bool(row.get("full_logits", False))))  # gpu-check trains as `train` does
     if not out:
         raise ValueError("gpu-check report has no completed training phase")
     return out
@@ -133,7 +142,8 @@ def recalibrate(report: dict | str | Path) -> Recalibration:
 
     measurements = measurements_from_report(report)
     shape = ModelShape.from_config(released_config())
-    ratios = [round(estimate_memory(shape, m.batch, m.padded_length, 64, checkpointing=m.checkpointing).total
+    ratios = [round(estimate_memory(shape, m.batch, m.padded_length, 64, checkpointing=m.checkpointing,
+                                    full_logits=m.full_logits).total
                     / 2**30 / m.peak_gib, 3) for m in measurements]
     mfu = statistics.median(planner_mfu(m) for m in measurements)
     return Recalibration(round(mfu, 4), measurements, ratios)

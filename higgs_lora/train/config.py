@@ -40,6 +40,8 @@ class TrainConfig:
     # auto: the memory guard turns it on only when the longest batch needs it (train/memory_guard.py);
     # on / off: always / never. After start-up the run settings hold what ran (on or off).
     use_gradient_checkpointing: str = "auto"
+    # Set at start-up, not a flag: how many decoder layers (the first k) the run checkpointed.
+    checkpointed_layers: int = 0
     max_audio_seconds: float | None = None  # drop (and list) samples with longer reference + target audio
     dataloader_num_workers: int = 2
     logging_steps: int = 10

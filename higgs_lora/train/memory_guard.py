@@ -4,9 +4,12 @@ Before training, the longest batch the data can produce (the `batch_size` longes
 padded to the longest; with `--max_tokens_per_batch`, the longest sample with as many others as the
 token budget lets its batch hold) is estimated with `train.plan.estimate_memory`, the estimate `higgs-lora
 plan` prints, against the GPU's memory. If it does not fit, activation checkpointing is turned on
-(logged); if it still does not fit, training stops before it starts with the longest samples and
-the `--batch_size` (or `--max_tokens_per_batch`) / `--max_audio_seconds` values that would fit. `--max_audio_seconds` drops
-samples whose reference + target audio is longer, listing every one.
+(logged) for as few decoder layers as the batch needs (`plan.layers_to_checkpoint`: each checkpointed
+layer runs its forward again in backward, so checkpointing all of them costs ~1.5x the step time
+where a few may be enough); if it still does not fit with every layer checkpointed, training stops
+before it starts with the longest samples and the `--batch_size` (or `--max_tokens_per_batch`) /
+`--max_audio_seconds` values that would fit. `--max_audio_seconds` drops samples whose reference +
+target audio is longer, listing every one.
 
 The decision (`decide_memory`) is a pure function of sizes and a capacity, so it is tested with
 small capacities on CPU; `HIGGS_LORA_GPU_MEMORY_GB` overrides the capacity (tests, shared GPUs).
@@ -20,7 +23,8 @@ import os
 from dataclasses import dataclass
 from typing import Sequence
 
-from .plan import FRAMES_PER_SECOND, GIB, USABLE_FRACTION, MemoryEstimate, ModelShape, estimate_memory, fits
+from .plan import (FRAMES_PER_SECOND, GIB, USABLE_FRACTION, MemoryEstimate, ModelShape, estimate_memory,
+                   estimate_step, fits, layers_to_checkpoint)
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +46,15 @@ class SampleSize:
 @dataclass(frozen=True)
 class MemoryDecision:
     fits: bool
-    checkpointing: bool  # what training should use
+    checkpointed_layers: int  # what training should use: the first k decoder layers (0: none)
     turned_on_checkpointing: bool
-    estimate: MemoryEstimate  # of the longest batch, with `checkpointing`
+    estimate: MemoryEstimate  # of the longest batch, with `checkpointed_layers`
     capacity: float
     message: str
+
+    @property
+    def checkpointing(self) -> bool:
+        return self.checkpointed_layers > 0
 
 
 def longest_batch(sizes: Sequence[SampleSize], batch_size: int, max_tokens: int = 0) -> tuple[int, int]:
@@ -79,16 +87,20 @@ def decide_memory(shape: ModelShape, sizes: Sequence[SampleSize], batch_size: in
     b, length = longest_batch(sizes, batch_size, max_tokens)
     first = estimate(sizes, batch_size, checkpointing)
     if fits(first, capacity_bytes):
-        return MemoryDecision(True, checkpointing, False, first, capacity_bytes,
+        return MemoryDecision(True, first.checkpointed_layers, False, first, capacity_bytes,
                               f"memory check: longest batch ({b} x {length:,} positions) needs ~{first.total / GIB:.1f} GiB; "
                               f"{usable}")
     if not checkpointing:
-        ckpt = estimate(sizes, batch_size, True)
-        if fits(ckpt, capacity_bytes):
-            return MemoryDecision(True, True, True, ckpt, capacity_bytes,
+        k = layers_to_checkpoint(shape, b, length, capacity_bytes, **kw)
+        if k is not None:
+            ckpt = estimate(sizes, batch_size, k)
+            slower = (estimate_step(shape, b, length, lora_r, targets, k).flops
+                      / estimate_step(shape, b, length, lora_r, targets, 0).flops)
+            return MemoryDecision(True, k, True, ckpt, capacity_bytes,
                                   f"memory check: the longest batch ({b} x {length:,} positions) needs ~{first.total / GIB:.1f} GiB "
-                                  f"without activation checkpointing ({usable}); turning activation checkpointing ON "
-                                  f"(~{ckpt.total / GIB:.1f} GiB; steps ~1.5x slower, as measured on an H200)")
+                                  f"without activation checkpointing ({usable}); turning activation checkpointing ON for "
+                                  f"{k} of {shape.layers} decoder layers (~{ckpt.total / GIB:.1f} GiB; the planner's FLOP "
+                                  f"count puts steps ~{slower:.2f}x slower; all layers measured ~1.5x on an H200)")
     worst = estimate(sizes, batch_size, True)
     longest = sorted(sizes, key=lambda s: s.length, reverse=True)[: max(b, SHOWN)]
     fixes = []
@@ -110,7 +122,7 @@ def decide_memory(shape: ModelShape, sizes: Sequence[SampleSize], batch_size: in
     message = (f"the longest batch ({b} x {length:,} positions) does not fit in GPU memory even with activation "
                f"checkpointing: ~{worst.total / GIB:.1f} GiB estimated, {usable}. Longest samples: "
                + "; ".join(s.describe() for s in longest) + f". {advice}")
-    return MemoryDecision(False, True, not checkpointing, worst, capacity_bytes, message)
+    return MemoryDecision(False, shape.layers, not checkpointing, worst, capacity_bytes, message)
 
 
 def max_audio_seconds_that_fits(sizes, batch_size, capacity_bytes, estimate) -> float | None:
@@ -197,16 +209,18 @@ def checkpointing_mode(value) -> str:
 
 
 def check_memory(cfg, model_config, dataset, device: str | None, weight_bytes: int,
-                 indices: Sequence[int] | None = None) -> bool:
-    """The recipe's pre-flight check; returns whether to use activation checkpointing
-    (`cfg.use_gradient_checkpointing`: auto = as the longest batch needs, on, off).
+                 indices: Sequence[int] | None = None) -> int:
+    """The recipe's pre-flight check; returns how many decoder layers to checkpoint (the first k; 0: none)
+    (`cfg.use_gradient_checkpointing`: auto = as many as the longest batch needs, on = all, off = none).
     Raises ValueError (before any step) when the longest batch cannot fit."""
     mode = checkpointing_mode(cfg.use_gradient_checkpointing)
+    config = model_config.to_dict() if hasattr(model_config, "to_dict") else model_config
+    every_layer = config["text_config"]["num_hidden_layers"]
     capacity = gpu_capacity(device)
     if capacity is None:
         log.debug("memory check skipped: no GPU (set %s to plan for one)", CAPACITY_ENV)
-        return mode == "on"
-    shape = ModelShape.from_config(model_config.to_dict() if hasattr(model_config, "to_dict") else model_config)
+        return every_layer if mode == "on" else 0
+    shape = ModelShape.from_config(config)
     decision = decide_memory(shape, sample_sizes(dataset, indices), cfg.batch_size, capacity, cfg.lora_r,
                              cfg.lora_targets, mode == "on", weight_bytes, cfg.max_tokens_per_batch)
     if mode == "off" and decision.checkpointing:
@@ -216,4 +230,4 @@ def check_memory(cfg, model_config, dataset, device: str | None, weight_bytes: i
     if not decision.fits:
         raise ValueError(decision.message)
     (log.warning if decision.turned_on_checkpointing else log.info)(decision.message)
-    return decision.checkpointing
+    return decision.checkpointed_layers

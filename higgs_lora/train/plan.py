@@ -14,23 +14,30 @@ Memory (bytes, reported in GiB = 2**30 as torch.cuda.max_memory_allocated counts
 - weights: frozen base in bf16 (2 B/param) or fp32; LoRA parameters fp32 (PEFT upcasts adapters),
   their gradients fp32, AdamW's two moments fp32: 16 B per trainable parameter;
 - activations, per micro-batch of B samples padded to L positions (the collator pads to the
-  longest sample):
-    without checkpointing: B*L*(layers*A_layer + A_head) + B*L^2*layers*A_attn
-    with checkpointing:    B*L*(layers*2h*cb + A_layer + A_head) + B*L^2*A_attn
-  A_layer counts the tensors a decoder layer keeps for backward per token (bf16 norms, attention
-  and one FFN, since DualFFN routes each token through either the text or the audio FFN; fp32
-  copies of every LoRA input and the rank-r intermediates), scaled by ACTIVATION_CALIBRATION;
-  A_head = the text logits over the whole vocabulary at every position (bf16 + their fp32 copy
-  in the loss + the fp32 gradient), plus the audio logits; A_attn = per head, the fp32
-  attention probabilities and their bf16 copy (SDPA falls back to its math kernel for the
-  model's additive masks on unpadded lengths, so attention memory grows with L^2).
+  longest sample), with k of the n decoder layers checkpointed (the first k; 0 = none, n = all):
+    B*L*(k*2h*cb + m*A_layer) + B*L^2*m*A_attn + logits,   m = max(n - k, [k > 0])
+  Backward runs the n - k plain layers first, freeing what each kept, and only then recomputes the
+  checkpointed ones one at a time, so the peak holds either the plain layers' activations or one
+  recomputed layer, never both (k = n: every layer's input and one layer recomputed; k = n - 1
+  already keeps a single layer's activations). A_layer counts the tensors a decoder layer keeps for
+  backward per token (bf16 norms, attention and one FFN, since DualFFN routes each token through
+  either the text or the audio FFN; fp32 copies of every LoRA input and the rank-r intermediates),
+  scaled by ACTIVATION_CALIBRATION; A_attn = per head, the fp32 attention probabilities and their bf16 copy
+  (SDPA falls back to its math kernel for the model's additive masks on unpadded lengths, so
+  attention memory grows with L^2).
+  logits = the heads' outputs, for the step that runs (`train.heads`): the text head on the
+  labelled rows only (TEXT_ROWS_PER_SAMPLE per sample) and the audio head on the audio-out columns
+  (at most every position: an upper bound), each logit in the model dtype, an fp32 copy in the loss
+  and an fp32 gradient. `full_logits=True` gives upstream's step instead, the text head at every
+  position (B*L*vocab): what the GPU calibration points in calibration.py ran, so the activation
+  factor fitted there is fitted with that term and stays valid for the per-layer part.
   Calibrated against an H200 running the released shape (train/calibration.py: every figure with the
   precision scheme it ran under; a test holds the estimate within 25 % of each figure).
 
 FLOPs per optimizer micro-step (matrix products only, 2 FLOPs per multiply-add):
     forward  = tokens * (2*N_active + 4*L*layers*heads*head_dim)
     backward = 2 * forward (input gradients through the frozen base + the small LoRA weight gradients)
-    checkpointing adds one more forward of the decoder layers.
+    checkpointing adds one more forward of each checkpointed decoder layer.
 N_active = parameters one token multiplies with: attention, one FFN, the LoRA branches and the
 text head (128,256-wide for the released model, at every position). Step time =
 FLOPs / (peak bf16 FLOP/s x MFU), per GPU; DDP gradient all-reduce of the small LoRA tensors is
@@ -53,6 +60,10 @@ from .gpus import GPUS  # the card table; gpu_spec also takes a spec dict (--gpu
 GIB = 2**30
 FRAMES_PER_SECOND = 25  # Higgs audio tokenizer: 25 code columns per second of audio
 RELEASED_CONFIG = "released_config.json"  # higgs_lora/model/configs/, the released model's config.json
+
+# Text targets per voice-cloning sample in the shifted loss: <|audio_out_bos|>, <|audio_eos|> and
+# <|eot_id|> (the rows train.heads applies the text head to; tests/train/test_plan_step.py counts them).
+TEXT_ROWS_PER_SAMPLE = 3
 
 # Share of the card the estimate may use: the CUDA context, cuBLAS workspaces and the caching
 # allocator's fragmentation are not in max_memory_allocated, which the estimate predicts.
@@ -234,7 +245,18 @@ class MemoryEstimate:
     activations: int
     batch_size: int
     seq_len: int
-    checkpointing: bool
+    checkpointed_layers: int  # decoder layers recomputed in backward (0: checkpointing off)
+    layers: int  # decoder layers of the model
+    logits: int = 0  # the heads' share of `activations`
+    full_logits: bool = False  # upstream's step (text logits at every position), not train.heads'
+
+    @property
+    def checkpointing(self) -> bool:
+        return self.checkpointed_layers > 0
+
+    def checkpointing_text(self) -> str:
+        k, n = self.checkpointed_layers, self.layers
+        return "off" if not k else ("on" if k == n else f"{k} of {n} layers")
 
     @property
     def total(self) -> int:
@@ -243,7 +265,8 @@ class MemoryEstimate:
     def rows(self) -> list[tuple[str, int]]:
         return [("base weights", self.weights), ("LoRA parameters (fp32)", self.lora_params),
                 ("LoRA gradients (fp32)", self.lora_grads), ("AdamW state (fp32, 2 moments)", self.optimizer),
-                (f"activations (checkpointing {'on' if self.checkpointing else 'off'})", self.activations),
+                (f"activations (checkpointing {self.checkpointing_text()})", self.activations),
+                (f"  of which logits ({'every position' if self.full_logits else 'labelled rows'})", self.logits),
                 ("peak estimate", self.total)]
 
 
@@ -265,11 +288,15 @@ def layer_activation_bytes(shape: ModelShape, lora_r: int, targets: list[str] | 
     return ACTIVATION_CALIBRATION * counted
 
 
-def head_activation_bytes(shape: ModelShape, compute_bytes: int) -> int:
-    """Per position: text logits over the vocabulary (model dtype + fp32 copy in the loss + fp32
-    gradient), and the audio logits (counted at every position: an upper bound)."""
+def head_activation_bytes(shape: ModelShape, compute_bytes: int, batch_size: int, seq_len: int,
+                          full_logits: bool = False) -> int:
+    """The heads' outputs for one micro-batch: each logit in the model dtype + an fp32 copy in the loss
+    + an fp32 gradient. Text: the labelled rows (TEXT_ROWS_PER_SAMPLE per sample, `train.heads`), or
+    every position with `full_logits` (upstream's forward). Audio: codebooks x codebook_size per
+    audio-out column, counted at every position (an upper bound; train.heads keeps the labelled ones)."""
     per_logit = compute_bytes + 4 + 4
-    return per_logit * (shape.vocab + shape.codebooks * shape.codebook_size)
+    text_rows = batch_size * seq_len if full_logits else batch_size * min(TEXT_ROWS_PER_SAMPLE, seq_len)
+    return per_logit * (text_rows * shape.vocab + batch_size * seq_len * shape.codebooks * shape.codebook_size)
 
 
 def attention_quadratic_bytes(shape: ModelShape, compute_bytes: int) -> int:
@@ -278,30 +305,46 @@ def attention_quadratic_bytes(shape: ModelShape, compute_bytes: int) -> int:
 
 
 def estimate_memory(shape: ModelShape, batch_size: int, seq_len: int, lora_r: int = 64,
-                    targets: list[str] | None = None, checkpointing: bool = False,
-                    weight_bytes: int = 2) -> MemoryEstimate:
+                    targets: list[str] | None = None, checkpointing: bool | int = False,
+                    weight_bytes: int = 2, full_logits: bool = False) -> MemoryEstimate:
     """Peak training memory of one micro-batch of `batch_size` samples padded to `seq_len` positions.
 
-    `weight_bytes`: 2 for bf16 weights and compute (mixed precision on CUDA), 4 for fp32.
+    `checkpointing`: True (every decoder layer), False, or how many layers (the first k, as
+    `model.load.enable_activation_checkpointing` does). `weight_bytes`: 2 for bf16 weights and
+    compute (mixed precision on CUDA), 4 for fp32. `full_logits`: upstream's step (calibration only).
     """
     if batch_size < 1 or seq_len < 1:
         raise ValueError(f"batch size and sequence length must be positive (got {batch_size}, {seq_len})")
+    n = shape.layers
+    k = n if checkpointing is True else int(checkpointing)
+    if not 0 <= k <= n:
+        raise ValueError(f"checkpointed layers must be within 0..{n} (got {k})")
     counts = count_params(shape, lora_r, targets)
     cb = weight_bytes
     tokens = batch_size * seq_len
     layer = layer_activation_bytes(shape, lora_r, targets, cb)
-    head = head_activation_bytes(shape, cb)
+    head = head_activation_bytes(shape, cb, batch_size, seq_len, full_logits)
     quad = attention_quadratic_bytes(shape, cb) * batch_size * seq_len**2
-    if checkpointing:
-        # kept: every layer's input; during backward one layer at a time is recomputed in full.
-        acts = tokens * (shape.layers * shape.hidden * cb + layer + head) + quad
-    else:
-        acts = tokens * (shape.layers * layer + head) + shape.layers * quad
+    # Kept: the input of each checkpointed layer and the full activations of the n - k plain (later)
+    # ones, which backward frees before it recomputes the first checkpointed layer (one at a time).
+    full_layers = max(n - k, 1 if k else 0)
+    acts = tokens * (full_layers * layer + k * shape.hidden * cb) + full_layers * quad + head
     return MemoryEstimate(
         weights=counts.total_base * weight_bytes,
         lora_params=4 * counts.lora, lora_grads=4 * counts.lora, optimizer=8 * counts.lora,
-        activations=int(acts), batch_size=batch_size, seq_len=seq_len, checkpointing=checkpointing,
+        activations=int(acts), batch_size=batch_size, seq_len=seq_len, checkpointed_layers=k, layers=n,
+        logits=int(head), full_logits=full_logits,
     )
+
+
+def layers_to_checkpoint(shape: ModelShape, batch_size: int, seq_len: int, capacity_bytes: float, **kw) -> int | None:
+    """The fewest decoder layers to checkpoint for the micro-batch to fit (0: none needed), or None
+    when it does not fit even with every layer checkpointed. Checkpointing one more layer saves
+    A_layer - 2h*cb per token and its L^2 term, down to k = n - 1 (k = n saves nothing more)."""
+    for k in range(shape.layers + 1):
+        if fits(estimate_memory(shape, batch_size, seq_len, checkpointing=k, **kw), capacity_bytes):
+            return k
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -334,7 +377,8 @@ class StepEstimate:
 
 
 def estimate_step(shape: ModelShape, batch_size: int, seq_len: int, lora_r: int = 64, targets: list[str] | None = None,
-                  checkpointing: bool = False, gpu: str = "h200", mfu: float = DEFAULT_MFU) -> StepEstimate:
+                  checkpointing: bool | int = False, gpu: str = "h200", mfu: float = DEFAULT_MFU) -> StepEstimate:
+    """`checkpointing`: True (every layer), False or a layer count; each checkpointed layer runs its forward twice."""
     if not 0 < mfu <= 1:
         raise ValueError(f"MFU must be in (0, 1], got {mfu}")
     tokens = batch_size * seq_len
@@ -342,7 +386,8 @@ def estimate_step(shape: ModelShape, batch_size: int, seq_len: int, lora_r: int 
     attention = 4 * seq_len * shape.layers * shape.heads * shape.head_dim
     forward = tokens * (2 * n_active + attention)
     layers_forward = tokens * (2 * (n_active - shape.hidden * shape.vocab) + attention)
-    flops = 3 * forward + (layers_forward if checkpointing else 0)
+    recomputed = shape.layers if checkpointing is True else int(checkpointing)
+    flops = 3 * forward + layers_forward * recomputed / shape.layers
     seconds = flops / (gpu_spec(gpu)["peak_flops"] * mfu)
     return StepEstimate(flops, seconds, tokens / seconds, batch_size / seconds)
 
@@ -401,7 +446,9 @@ def make_plan(config: dict, batch_size: int, seq_len: int, lora_r: int = 64, gpu
                 targets=targets)
     capacity = spec["memory_gib"] * GIB
     if not fits(mem, capacity):
-        advice = ("turn on --use_gradient_checkpointing" if not checkpointing and fits(other, capacity)
+        needed = None if checkpointing else layers_to_checkpoint(shape, batch_size, seq_len, capacity, **kw)
+        advice = (f"turn on --use_gradient_checkpointing (train's default `auto` checkpoints the {needed} of "
+                  f"{shape.layers} layers this needs)" if needed
                   else "lower --batch_size or --seq_len (see --max_audio_seconds)")
         plan.warnings.append(f"does not fit: the estimated peak {mem.total / GIB:.1f} GiB exceeds "
                              f"{USABLE_FRACTION:.0%} of the {spec['name']}'s {spec['memory_gib']} GiB; {advice}")
@@ -429,7 +476,7 @@ def format_plan(plan: Plan) -> str:
     ]
     lines += [f"  {name:<38}{gb(value)}" for name, value in m.rows()]
     o = plan.memory_other
-    lines.append(f"  (checkpointing {'on' if o.checkpointing else 'off'}: activations {o.activations / GIB:.2f} GiB, "
+    lines.append(f"  (checkpointing {o.checkpointing_text()}: activations {o.activations / GIB:.2f} GiB, "
                  f"peak {o.total / GIB:.2f} GiB)")
     lines.append(f"  {spec['name']}: {spec['memory_gib']} GiB, {USABLE_FRACTION:.0%} usable -> "
                  f"{'fits' if fits(m, spec['memory_gib'] * GIB) else 'DOES NOT FIT'} "

@@ -153,8 +153,7 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
     # Before any step: the longest batch must fit (checkpointing turned on, or a clear stop, if not).
     checkpointing = check_memory(cfg, model.config, dataset, device, precision.weights_dtype.itemsize, file_indices)
     cfg.use_gradient_checkpointing = "on" if checkpointing else "off"  # the run settings say what ran
-    if checkpointing:
-        enable_activation_checkpointing(model)
+    cfg.checkpointed_layers = enable_activation_checkpointing(model, checkpointing)
     trainable, parameters = count_parameters(model)
     eval_steps = cfg.eval_steps or cfg.save_steps
     facts = RunFacts(
@@ -162,7 +161,8 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
         skipped=skipped + len(samples) - len(dataset), target_hours=target_hours,
         reference_hours=reference_hours, speakers=speakers, eval_samples=len(split.eval), eval_how=split.how,
         eval_steps=eval_steps, precision=precision.describe(),
-        gradient_checkpointing=checkpointing, save_steps=cfg.save_steps,
+        gradient_checkpointing=checkpointing, decoder_layers=model.config.text_config.num_hidden_layers,
+        save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit, lora=f"LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} "
         f"dropout={cfg.lora_dropout}", trainable=trainable, total=parameters,
         consistency_loss_weight=cfg.consistency_loss_weight, max_tokens_per_batch=cfg.max_tokens_per_batch,

@@ -33,7 +33,8 @@ class RunFacts:
     eval_how: str = ""
     eval_steps: int = 0
     precision: str = "fp32"
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: int = 0  # decoder layers checkpointed (the first k; 0: off)
+    decoder_layers: int = 0
     save_steps: int = 500
     save_total_limit: int | None = None
     lora: str = ""
@@ -65,6 +66,12 @@ def _hours(h: float) -> str:
     return f"{h:.2f} h" if h >= 0.1 else f"{h * 60:.1f} min"
 
 
+def _checkpointing(layers: int, of: int) -> str:
+    if not layers:
+        return "off"
+    return f"on ({'all ' if layers >= of else ''}{layers}{'' if layers >= of else f' of {of}'} decoder layers)" if of else "on"
+
+
 def start_block(facts: RunFacts, *, per_device: int, accumulation: int, processes: int, steps_epoch: int,
                 max_steps: int, resumed_at: int = 0, learning_rate: float = 0.0) -> str:
     effective = per_device * accumulation * processes
@@ -94,7 +101,7 @@ def start_block(facts: RunFacts, *, per_device: int, accumulation: int, processe
         ("checkpoints", (f"every {facts.save_steps} steps" if facts.save_steps < max_steps else
                          "at the last step only") + ", keeping "
                         f"{facts.save_total_limit if facts.save_total_limit else 'all'}; activation checkpointing "
-                        f"{'on' if facts.gradient_checkpointing else 'off'}"),
+                        f"{_checkpointing(facts.gradient_checkpointing, facts.decoder_layers)}"),
     ]
     if facts.consistency_loss_weight:
         rows.append(("consistency", f"weight {facts.consistency_loss_weight:g}: one extra forward of the base "

@@ -152,6 +152,42 @@ def test_activation_checkpointing_gives_identical_gradients(tiny_model_factory, 
     assert calls == [False] * len(ckpt.layers)
 
 
+def test_checkpointing_the_first_k_of_n_layers_gives_identical_gradients(tiny_model_factory, inputs, monkeypatch):
+    """The memory guard checkpoints only as many layers as the batch needs: the first k, the rest plain."""
+    plain = apply_lora(tiny_model_factory(), r=4, dropout=0.0)
+    partial = apply_lora(tiny_model_factory(), r=4, dropout=0.0)
+    partial.load_state_dict(plain.state_dict())  # the same LoRA weights (a fresh B is zero: give both the same)
+    torch.manual_seed(3)
+    for (name, p), (_, q) in zip(plain.named_parameters(), partial.named_parameters()):
+        if "lora_B" in name:
+            with torch.no_grad():
+                p.normal_(std=0.05)
+                q.copy_(p)
+    n = len(decoder_layers(partial))
+    assert n >= 2
+    k = n - 1
+    assert enable_activation_checkpointing(partial, k) == k
+    assert [getattr(layer, "_higgs_lora_checkpointed", False) for layer in decoder_layers(partial)] == [True] * k + [False]
+
+    calls = []
+    real = torch.utils.checkpoint.checkpoint
+    monkeypatch.setattr(torch.utils.checkpoint, "checkpoint", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    loss_plain, g_plain = _grads(plain, inputs)
+    assert calls == []
+    loss_partial, g_partial = _grads(partial, inputs)
+    assert calls == [1] * k  # one checkpoint per checkpointed layer, none for the others
+
+    torch.testing.assert_close(loss_partial, loss_plain)
+    lora = [name for name in g_plain if "lora_" in name]
+    assert lora and g_partial.keys() == g_plain.keys()
+    assert any(g_plain[name].abs().sum() > 0 for name in lora if "layers.0." in name)  # the checkpointed layer learns
+    for name in g_plain:
+        torch.testing.assert_close(g_partial[name], g_plain[name], rtol=1e-5, atol=1e-7, msg=name)
+    assert enable_activation_checkpointing(tiny_model_factory(), 0) == 0
+    with pytest.raises(ValueError, match=f"cannot checkpoint {n + 1} of {n} decoder layers"):
+        enable_activation_checkpointing(tiny_model_factory(), n + 1)
+
+
 def test_activation_checkpointing_reaches_through_peft(tiny_model_factory, inputs, monkeypatch):
     peft_model = apply_lora(tiny_model_factory(), r=4, dropout=0.0)
     assert decoder_layers(peft_model) is peft_model.get_base_model().layers

@@ -47,7 +47,7 @@ def _as_gpu_report(measurement: C.Measurement) -> dict:
                   device={"device": "cuda", "name": "NVIDIA H200", "torch": "x", "memory_gb": 139.8})
     row = dict(report["train"][0], phase="batch4", batch=measurement.batch, checkpointing=measurement.checkpointing,
                longest_sample=measurement.padded_length, median_step_s=measurement.step_s,
-               peak_memory_gb=measurement.peak_gib)
+               peak_memory_gb=measurement.peak_gib, full_logits=measurement.full_logits)
     report["train"] = [row, {"phase": "batch4_checkpointing", "ok": False, "error": "OutOfMemoryError"}]
     return report
 
@@ -63,4 +63,5 @@ def test_recalibration_reads_a_gpu_check_report_and_agrees_with_the_table(tmp_pa
     m = result.measurements[0]
     assert (m.batch, m.padded_length, m.checkpointing, m.peak_gib, m.gpu) == (4, 1070, False, 55.5, "h200")
     assert 0.75 < result.memory_ratio[0] < 1.25  # the planner's memory estimate holds for this figure
+    assert m.full_logits  # measured on upstream's step: compared with that step's estimate
     assert "gpu-check on NVIDIA H200" in m.source

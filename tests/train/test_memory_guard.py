@@ -59,6 +59,41 @@ def test_decision_fits_needs_checkpointing_or_stops_naming_the_longest_sample(ti
     assert "Settings that fit (with activation checkpointing): --batch_size 1" in full.message
 
 
+def test_only_as_many_layers_as_the_batch_needs_are_checkpointed():
+    """Released shape, 4 x (30 s + 30 s) samples on an 80 GB card: more than no checkpointing allows, far
+    less than checkpointing all 28 layers saves. The guard checkpoints the fewest layers that fit."""
+    shape = P.ModelShape.from_config(P.released_config())
+    sizes = [G.SampleSize(i, f"s{i}", 60.0, 2564) for i in range(4)]
+    capacity = 80 * P.GIB
+    plain = P.estimate_memory(shape, 4, 2564, 64)
+    every = P.estimate_memory(shape, 4, 2564, 64, checkpointing=True)
+    assert not P.fits(plain, capacity) and every.total < 0.5 * P.USABLE_FRACTION * capacity
+    decision = G.decide_memory(shape, sizes, 4, capacity, lora_r=64)
+    k = decision.checkpointed_layers
+    assert decision.fits and decision.turned_on_checkpointing and 0 < k < shape.layers
+    assert decision.estimate == P.estimate_memory(shape, 4, 2564, 64, checkpointing=k)
+    assert not P.fits(P.estimate_memory(shape, 4, 2564, 64, checkpointing=k - 1), capacity)  # the fewest
+    assert f"turning activation checkpointing ON for {k} of 28 decoder layers" in decision.message
+    # fewer layers recomputed: a cheaper step than checkpointing every layer
+    assert P.estimate_step(shape, 4, 2564, 64, checkpointing=k).flops < P.estimate_step(shape, 4, 2564, 64,
+                                                                                         checkpointing=True).flops
+    # --use_gradient_checkpointing on still checkpoints every layer
+    assert G.decide_memory(shape, sizes, 4, capacity, lora_r=64, checkpointing=True).checkpointed_layers == 28
+    # a card with room for the plain step: none
+    assert G.decide_memory(shape, sizes, 4, 2 * plain.total / P.USABLE_FRACTION, lora_r=64).checkpointed_layers == 0
+
+
+def test_partial_checkpointing_estimate_between_none_and_all():
+    shape = P.ModelShape.from_config(P.released_config())
+    totals = [P.estimate_memory(shape, 4, 2000, 64, checkpointing=k).total for k in range(shape.layers + 1)]
+    assert totals[0] == P.estimate_memory(shape, 4, 2000, 64).total
+    assert totals[-1] == P.estimate_memory(shape, 4, 2000, 64, checkpointing=True).total
+    # each layer checkpointed saves memory (backward frees the plain layers before recomputing the first ones)
+    assert all(a > b for a, b in zip(totals[1:-1], totals[2:-1])) and totals[0] > totals[1]
+    with pytest.raises(ValueError, match="0..28"):
+        P.estimate_memory(shape, 4, 2000, 64, checkpointing=29)
+
+
 def test_suggested_settings_really_fit():
     # released shape on an 80 GB card: six ordinary samples and two very long ones, batch 4, checkpointing
     shape = P.ModelShape.from_config(P.released_config())
@@ -148,8 +183,10 @@ def test_recipe_turns_checkpointing_on_when_memory_is_short(guard_data, tmp_path
     monkeypatch.setenv(G.CAPACITY_ENV, repr(_capacity_for((plain.total + ckpt.total) / 2) / P.GIB))
     with caplog.at_level(logging.WARNING, logger="higgs_lora.train.memory_guard"):
         out = train(_cfg(path, tmp_path / "out"))
-    assert "turning activation checkpointing ON" in caplog.text
-    assert read_run_config(out)["use_gradient_checkpointing"] == "on"  # what ran, not "auto"
+    assert "turning activation checkpointing ON for 1 of 2 decoder layers" in caplog.text
+    settings = read_run_config(out)
+    assert settings["use_gradient_checkpointing"] == "on"  # what ran, not "auto"
+    assert settings["checkpointed_layers"] == 1  # the tiny model's first layer: enough for this capacity
 
 
 def test_recipe_stops_before_training_when_nothing_fits(guard_data, tmp_path, monkeypatch):
@@ -164,14 +201,14 @@ def test_recipe_stops_before_training_when_nothing_fits(guard_data, tmp_path, mo
 
 
 @pytest.mark.parametrize("mode, capacity, expected", [
-    ("auto", "plenty", False), ("auto", "between", True), ("on", "plenty", True), ("on", "between", True),
-    ("off", "plenty", False), ("off", "between", ValueError),
-    ("auto", None, False), ("on", None, True), ("off", None, False),
+    ("auto", "plenty", 0), ("auto", "between", 1), ("on", "plenty", 2), ("on", "between", 2),
+    ("off", "plenty", 0), ("off", "between", ValueError),
+    ("auto", None, 0), ("on", None, 2), ("off", None, 0),
 ])
 def test_checkpointing_mode_auto_on_off(guard_data, tiny_config, tiny_tokenizer, tiny_codec, monkeypatch, mode,
                                         capacity, expected):
-    """auto: the guard decides; on: always; off: never, and a batch that needs it stops the run naming the flag.
-    No capacity (CPU): auto means off."""
+    """auto: the guard decides how many of the tiny model's 2 layers; on: all; off: none, and a batch that
+    needs it stops the run naming the flag. No capacity (CPU): auto means off."""
     from higgs_lora.data.dataset import VoiceCloningDataset
     from higgs_lora.data.validate import load_samples
 
@@ -187,7 +224,7 @@ def test_checkpointing_mode_auto_on_off(guard_data, tiny_config, tiny_tokenizer,
         with pytest.raises(ValueError, match="--use_gradient_checkpointing off"):
             G.check_memory(cfg, tiny_config, dataset, "cpu", 4)
     else:
-        assert G.check_memory(cfg, tiny_config, dataset, "cpu", 4) is expected
+        assert G.check_memory(cfg, tiny_config, dataset, "cpu", 4) == expected
 
 
 def test_old_boolean_settings_still_read():

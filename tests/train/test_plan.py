@@ -56,11 +56,12 @@ def test_a_config_with_an_audio_tower_is_refused():
         P.ModelShape.from_config(config)
 
 
-@pytest.mark.parametrize("what,batch,length,ckpt,measured", P.CALIBRATION_POINTS)
-def test_memory_estimate_within_25_percent_of_the_h200_measurements(what, batch, length, ckpt, measured):
+@pytest.mark.parametrize("what,batch,length,ckpt,measured,full_logits", P.CALIBRATION_POINTS)
+def test_memory_estimate_within_25_percent_of_the_h200_measurements(what, batch, length, ckpt, measured, full_logits):
     shape = P.ModelShape.from_config(P.released_config())
-    estimate = P.estimate_memory(shape, batch, length, lora_r=64, checkpointing=ckpt).total / P.GIB
-    assert abs(estimate / measured - 1) <= 0.25, (what, ckpt, estimate, measured)
+    estimate = P.estimate_memory(shape, batch, length, lora_r=64, checkpointing=ckpt, full_logits=full_logits)
+    assert abs(estimate.total / P.GIB / measured - 1) <= 0.25, (what, ckpt, estimate.total / P.GIB, measured)
+    assert estimate.full_logits == full_logits and estimate.logits < estimate.activations
 
 
 def test_seconds_to_columns_agrees_with_the_dataset(tiny_dataset, tiny_tokenizer):

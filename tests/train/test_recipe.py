@@ -244,8 +244,8 @@ def test_gradient_checkpointing_trains_with_identical_first_step(run, data4, tmp
     calls = []
     real = recipe.enable_activation_checkpointing
 
-    def spy(model):
-        n = real(model)
+    def spy(model, layers=None):
+        n = real(model, layers)
         calls.append((n, [getattr(layer, "_higgs_lora_checkpointed", False) for layer in
                           model.get_base_model().layers]))
         return n

@@ -34,6 +34,17 @@ def test_start_block_states_the_effective_batch_and_schedule():
            in budget and "samples per step" not in budget
 
 
+def test_start_block_says_how_many_layers_are_checkpointed():
+    def row(layers, of=28):
+        facts = RunFacts(train_data="d", output_dir="o", samples=1, gradient_checkpointing=layers, decoder_layers=of)
+        text = start_block(facts, per_device=1, accumulation=1, processes=1, steps_epoch=1, max_steps=1)
+        return next(line for line in text.splitlines() if "activation checkpointing" in line)
+
+    assert row(0).endswith("activation checkpointing off")
+    assert row(12).endswith("activation checkpointing on (12 of 28 decoder layers)")
+    assert row(28).endswith("activation checkpointing on (all 28 decoder layers)")
+
+
 def test_steps_per_epoch_counts_like_trainer():
     assert steps_per_epoch(10, 4) == 2  # the remainder micro-batches do not count towards max_steps
     assert steps_per_epoch(3, 4) == 1
