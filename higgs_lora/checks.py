@@ -49,6 +49,7 @@ from .data.text import normalize_sample
 from .infer.engine import ChunkSettings, GenerationSettings, InferenceInputs, VoiceCloner
 from .model.precision import Precision, resolve_precision
 from .train.config import TrainConfig
+from .train.faults import TrainingAborted
 from .train.loss import IGNORE, compute_loss
 
 
@@ -350,11 +351,14 @@ def check_overfit(sample: CloneSample, raw_sample: CloneSample, model, tokenizer
         hooks = {k: v for k, v in (("collator_factory", collator_factory), ("loss_fn", loss_fn)) if v is not None}
         t0 = time.time()
         printed = io.StringIO()
+        aborted = None
         try:
             # recipe's start/end blocks and progress bars describe a throwaway run (its adapter is deleted
             # below): the check prints its own judgements instead.
             with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
                 recipe.train(cfg, model=model, tokenizer=tokenizer, codec=codec, callbacks=[Probe()], **hooks)
+        except TrainingAborted as exc:  # the fit diverged: a failed check, not a crash
+            aborted = str(exc).split(". ")[0]
         except BaseException:
             console.write(printed.getvalue())  # the recipe's own account of what went wrong
             raise
@@ -366,6 +370,11 @@ def check_overfit(sample: CloneSample, raw_sample: CloneSample, model, tokenizer
                "max_steps": max_steps, "check_every": check_every, "precision": cfg.mixed_precision,
                "lora_r": cfg.lora_r, "lora_alpha": cfg.lora_alpha, "batch_size": cfg.batch_size,
                "history": history, "target_frames": int(target.shape[1])}
+    if aborted:
+        details["aborted"] = aborted
+        summary = (f"the fit through train's recipe (LoRA r={cfg.lora_r}, lr {learning_rate:g}) stopped: {aborted}; "
+                   f"a lower --learning_rate may converge")
+        return CheckResult(f"overfit_{mode}", False, summary, details)
     if mode == "regenerate":
         generated, cloner = state["generated"], state["cloner"]
         agree = _frame_agreement(generated.codes if generated is not None else None, target)

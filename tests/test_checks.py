@@ -645,3 +645,17 @@ def test_overfit_params_is_gone_with_a_clear_message(cli_data, capsys):
                "--overfit_params", "full"])
     err = capsys.readouterr().err
     assert rc == 2 and "--overfit_params full: removed" in err and "LoRA" in err
+
+
+def test_a_diverging_fit_is_a_failed_check_not_a_crash(samples, tiny_model_factory, tiny_tokenizer, tiny_codec):
+    """recipe's NaN guard stops the fit (TrainingAborted); the check reports it as a failure with a hint."""
+
+    def nan_loss(*args, **kwargs):
+        parts = compute_loss(*args, **kwargs)
+        return dataclasses.replace(parts, loss=parts.loss * float("nan"))
+
+    report = _run(samples, tiny_model_factory, tiny_tokenizer, tiny_codec, side=TrainingSide(loss_fn=nan_loss),
+                  mode="teacher_forced", max_steps=20, check_every=20)
+    check = _checks(report)["overfit_teacher_forced"]
+    assert not check.ok and not report.ok and "non-finite" in check.details["aborted"]
+    assert "lower --learning_rate" in check.summary
