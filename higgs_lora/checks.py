@@ -258,11 +258,12 @@ def fit_data_record(sample: CloneSample) -> dict:
     return {"messages": messages, "start_index": len(messages) - 1, **({"speaker": sample.speaker} if sample.speaker else {})}
 
 
-def fit_config(base: TrainConfig, data: str, output_dir: str, settings: dict) -> TrainConfig:
+def fit_config(base: TrainConfig, settings: dict) -> TrainConfig:
     """The run's settings (`base`: the user's `train` flags) with what makes it a one-sample fit: the
     fit's learning rate, steps and LoRA size (`settings`), one padded batch of 2 per step, no warmup, no
-    dropout, no checkpoints, no held-out data, its own data file and folder."""
-    return replace(base, train_data=data, output_dir=output_dir, system_prompt="", batch_size=2,
+    dropout, no checkpoints, no held-out data (`check_overfit` adds its data file and folder). No default
+    system prompt: the data file says each sample's own."""
+    return replace(base, system_prompt="", batch_size=2,
                    gradient_accumulation_steps=1, max_steps=settings["max_steps"], num_epochs=1.0,
                    learning_rate=settings["learning_rate"], lora_r=settings["lora_r"], lora_alpha=settings["lora_alpha"],
                    lora_dropout=0.0, warmup_ratio=0.0, logging_steps=settings["check_every"], save_steps=10**9,
@@ -272,13 +273,14 @@ def fit_config(base: TrainConfig, data: str, output_dir: str, settings: dict) ->
 
 
 def check_overfit(sample: CloneSample, raw_sample: CloneSample, model, tokenizer, codec, cfg: TrainConfig,
-                  mode: str = "regenerate", check_every: int = 25, log=print, known_codes: dict | None = None,
-                  cache: str = "auto", collator_factory: Callable | None = None, loss_fn: Callable | None = None,
-                  target: np.ndarray | None = None) -> CheckResult:
+                  target: np.ndarray, mode: str = "regenerate", check_every: int = 25, log=print, known_codes: dict | None = None,
+                  cache: str = "auto", collator_factory: Callable | None = None,
+                  loss_fn: Callable | None = None) -> CheckResult:
     """Fit one sample through `train.recipe.train`, the code `higgs-lora train` runs (its data loading and
     text front-end, collator, LoRA, precision, loss and Trainer, under `cfg`: see `fit_config`), on a
     padded batch of 2 (`raw_sample` and its `padded_partner`, written as a data file), then judge it
-    through the inference path. `sample` is `raw_sample` as inference prepares it.
+    through the inference path. `sample` is `raw_sample` as inference prepares it; `target` its target
+    codes (the training cache's).
 
     `regenerate` greedy-generates through `VoiceCloner.clone`, the entry point of `infer` and `clone`,
     with its KV cache (`cache`: auto = what infer picks on this device, static on CUDA) and without
@@ -518,7 +520,7 @@ def run_checks(samples: list[CloneSample], model, tokenizer, codec, side: Traini
         precision = precision or resolve_precision("auto", next(model.parameters()).device)
         # The training side's text front-end, as `train` applies it where samples load.
         cfg = fit_config(replace(base, text_normalization=text_normalization if side.normalize_text else "none",
-                                 mixed_precision=precision.name), "", "", settings)
+                                 mixed_precision=precision.name), settings)
         meta["overfit"] = dict(settings, precision=precision.name, via="train.recipe")
         log(f"overfit ({settings['mode']}, LoRA r={settings['lora_r']} through train's recipe, lr "
             f"{settings['learning_rate']:g}, at most {settings['max_steps']} steps, {precision.name}) on sample "
@@ -528,9 +530,10 @@ def run_checks(samples: list[CloneSample], model, tokenizer, codec, side: Traini
         known = {str(q): dataset.codes(p) for p in (sample.ref_audio, sample.target_audio)
                  for q in (p, os.path.abspath(p))}
         custom = lambda part, real: part if part is not real else None  # noqa: E731  (recipe's own by default)
-        checks.append(check_overfit(sample, samples[overfit_index], model, tokenizer, codec, cfg, settings["mode"],
-                                    settings["check_every"], log=log, known_codes=known, cache=cache,
+        checks.append(check_overfit(sample, samples[overfit_index], model, tokenizer, codec, cfg,
+                                    dataset.codes(sample.target_audio), settings["mode"], settings["check_every"],
+                                    log=log, known_codes=known, cache=cache,
                                     collator_factory=custom(side.collator_factory, build_collator),
-                                    loss_fn=custom(side.loss_fn, compute_loss), target=dataset.codes(sample.target_audio)))
+                                    loss_fn=custom(side.loss_fn, compute_loss)))
         log(f"[{'PASS' if checks[-1].ok else 'FAIL'}] {checks[-1].name}: {checks[-1].summary}")
     return AlignmentReport(checks, meta)
