@@ -6,12 +6,12 @@ Three checks, each able to fail:
   (collated: stream BOS/EOS, delay pattern) are identical on both sides;
 - label audit: per sample, text and audio label counts; no label on the reference clip; the
   stream EOS is a target in every codebook; audio labels equal the target codes they sit on;
-- overfit: fit one sample through the training path (training dataset, collator, loss, the
-  HiggsAudioTrainer with the run's precision, a padded batch of 2), then judge it through the
-  inference path. `regenerate` (small models, all weights trained): greedy generation reproduces
-  the target codes exactly and stops. `teacher_forced` (large models, a LoRA): the model's argmax
-  audio codes at every target position of the inference inputs continued by the target equal the
-  target codes; it converges in tens of steps where free-running regeneration would need hundreds.
+- overfit: fit one sample through `train.recipe.train` (what `higgs-lora train` runs: its data loading and
+  text front-end, collator, LoRA, precision, loss weights and Trainer, the run's flags; a padded batch of
+  2), then judge it through the inference path. `regenerate` (small models): greedy generation through
+  `VoiceCloner.clone` reproduces the target codes exactly and stops. `teacher_forced` (large models): the
+  model's argmax audio codes at every target position of the inference inputs continued by the target
+  equal the target codes; it converges in tens of steps where free-running regeneration would need hundreds.
 
 - adapter (`--lora_path RUN`, instead of the overfit): the run's own adapter, loaded as `infer` loads
   it, on the run's own samples: its teacher-forced agreement on the inference inputs must beat the
@@ -19,17 +19,21 @@ Three checks, each able to fail:
   was given. A run whose training saw other inputs than inference builds does not improve what
   inference asks of it; one trained on unshifted labels learned to repeat its input.
 
-Further prompt-parity checks against independent implementations register with
-`register_parity_check` (the one place; run_checks runs each after the built-in parity check).
+Further prompt-parity checks against independent implementations are passed to `run_checks`
+(`parity_checks`); each runs after the built-in parity check.
 
-The training side (dataset class, collator, loss) is injectable so the tests can show each check
-catching a broken pipeline: an unshifted loss, a delay-pattern mismatch, an unmasked reference.
+The training side (dataset class, collator, loss, text front-end) is injectable so the tests can show each
+check catching a broken pipeline: an unshifted loss, a delay-pattern mismatch, an unmasked reference, a
+side that skips the normaliser. The collator and loss reach the fit through recipe's test-only hooks.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
+import os
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
@@ -44,6 +48,8 @@ from .data.sample import CloneSample, inference_prompt
 from .data.text import normalize_sample
 from .infer.engine import ChunkSettings, GenerationSettings, InferenceInputs, VoiceCloner
 from .model.precision import Precision, resolve_precision
+from .train.config import TrainConfig
+from .train.faults import TrainingAborted
 from .train.loss import IGNORE, compute_loss
 
 
@@ -133,13 +139,15 @@ def check_labels(dataset, train_collator, eos_id: int) -> CheckResult:
     return CheckResult("label_audit", ok, summary, rows)
 
 
-# Fitting settings per model size, measured: all weights of a tiny model fit one sample for exact
-# free-running regeneration in ~50-300 steps at 3e-3; a LoRA (r=16) on the released 5.8B shape
-# reaches 100 % teacher-forced agreement by step 25 at 1e-3 and diverges at 3e-3 (H200, bf16).
-FULL_FIT_MAX_PARAMS = 50_000_000  # auto: train all weights below this size, a LoRA above it
+# The fit's settings per model size, measured. Small (the tiny model): a LoRA of rank = its hidden size
+# fits one sample for exact free-running regeneration (see docs/alignment.md for the measurement); the
+# released 5.8B shape: a LoRA r=16 reaches 100 % teacher-forced agreement by step 25 at 1e-3 and diverges
+# at 3e-3 (H200, bf16). LoRA alpha keeps train's alpha/r ratio; every other training setting is the run's
+# (`train` flags, TrainConfig defaults).
+REGENERATE_MAX_PARAMS = 50_000_000  # below this size the judge regenerates; above, teacher-forced
 FIT_SETTINGS = {
-    "full": {"mode": "regenerate", "learning_rate": 3e-3, "max_steps": 400, "check_every": 25},
-    "lora": {"mode": "teacher_forced", "learning_rate": 1e-3, "max_steps": 100, "check_every": 5},
+    "small": {"mode": "regenerate", "learning_rate": 3e-3, "max_steps": 400, "check_every": 25, "lora_r": 64},
+    "large": {"mode": "teacher_forced", "learning_rate": 1e-3, "max_steps": 100, "check_every": 5, "lora_r": 16},
 }
 MODES = ("regenerate", "teacher_forced")
 
@@ -219,115 +227,170 @@ def as_inference_runs(model):
     """The model's own forward for the judge's duration. Under bf16/fp16 Trainer (accelerate) replaces
     the trained module's `forward` with an autocast wrapper; `infer` loads the weights fresh and runs
     them without one, so the judge must too (with the wrapper, the static cache, allocated in the
-    weights' dtype, received bf16 keys: every CUDA run of the check crashed)."""
+    weights' dtype, received bf16 keys: every CUDA run of the check crashed); and PEFT's input cast
+    back on, as infer loads the adapter."""
     patched = [m for m in {id(m): m for m in (model, getattr(model, "get_base_model", lambda: model)())}.values()
                if "_original_forward" in vars(m) and "forward" in vars(m)]
     wrappers = [vars(m)["forward"] for m in patched]
+    # Training's precision scheme stops PEFT casting an adapted layer's input to the LoRA weights' dtype
+    # (autocast does it); infer loads the adapter with PEFT's cast on, so without autocast the judge needs it.
+    uncast = [m for m in model.modules() if getattr(m, "cast_input_dtype_enabled", None) is False]
     for m in patched:
         m.forward = m._original_forward
+    for m in uncast:
+        m.cast_input_dtype_enabled = True
     try:
         yield
     finally:
         for m, wrapper in zip(patched, wrappers):
             m.forward = wrapper
+        for m in uncast:
+            m.cast_input_dtype_enabled = False
 
 
-def check_overfit(sample: CloneSample, model, tokenizer, codec, side: TrainingSide, mode: str = "regenerate",
-                  precision: Precision | None = None, max_steps: int = 400, learning_rate: float = 3e-3,
-                  check_every: int = 25, log=print, known_codes: dict | None = None, cache: str = "auto") -> CheckResult:
-    """Fit one sample through the training path (the training dataset class, collator, loss and
-    HiggsAudioTrainer with the run's precision, a padded batch of 2), then judge it through the
-    inference path: `regenerate` greedy-generates through `VoiceCloner.clone`, the entry point of
-    `infer` and `clone`, with its KV cache (`cache`: auto = what infer picks on this device, static on
-    CUDA) and without autocast, as infer runs, and expects the target codes exactly (and the stop);
-    `teacher_forced` expects the model's argmax at every target position of the inference inputs
-    continued by the target to equal the target codes."""
-    from transformers import PrinterCallback, TrainerCallback, TrainingArguments
+def fit_data_record(sample: CloneSample) -> dict:
+    """`sample` as a line of the training data file format (data/validate.py reads it back unchanged)."""
+    audio = lambda path: {"type": "audio", "audio_url": os.path.abspath(path)}  # noqa: E731
+    messages = [{"role": "system", "content": sample.system_prompt}] if sample.system_prompt else []
+    messages += [{"role": "user", "content": sample.ref_text}, {"role": "assistant", "content": audio(sample.ref_audio)},
+                 {"role": "user", "content": sample.target_text},
+                 {"role": "assistant", "content": audio(sample.target_audio)}]
+    return {"messages": messages, "start_index": len(messages) - 1, **({"speaker": sample.speaker} if sample.speaker else {})}
 
-    from .train.trainer import HiggsAudioTrainer
+
+def fit_config(base: TrainConfig, settings: dict) -> TrainConfig:
+    """The run's settings (`base`: the user's `train` flags) with what makes it a one-sample fit: the
+    fit's learning rate, steps and LoRA size (`settings`), one padded batch of 2 per step, no warmup, no
+    dropout, no checkpoints, no held-out data (`check_overfit` adds its data file and folder). No default
+    system prompt: the data file says each sample's own."""
+    return replace(base, system_prompt="", batch_size=2,
+                   gradient_accumulation_steps=1, max_steps=settings["max_steps"], num_epochs=1.0,
+                   learning_rate=settings["learning_rate"], lora_r=settings["lora_r"], lora_alpha=settings["lora_alpha"],
+                   lora_dropout=0.0, warmup_ratio=0.0, logging_steps=settings["check_every"], save_steps=10**9,
+                   dataloader_num_workers=0, report_to="none", eval_data=None, eval_split=0.0, eval_every_steps=0,
+                   resume_from_checkpoint=None, overwrite_output_dir=False, quick_test=False, skip_invalid=False,
+                   max_audio_seconds=None, cache_dir=None, require_cache=False)
+
+
+def check_overfit(sample: CloneSample, raw_sample: CloneSample, model, tokenizer, codec, cfg: TrainConfig,
+                  target: np.ndarray, mode: str = "regenerate", check_every: int = 25, log=print, known_codes: dict | None = None,
+                  cache: str = "auto", collator_factory: Callable | None = None,
+                  loss_fn: Callable | None = None) -> CheckResult:
+    """Fit one sample through `train.recipe.train`, the code `higgs-lora train` runs (its data loading and
+    text front-end, collator, LoRA, precision, loss and Trainer, under `cfg`: see `fit_config`), on a
+    padded batch of 2 (`raw_sample` and its `padded_partner`, written as a data file), then judge it
+    through the inference path. `sample` is `raw_sample` as inference prepares it; `target` its target
+    codes (the training cache's).
+
+    `regenerate` greedy-generates through `VoiceCloner.clone`, the entry point of `infer` and `clone`,
+    with its KV cache (`cache`: auto = what infer picks on this device, static on CUDA) and without
+    autocast, as infer runs, and expects the target codes exactly (and the stop); `teacher_forced`
+    expects the model's argmax at every target position of the inference inputs continued by the target
+    to equal the target codes. `collator_factory`/`loss_fn`: tests' broken parts, handed to recipe's hooks.
+    The fit's run folder (adapter, metrics.jsonl, summaries) is temporary; its console output is dropped
+    unless it fails."""
+    from transformers import TrainerCallback
+
+    from .train import recipe
 
     if mode not in MODES:
         raise ValueError(f"overfit mode {mode!r}: use one of {', '.join(MODES)}")
-    device = next(model.parameters()).device
-    precision = precision or resolve_precision("auto", device)
     codec = _KnownCodes(codec, known_codes or {})
-    dataset = side.dataset_cls([sample, padded_partner(sample)], tokenizer, codec,
-                               num_codebooks=model.config.audio_num_codebooks)
-    target = dataset.codes(sample.target_audio)
     infer_inputs = InferenceInputs(tokenizer, codec, model.config)
     tf_inputs = teacher_forced_inputs(infer_inputs, sample, target) if mode == "teacher_forced" else None
-    cloner = VoiceCloner(model, tokenizer, codec, cache=cache) if mode == "regenerate" else None
     one_chunk = ChunkSettings(max_chars=0)  # the target as one segment, as training saw it
     settings = GenerationSettings(max_new_tokens=target.shape[1] + 2 * model.config.audio_num_codebooks + 8,
                                   temperature=0.0, ras_win_len=0)
     history: list[dict] = []
-    state = {"generated": None, "tf": None, "passed": False}
+    state = {"generated": None, "tf": None, "passed": False, "cloner": None}
+    max_steps = cfg.max_steps
+    console, console_err = sys.stdout, sys.stderr
 
-    def judge(step: int, loss: float) -> bool:
-        model.eval()  # generation and the teacher-forced pass never run with dropout
+    def judge(trained, step: int, loss: float) -> bool:
+        trained.eval()  # generation and the teacher-forced pass never run with dropout
         row = {"step": step, "loss": round(loss, 5)}
-        if mode == "regenerate":
-            with as_inference_runs(model):
-                _, _, generated = cloner.clone(sample, settings, one_chunk)
-            state["generated"] = generated
-            matched = _codes_equal(generated.codes, target)
-            row.update(exact_match=matched, stopped=generated.stopped)
-            passed = matched and generated.stopped
-            log(f"  overfit step {step}: loss {loss:.4f}, regenerated {generated.codes.shape[1]}/"
-                f"{target.shape[1]} frames, exact match: {matched}")
-        else:
-            with as_inference_runs(model):
-                tf = teacher_forced_agreement(model, tf_inputs, model.config)
-            state["tf"] = tf
-            row.update(teacher_forced_agreement=round(tf["agreement"], 5))
-            passed = tf["positions"] > 0 and tf["wrong"] == 0
-            log(f"  overfit step {step}: loss {loss:.4f}, teacher-forced agreement {tf['agreement']:.2%} "
-                f"of {tf['positions']} target codes")
+        with contextlib.redirect_stdout(console), contextlib.redirect_stderr(console_err):
+            if mode == "regenerate":
+                if state["cloner"] is None:
+                    state["cloner"] = VoiceCloner(trained, tokenizer, codec, cache=cache)
+                with as_inference_runs(trained):
+                    _, _, generated = state["cloner"].clone(sample, settings, one_chunk)
+                state["generated"] = generated
+                matched = _codes_equal(generated.codes, target)
+                row.update(exact_match=matched, stopped=generated.stopped)
+                passed = matched and generated.stopped
+                log(f"  overfit step {step}: loss {loss:.4f}, regenerated {generated.codes.shape[1]}/"
+                    f"{target.shape[1]} frames, exact match: {matched}")
+            else:
+                with as_inference_runs(trained):
+                    tf = teacher_forced_agreement(trained, tf_inputs, trained.config)
+                state["tf"] = tf
+                row.update(teacher_forced_agreement=round(tf["agreement"], 5))
+                passed = tf["positions"] > 0 and tf["wrong"] == 0
+                log(f"  overfit step {step}: loss {loss:.4f}, teacher-forced agreement {tf['agreement']:.2%} "
+                    f"of {tf['positions']} target codes")
         history.append(row)
-        model.train()
+        trained.train()
         state["passed"] = passed
         return passed
 
     class Probe(TrainerCallback):
-        def on_log(self, args, st, control, logs=None, **kwargs):
+        def on_step_end(self, args, st, control, **kwargs):
+            if st.global_step >= max_steps:
+                control.should_log = True  # the last step is judged too, whatever the logging interval
+
+        def on_log(self, args, st, control, logs=None, model=None, **kwargs):
             if not logs or "loss" not in logs:
                 return
-            step = st.global_step
-            if (step % check_every == 0 or step >= max_steps) and judge(step, float(logs["loss"])):
+            if judge(model, st.global_step, float(logs["loss"])):
                 control.should_training_stop = True
 
     with tempfile.TemporaryDirectory(prefix="higgs_lora_check_") as tmp:
-        args = TrainingArguments(
-            output_dir=tmp, per_device_train_batch_size=len(dataset), gradient_accumulation_steps=1,
-            learning_rate=learning_rate, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
-            max_grad_norm=1.0, max_steps=max_steps, logging_steps=1, save_strategy="no", report_to=[],
-            remove_unused_columns=False, dataloader_num_workers=0, dataloader_pin_memory=False,
-            use_cpu=device.type == "cpu", disable_tqdm=True, seed=0, **precision.training_arguments())
-        trainer = HiggsAudioTrainer(model=model, args=args, train_dataset=dataset,
-                                    data_collator=DictCollator(side.collator_factory(model.config)),
-                                    loss_fn=side.loss_fn, callbacks=[Probe()])
-        trainer.remove_callback(PrinterCallback)  # the check logs its own progress, not every step's dict
+        data = Path(tmp) / "fit.json"
+        data.write_text(json.dumps([fit_data_record(raw_sample), fit_data_record(padded_partner(raw_sample))],
+                                   ensure_ascii=False), encoding="utf-8")
+        cfg = replace(cfg, train_data=str(data), output_dir=str(Path(tmp) / "run"))
+        hooks = {k: v for k, v in (("collator_factory", collator_factory), ("loss_fn", loss_fn)) if v is not None}
         t0 = time.time()
-        trainer.train()
+        printed = io.StringIO()
+        aborted = None
+        try:
+            # recipe's start/end blocks and progress bars describe a throwaway run (its adapter is deleted
+            # below): the check prints its own judgements instead.
+            with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+                recipe.train(cfg, model=model, tokenizer=tokenizer, codec=codec, callbacks=[Probe()], **hooks)
+        except TrainingAborted as exc:  # the fit diverged: a failed check, not a crash
+            aborted = str(exc).split(". ")[0]
+        except BaseException:
+            console.write(printed.getvalue())  # the recipe's own account of what went wrong
+            raise
     model.eval()
     step = history[-1]["step"] if history else 0
     ok = bool(state["passed"])
+    learning_rate = cfg.learning_rate
     details = {"mode": mode, "steps": step, "seconds": round(time.time() - t0, 1), "learning_rate": learning_rate,
-               "max_steps": max_steps, "check_every": check_every, "precision": precision.name, "batch_size": len(dataset),
+               "max_steps": max_steps, "check_every": check_every, "precision": cfg.mixed_precision,
+               "lora_r": cfg.lora_r, "lora_alpha": cfg.lora_alpha, "batch_size": cfg.batch_size,
                "history": history, "target_frames": int(target.shape[1])}
+    if aborted:
+        details["aborted"] = aborted
+        summary = (f"the fit through train's recipe (LoRA r={cfg.lora_r}, lr {learning_rate:g}) stopped: {aborted}; "
+                   f"a lower --learning_rate may converge")
+        return CheckResult(f"overfit_{mode}", False, summary, details)
     if mode == "regenerate":
-        generated = state["generated"]
+        generated, cloner = state["generated"], state["cloner"]
         agree = _frame_agreement(generated.codes if generated is not None else None, target)
         details.update(generated_frames=int(generated.codes.shape[1]) if generated is not None else 0,
-                       code_agreement=round(agree, 4), cache=cloner.cache_mode, cuda_graphs=cloner.cuda_graphs)
-        summary = (f"after {step} steps (lr {learning_rate:g}), greedy generation {'reproduces' if ok else 'does NOT reproduce'} "
-                   f"the target ({target.shape[1]} frames; {agree:.1%} of codes agree"
-                   f"{', stopped at stream EOS' if generated is not None and generated.stopped else ', no stop'})")
+                       code_agreement=round(agree, 4), cache=cloner.cache_mode if cloner else None,
+                       cuda_graphs=cloner.cuda_graphs if cloner else None)
+        summary = (f"after {step} steps (LoRA r={cfg.lora_r}, lr {learning_rate:g}), greedy generation "
+                   f"{'reproduces' if ok else 'does NOT reproduce'} the target ({target.shape[1]} frames; {agree:.1%} of "
+                   f"codes agree{', stopped at stream EOS' if generated is not None and generated.stopped else ', no stop'})")
     else:
         tf = state["tf"] or {"agreement": 0.0, "positions": 0}
         details.update(code_agreement=round(tf["agreement"], 5), target_positions=tf["positions"])
-        summary = (f"after {step} steps (lr {learning_rate:g}), teacher-forced argmax on the inference inputs "
-                   f"{'equals' if ok else 'does NOT equal'} the target codes ({tf['agreement']:.2%} of "
+        summary = (f"after {step} steps (LoRA r={cfg.lora_r}, lr {learning_rate:g}), teacher-forced argmax on the "
+                   f"inference inputs {'equals' if ok else 'does NOT equal'} the target codes ({tf['agreement']:.2%} of "
                    f"{tf['positions']} positions)")
     return CheckResult(f"overfit_{mode}", ok, summary, details)
 
@@ -398,10 +461,10 @@ def check_adapter(dataset, model, tokenizer, codec, infer_samples: list[CloneSam
 
 
 def fit_settings(model) -> dict:
-    """Learning rate, step budget and judging mode for the overfit check: `full` when every weight
-    trains (small models), `lora` when an adapter does (large models)."""
-    frozen = any(not p.requires_grad for p in model.parameters())
-    return dict(FIT_SETTINGS["lora" if frozen else "full"], params="lora" if frozen else "full")
+    """Judging mode, learning rate, step budget and LoRA size of the overfit check for `model`'s size:
+    `small` (regenerate) below REGENERATE_MAX_PARAMS, `large` (teacher-forced) above."""
+    size = sum(p.numel() for p in model.parameters())
+    return dict(FIT_SETTINGS["small" if size < REGENERATE_MAX_PARAMS else "large"])
 
 
 def run_checks(samples: list[CloneSample], model, tokenizer, codec, side: TrainingSide | None = None,
@@ -409,8 +472,14 @@ def run_checks(samples: list[CloneSample], model, tokenizer, codec, side: Traini
                learning_rate: float | None = None, check_every: int | None = None, log=print,
                mode: str | None = None, precision: Precision | None = None, config=None,
                text_normalization="none", cache: str = "auto", adapter: bool = False,
-               parity_checks: tuple[Callable, ...] = ()) -> AlignmentReport:
-    """All checks on `samples`; `model` is trained in place by the overfit check (pass a throwaway copy).
+               parity_checks: tuple[Callable, ...] = (), train_config: TrainConfig | None = None,
+               lora_r: int | None = None, lora_alpha: int | None = None) -> AlignmentReport:
+    """All checks on `samples`; `model` (the base model, no adapter) is trained in place by the overfit
+    check (pass a throwaway copy), which fits through `train.recipe.train` under `train_config`: the
+    run's `train` settings (precision, loss weights, LoRA targets, ...; default TrainConfig's, with
+    `audio_tokenizer` naming `codec`), of which the fit sets the learning rate, steps and LoRA size
+    (`max_steps`, `learning_rate`, `lora_r`, `lora_alpha`, else `fit_settings(model)`), the text
+    front-end (`text_normalization`) and precision (`precision`, else auto for the model's device).
     `adapter`: `model` is a training run's adapter (PEFT, loaded as infer loads it): judged by
     `check_adapter` on all the samples instead of the overfit.
     `parity_checks`: extra prompt-parity checks against independent implementations of the prompt (e.g.
@@ -419,8 +488,8 @@ def run_checks(samples: list[CloneSample], model, tokenizer, codec, side: Traini
     returning a CheckResult (or None where it cannot run).
 
     Without the overfit check `model` may be None and `config` the model config: prompt parity and
-    the label audit need no weights. Unset fit settings come from `fit_settings(model)`. Each side runs
-    the text front-end on the raw `samples` itself, as training and inference do.
+    the label audit need no weights. Each side runs the text front-end on the raw `samples` itself, as
+    training and inference do.
     """
     side = side or TrainingSide()
     config = config if config is not None else model.config
@@ -443,17 +512,28 @@ def run_checks(samples: list[CloneSample], model, tokenizer, codec, side: Traini
         log(f"[{'PASS' if checks[-1].ok else 'FAIL'}] {checks[-1].name}: {checks[-1].summary}")
     elif overfit:
         auto = fit_settings(model)
-        settings = {"mode": mode or auto["mode"], "learning_rate": learning_rate or auto["learning_rate"],
-                    "max_steps": max_steps or auto["max_steps"], "check_every": check_every or auto["check_every"]}
+        given = {"mode": mode, "learning_rate": learning_rate, "max_steps": max_steps, "check_every": check_every,
+                 "lora_r": lora_r, "lora_alpha": lora_alpha}
+        base = train_config or TrainConfig(train_data="", audio_tokenizer=str(getattr(codec, "name", "tiny")))
+        auto["lora_alpha"] = (lora_r or auto["lora_r"]) * TrainConfig.lora_alpha // TrainConfig.lora_r
+        settings = {k: v if v is not None else auto[k] for k, v in given.items()}
         precision = precision or resolve_precision("auto", next(model.parameters()).device)
-        meta["overfit"] = dict(settings, params=auto["params"], precision=precision.name)
-        log(f"overfit ({settings['mode']}, {auto['params']} weights, lr {settings['learning_rate']:g}, "
-            f"at most {settings['max_steps']} steps, {precision.name}) on sample {overfit_index} ...")
+        # The training side's text front-end, as `train` applies it where samples load.
+        cfg = fit_config(replace(base, text_normalization=text_normalization if side.normalize_text else "none",
+                                 mixed_precision=precision.name), settings)
+        meta["overfit"] = dict(settings, precision=precision.name, via="train.recipe")
+        log(f"overfit ({settings['mode']}, LoRA r={settings['lora_r']} through train's recipe, lr "
+            f"{settings['learning_rate']:g}, at most {settings['max_steps']} steps, {precision.name}) on sample "
+            f"{overfit_index} ...")
         sample = infer_samples[overfit_index]
         # The training cache's codes (prompt parity just showed the inference side encodes them equally).
-        known = {p: dataset.codes(p) for p in (sample.ref_audio, sample.target_audio)}
-        checks.append(check_overfit(sample, model, tokenizer, codec, side, settings["mode"], precision,
-                                    settings["max_steps"], settings["learning_rate"], settings["check_every"],
-                                    log=log, known_codes=known, cache=cache))
+        known = {str(q): dataset.codes(p) for p in (sample.ref_audio, sample.target_audio)
+                 for q in (p, os.path.abspath(p))}
+        custom = lambda part, real: part if part is not real else None  # noqa: E731  (recipe's own by default)
+        checks.append(check_overfit(sample, samples[overfit_index], model, tokenizer, codec, cfg,
+                                    dataset.codes(sample.target_audio), settings["mode"], settings["check_every"],
+                                    log=log, known_codes=known, cache=cache,
+                                    collator_factory=custom(side.collator_factory, build_collator),
+                                    loss_fn=custom(side.loss_fn, compute_loss)))
         log(f"[{'PASS' if checks[-1].ok else 'FAIL'}] {checks[-1].name}: {checks[-1].summary}")
     return AlignmentReport(checks, meta)

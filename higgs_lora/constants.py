@@ -13,10 +13,6 @@ FRAMES_PER_SECOND = 25
 # Label of a position the loss skips (torch's cross_entropy default; boson's collator writes it too).
 IGNORE_INDEX = -100
 
-# check-alignment's LoRA when it does not train all weights (gpu-check's alignment phase runs the same check).
-ALIGNMENT_CHECK_LORA_R = 16
-ALIGNMENT_CHECK_LORA_ALPHA = 32
-
 # Two different silence facts, not one threshold written twice:
 # - a training clip whose RMS over the whole file is below CLIP_SILENCE_DBFS is rejected as silent
 #   (data/audio_check.py); quiet but real speech averages far above it, digital silence is -inf;

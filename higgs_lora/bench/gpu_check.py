@@ -37,8 +37,6 @@ from pathlib import Path
 import torch
 
 from ..constants import (
-    ALIGNMENT_CHECK_LORA_ALPHA,
-    ALIGNMENT_CHECK_LORA_R,
     FLOPS_PER_MULTIPLY_ADD,
     peak_flops_for,
     training_flops,
@@ -200,23 +198,20 @@ def train_phase(name: str, ctx: dict, data: str, batch_size: int, steps: int, ch
 
 
 def alignment_phase(ctx: dict) -> dict:
-    from ..checks import FULL_FIT_MAX_PARAMS, run_checks
+    from ..checks import run_checks
     from ..data.codes import TinyCodec
-    from ..model.load import apply_lora
 
     device, precision = ctx["device"], ctx["precision"]
-    model = load_check_model(ctx["model_dir"], device, precision.weights_dtype)
-    params = "full" if ctx["groups"]["total"] < FULL_FIT_MAX_PARAMS else "lora"
-    if params == "lora":
-        model = apply_lora(model, r=ALIGNMENT_CHECK_LORA_R, alpha=ALIGNMENT_CHECK_LORA_ALPHA, dropout=0.0)
-    model = precision.prepare(model)
+    model = load_check_model(ctx["model_dir"], device, precision.weights_dtype)  # the fit (train's recipe) adds the LoRA
     t0 = time.time()
     report = run_checks(ctx["short"], model, ctx["tokenizer"], TinyCodec(), mode="teacher_forced",
                         precision=precision, log=ctx["log"], **ctx["plan"]["align"])
     data = report.to_json()
     del model
     fit = next((c for c in report.checks if c.name.startswith("overfit")), None)
-    return {"ok": data["ok"], "seconds": round(time.time() - t0, 1), "params": params, "settings": data.get("overfit"),
+    settings = data.get("overfit") or {}
+    return {"ok": data["ok"], "seconds": round(time.time() - t0, 1), "params": f"LoRA r={settings.get('lora_r')}",
+            "settings": settings or None,
             "checks": {k: {"ok": v["ok"], "summary": v["summary"]} for k, v in data["checks"].items()},
             "history": fit.details.get("history") if fit else None}
 

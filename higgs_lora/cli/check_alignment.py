@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+
 from ..defaults import AUDIO_TOKENIZER, BASE_MODEL
+from ..train.config import TrainConfig
 from .common import add_text_normalization
 
 NAME = "check-alignment"
@@ -26,16 +29,27 @@ def add_arguments(p) -> None:
     p.add_argument("--skip_overfit", action="store_true",
                    help="only the cheap checks (prompt parity, label audit): needs the model config, not its weights")
     p.add_argument("--overfit_sample", type=int, default=0, help="index of the sample to overfit")
-    p.add_argument("--overfit_params", choices=["auto", "full", "lora"], default="auto",
-                   help="train all weights or a LoRA adapter (r=16); auto: all weights below 50M parameters (tiny), LoRA above")
+    # The fit is `train`'s recipe: these are train's flags, with train's defaults, except the LoRA size and
+    # schedule, which fit_settings chooses per model size unless given.
+    d = TrainConfig(train_data="")
+    p.add_argument("--overfit_params", default=None, help=argparse.SUPPRESS)  # removed: see run()
+    p.add_argument("--lora_r", type=int, default=None,
+                   help="LoRA rank of the fit (default: 64 on the tiny model, whose hidden size it is; 16 on larger ones)")
+    p.add_argument("--lora_alpha", type=int, default=None, help="LoRA scaling numerator of the fit (default: 2 x rank)")
+    p.add_argument("--lora_targets", nargs="+", default=d.lora_targets, metavar="SUFFIX",
+                   help="module-name suffixes the fit adapts, as in train (default: train's)")
+    p.add_argument("--text_loss_weight", type=float, default=d.text_loss_weight, help="as in train")
+    p.add_argument("--audio_loss_weight", type=float, default=d.audio_loss_weight, help="as in train")
+    p.add_argument("--consistency_loss_weight", type=float, default=d.consistency_loss_weight, help="as in train")
     p.add_argument("--overfit_mode", choices=["auto", "regenerate", "teacher_forced"], default="auto",
-                   help="regenerate: greedy generation must reproduce the target exactly (auto with all weights); "
-                        "teacher_forced: the argmax at every target position must equal it (auto with LoRA)")
+                   help="regenerate: greedy generation must reproduce the target exactly (auto below 50M parameters: the tiny "
+                        "model); teacher_forced: the argmax at every target position must equal it (auto above)")
     p.add_argument("--max_steps", type=int, default=None,
-                   help="most optimizer steps of the fit; it stops at the first pass (default: 400 all weights, 100 LoRA)")
+                   help="most optimizer steps of the fit; it stops at the first pass (default: 400 on the tiny model, 100 on larger ones)")
     p.add_argument("--learning_rate", type=float, default=None,
-                   help="learning rate of the fit (default: 3e-3 all weights, 1e-3 LoRA; 3e-3 diverges on the released model)")
-    p.add_argument("--check_every", type=int, default=None, help="judge the fit every N steps (default: 25 all weights, 5 LoRA)")
+                   help="peak learning rate of the fit (cosine, as in train; default: 3e-3 on the tiny model, 1e-3 on larger ones; "
+                        "3e-3 diverges on the released model)")
+    p.add_argument("--check_every", type=int, default=None, help="judge the fit every N steps (default: 25 on the tiny model, 5 on larger ones)")
     p.add_argument("--mixed_precision", nargs="?", const="bf16", default="auto", choices=["auto", "bf16", "fp16", "no"],
                    help="precision of the fit, as in training (auto: bf16 on CUDA, no on CPU)")
     p.add_argument("--native_parity", action="store_true",
@@ -55,14 +69,17 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from ..checks import FULL_FIT_MAX_PARAMS, run_checks
+    from ..checks import run_checks
     from ..data.codes import load_codec
     from ..data.validate import load_samples
     from ..infer.run_settings import resolve
     from ..model.hub import check_codec_source, check_model_complete, model_folder
-    from ..model.load import apply_lora, default_device, load_model, load_tokenizer
+    from ..model.load import default_device, load_model, load_tokenizer
     from ..model.precision import resolve_precision
 
+    if args.overfit_params is not None:
+        raise ValueError(f"--overfit_params {args.overfit_params}: removed; the fit now runs train's recipe, which trains a "
+                         f"LoRA only (size it with --lora_r)")
     if args.lora_path:
         from ..infer.run_settings import find_run_config
         from ..train.config import RUN_CONFIG
@@ -94,26 +111,20 @@ def run(args) -> int:
     model_source = str(model_folder(args.base_model, weights=False)) if args.skip_overfit else args.base_model
     tokenizer = load_tokenizer(model_source)
     model = config = None
-    params = None
     codec = None
     if args.lora_path and not args.skip_overfit:
         from ..infer.engine import VoiceCloner
 
         # The run's adapter exactly as `infer` serves it: same loader, dtype rule, unmerged adapter.
         cloner = VoiceCloner.load(args.base_model, args.lora_path, args.audio_tokenizer, device=device, cache="dynamic")
-        model, codec, params = cloner.model, cloner.codec, "run adapter"
+        model, codec = cloner.model, cloner.codec
     elif args.skip_overfit:
         from boson_multimodal.model.higgs_audio import HiggsAudioConfig
 
         config = HiggsAudioConfig.from_pretrained(model_source)
     else:
+        # The base model only: train's recipe adds the LoRA and the precision scheme, as for a run.
         model = load_model(args.base_model, device=device, dtype=precision.weights_dtype)
-        model.config.use_cache = False
-        size = sum(p.numel() for p in model.parameters())
-        params = args.overfit_params if args.overfit_params != "auto" else ("full" if size < FULL_FIT_MAX_PARAMS else "lora")
-        if params == "lora":
-            model = apply_lora(model, r=16, alpha=32, dropout=0.0)
-        model = precision.prepare(model)
     codec = codec or load_codec(args.audio_tokenizer, device=device)
     parity_checks = ()
     if args.native_parity:
@@ -127,9 +138,14 @@ def run(args) -> int:
                         overfit_index=args.overfit_sample, max_steps=args.max_steps, learning_rate=args.learning_rate,
                         check_every=args.check_every, precision=precision,
                         mode=None if args.overfit_mode == "auto" else args.overfit_mode,
-                        text_normalization=args.text_normalization, parity_checks=parity_checks)
+                        text_normalization=args.text_normalization, parity_checks=parity_checks,
+                        lora_r=args.lora_r, lora_alpha=args.lora_alpha,
+                        train_config=TrainConfig(
+                            train_data=args.train_data, base_model=args.base_model, audio_tokenizer=args.audio_tokenizer,
+                            lora_targets=args.lora_targets, text_loss_weight=args.text_loss_weight,
+                            audio_loss_weight=args.audio_loss_weight, consistency_loss_weight=args.consistency_loss_weight))
     report.meta.update(base_model=args.base_model, audio_tokenizer=args.audio_tokenizer, train_data=args.train_data,
-                       overfit_params=params, lora_path=args.lora_path)
+                       lora_path=args.lora_path)
     print("alignment OK" if report.ok else "alignment FAILED: " + ", ".join(c.name for c in report.checks if not c.ok))
     if args.report:
         report.write(args.report)

@@ -67,13 +67,19 @@ def quick_test_overrides(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
-def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=None) -> Path:
+def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=None, *, codec=None,
+          collator_factory=build_collator, loss_fn=None) -> Path:
     """Run training; returns the output folder holding the final adapter (PEFT layout).
 
     `model`/`tokenizer`: an already built base model (in the precision's weights dtype) and its
     tokenizer instead of loading `cfg.base_model` (gpu-check's random-weight released shape);
     `callbacks`: extra TrainerCallbacks (gpu-check's step timer); `on_stage(name)` is told each stage as
-    it starts (data, model, codec, training step, save). Raises TrainingInterrupted after a SIGTERM (a
+    it starts (data, model, codec, training step, save); `codec`: an already loaded codec for
+    `cfg.audio_tokenizer` (check-alignment's, which answers from the codes it already computed).
+    `collator_factory` (in place of `data.dataset.build_collator`, same signature) and `loss_fn` (in place of
+    `train.loss.compute_loss`, over upstream's full logits: the heads of `train.heads` are then left
+    out): for tests only, the seams through which tests/test_checks.py injects a broken collator or loss
+    to show check-alignment catching it; users never set them. Raises TrainingInterrupted after a SIGTERM (a
     checkpoint was saved), TrainingAborted on faults.
     """
     import time
@@ -128,7 +134,7 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
     model.config.use_cache = False
     stage("codec")
     start_distributed()  # under torchrun the ranks share out the code-cache build
-    codec = load_codec(cfg.audio_tokenizer, device=device)
+    codec = codec or load_codec(cfg.audio_tokenizer, device=device)
     cache_options = dict(cache_dir=cfg.cache_dir or str(out / "code_cache"), require_cache=cfg.require_cache,
                          skip_invalid=cfg.skip_invalid, max_bad_samples=cfg.max_bad_samples,
                          with_waveforms=encodes_whisper(model.config), audio_tokenizer=cfg.audio_tokenizer)
@@ -146,10 +152,14 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
     file_indices = [file_indices[i] for i in dataset.source_indices]  # what the dataset kept
     write_skipped(dataset, out)
     # The shared collator plus the label counts that let the heads run only where a label is (train.heads).
-    collator = LabelledCollator(DictCollator(build_collator(model.config, encode_whisper_embed=cfg.encode_whisper_embed or None)))
+    collator = DictCollator(collator_factory(model.config, encode_whisper_embed=cfg.encode_whisper_embed or None))
+    # A test's own loss gets upstream's full logits (an unshifted loss needs every position); users' runs the heads.
+    labelled = loss_fn is None
+    collator = LabelledCollator(collator) if labelled else collator
 
     model = precision.prepare(apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets))
-    labelled_heads.install(model)
+    if labelled:
+        labelled_heads.install(model)
     # Before any step: the longest batch must fit (checkpointing turned on, or a clear stop, if not).
     checkpointing = check_memory(cfg, model.config, dataset, device, precision.weights_dtype.itemsize, file_indices)
     cfg.use_gradient_checkpointing = "on" if checkpointing else "off"  # the run settings say what ran
@@ -215,6 +225,7 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
         audio_loss_weight=cfg.audio_loss_weight,
         consistency_loss_weight=cfg.consistency_loss_weight,
         max_tokens_per_batch=cfg.max_tokens_per_batch,
+        loss_fn=loss_fn,
     )
     trainer.remove_callback(ProgressCallback)  # raw dicts on the console: compact lines instead
     trainer.add_callback(CompactProgressCallback)
