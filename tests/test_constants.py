@@ -48,7 +48,7 @@ def test_training_flops_match_the_planner():
 
     shape = ModelShape.from_config(released_config())
     batch, seq = 2, 100
-    est = estimate_step(shape, batch_size=batch, seq_len=seq, lora_r=0, mfu=1.0)
+    est = estimate_step(shape, batch_size=batch, seq_len=seq, lora_r=0, mfu=1.0, full_logits=True)
     attention = 4 * seq * shape.layers * shape.heads * shape.head_dim
     forward = batch * seq * (2 * active_params_per_token(shape, 0) + attention)
     assert est.flops == pytest.approx(training_flops(forward), rel=1e-12)

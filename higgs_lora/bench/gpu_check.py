@@ -73,7 +73,7 @@ PLANS = {
 
 def parameter_groups(model) -> dict:
     """Exact parameter counts of the built model by role (for the FLOP estimate)."""
-    groups = {"total": 0, "embeddings": 0, "text_mlp": 0, "audio_mlp": 0, "audio_head": 0}
+    groups = {"total": 0, "embeddings": 0, "text_mlp": 0, "audio_mlp": 0, "audio_head": 0, "text_head": 0}
     for name, p in model.named_parameters():
         n = p.numel()
         groups["total"] += n
@@ -85,6 +85,8 @@ def parameter_groups(model) -> dict:
             groups["text_mlp"] += n
         elif "audio_lm_head" in name:
             groups["audio_head"] += n
+        elif "text_lm_head" in name:
+            groups["text_head"] += n
     # The config says tie_word_embeddings, yet HiggsAudioModel builds its own text_lm_head (it cannot
     # tie: get_input_embeddings raises), counted above with the per-position parameters. Only a head
     # really sharing the embedding matrix (listed once, as an embedding) is added back.
@@ -94,10 +96,15 @@ def parameter_groups(model) -> dict:
     return groups
 
 
-def active_params_per_token(groups: dict, audio_share: float) -> float:
+def active_params_per_token(groups: dict, audio_share: float, text_head_share: float = 1.0) -> float:
+    """Weights the mean position multiplies with: `audio_share` of positions go through the audio FFN and
+    head, the rest through the text FFN; the text head runs on `text_head_share` of them (train.heads:
+    the labelled rows only; 1.0 is upstream's head at every position)."""
+    head = groups.get("text_head", 0) + groups.get("tied_text_head", 0)
     shared = (groups["total"] - groups["embeddings"] - groups["text_mlp"] - groups["audio_mlp"] - groups["audio_head"]
-              + groups.get("tied_text_head", 0))
-    return shared + (1 - audio_share) * groups["text_mlp"] + audio_share * (groups["audio_mlp"] + groups["audio_head"])
+              - groups.get("text_head", 0))
+    return (shared + text_head_share * head + (1 - audio_share) * groups["text_mlp"]
+            + audio_share * (groups["audio_mlp"] + groups["audio_head"]))
 
 
 # --- phases -----------------------------------------------------------------------------------------
@@ -162,6 +169,7 @@ def _audio_share(dataset) -> tuple[float, float]:
 
 
 def train_phase(name: str, ctx: dict, data: str, batch_size: int, steps: int, checkpointing: bool) -> dict:
+    from ..train.plan import TEXT_ROWS_PER_SAMPLE
     from ..train.recipe import TrainConfig, train
 
     device, precision = ctx["device"], ctx["precision"]
@@ -182,7 +190,7 @@ def train_phase(name: str, ctx: dict, data: str, batch_size: int, steps: int, ch
     step_s = statistics.median(warm)
     mean_len, audio_share = _audio_share(timer.dataset)
     tokens = mean_len * batch_size
-    active = active_params_per_token(ctx["groups"], audio_share)
+    active = active_params_per_token(ctx["groups"], audio_share, min(1.0, TEXT_ROWS_PER_SAMPLE / mean_len))
     flops = training_flops(FLOPS_PER_MULTIPLY_ADD * active * tokens) / step_s
     peak = ctx["peak_flops"]
     row = {"phase": name, "batch": batch_size, "checkpointing": checkpointing, "steps": len(timer.times),

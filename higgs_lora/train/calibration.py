@@ -83,7 +83,8 @@ def planner_mfu(m: Measurement, lora_r: int = 64) -> float:
     if m.step_s is None:
         raise ValueError(f"{m.what}: no step time measured")
     shape = ModelShape.from_config(released_config())
-    flops = estimate_step(shape, m.batch, m.padded_length, lora_r, checkpointing=m.checkpointing, mfu=1.0).flops
+    flops = estimate_step(shape, m.batch, m.padded_length, lora_r, checkpointing=m.checkpointing, mfu=1.0,
+                          full_logits=m.full_logits).flops
     return flops / m.step_s / GPUS[m.gpu]["peak_flops"]
 
 

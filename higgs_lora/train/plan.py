@@ -39,7 +39,9 @@ FLOPs per optimizer micro-step (matrix products only, 2 FLOPs per multiply-add):
     backward = 2 * forward (input gradients through the frozen base + the small LoRA weight gradients)
     checkpointing adds one more forward of each checkpointed decoder layer.
 N_active = parameters one token multiplies with: attention, one FFN, the LoRA branches and the
-text head (128,256-wide for the released model, at every position). Step time =
+text head (128,256-wide for the released model). The text head (and its LoRA) counts on the labelled
+rows only (TEXT_ROWS_PER_SAMPLE per sample, `train.heads`), or at every position with
+`full_logits=True` (upstream's step, what the calibration points ran). Step time =
 FLOPs / (peak bf16 FLOP/s x MFU), per GPU; DDP gradient all-reduce of the small LoRA tensors is
 ignored.
 """
@@ -368,6 +370,13 @@ def active_params_per_token(shape: ModelShape, lora_r: int = 0, targets: list[st
     return s.layers * per_layer + h * s.vocab + lora
 
 
+def text_head_params(shape: ModelShape, lora_r: int = 0, targets: list[str] | None = None) -> int:
+    """The part of active_params_per_token that is the text head and its LoRA."""
+    lora = sum(lora_r * (w.fan_in + w.fan_out) for w in lora_modules(shape, targets)
+               if w.name.endswith("text_lm_head")) if lora_r else 0
+    return shape.hidden * shape.vocab + lora
+
+
 @dataclass(frozen=True)
 class StepEstimate:
     flops: float  # per micro-batch, one GPU
@@ -377,15 +386,18 @@ class StepEstimate:
 
 
 def estimate_step(shape: ModelShape, batch_size: int, seq_len: int, lora_r: int = 64, targets: list[str] | None = None,
-                  checkpointing: bool | int = False, gpu: str = "h200", mfu: float = DEFAULT_MFU) -> StepEstimate:
-    """`checkpointing`: True (every layer), False or a layer count; each checkpointed layer runs its forward twice."""
+                  checkpointing: bool | int = False, gpu: str = "h200", mfu: float = DEFAULT_MFU,
+                  full_logits: bool = False) -> StepEstimate:
+    """`checkpointing`: True (every layer), False or a layer count; each checkpointed layer runs its forward twice.
+    `full_logits`: the text head at every position (upstream's step) instead of the labelled rows."""
     if not 0 < mfu <= 1:
         raise ValueError(f"MFU must be in (0, 1], got {mfu}")
     tokens = batch_size * seq_len
-    n_active = active_params_per_token(shape, lora_r, targets)
+    head = text_head_params(shape, lora_r, targets)
+    head_rows = tokens if full_logits else min(tokens, batch_size * TEXT_ROWS_PER_SAMPLE)
     attention = 4 * seq_len * shape.layers * shape.heads * shape.head_dim
-    forward = tokens * (2 * n_active + attention)
-    layers_forward = tokens * (2 * (n_active - shape.hidden * shape.vocab) + attention)
+    layers_forward = tokens * (2 * (active_params_per_token(shape, lora_r, targets) - head) + attention)
+    forward = layers_forward + head_rows * 2 * head
     recomputed = shape.layers if checkpointing is True else int(checkpointing)
     flops = 3 * forward + layers_forward * recomputed / shape.layers
     seconds = flops / (gpu_spec(gpu)["peak_flops"] * mfu)

@@ -39,6 +39,9 @@ def test_shipped_config_builds_the_released_architecture():
     attention = sum(p.numel() for n, p in model.named_parameters() if ".self_attn." in n)
     norms = sum(p.numel() for n, p in model.named_parameters() if "norm" in n)
     assert active_params_per_token(groups, 0.0) == attention + norms + head.numel() + groups["text_mlp"]
+    # the step that runs applies the text head on the labelled rows only: their share scales the head alone
+    assert groups["text_head"] == head.numel()
+    assert active_params_per_token(groups, 0.0, 0.01) == attention + norms + 0.01 * head.numel() + groups["text_mlp"]
 
 
 def test_unknown_shape_and_released_on_cpu_are_usage_errors(capsys, monkeypatch):

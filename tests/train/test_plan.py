@@ -94,14 +94,22 @@ def test_flops_formula():
     n_active = P.active_params_per_token(shape)
     # attention + one FFN per layer, plus the text head at every position
     assert n_active == 28 * (2 * 3072 * 3072 + 2 * 3072 * 1024 + 3 * 3072 * 8192) + 3072 * 128256
-    step = P.estimate_step(shape, 4, 1000, lora_r=0, gpu="h200", mfu=0.5)
+    # upstream's step: the text head at every position
+    step = P.estimate_step(shape, 4, 1000, lora_r=0, gpu="h200", mfu=0.5, full_logits=True)
     forward = 4000 * (2 * n_active + 4 * 1000 * 28 * 24 * 128)
     assert step.flops == 3 * forward
     assert step.seconds == pytest.approx(step.flops / (989e12 * 0.5))
-    with_ckpt = P.estimate_step(shape, 4, 1000, lora_r=0, checkpointing=True, mfu=0.5)
+    with_ckpt = P.estimate_step(shape, 4, 1000, lora_r=0, checkpointing=True, mfu=0.5, full_logits=True)
     assert 0.8 * forward < with_ckpt.flops - step.flops < forward  # recompute = layers' forward, not the head
+    # the step that runs (train.heads): the head on 3 labelled rows per sample instead of 1000
+    head = 3072 * 128256
+    labelled = P.estimate_step(shape, 4, 1000, lora_r=0, mfu=0.5)
+    assert step.flops - labelled.flops == 3 * 2 * head * (4000 - 4 * P.TEXT_ROWS_PER_SAMPLE)
+    # its LoRA on text_lm_head moves with the head, not with the positions
+    adapted = P.estimate_step(shape, 4, 1000, lora_r=64, targets=["text_lm_head"], mfu=0.5)
+    assert adapted.flops - labelled.flops == 3 * 2 * 64 * (3072 + 128256) * 4 * P.TEXT_ROWS_PER_SAMPLE
     # the measured H200 step (batch 4, 0.55 s) sits near the default MFU
-    measured = P.estimate_step(shape, 4, 1070, 64, mfu=1.0).flops / 0.55 / 989e12
+    measured = P.estimate_step(shape, 4, 1070, 64, mfu=1.0, full_logits=True).flops / 0.55 / 989e12
     assert 0.5 * P.DEFAULT_MFU < measured < 2 * P.DEFAULT_MFU
 
 

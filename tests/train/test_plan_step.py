@@ -81,6 +81,8 @@ def test_checkpointing_k_layers_saves_what_the_planner_says(measured):
     per_layer_measured = (peaks["project"] - peaks["project_k2"]) / 2
     per_layer_planned = (_estimate(measured) - _estimate(measured, checkpointing=2)) / 2
     assert 0.5 < per_layer_measured / per_layer_planned < 2, (per_layer_measured, per_layer_planned)
-    # the estimate's audio logits at every position (an upper bound) weigh more as the layers' share shrinks
+    # the estimate's audio logits at every position (an upper bound) weigh more as the layers' share shrinks;
+    # the k=3 peak read 28.1 MB in most runs and 16.6 MB in one (the CPU allocator's events, same inputs):
+    # the bound allows that and still fails on B×T×V logits (> 5x off)
     for k in (2, 3):
-        assert 0.4 < peaks[f"project_k{k}"] / _estimate(measured, checkpointing=k) < 2, (k, peaks)
+        assert 0.25 < peaks[f"project_k{k}"] / _estimate(measured, checkpointing=k) < 2, (k, peaks)
