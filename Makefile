@@ -43,6 +43,8 @@ demo: $(STAMP) $(NATIVE_STAMP)
 	bash scripts/demo.sh
 
 test: $(STAMP) $(NATIVE_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q tests
 
 clean-demo:

@@ -17,8 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from higgs_lora import cli  # noqa: E402
 
 
-def generate_arabic_speech(ref_text, ref_audio_path, target_text, temperature=0.3, top_k=50, top_p=0.95, seed=None,
-                           **kwargs):
+def generate_arabic_speech(
+    ref_text, ref_audio_path, target_text, temperature=0.3, top_k=50, top_p=0.95, seed=None, **kwargs
+):
     """The design's entry point (see `higgs_lora.infer.engine.generate_arabic_speech`); torch loads on first call."""
     from higgs_lora.infer.engine import generate_arabic_speech as generate
 
@@ -27,6 +28,7 @@ def generate_arabic_speech(ref_text, ref_audio_path, target_text, temperature=0.
 
 def main(argv=None) -> int:
     return cli.run_command("infer", argv, prog="arb_inference.py")
+
 
 if __name__ == "__main__":
     sys.exit(main())

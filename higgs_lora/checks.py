@@ -53,7 +53,6 @@ from .train.faults import TrainingAborted
 from .train.loss import IGNORE, compute_loss
 
 
-
 @dataclass
 class CheckResult:
     name: str
@@ -77,8 +76,13 @@ def _segments(starts: torch.Tensor, total: int) -> list[tuple[int, int]]:
     return [(bounds[i], bounds[i + 1]) for i in range(len(starts))]
 
 
-def check_prompt_parity(dataset, train_collator, infer_inputs: InferenceInputs, audio_out_bos_id: int,
-                        infer_samples: list[CloneSample] | None = None) -> CheckResult:
+def check_prompt_parity(
+    dataset,
+    train_collator,
+    infer_inputs: InferenceInputs,
+    audio_out_bos_id: int,
+    infer_samples: list[CloneSample] | None = None,
+) -> CheckResult:
     """`infer_samples`: the samples as the inference side prepared them (default: the training side's)."""
     rows = []
     for index, sample in enumerate(infer_samples or dataset.samples):
@@ -90,16 +94,22 @@ def check_prompt_parity(dataset, train_collator, infer_inputs: InferenceInputs, 
         infer = infer_inputs(sample, codes=infer_codes)
         infer_ids = infer["input_ids"][0].tolist()
         ids_equal = train_prefix == infer_ids
-        first_diff = next((i for i, (a, b) in enumerate(zip(train_prefix, infer_ids)) if a != b),
-                          None if ids_equal else min(len(train_prefix), len(infer_ids)))
+        first_diff = next(
+            (i for i, (a, b) in enumerate(zip(train_prefix, infer_ids)) if a != b),
+            None if ids_equal else min(len(train_prefix), len(infer_ids)),
+        )
         train_batch = train_collator([dataset[index]])
         t_seg = _segments(train_batch["audio_out_ids_start"], train_batch["audio_out_ids"].shape[1])[0]
-        train_ref = train_batch["audio_out_ids"][:, t_seg[0]:t_seg[1]]
+        train_ref = train_batch["audio_out_ids"][:, t_seg[0] : t_seg[1]]
         infer_ref = infer["audio_out_ids"]
         codes_equal = train_ref.shape == infer_ref.shape and bool(torch.equal(train_ref, infer_ref.cpu()))
         raw_equal = len(infer_codes) == 1 and np.array_equal(dataset.codes(sample.ref_audio), infer_codes[0])
-        row = {"index": index, "prompt_tokens": len(infer_ids), "ids_equal": ids_equal,
-               "reference_codes_equal": codes_equal and raw_equal}
+        row = {
+            "index": index,
+            "prompt_tokens": len(infer_ids),
+            "ids_equal": ids_equal,
+            "reference_codes_equal": codes_equal and raw_equal,
+        }
         if not ids_equal:
             row["first_difference_at"] = first_diff
         if not codes_equal:
@@ -121,21 +131,29 @@ def check_labels(dataset, train_collator, eos_id: int) -> CheckResult:
         labels = batch["label_audio_ids"]
         segs = _segments(batch["audio_out_ids_start"], labels.shape[1])
         ref, target = segs[0], segs[-1]
-        ref_labels = int((labels[:, ref[0]:ref[1]] != IGNORE).sum())
-        tgt = labels[:, target[0]:target[1]]
-        tgt_codes = batch["audio_out_ids"][:, target[0]:target[1]]
+        ref_labels = int((labels[:, ref[0] : ref[1]] != IGNORE).sum())
+        tgt = labels[:, target[0] : target[1]]
+        tgt_codes = batch["audio_out_ids"][:, target[0] : target[1]]
         eos_trained = bool(((tgt == eos_id).sum(dim=1) >= 1).all())
         mask = tgt != IGNORE
         labels_match = bool(torch.equal(tgt[mask], tgt_codes[mask]))
-        row = {"index": index, "text_labels": int((batch["label_ids"] != IGNORE).sum()),
-               "audio_labels": int(mask.sum()), "reference_labels": ref_labels,
-               "stream_eos_trained": eos_trained, "audio_labels_match_codes": labels_match}
-        row["ok"] = row["text_labels"] > 0 and row["audio_labels"] > 0 and ref_labels == 0 and eos_trained and labels_match
+        row = {
+            "index": index,
+            "text_labels": int((batch["label_ids"] != IGNORE).sum()),
+            "audio_labels": int(mask.sum()),
+            "reference_labels": ref_labels,
+            "stream_eos_trained": eos_trained,
+            "audio_labels_match_codes": labels_match,
+        }
+        row["ok"] = (
+            row["text_labels"] > 0 and row["audio_labels"] > 0 and ref_labels == 0 and eos_trained and labels_match
+        )
         rows.append(row)
     bad = [r["index"] for r in rows if not r["ok"]]
     ok = not bad
-    summary = (f"{len(rows) - len(bad)}/{len(rows)} samples: reference masked, target trained, stream EOS a target"
-               + (f"; wrong labels in samples {bad}" if bad else ""))
+    summary = f"{len(rows) - len(bad)}/{len(rows)} samples: reference masked, target trained, stream EOS a target" + (
+        f"; wrong labels in samples {bad}" if bad else ""
+    )
     return CheckResult("label_audit", ok, summary, rows)
 
 
@@ -179,8 +197,9 @@ class _KnownCodes:
         return self._codec.decode(codes)
 
 
-def teacher_forced_inputs(infer_inputs: InferenceInputs, sample: CloneSample, target: np.ndarray,
-                          codes: list[np.ndarray] | None = None) -> dict:
+def teacher_forced_inputs(
+    infer_inputs: InferenceInputs, sample: CloneSample, target: np.ndarray, codes: list[np.ndarray] | None = None
+) -> dict:
     """The inference prompt (as `InferenceInputs` builds it) continued by the target audio stream,
     one <|AUDIO_OUT|> placeholder for its columns, collated by the inference collator."""
     prompt_ids, _ = inference_prompt(sample, infer_inputs.tokenizer)
@@ -218,8 +237,12 @@ def teacher_forced_agreement(model, inputs: dict, config) -> dict:
     n = int(mask.sum())
     # The same argmax against the column it was given: what a model trained without the shift learns.
     copies = (predicted == stream[:, :-1]) & mask
-    return {"agreement": float(agree.sum()) / n if n else 0.0, "positions": n,
-            "wrong": n - int(agree.sum()), "copy_agreement": float(copies.sum()) / n if n else 0.0}
+    return {
+        "agreement": float(agree.sum()) / n if n else 0.0,
+        "positions": n,
+        "wrong": n - int(agree.sum()),
+        "copy_agreement": float(copies.sum()) / n if n else 0.0,
+    }
 
 
 @contextlib.contextmanager
@@ -229,8 +252,11 @@ def as_inference_runs(model):
     them without one, so the judge must too (with the wrapper, the static cache, allocated in the
     weights' dtype, received bf16 keys: every CUDA run of the check crashed); and PEFT's input cast
     back on, as infer loads the adapter."""
-    patched = [m for m in {id(m): m for m in (model, getattr(model, "get_base_model", lambda: model)())}.values()
-               if "_original_forward" in vars(m) and "forward" in vars(m)]
+    patched = [
+        m
+        for m in {id(m): m for m in (model, getattr(model, "get_base_model", lambda: model)())}.values()
+        if "_original_forward" in vars(m) and "forward" in vars(m)
+    ]
     wrappers = [vars(m)["forward"] for m in patched]
     # Training's precision scheme stops PEFT casting an adapted layer's input to the LoRA weights' dtype
     # (autocast does it); infer loads the adapter with PEFT's cast on, so without autocast the judge needs it.
@@ -252,10 +278,17 @@ def fit_data_record(sample: CloneSample) -> dict:
     """`sample` as a line of the training data file format (data/validate.py reads it back unchanged)."""
     audio = lambda path: {"type": "audio", "audio_url": os.path.abspath(path)}  # noqa: E731
     messages = [{"role": "system", "content": sample.system_prompt}] if sample.system_prompt else []
-    messages += [{"role": "user", "content": sample.ref_text}, {"role": "assistant", "content": audio(sample.ref_audio)},
-                 {"role": "user", "content": sample.target_text},
-                 {"role": "assistant", "content": audio(sample.target_audio)}]
-    return {"messages": messages, "start_index": len(messages) - 1, **({"speaker": sample.speaker} if sample.speaker else {})}
+    messages += [
+        {"role": "user", "content": sample.ref_text},
+        {"role": "assistant", "content": audio(sample.ref_audio)},
+        {"role": "user", "content": sample.target_text},
+        {"role": "assistant", "content": audio(sample.target_audio)},
+    ]
+    return {
+        "messages": messages,
+        "start_index": len(messages) - 1,
+        **({"speaker": sample.speaker} if sample.speaker else {}),
+    }
 
 
 def fit_config(base: TrainConfig, settings: dict) -> TrainConfig:
@@ -263,19 +296,51 @@ def fit_config(base: TrainConfig, settings: dict) -> TrainConfig:
     fit's learning rate, steps and LoRA size (`settings`), one padded batch of 2 per step, no warmup, no
     dropout, no checkpoints, no held-out data (`check_overfit` adds its data file and folder). No default
     system prompt: the data file says each sample's own."""
-    return replace(base, system_prompt="", batch_size=2,
-                   gradient_accumulation_steps=1, max_steps=settings["max_steps"], num_epochs=1.0,
-                   learning_rate=settings["learning_rate"], lora_r=settings["lora_r"], lora_alpha=settings["lora_alpha"],
-                   lora_dropout=0.0, warmup_ratio=0.0, logging_steps=settings["check_every"], save_steps=10**9,
-                   dataloader_num_workers=0, report_to="none", eval_data=None, eval_split=0.0, eval_every_steps=0,
-                   resume_from_checkpoint=None, overwrite_output_dir=False, quick_test=False, skip_invalid=False,
-                   max_audio_seconds=None, cache_dir=None, require_cache=False)
+    return replace(
+        base,
+        system_prompt="",
+        batch_size=2,
+        gradient_accumulation_steps=1,
+        max_steps=settings["max_steps"],
+        num_epochs=1.0,
+        learning_rate=settings["learning_rate"],
+        lora_r=settings["lora_r"],
+        lora_alpha=settings["lora_alpha"],
+        lora_dropout=0.0,
+        warmup_ratio=0.0,
+        logging_steps=settings["check_every"],
+        save_steps=10**9,
+        dataloader_num_workers=0,
+        report_to="none",
+        eval_data=None,
+        eval_split=0.0,
+        eval_every_steps=0,
+        resume_from_checkpoint=None,
+        overwrite_output_dir=False,
+        quick_test=False,
+        skip_invalid=False,
+        max_audio_seconds=None,
+        cache_dir=None,
+        require_cache=False,
+    )
 
 
-def check_overfit(sample: CloneSample, raw_sample: CloneSample, model, tokenizer, codec, cfg: TrainConfig,
-                  target: np.ndarray, mode: str = "regenerate", check_every: int = 25, log=print, known_codes: dict | None = None,
-                  cache: str = "auto", collator_factory: Callable | None = None,
-                  loss_fn: Callable | None = None) -> CheckResult:
+def check_overfit(
+    sample: CloneSample,
+    raw_sample: CloneSample,
+    model,
+    tokenizer,
+    codec,
+    cfg: TrainConfig,
+    target: np.ndarray,
+    mode: str = "regenerate",
+    check_every: int = 25,
+    log=print,
+    known_codes: dict | None = None,
+    cache: str = "auto",
+    collator_factory: Callable | None = None,
+    loss_fn: Callable | None = None,
+) -> CheckResult:
     """Fit one sample through `train.recipe.train`, the code `higgs-lora train` runs (its data loading and
     text front-end, collator, LoRA, precision, loss and Trainer, under `cfg`: see `fit_config`), on a
     padded batch of 2 (`raw_sample` and its `padded_partner`, written as a data file), then judge it
@@ -299,8 +364,9 @@ def check_overfit(sample: CloneSample, raw_sample: CloneSample, model, tokenizer
     infer_inputs = InferenceInputs(tokenizer, codec, model.config)
     tf_inputs = teacher_forced_inputs(infer_inputs, sample, target) if mode == "teacher_forced" else None
     one_chunk = ChunkSettings(max_chars=0)  # the target as one segment, as training saw it
-    settings = GenerationSettings(max_new_tokens=target.shape[1] + 2 * model.config.audio_num_codebooks + 8,
-                                  temperature=0.0, ras_win_len=0)
+    settings = GenerationSettings(
+        max_new_tokens=target.shape[1] + 2 * model.config.audio_num_codebooks + 8, temperature=0.0, ras_win_len=0
+    )
     history: list[dict] = []
     state = {"generated": None, "tf": None, "passed": False, "cloner": None}
     max_steps = cfg.max_steps
@@ -319,16 +385,20 @@ def check_overfit(sample: CloneSample, raw_sample: CloneSample, model, tokenizer
                 matched = _codes_equal(generated.codes, target)
                 row.update(exact_match=matched, stopped=generated.stopped)
                 passed = matched and generated.stopped
-                log(f"  overfit step {step}: loss {loss:.4f}, regenerated {generated.codes.shape[1]}/"
-                    f"{target.shape[1]} frames, exact match: {matched}")
+                log(
+                    f"  overfit step {step}: loss {loss:.4f}, regenerated {generated.codes.shape[1]}/"
+                    f"{target.shape[1]} frames, exact match: {matched}"
+                )
             else:
                 with as_inference_runs(trained):
                     tf = teacher_forced_agreement(trained, tf_inputs, trained.config)
                 state["tf"] = tf
                 row.update(teacher_forced_agreement=round(tf["agreement"], 5))
                 passed = tf["positions"] > 0 and tf["wrong"] == 0
-                log(f"  overfit step {step}: loss {loss:.4f}, teacher-forced agreement {tf['agreement']:.2%} "
-                    f"of {tf['positions']} target codes")
+                log(
+                    f"  overfit step {step}: loss {loss:.4f}, teacher-forced agreement {tf['agreement']:.2%} "
+                    f"of {tf['positions']} target codes"
+                )
         history.append(row)
         trained.train()
         state["passed"] = passed
@@ -347,8 +417,10 @@ def check_overfit(sample: CloneSample, raw_sample: CloneSample, model, tokenizer
 
     with tempfile.TemporaryDirectory(prefix="higgs_lora_check_") as tmp:
         data = Path(tmp) / "fit.json"
-        data.write_text(json.dumps([fit_data_record(raw_sample), fit_data_record(padded_partner(raw_sample))],
-                                   ensure_ascii=False), encoding="utf-8")
+        data.write_text(
+            json.dumps([fit_data_record(raw_sample), fit_data_record(padded_partner(raw_sample))], ensure_ascii=False),
+            encoding="utf-8",
+        )
         cfg = replace(cfg, train_data=str(data), output_dir=str(Path(tmp) / "run"))
         hooks = {k: v for k, v in (("collator_factory", collator_factory), ("loss_fn", loss_fn)) if v is not None}
         t0 = time.time()
@@ -368,30 +440,49 @@ def check_overfit(sample: CloneSample, raw_sample: CloneSample, model, tokenizer
     step = history[-1]["step"] if history else 0
     ok = bool(state["passed"])
     learning_rate = cfg.learning_rate
-    details = {"mode": mode, "steps": step, "seconds": round(time.time() - t0, 1), "learning_rate": learning_rate,
-               "max_steps": max_steps, "check_every": check_every, "precision": cfg.mixed_precision,
-               "lora_r": cfg.lora_r, "lora_alpha": cfg.lora_alpha, "batch_size": cfg.batch_size,
-               "history": history, "target_frames": int(target.shape[1])}
+    details = {
+        "mode": mode,
+        "steps": step,
+        "seconds": round(time.time() - t0, 1),
+        "learning_rate": learning_rate,
+        "max_steps": max_steps,
+        "check_every": check_every,
+        "precision": cfg.mixed_precision,
+        "lora_r": cfg.lora_r,
+        "lora_alpha": cfg.lora_alpha,
+        "batch_size": cfg.batch_size,
+        "history": history,
+        "target_frames": int(target.shape[1]),
+    }
     if aborted:
         details["aborted"] = aborted
-        summary = (f"the fit through train's recipe (LoRA r={cfg.lora_r}, lr {learning_rate:g}) stopped: {aborted}; "
-                   f"a lower --learning_rate may converge")
+        summary = (
+            f"the fit through train's recipe (LoRA r={cfg.lora_r}, lr {learning_rate:g}) stopped: {aborted}; "
+            f"a lower --learning_rate may converge"
+        )
         return CheckResult(f"overfit_{mode}", False, summary, details)
     if mode == "regenerate":
         generated, cloner = state["generated"], state["cloner"]
         agree = _frame_agreement(generated.codes if generated is not None else None, target)
-        details.update(generated_frames=int(generated.codes.shape[1]) if generated is not None else 0,
-                       code_agreement=round(agree, 4), cache=cloner.cache_mode if cloner else None,
-                       cuda_graphs=cloner.cuda_graphs if cloner else None)
-        summary = (f"after {step} steps (LoRA r={cfg.lora_r}, lr {learning_rate:g}), greedy generation "
-                   f"{'reproduces' if ok else 'does NOT reproduce'} the target ({target.shape[1]} frames; {agree:.1%} of "
-                   f"codes agree{', stopped at stream EOS' if generated is not None and generated.stopped else ', no stop'})")
+        details.update(
+            generated_frames=int(generated.codes.shape[1]) if generated is not None else 0,
+            code_agreement=round(agree, 4),
+            cache=cloner.cache_mode if cloner else None,
+            cuda_graphs=cloner.cuda_graphs if cloner else None,
+        )
+        summary = (
+            f"after {step} steps (LoRA r={cfg.lora_r}, lr {learning_rate:g}), greedy generation "
+            f"{'reproduces' if ok else 'does NOT reproduce'} the target ({target.shape[1]} frames; {agree:.1%} of "
+            f"codes agree{', stopped at stream EOS' if generated is not None and generated.stopped else ', no stop'})"
+        )
     else:
         tf = state["tf"] or {"agreement": 0.0, "positions": 0}
         details.update(code_agreement=round(tf["agreement"], 5), target_positions=tf["positions"])
-        summary = (f"after {step} steps (LoRA r={cfg.lora_r}, lr {learning_rate:g}), teacher-forced argmax on the "
-                   f"inference inputs {'equals' if ok else 'does NOT equal'} the target codes ({tf['agreement']:.2%} of "
-                   f"{tf['positions']} positions)")
+        summary = (
+            f"after {step} steps (LoRA r={cfg.lora_r}, lr {learning_rate:g}), teacher-forced argmax on the "
+            f"inference inputs {'equals' if ok else 'does NOT equal'} the target codes ({tf['agreement']:.2%} of "
+            f"{tf['positions']} positions)"
+        )
     return CheckResult(f"overfit_{mode}", ok, summary, details)
 
 
@@ -416,8 +507,11 @@ class AlignmentReport:
         return all(c.ok for c in self.checks)
 
     def to_json(self) -> dict:
-        return {"ok": self.ok, **self.meta,
-                "checks": {c.name: {"ok": c.ok, "summary": c.summary, "details": c.details} for c in self.checks}}
+        return {
+            "ok": self.ok,
+            **self.meta,
+            "checks": {c.name: {"ok": c.ok, "summary": c.summary, "details": c.details} for c in self.checks},
+        }
 
     def write(self, path: str | Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -440,9 +534,15 @@ def check_adapter(dataset, model, tokenizer, codec, infer_samples: list[CloneSam
         with_adapter = teacher_forced_agreement(model, inputs, config)
         with model.disable_adapter():
             base = teacher_forced_agreement(model, inputs, config)
-        rows.append({"index": index, "positions": with_adapter["positions"],
-                     "agreement": round(with_adapter["agreement"], 5), "agreement_adapter_off": round(base["agreement"], 5),
-                     "copy_agreement": round(with_adapter["copy_agreement"], 5)})
+        rows.append(
+            {
+                "index": index,
+                "positions": with_adapter["positions"],
+                "agreement": round(with_adapter["agreement"], 5),
+                "agreement_adapter_off": round(base["agreement"], 5),
+                "copy_agreement": round(with_adapter["copy_agreement"], 5),
+            }
+        )
     positions = sum(r["positions"] for r in rows)
 
     def mean(key):
@@ -452,12 +552,22 @@ def check_adapter(dataset, model, tokenizer, codec, infer_samples: list[CloneSam
     # Two ways to fail: the adapter does not help inference's next-frame prediction, or it predicts the
     # frame it was given better than the next one (trained on unshifted labels).
     ok = positions > 0 and agreement > off and agreement > copy
-    summary = (f"teacher-forced agreement on the run's {len(rows)} samples through the inference inputs: "
-               f"{agreement:.2%} with the adapter, {off:.2%} without; its argmax repeats the input frame "
-               f"{copy:.2%} of the time" + ("" if ok else " (the adapter does NOT learn what inference asks of it)"))
-    return CheckResult("adapter_teacher_forced", ok, summary,
-                       {"agreement": round(agreement, 5), "agreement_adapter_off": round(off, 5),
-                        "copy_agreement": round(copy, 5), "samples": rows})
+    summary = (
+        f"teacher-forced agreement on the run's {len(rows)} samples through the inference inputs: "
+        f"{agreement:.2%} with the adapter, {off:.2%} without; its argmax repeats the input frame "
+        f"{copy:.2%} of the time" + ("" if ok else " (the adapter does NOT learn what inference asks of it)")
+    )
+    return CheckResult(
+        "adapter_teacher_forced",
+        ok,
+        summary,
+        {
+            "agreement": round(agreement, 5),
+            "agreement_adapter_off": round(off, 5),
+            "copy_agreement": round(copy, 5),
+            "samples": rows,
+        },
+    )
 
 
 def fit_settings(model) -> dict:
@@ -467,13 +577,29 @@ def fit_settings(model) -> dict:
     return dict(FIT_SETTINGS["small" if size < REGENERATE_MAX_PARAMS else "large"])
 
 
-def run_checks(samples: list[CloneSample], model, tokenizer, codec, side: TrainingSide | None = None,
-               overfit: bool = True, overfit_index: int = 0, max_steps: int | None = None,
-               learning_rate: float | None = None, check_every: int | None = None, log=print,
-               mode: str | None = None, precision: Precision | None = None, config=None,
-               text_normalization="none", cache: str = "auto", adapter: bool = False,
-               parity_checks: tuple[Callable, ...] = (), train_config: TrainConfig | None = None,
-               lora_r: int | None = None, lora_alpha: int | None = None) -> AlignmentReport:
+def run_checks(
+    samples: list[CloneSample],
+    model,
+    tokenizer,
+    codec,
+    side: TrainingSide | None = None,
+    overfit: bool = True,
+    overfit_index: int = 0,
+    max_steps: int | None = None,
+    learning_rate: float | None = None,
+    check_every: int | None = None,
+    log=print,
+    mode: str | None = None,
+    precision: Precision | None = None,
+    config=None,
+    text_normalization="none",
+    cache: str = "auto",
+    adapter: bool = False,
+    parity_checks: tuple[Callable, ...] = (),
+    train_config: TrainConfig | None = None,
+    lora_r: int | None = None,
+    lora_alpha: int | None = None,
+) -> AlignmentReport:
     """All checks on `samples`; `model` (the base model, no adapter) is trained in place by the overfit
     check (pass a throwaway copy), which fits through `train.recipe.train` under `train_config`: the
     run's `train` settings (precision, loss weights, LoRA targets, ...; default TrainConfig's, with
@@ -500,40 +626,74 @@ def run_checks(samples: list[CloneSample], model, tokenizer, codec, side: Traini
     infer_inputs = InferenceInputs(tokenizer, codec, config)
     audio_out_bos = tokenizer.convert_tokens_to_ids("<|audio_out_bos|>")
     checks = [check_prompt_parity(dataset, train_collator, infer_inputs, audio_out_bos, infer_samples)]
-    checks += [c for c in (extra(infer_samples, tokenizer, codec, config, infer_inputs) for extra in parity_checks)
-               if c is not None]
+    checks += [
+        c
+        for c in (extra(infer_samples, tokenizer, codec, config, infer_inputs) for extra in parity_checks)
+        if c is not None
+    ]
     checks.append(check_labels(dataset, train_collator, config.audio_stream_eos_id))
     for c in checks:
         log(f"[{'PASS' if c.ok else 'FAIL'}] {c.name}: {c.summary}")
-    meta = {"samples": len(samples), "audio_num_codebooks": config.audio_num_codebooks,
-            "use_delay_pattern": bool(config.use_delay_pattern)}
+    meta = {
+        "samples": len(samples),
+        "audio_num_codebooks": config.audio_num_codebooks,
+        "use_delay_pattern": bool(config.use_delay_pattern),
+    }
     if adapter:
         checks.append(check_adapter(dataset, model, tokenizer, codec, infer_samples, log))
         log(f"[{'PASS' if checks[-1].ok else 'FAIL'}] {checks[-1].name}: {checks[-1].summary}")
     elif overfit:
         auto = fit_settings(model)
-        given = {"mode": mode, "learning_rate": learning_rate, "max_steps": max_steps, "check_every": check_every,
-                 "lora_r": lora_r, "lora_alpha": lora_alpha}
+        given = {
+            "mode": mode,
+            "learning_rate": learning_rate,
+            "max_steps": max_steps,
+            "check_every": check_every,
+            "lora_r": lora_r,
+            "lora_alpha": lora_alpha,
+        }
         base = train_config or TrainConfig(train_data="", audio_tokenizer=str(getattr(codec, "name", "tiny")))
         auto["lora_alpha"] = (lora_r or auto["lora_r"]) * TrainConfig.lora_alpha // TrainConfig.lora_r
         settings = {k: v if v is not None else auto[k] for k, v in given.items()}
         precision = precision or resolve_precision("auto", next(model.parameters()).device)
         # The training side's text front-end, as `train` applies it where samples load.
-        cfg = fit_config(replace(base, text_normalization=text_normalization if side.normalize_text else "none",
-                                 mixed_precision=precision.name), settings)
+        cfg = fit_config(
+            replace(
+                base,
+                text_normalization=text_normalization if side.normalize_text else "none",
+                mixed_precision=precision.name,
+            ),
+            settings,
+        )
         meta["overfit"] = dict(settings, precision=precision.name, via="train.recipe")
-        log(f"overfit ({settings['mode']}, LoRA r={settings['lora_r']} through train's recipe, lr "
+        log(
+            f"overfit ({settings['mode']}, LoRA r={settings['lora_r']} through train's recipe, lr "
             f"{settings['learning_rate']:g}, at most {settings['max_steps']} steps, {precision.name}) on sample "
-            f"{overfit_index} ...")
+            f"{overfit_index} ..."
+        )
         sample = infer_samples[overfit_index]
         # The training cache's codes (prompt parity just showed the inference side encodes them equally).
-        known = {str(q): dataset.codes(p) for p in (sample.ref_audio, sample.target_audio)
-                 for q in (p, os.path.abspath(p))}
+        known = {
+            str(q): dataset.codes(p) for p in (sample.ref_audio, sample.target_audio) for q in (p, os.path.abspath(p))
+        }
         custom = lambda part, real: part if part is not real else None  # noqa: E731  (recipe's own by default)
-        checks.append(check_overfit(sample, samples[overfit_index], model, tokenizer, codec, cfg,
-                                    dataset.codes(sample.target_audio), settings["mode"], settings["check_every"],
-                                    log=log, known_codes=known, cache=cache,
-                                    collator_factory=custom(side.collator_factory, build_collator),
-                                    loss_fn=custom(side.loss_fn, compute_loss)))
+        checks.append(
+            check_overfit(
+                sample,
+                samples[overfit_index],
+                model,
+                tokenizer,
+                codec,
+                cfg,
+                dataset.codes(sample.target_audio),
+                settings["mode"],
+                settings["check_every"],
+                log=log,
+                known_codes=known,
+                cache=cache,
+                collator_factory=custom(side.collator_factory, build_collator),
+                loss_fn=custom(side.loss_fn, compute_loss),
+            )
+        )
         log(f"[{'PASS' if checks[-1].ok else 'FAIL'}] {checks[-1].name}: {checks[-1].summary}")
     return AlignmentReport(checks, meta)

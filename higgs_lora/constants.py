@@ -38,8 +38,9 @@ def text_token_cap(text: str, max_new_tokens: int | None = None) -> int:
     return _capped(TEXT_CAP_FRAMES_PER_CHAR * len(text.strip()) + TEXT_CAP_SLACK_FRAMES, max_new_tokens)
 
 
-def target_token_cap(max_new_tokens: int, max_length_ratio: float, target_seconds: float,
-                     frames_per_second: int, num_codebooks: int) -> int:
+def target_token_cap(
+    max_new_tokens: int, max_length_ratio: float, target_seconds: float, frames_per_second: int, num_codebooks: int
+) -> int:
     """max_new_tokens, or less when the target clip is short: a model still talking after
     max_length_ratio x the target has failed to stop. The delay pattern adds num_codebooks - 1
     columns and the stream BOS/EOS two more. A ratio <= 0 turns the cap off."""
@@ -64,8 +65,14 @@ def training_flops(forward_flops: float, recomputed_forward_flops: float = 0.0) 
 # Dense bf16 tensor peak with fp32 accumulation (what torch uses), without sparsity, in FLOP/s, keyed by
 # the model as it appears in torch.cuda.get_device_properties().name.
 GPU_PEAK_FLOPS = {
-    "H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "L4": 121e12,
-    "RTX 4090": 165e12, "RTX 5090": 209e12,
+    "H200": 989e12,
+    "H100": 989e12,
+    "A100": 312e12,
+    "L40S": 362e12,
+    "A10": 125e12,
+    "L4": 121e12,
+    "RTX 4090": 165e12,
+    "RTX 5090": 209e12,
 }
 
 

@@ -2,6 +2,7 @@
 
 Importable without torch: the CLI shows these in `--help`.
 """
+
 # Pinned to the last revisions boson_multimodal 0.1.1 can read: Boson rewrote both repositories in
 # place on 2026-04-04 for transformers' native format (model/hub.py has the details).
 MODEL_REPO = "bosonai/higgs-audio-v2-generation-3B-base"
@@ -18,8 +19,16 @@ DEFAULT_SYSTEM_PROMPT = "Generate speech in the provided voice."
 # `mlp` is the text FFN and `audio_mlp` the DualFFN audio FFN of every layer; the two heads
 # live under `audio_decoder_proj`. Targets a given model lacks are skipped with a notice.
 DEFAULT_LORA_TARGETS = [
-    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-    "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",
-    "audio_mlp.gate_proj", "audio_mlp.up_proj", "audio_mlp.down_proj",
-    "text_lm_head", "audio_lm_head",
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+    "audio_mlp.gate_proj",
+    "audio_mlp.up_proj",
+    "audio_mlp.down_proj",
+    "text_lm_head",
+    "audio_lm_head",
 ]

@@ -28,8 +28,11 @@ class UntilCtrlC:
     def _handler(self, signum, frame):
         self.interrupted = True
         signal.signal(signal.SIGINT, self._previous)
-        print(f"\nCtrl-C: finishing this {self.what}, then writing what is done (Ctrl-C again to stop at once)",
-              file=sys.stderr, flush=True)
+        print(
+            f"\nCtrl-C: finishing this {self.what}, then writing what is done (Ctrl-C again to stop at once)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def __iter__(self):
         if threading.current_thread() is not threading.main_thread():

@@ -35,7 +35,6 @@ Blind spots (what this emulation does NOT make the CPU do as CUDA does):
 So a test that uses it is "with CUDA autocast's fp32/promote lists emulated", not "on CUDA".
 """
 
-
 from __future__ import annotations
 
 import contextlib
@@ -48,36 +47,143 @@ from torch.overrides import TorchFunctionMode
 # names to these).
 DOCUMENTED = {
     "lower_precision_fp": {
-        "__matmul__", "addbmm", "addmm", "addmv", "addr", "baddbmm", "bmm", "chain_matmul", "multi_dot", "conv1d",
-        "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "GRUCell", "linear",
-        "LSTMCell", "matmul", "mm", "mv", "prelu", "RNNCell",
+        "__matmul__",
+        "addbmm",
+        "addmm",
+        "addmv",
+        "addr",
+        "baddbmm",
+        "bmm",
+        "chain_matmul",
+        "multi_dot",
+        "conv1d",
+        "conv2d",
+        "conv3d",
+        "conv_transpose1d",
+        "conv_transpose2d",
+        "conv_transpose3d",
+        "GRUCell",
+        "linear",
+        "LSTMCell",
+        "matmul",
+        "mm",
+        "mv",
+        "prelu",
+        "RNNCell",
     },
     "fp32": {
-        "__pow__", "__rdiv__", "__rpow__", "__rtruediv__", "acos", "asin", "binary_cross_entropy_with_logits",
-        "cosh", "cosine_embedding_loss", "cdist", "cosine_similarity", "cross_entropy", "cumprod", "cumsum", "dist",
-        "erfinv", "exp", "expm1", "group_norm", "hinge_embedding_loss", "kl_div", "l1_loss", "layer_norm", "log",
-        "log_softmax", "log10", "log1p", "log2", "margin_ranking_loss", "mse_loss", "multilabel_margin_loss",
-        "multi_margin_loss", "nll_loss", "norm", "normalize", "pdist", "poisson_nll_loss", "pow", "prod",
-        "reciprocal", "rsqrt", "sinh", "smooth_l1_loss", "soft_margin_loss", "softmax", "softmin", "softplus", "sum",
-        "renorm", "tan", "triplet_margin_loss",
+        "__pow__",
+        "__rdiv__",
+        "__rpow__",
+        "__rtruediv__",
+        "acos",
+        "asin",
+        "binary_cross_entropy_with_logits",
+        "cosh",
+        "cosine_embedding_loss",
+        "cdist",
+        "cosine_similarity",
+        "cross_entropy",
+        "cumprod",
+        "cumsum",
+        "dist",
+        "erfinv",
+        "exp",
+        "expm1",
+        "group_norm",
+        "hinge_embedding_loss",
+        "kl_div",
+        "l1_loss",
+        "layer_norm",
+        "log",
+        "log_softmax",
+        "log10",
+        "log1p",
+        "log2",
+        "margin_ranking_loss",
+        "mse_loss",
+        "multilabel_margin_loss",
+        "multi_margin_loss",
+        "nll_loss",
+        "norm",
+        "normalize",
+        "pdist",
+        "poisson_nll_loss",
+        "pow",
+        "prod",
+        "reciprocal",
+        "rsqrt",
+        "sinh",
+        "smooth_l1_loss",
+        "soft_margin_loss",
+        "softmax",
+        "softmin",
+        "softplus",
+        "sum",
+        "renorm",
+        "tan",
+        "triplet_margin_loss",
     },
-    "promote": {"addcdiv", "addcmul", "atan2", "bilinear", "cross", "dot", "grid_sample", "index_put",
-                "scatter_add", "tensordot"},
+    "promote": {
+        "addcdiv",
+        "addcmul",
+        "atan2",
+        "bilinear",
+        "cross",
+        "dot",
+        "grid_sample",
+        "index_put",
+        "scatter_add",
+        "tensordot",
+    },
     # autocast refuses it ("use binary_cross_entropy_with_logits")
     "banned": {"binary_cross_entropy"},
 }
 # Kernels torch registers that the docs' lists do not name, by the policy a fake CUDA run shows
 # (tests/model/test_cuda_autocast.py checks each one it can run).
 UNDOCUMENTED = {
-    "lower_precision_fp": {"_convolution", "convolution", "conv_tbc", "cudnn_convolution", "cudnn_convolution_transpose",
-                           "einsum", "linalg_vecdot", "linalg_multi_dot", "lstm_cell", "gru_cell", "rnn_tanh_cell",
-                           "rnn_relu_cell", "_thnn_fused_lstm_cell", "_thnn_fused_gru_cell",
-                           "scaled_dot_product_attention", "_scaled_dot_product_flash_attention"},
-    "fp32": {"logsumexp", "rms_norm", "huber_loss", "nll_loss2d", "native_layer_norm", "frobenius_norm",
-             "linalg_vector_norm", "linalg_matrix_norm", "nuclear_norm", "_upsample_bicubic2d_aa",
-             "_upsample_bilinear2d_aa", "_upsample_nearest_exact1d", "_upsample_nearest_exact2d",
-             "_upsample_nearest_exact3d", "upsample_bicubic2d", "upsample_bilinear2d", "upsample_linear1d",
-             "upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d", "upsample_trilinear3d", "interpolate"},
+    "lower_precision_fp": {
+        "_convolution",
+        "convolution",
+        "conv_tbc",
+        "cudnn_convolution",
+        "cudnn_convolution_transpose",
+        "einsum",
+        "linalg_vecdot",
+        "linalg_multi_dot",
+        "lstm_cell",
+        "gru_cell",
+        "rnn_tanh_cell",
+        "rnn_relu_cell",
+        "_thnn_fused_lstm_cell",
+        "_thnn_fused_gru_cell",
+        "scaled_dot_product_attention",
+        "_scaled_dot_product_flash_attention",
+    },
+    "fp32": {
+        "logsumexp",
+        "rms_norm",
+        "huber_loss",
+        "nll_loss2d",
+        "native_layer_norm",
+        "frobenius_norm",
+        "linalg_vector_norm",
+        "linalg_matrix_norm",
+        "nuclear_norm",
+        "_upsample_bicubic2d_aa",
+        "_upsample_bilinear2d_aa",
+        "_upsample_nearest_exact1d",
+        "_upsample_nearest_exact2d",
+        "_upsample_nearest_exact3d",
+        "upsample_bicubic2d",
+        "upsample_bilinear2d",
+        "upsample_linear1d",
+        "upsample_nearest1d",
+        "upsample_nearest2d",
+        "upsample_nearest3d",
+        "upsample_trilinear3d",
+        "interpolate",
+    },
     "promote": {"grid_sampler", "vdot"},
 }
 LOW = (torch.bfloat16, torch.float16)
@@ -148,8 +254,9 @@ def _up(value):
 
 
 def _dtypes(values) -> tuple:
-    return tuple(v.dtype if isinstance(v, torch.Tensor) else _dtypes(v) if isinstance(v, (list, tuple)) else None
-                 for v in values)
+    return tuple(
+        v.dtype if isinstance(v, torch.Tensor) else _dtypes(v) if isinstance(v, (list, tuple)) else None for v in values
+    )
 
 
 def _flat(values):
@@ -184,9 +291,13 @@ class _CudaAutocastLists(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
-        if (name in self.handled and torch.is_autocast_enabled("cpu") and kwargs.get("dtype") is None
-                and set(_flat(_dtypes([*args, *kwargs.values()]))) & set(LOW)
-                and self._upcast(func, name, args, kwargs)):
+        if (
+            name in self.handled
+            and torch.is_autocast_enabled("cpu")
+            and kwargs.get("dtype") is None
+            and set(_flat(_dtypes([*args, *kwargs.values()]))) & set(LOW)
+            and self._upcast(func, name, args, kwargs)
+        ):
             args = tuple(_up(a) for a in args)
             kwargs = {k: _up(v) for k, v in kwargs.items()}
         return func(*args, **kwargs)

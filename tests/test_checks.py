@@ -26,15 +26,15 @@ from higgs_lora.train.loss import compute_loss
 NAMES = ["prompt_parity", "label_audit", "overfit_regenerate"]
 
 
-
 @pytest.fixture(scope="module")
 def samples(sample_samples):
     return sample_samples[:2]  # two speakers
 
 
 def _run(samples, model_factory, tokenizer, codec, side=None, overfit=True, **kwargs):
-    return run_checks(samples, model_factory(), tokenizer, codec, side=side, overfit=overfit, log=lambda *a: None,
-                      **kwargs)
+    return run_checks(
+        samples, model_factory(), tokenizer, codec, side=side, overfit=overfit, log=lambda *a: None, **kwargs
+    )
 
 
 @pytest.fixture(scope="module")
@@ -202,8 +202,16 @@ def test_delay_pattern_mismatch_fails_teacher_forced_too(samples, tiny_model_fac
 
 def test_unmasked_reference_fails_with_teacher_forced_mode(samples, tiny_model_factory, tiny_tokenizer, tiny_codec):
     side = TrainingSide(dataset_cls=UnmaskedReferenceDataset)
-    report = _run(samples, tiny_model_factory, tiny_tokenizer, tiny_codec, side=side, mode="teacher_forced",
-                  max_steps=5, check_every=5)
+    report = _run(
+        samples,
+        tiny_model_factory,
+        tiny_tokenizer,
+        tiny_codec,
+        side=side,
+        mode="teacher_forced",
+        max_steps=5,
+        check_every=5,
+    )
     assert not _checks(report)["label_audit"].ok and not report.ok
 
 
@@ -244,8 +252,16 @@ def test_bf16_fit_with_cuda_autocast_fp32_ops_emulated_then_regeneration_as_infe
     precision = resolve_precision("bf16", "cpu")
     with cuda_autocast_fp32_ops():
         model = load_model("tiny", device="cpu", dtype=precision.weights_dtype)
-        report = _run(samples, lambda: model, tiny_tokenizer, tiny_codec, precision=precision, mode="regenerate",
-                      max_steps=100, check_every=50)
+        report = _run(
+            samples,
+            lambda: model,
+            tiny_tokenizer,
+            tiny_codec,
+            precision=precision,
+            mode="regenerate",
+            max_steps=100,
+            check_every=50,
+        )
     check = _checks(report)["overfit_regenerate"]
     assert report.ok and check.details["precision"] == "bf16", check.summary
 
@@ -266,11 +282,21 @@ class CountingCodec:
         return self.codec.decode(codes)
 
 
-def test_each_file_is_encoded_once_per_side_and_the_fit_encodes_nothing(samples, tiny_model_factory, tiny_tokenizer,
-                                                                        tiny_codec):
+def test_each_file_is_encoded_once_per_side_and_the_fit_encodes_nothing(
+    samples, tiny_model_factory, tiny_tokenizer, tiny_codec
+):
     codec = CountingCodec(tiny_codec)
-    run_checks(samples, tiny_model_factory(), tiny_tokenizer, codec, overfit=True, log=lambda *a: None,
-               mode="teacher_forced", max_steps=2, check_every=2)
+    run_checks(
+        samples,
+        tiny_model_factory(),
+        tiny_tokenizer,
+        codec,
+        overfit=True,
+        log=lambda *a: None,
+        mode="teacher_forced",
+        max_steps=2,
+        check_every=2,
+    )
     files = {p for s in samples for p in (s.ref_audio, s.target_audio)}
     refs = [s.ref_audio for s in samples]
     # the training cache encodes every file once; the inference side encodes each reference once
@@ -290,8 +316,16 @@ class CorruptCacheDataset(VoiceCloningDataset):
 
 
 def test_parity_reads_the_training_cache(samples, tiny_tokenizer, tiny_codec, tiny_config):
-    report = run_checks(samples, None, tiny_tokenizer, tiny_codec, side=TrainingSide(dataset_cls=CorruptCacheDataset),
-                        overfit=False, config=tiny_config, log=lambda *a: None)
+    report = run_checks(
+        samples,
+        None,
+        tiny_tokenizer,
+        tiny_codec,
+        side=TrainingSide(dataset_cls=CorruptCacheDataset),
+        overfit=False,
+        config=tiny_config,
+        log=lambda *a: None,
+    )
     parity = _checks(report)["prompt_parity"]
     assert not parity.ok and all(r["ids_equal"] and not r["reference_codes_equal"] for r in parity.details)
 
@@ -337,8 +371,21 @@ def test_cli_check_alignment_passes_and_writes_the_report(cli_data, tmp_path):
     from higgs_lora.cli import main
 
     report = tmp_path / "report.json"
-    rc = main(["check-alignment", "--train_data", str(cli_data), "--base_model", "tiny", "--audio_tokenizer", "tiny",
-               "--report", str(report), "--max_steps", "150"])
+    rc = main(
+        [
+            "check-alignment",
+            "--train_data",
+            str(cli_data),
+            "--base_model",
+            "tiny",
+            "--audio_tokenizer",
+            "tiny",
+            "--report",
+            str(report),
+            "--max_steps",
+            "150",
+        ]
+    )
     data = json.loads(report.read_text(encoding="utf-8"))
     assert rc == 0 and data["ok"] is True
     assert list(data["checks"]) == NAMES and data["samples"] == 3
@@ -349,8 +396,22 @@ def test_cli_check_alignment_skip_overfit(cli_data, tmp_path):
     from higgs_lora.cli import main
 
     report = tmp_path / "report.json"
-    rc = main(["check-alignment", "--train_data", str(cli_data), "--base_model", "tiny", "--audio_tokenizer", "tiny",
-               "--report", str(report), "--skip_overfit", "--max_samples", "2"])
+    rc = main(
+        [
+            "check-alignment",
+            "--train_data",
+            str(cli_data),
+            "--base_model",
+            "tiny",
+            "--audio_tokenizer",
+            "tiny",
+            "--report",
+            str(report),
+            "--skip_overfit",
+            "--max_samples",
+            "2",
+        ]
+    )
     data = json.loads(report.read_text(encoding="utf-8"))
     assert rc == 0 and data["ok"] is True
     assert list(data["checks"]) == NAMES[:2] and data["samples"] == 2
@@ -367,8 +428,20 @@ def test_cli_skip_overfit_loads_no_weights(cli_data, tmp_path, monkeypatch):
 
     monkeypatch.setattr(HiggsAudioModel, "from_pretrained", refuse)
     monkeypatch.setattr("higgs_lora.model.load.load_model", refuse)
-    rc = main(["check-alignment", "--train_data", str(cli_data), "--base_model", "tiny", "--audio_tokenizer", "tiny",
-               "--skip_overfit", "--report", str(tmp_path / "r.json")])
+    rc = main(
+        [
+            "check-alignment",
+            "--train_data",
+            str(cli_data),
+            "--base_model",
+            "tiny",
+            "--audio_tokenizer",
+            "tiny",
+            "--skip_overfit",
+            "--report",
+            str(tmp_path / "r.json"),
+        ]
+    )
     assert rc == 0 and json.loads((tmp_path / "r.json").read_text())["ok"] is True
 
 
@@ -376,13 +449,39 @@ def test_cli_teacher_forced_reports_its_settings(cli_data, tmp_path):
     from higgs_lora.cli import main
 
     report = tmp_path / "report.json"
-    rc = main(["check-alignment", "--train_data", str(cli_data), "--base_model", "tiny", "--audio_tokenizer", "tiny",
-               "--report", str(report), "--overfit_mode", "teacher_forced", "--max_steps", "60", "--check_every", "10",
-               "--max_samples", "2"])
+    rc = main(
+        [
+            "check-alignment",
+            "--train_data",
+            str(cli_data),
+            "--base_model",
+            "tiny",
+            "--audio_tokenizer",
+            "tiny",
+            "--report",
+            str(report),
+            "--overfit_mode",
+            "teacher_forced",
+            "--max_steps",
+            "60",
+            "--check_every",
+            "10",
+            "--max_samples",
+            "2",
+        ]
+    )
     data = json.loads(report.read_text(encoding="utf-8"))
     assert rc == 0 and data["ok"] is True
-    assert data["overfit"] == {"mode": "teacher_forced", "learning_rate": 3e-3, "max_steps": 60, "check_every": 10,
-                               "lora_r": 64, "lora_alpha": 128, "precision": "no", "via": "train.recipe"}
+    assert data["overfit"] == {
+        "mode": "teacher_forced",
+        "learning_rate": 3e-3,
+        "max_steps": 60,
+        "check_every": 10,
+        "lora_r": 64,
+        "lora_alpha": 128,
+        "precision": "no",
+        "via": "train.recipe",
+    }
     assert "overfit_teacher_forced" in data["checks"]
 
 
@@ -405,19 +504,38 @@ def test_check_alignment_passes_on_data_laid_out_differently(tmp_path):
         sf.write(path, np.stack([wav, 0.5 * wav], axis=1), 16000)
         paths.append(path.resolve())
     records = [
-        {"messages": [
-            {"role": "user", "content": [{"type": "text", "text": clips[a]["transcript"]}]},
-            {"role": "assistant", "content": [{"type": "audio", "audio_url": str(paths[a])}]},
-            {"role": "user", "content": {"type": "text", "text": clips[b]["transcript"]}},
-            {"role": "assistant", "content": {"type": "audio", "audio_url": str(paths[b])}}],
-         "speaker": "outside", "start_index": 3}
+        {
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": clips[a]["transcript"]}]},
+                {"role": "assistant", "content": [{"type": "audio", "audio_url": str(paths[a])}]},
+                {"role": "user", "content": {"type": "text", "text": clips[b]["transcript"]}},
+                {"role": "assistant", "content": {"type": "audio", "audio_url": str(paths[b])}},
+            ],
+            "speaker": "outside",
+            "start_index": 3,
+        }
         for a, b in ((0, 1), (1, 2))
     ]
     data = tmp_path / "outside.jsonl"
     data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records), encoding="utf-8")
     report = tmp_path / "report.json"
-    rc = main(["check-alignment", "--train_data", str(data), "--base_model", "tiny", "--audio_tokenizer", "tiny",
-               "--system_prompt", "", "--max_steps", "150", "--report", str(report)])
+    rc = main(
+        [
+            "check-alignment",
+            "--train_data",
+            str(data),
+            "--base_model",
+            "tiny",
+            "--audio_tokenizer",
+            "tiny",
+            "--system_prompt",
+            "",
+            "--max_steps",
+            "150",
+            "--report",
+            str(report),
+        ]
+    )
     body = json.loads(report.read_text(encoding="utf-8"))
     assert rc == 0 and body["ok"] is True, body
     assert body["checks"]["prompt_parity"]["details"][0]["prompt_tokens"] > 0
@@ -426,27 +544,43 @@ def test_check_alignment_passes_on_data_laid_out_differently(tmp_path):
 def test_prompt_parity_covers_the_text_front_end(samples, tiny_model_factory, tiny_tokenizer, tiny_codec):
     """Arabic transcripts with tatweel, diacritics, Persian digits and stray spaces: parity holds when both
     sides run the normaliser, and fails when the training side skips it."""
-    arabic = [dataclasses.replace(s, ref_text="  مرحـــبا   بِكُم ۳ ", target_text="السَّلامُ   عليـكم ٢٠٢٤")
-              for s in samples]
+    arabic = [
+        dataclasses.replace(s, ref_text="  مرحـــبا   بِكُم ۳ ", target_text="السَّلامُ   عليـكم ٢٠٢٤") for s in samples
+    ]
     spec = "whitespace,tatweel,strip_diacritics,digits=western"
     both = _run(arabic, tiny_model_factory, tiny_tokenizer, tiny_codec, overfit=False, text_normalization=spec)
     assert _checks(both)["prompt_parity"].ok
-    skipped = _run(arabic, tiny_model_factory, tiny_tokenizer, tiny_codec, overfit=False, text_normalization=spec,
-                   side=TrainingSide(normalize_text=False))
+    skipped = _run(
+        arabic,
+        tiny_model_factory,
+        tiny_tokenizer,
+        tiny_codec,
+        overfit=False,
+        text_normalization=spec,
+        side=TrainingSide(normalize_text=False),
+    )
     parity = _checks(skipped)["prompt_parity"]
     assert not parity.ok and all("first_difference_at" in row for row in parity.details)
     # with text already normalised, skipping it changes nothing: the failure above is the normaliser's
     from higgs_lora.data.text import normalize_sample
 
     normalised = [normalize_sample(s, spec) for s in arabic]
-    plain = _run(normalised, tiny_model_factory, tiny_tokenizer, tiny_codec, overfit=False, text_normalization=spec,
-                 side=TrainingSide(normalize_text=False))
+    plain = _run(
+        normalised,
+        tiny_model_factory,
+        tiny_tokenizer,
+        tiny_codec,
+        overfit=False,
+        text_normalization=spec,
+        side=TrainingSide(normalize_text=False),
+    )
     assert _checks(plain)["prompt_parity"].ok
 
 
 @pytest.mark.parametrize("mode", ["regenerate", "teacher_forced"])
-def test_a_side_that_skips_the_normaliser_fails_in_both_modes(samples, tiny_model_factory, tiny_tokenizer, tiny_codec,
-                                                              mode, monkeypatch):
+def test_a_side_that_skips_the_normaliser_fails_in_both_modes(
+    samples, tiny_model_factory, tiny_tokenizer, tiny_codec, mode, monkeypatch
+):
     """The skipped front-end reaches the fit too: recipe loads the fit's data without normalising."""
     from higgs_lora.train import recipe
 
@@ -460,12 +594,29 @@ def test_a_side_that_skips_the_normaliser_fails_in_both_modes(samples, tiny_mode
     monkeypatch.setattr(recipe, "select_samples", spy)
     arabic = [dataclasses.replace(s, target_text="السَّلامُ   عليـكم ٢٠٢٤") for s in samples]
     spec = "whitespace,tatweel,strip_diacritics,digits=western"
-    report = _run(arabic, tiny_model_factory, tiny_tokenizer, tiny_codec, text_normalization=spec, mode=mode,
-                  max_steps=2, check_every=2, side=TrainingSide(normalize_text=False))
+    report = _run(
+        arabic,
+        tiny_model_factory,
+        tiny_tokenizer,
+        tiny_codec,
+        text_normalization=spec,
+        mode=mode,
+        max_steps=2,
+        check_every=2,
+        side=TrainingSide(normalize_text=False),
+    )
     assert not _checks(report)["prompt_parity"].ok and not report.ok
     assert seen == ["none"]
-    report = _run(arabic, tiny_model_factory, tiny_tokenizer, tiny_codec, text_normalization=spec, mode=mode,
-                  max_steps=2, check_every=2)
+    report = _run(
+        arabic,
+        tiny_model_factory,
+        tiny_tokenizer,
+        tiny_codec,
+        text_normalization=spec,
+        mode=mode,
+        max_steps=2,
+        check_every=2,
+    )
     assert _checks(report)["prompt_parity"].ok and seen == ["none", spec]
 
 
@@ -478,8 +629,17 @@ def test_bf16_regeneration_with_the_static_cache_infer_uses_on_cuda(samples, tin
 
     precision = resolve_precision("bf16", "cpu")
     model = load_model("tiny", device="cpu", dtype=precision.weights_dtype)
-    report = _run(samples, lambda: model, tiny_tokenizer, tiny_codec, precision=precision, mode="regenerate",
-                  max_steps=100, check_every=50, cache="static")
+    report = _run(
+        samples,
+        lambda: model,
+        tiny_tokenizer,
+        tiny_codec,
+        precision=precision,
+        mode="regenerate",
+        max_steps=100,
+        check_every=50,
+        cache="static",
+    )
     check = _checks(report)["overfit_regenerate"]
     assert check.details["cache"] == "static" and check.details["precision"] == "bf16"
     assert report.ok, check.summary
@@ -512,10 +672,24 @@ def _train_tiny_run(root, loss_fn=None):
     from higgs_lora.train.recipe import TrainConfig, train
 
     data = create_sample_data(root / "d.json", n_samples=2)
-    cfg = TrainConfig(train_data=str(data), output_dir=str(root / "run"), base_model="tiny", audio_tokenizer="tiny",
-                      batch_size=2, gradient_accumulation_steps=1, max_steps=80, logging_steps=10, save_steps=10**9,
-                      dataloader_num_workers=0, report_to="none", learning_rate=3e-3, lora_r=16, lora_alpha=32,
-                      lora_dropout=0.0, warmup_ratio=0.0)
+    cfg = TrainConfig(
+        train_data=str(data),
+        output_dir=str(root / "run"),
+        base_model="tiny",
+        audio_tokenizer="tiny",
+        batch_size=2,
+        gradient_accumulation_steps=1,
+        max_steps=80,
+        logging_steps=10,
+        save_steps=10**9,
+        dataloader_num_workers=0,
+        report_to="none",
+        learning_rate=3e-3,
+        lora_r=16,
+        lora_alpha=32,
+        lora_dropout=0.0,
+        warmup_ratio=0.0,
+    )
     return train(cfg, loss_fn=loss_fn)
 
 
@@ -561,27 +735,42 @@ def test_lora_path_fails_a_run_trained_with_an_unshifted_loss(tmp_path, monkeypa
     assert not data["checks"]["adapter_teacher_forced"]["ok"]
 
 
-@pytest.mark.parametrize("side, failing", [(TrainingSide(collator_factory=_flipped_delay_collator), "prompt_parity"),
-                                           (TrainingSide(dataset_cls=UnmaskedReferenceDataset), "label_audit")])
+@pytest.mark.parametrize(
+    "side, failing",
+    [
+        (TrainingSide(collator_factory=_flipped_delay_collator), "prompt_parity"),
+        (TrainingSide(dataset_cls=UnmaskedReferenceDataset), "label_audit"),
+    ],
+)
 def test_lora_path_mode_catches_the_data_side_faults(tiny_run, tiny_tokenizer, tiny_codec, samples, side, failing):
     from higgs_lora.infer.engine import VoiceCloner
 
     cloner = VoiceCloner.load("tiny", str(tiny_run), "tiny", device="cpu", cache="dynamic")
-    report = run_checks(samples, cloner.model, tiny_tokenizer, tiny_codec, side=side, overfit=False, adapter=True,
-                        log=lambda *a: None)
+    report = run_checks(
+        samples, cloner.model, tiny_tokenizer, tiny_codec, side=side, overfit=False, adapter=True, log=lambda *a: None
+    )
     assert not _checks(report)[failing].ok and not report.ok
 
 
-def test_an_extra_parity_check_runs_on_the_inference_samples_and_counts(samples, tiny_tokenizer, tiny_codec,
-                                                                         tiny_config):
+def test_an_extra_parity_check_runs_on_the_inference_samples_and_counts(
+    samples, tiny_tokenizer, tiny_codec, tiny_config
+):
     seen = []
 
     def native(infer_samples, tokenizer, codec, config, infer_inputs):
         seen.append(len(infer_samples))
         return CheckResult("prompt_parity_native", False, "differs")
 
-    report = run_checks(samples, None, tiny_tokenizer, tiny_codec, overfit=False, config=tiny_config,
-                        log=lambda *a: None, parity_checks=(native,))
+    report = run_checks(
+        samples,
+        None,
+        tiny_tokenizer,
+        tiny_codec,
+        overfit=False,
+        config=tiny_config,
+        log=lambda *a: None,
+        parity_checks=(native,),
+    )
     assert [c.name for c in report.checks] == ["prompt_parity", "prompt_parity_native", "label_audit"]
     assert seen == [2] and not report.ok
 
@@ -595,8 +784,18 @@ def test_lora_fit_on_bf16_weights_is_judged_as_infer_serves_it(samples, tiny_tok
     precision = resolve_precision("bf16", "cpu")
     for mode in ("teacher_forced", "regenerate"):
         model = load_model("tiny", device="cpu", dtype=precision.weights_dtype)
-        report = _run(samples, lambda: model, tiny_tokenizer, tiny_codec, precision=precision, mode=mode,
-                      max_steps=4, check_every=4, lora_r=16, cache="static")
+        report = _run(
+            samples,
+            lambda: model,
+            tiny_tokenizer,
+            tiny_codec,
+            precision=precision,
+            mode=mode,
+            max_steps=4,
+            check_every=4,
+            lora_r=16,
+            cache="static",
+        )
         details = _checks(report)[f"overfit_{mode}"].details
         assert details["precision"] == "bf16" and details["steps"] == 4 and len(details["history"]) == 1
         assert details["lora_r"] == 16 and details["lora_alpha"] == 32
@@ -626,10 +825,36 @@ def test_the_fit_is_trains_recipe_with_the_users_train_flags(cli_data, tmp_path,
     monkeypatch.setattr(recipe, "train", spy_train)
     monkeypatch.setattr(recipe, "HiggsAudioTrainer", SpyTrainer)
     report = tmp_path / "r.json"
-    rc = main(["check-alignment", "--train_data", str(cli_data), "--base_model", "tiny", "--audio_tokenizer", "tiny",
-               "--max_samples", "2", "--overfit_mode", "teacher_forced", "--max_steps", "3", "--check_every", "3",
-               "--lora_r", "4", "--lora_targets", "self_attn.q_proj", "audio_mlp.up_proj",
-               "--text_loss_weight", "0.5", "--audio_loss_weight", "2.0", "--report", str(report)])
+    rc = main(
+        [
+            "check-alignment",
+            "--train_data",
+            str(cli_data),
+            "--base_model",
+            "tiny",
+            "--audio_tokenizer",
+            "tiny",
+            "--max_samples",
+            "2",
+            "--overfit_mode",
+            "teacher_forced",
+            "--max_steps",
+            "3",
+            "--check_every",
+            "3",
+            "--lora_r",
+            "4",
+            "--lora_targets",
+            "self_attn.q_proj",
+            "audio_mlp.up_proj",
+            "--text_loss_weight",
+            "0.5",
+            "--audio_loss_weight",
+            "2.0",
+            "--report",
+            str(report),
+        ]
+    )
     assert rc in (0, 1) and "cfg" in seen
     assert seen["adapter"]["r"] == 4 and seen["adapter"]["lora_alpha"] == 8
     assert sorted(seen["adapter"]["target_modules"]) == ["audio_mlp.up_proj", "self_attn.q_proj"]
@@ -641,8 +866,19 @@ def test_the_fit_is_trains_recipe_with_the_users_train_flags(cli_data, tmp_path,
 def test_overfit_params_is_gone_with_a_clear_message(cli_data, capsys):
     from higgs_lora.cli import main
 
-    rc = main(["check-alignment", "--train_data", str(cli_data), "--base_model", "tiny", "--audio_tokenizer", "tiny",
-               "--overfit_params", "full"])
+    rc = main(
+        [
+            "check-alignment",
+            "--train_data",
+            str(cli_data),
+            "--base_model",
+            "tiny",
+            "--audio_tokenizer",
+            "tiny",
+            "--overfit_params",
+            "full",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "--overfit_params full: removed" in err and "LoRA" in err
 
@@ -654,8 +890,16 @@ def test_a_diverging_fit_is_a_failed_check_not_a_crash(samples, tiny_model_facto
         parts = compute_loss(*args, **kwargs)
         return dataclasses.replace(parts, loss=parts.loss * float("nan"))
 
-    report = _run(samples, tiny_model_factory, tiny_tokenizer, tiny_codec, side=TrainingSide(loss_fn=nan_loss),
-                  mode="teacher_forced", max_steps=20, check_every=20)
+    report = _run(
+        samples,
+        tiny_model_factory,
+        tiny_tokenizer,
+        tiny_codec,
+        side=TrainingSide(loss_fn=nan_loss),
+        mode="teacher_forced",
+        max_steps=20,
+        check_every=20,
+    )
     check = _checks(report)["overfit_teacher_forced"]
     assert not check.ok and not report.ok and "non-finite" in check.details["aborted"]
     assert "lower --learning_rate" in check.summary

@@ -17,7 +17,6 @@ HUB_MODEL = "bosonai/higgs-audio-v2-generation-3B-base@10840182ca4ad5d9d9113b60b
 HUB_CODEC = "bosonai/higgs-audio-v2-tokenizer@9d4988fbd4ad07b4cac3a5fa462741a41810dbec"
 
 
-
 def _help(capsys, *argv) -> str:
     with pytest.raises(SystemExit) as info:
         main([*argv, "--help"])
@@ -30,32 +29,131 @@ def _help(capsys, *argv) -> str:
 
 def test_top_level_help_lists_every_subcommand(capsys):
     out = _help(capsys)
-    for command in ("download", "create-sample-data", "convert", "validate", "plan", "train", "merge", "infer", "eval",
-                    "clone", "check-alignment", "gpu-check"):
+    for command in (
+        "download",
+        "create-sample-data",
+        "convert",
+        "validate",
+        "plan",
+        "train",
+        "merge",
+        "infer",
+        "eval",
+        "clone",
+        "check-alignment",
+        "gpu-check",
+    ):
         assert command in out
 
 
-@pytest.mark.parametrize("command, flags", [
-    ("create-sample-data", ["out_json", "--n_samples", "--overwrite", "--system_prompt"]),
-    ("validate", ["data", "--for_inference", "--system_prompt"]),
-    ("plan", ["--base_model", "--batch_size", "--seq_len", "--lora_r", "--gpus", "--gpu", "--use_gradient_checkpointing"]),
-    ("train", ["--train_data", "--output_dir", "--base_model", "--audio_tokenizer", "--batch_size",
-               "--gradient_accumulation_steps", "--learning_rate", "--max_steps", "--lora_r", "--lora_alpha",
-               "--lora_targets", "--use_gradient_checkpointing", "--resume_from_checkpoint", "--quick_test",
-               "--report_to", "--mixed_precision", "--consistency_loss_weight", "--eval_data", "--eval_split",
-               "--eval_steps", "--deepspeed", "--fsdp", "--eval_every_steps", "--eval_samples",
-               "--eval_max_new_tokens"]),
-    ("merge", ["--base_model", "--lora_path", "--output_path", "--dtype", "--overwrite"]),
-    ("infer", ["--chatml_file", "--output_dir", "--model_path", "--lora_path", "--audio_tokenizer",
-               "--temperature", "--top_k", "--top_p", "--max_new_tokens", "--ras_win_len", "--seed",
-               "--chunk_max_chars", "--context_chunks", "--crossfade", "--cache", "--system_prompt"]),
-    ("clone", ["--ref_audio", "--ref_text", "--text", "--output", "--model_path", "--lora_path", "--audio_tokenizer",
-               "--temperature", "--seed", "--max_new_tokens", "--chunk_max_chars"]),
-    ("eval", ["--data", "--output_dir", "--model_path", "--lora_path", "--audio_tokenizer", "--baseline_model",
-              "--speaker_encoder", "--asr", "--language", "--seed", "--max_new_tokens", "--max_length_ratio"]),
-    ("check-alignment", ["--train_data", "--base_model", "--audio_tokenizer", "--report", "--skip_overfit",
-                         "--max_steps"]),
-])
+@pytest.mark.parametrize(
+    "command, flags",
+    [
+        ("create-sample-data", ["out_json", "--n_samples", "--overwrite", "--system_prompt"]),
+        ("validate", ["data", "--for_inference", "--system_prompt"]),
+        (
+            "plan",
+            [
+                "--base_model",
+                "--batch_size",
+                "--seq_len",
+                "--lora_r",
+                "--gpus",
+                "--gpu",
+                "--use_gradient_checkpointing",
+            ],
+        ),
+        (
+            "train",
+            [
+                "--train_data",
+                "--output_dir",
+                "--base_model",
+                "--audio_tokenizer",
+                "--batch_size",
+                "--gradient_accumulation_steps",
+                "--learning_rate",
+                "--max_steps",
+                "--lora_r",
+                "--lora_alpha",
+                "--lora_targets",
+                "--use_gradient_checkpointing",
+                "--resume_from_checkpoint",
+                "--quick_test",
+                "--report_to",
+                "--mixed_precision",
+                "--consistency_loss_weight",
+                "--eval_data",
+                "--eval_split",
+                "--eval_steps",
+                "--deepspeed",
+                "--fsdp",
+                "--eval_every_steps",
+                "--eval_samples",
+                "--eval_max_new_tokens",
+            ],
+        ),
+        ("merge", ["--base_model", "--lora_path", "--output_path", "--dtype", "--overwrite"]),
+        (
+            "infer",
+            [
+                "--chatml_file",
+                "--output_dir",
+                "--model_path",
+                "--lora_path",
+                "--audio_tokenizer",
+                "--temperature",
+                "--top_k",
+                "--top_p",
+                "--max_new_tokens",
+                "--ras_win_len",
+                "--seed",
+                "--chunk_max_chars",
+                "--context_chunks",
+                "--crossfade",
+                "--cache",
+                "--system_prompt",
+            ],
+        ),
+        (
+            "clone",
+            [
+                "--ref_audio",
+                "--ref_text",
+                "--text",
+                "--output",
+                "--model_path",
+                "--lora_path",
+                "--audio_tokenizer",
+                "--temperature",
+                "--seed",
+                "--max_new_tokens",
+                "--chunk_max_chars",
+            ],
+        ),
+        (
+            "eval",
+            [
+                "--data",
+                "--output_dir",
+                "--model_path",
+                "--lora_path",
+                "--audio_tokenizer",
+                "--baseline_model",
+                "--speaker_encoder",
+                "--asr",
+                "--language",
+                "--seed",
+                "--max_new_tokens",
+                "--max_length_ratio",
+            ],
+        ),
+        (
+            "check-alignment",
+            ["--train_data", "--base_model", "--audio_tokenizer", "--report", "--skip_overfit", "--max_steps"],
+        ),
+    ],
+)
 def test_subcommand_help(capsys, command, flags):
     out = _help(capsys, command)
     missing = [f for f in flags if f not in out]
@@ -87,16 +185,52 @@ def test_train_defaults_are_the_real_model_and_the_recipe_defaults():
 def test_gradient_checkpointing_is_auto_unless_asked():
     assert _train_config("--train_data", "d.json").use_gradient_checkpointing == "auto"
     for value in ("auto", "on", "off"):
-        assert _train_config("--train_data", "d.json", "--use_gradient_checkpointing", value).use_gradient_checkpointing == value
+        assert (
+            _train_config("--train_data", "d.json", "--use_gradient_checkpointing", value).use_gradient_checkpointing
+            == value
+        )
 
 
 def test_train_flags_reach_the_config():
-    cfg = _train_config("--train_data", "d.json", "--base_model", "m", "--audio_tokenizer", "c", "--output_dir", "o",
-                        "--batch_size", "3", "--gradient_accumulation_steps", "5", "--learning_rate", "1e-3",
-                        "--max_steps", "7", "--lora_r", "8", "--lora_alpha", "16", "--lora_dropout", "0.1",
-                        "--lora_targets", "q_proj", "v_proj", "--text_loss_weight", "0.5", "--audio_loss_weight", "2",
-                        "--no-mixed_precision", "--use_gradient_checkpointing", "--report_to", "none",
-                        "--resume_from_checkpoint", "o/checkpoint-5", "--seed", "1")
+    cfg = _train_config(
+        "--train_data",
+        "d.json",
+        "--base_model",
+        "m",
+        "--audio_tokenizer",
+        "c",
+        "--output_dir",
+        "o",
+        "--batch_size",
+        "3",
+        "--gradient_accumulation_steps",
+        "5",
+        "--learning_rate",
+        "1e-3",
+        "--max_steps",
+        "7",
+        "--lora_r",
+        "8",
+        "--lora_alpha",
+        "16",
+        "--lora_dropout",
+        "0.1",
+        "--lora_targets",
+        "q_proj",
+        "v_proj",
+        "--text_loss_weight",
+        "0.5",
+        "--audio_loss_weight",
+        "2",
+        "--no-mixed_precision",
+        "--use_gradient_checkpointing",
+        "--report_to",
+        "none",
+        "--resume_from_checkpoint",
+        "o/checkpoint-5",
+        "--seed",
+        "1",
+    )
     assert (cfg.base_model, cfg.audio_tokenizer, cfg.output_dir) == ("m", "c", "o")
     assert (cfg.batch_size, cfg.gradient_accumulation_steps, cfg.learning_rate, cfg.max_steps) == (3, 5, 1e-3, 7)
     assert (cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets) == (8, 16, 0.1, ["q_proj", "v_proj"])
@@ -106,10 +240,17 @@ def test_train_flags_reach_the_config():
     assert cfg.resume_from_checkpoint == "o/checkpoint-5" and cfg.seed == 1
 
 
-@pytest.mark.parametrize("argv, expected", [
-    ([], "auto"), (["--mixed_precision"], "bf16"), (["--mixed_precision", "bf16"], "bf16"),
-    (["--mixed_precision", "fp16"], "fp16"), (["--mixed_precision", "no"], "no"), (["--no-mixed_precision"], "no"),
-])
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        ([], "auto"),
+        (["--mixed_precision"], "bf16"),
+        (["--mixed_precision", "bf16"], "bf16"),
+        (["--mixed_precision", "fp16"], "fp16"),
+        (["--mixed_precision", "no"], "no"),
+        (["--no-mixed_precision"], "no"),
+    ],
+)
 def test_mixed_precision_values(argv, expected):
     assert _train_config("--train_data", "d.json", *argv).mixed_precision == expected
 
@@ -194,8 +335,9 @@ def test_quick_test_names_the_failing_stage(tmp_path, capsys, monkeypatch):
     from higgs_lora.train import recipe, trainer
 
     assert "stage: data:" in _failing_stage(tmp_path / "1", capsys, "--train_data", str(tmp_path / "none.json"))
-    assert "stage: model:" in _failing_stage(tmp_path / "2", capsys, "--base_model", str(tmp_path / "no_model"),
-                                             "--audio_tokenizer", "tiny")
+    assert "stage: model:" in _failing_stage(
+        tmp_path / "2", capsys, "--base_model", str(tmp_path / "no_model"), "--audio_tokenizer", "tiny"
+    )
     assert "stage: codec:" in _failing_stage(tmp_path / "3", capsys, "--audio_tokenizer", str(tmp_path / "no_codec"))
 
     def broken_loss(*args, **kwargs):
@@ -226,8 +368,13 @@ def _inference_file(tmp_path) -> tuple[Path, list[dict]]:
     data = create_sample_data(tmp_path / "src.json", n_samples=2)
     train_records = json.loads(data.read_text(encoding="utf-8"))
     ref = train_records[0]["messages"]
-    flat = {"ref_text": ref[1]["content"], "ref_audio": str(tmp_path / ref[2]["content"]["audio_url"]),
-            "target_text": ref[3]["content"], "speaker": train_records[0]["speaker"], "id": "first-clip"}
+    flat = {
+        "ref_text": ref[1]["content"],
+        "ref_audio": str(tmp_path / ref[2]["content"]["audio_url"]),
+        "target_text": ref[3]["content"],
+        "speaker": train_records[0]["speaker"],
+        "id": "first-clip",
+    }
     chatml = {"messages": train_records[1]["messages"][:4]}  # system, user, assistant(ref audio), user(target)
     path = tmp_path / "infer.jsonl"
     path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in (flat, chatml)) + "\n", encoding="utf-8")
@@ -240,8 +387,22 @@ GREEDY_FLAGS = ["--temperature", "0", "--ras_win_len", "0"]  # RAS resamples at 
 def test_infer_writes_one_wav_per_sample_and_results_json(tmp_path, capsys):
     chatml_file, records = _inference_file(tmp_path)
     out = tmp_path / "gen"
-    rc = main(["infer", "--chatml_file", str(chatml_file), "--output_dir", str(out), "--model_path", "tiny",
-               "--audio_tokenizer", "tiny", "--max_new_tokens", "30", *GREEDY_FLAGS])
+    rc = main(
+        [
+            "infer",
+            "--chatml_file",
+            str(chatml_file),
+            "--output_dir",
+            str(out),
+            "--model_path",
+            "tiny",
+            "--audio_tokenizer",
+            "tiny",
+            "--max_new_tokens",
+            "30",
+            *GREEDY_FLAGS,
+        ]
+    )
     assert rc == 0
     document = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert set(document) >= {"settings", "samples", "summary"}
@@ -252,8 +413,17 @@ def test_infer_writes_one_wav_per_sample_and_results_json(tmp_path, capsys):
     results = document["samples"]
     assert len(results) == 2
     for index, (result, record) in enumerate(zip(results, records)):
-        assert set(result) >= {"id", "target_text", "output", "duration_s", "frames", "chunks", "stopped", "seconds",
-                               "realtime_factor"}
+        assert set(result) >= {
+            "id",
+            "target_text",
+            "output",
+            "duration_s",
+            "frames",
+            "chunks",
+            "stopped",
+            "seconds",
+            "realtime_factor",
+        }
         assert result["index"] == index and result["chunks"] == 1
         expected_text = record["target_text"] if "target_text" in record else record["messages"][3]["content"]
         assert result["target_text"] == expected_text
@@ -292,8 +462,25 @@ def test_infer_skips_a_bad_sample_and_goes_on(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(VoiceCloner, "clone", clone)
     out = tmp_path / "gen"
-    assert main(["infer", "--chatml_file", str(chatml_file), "--output_dir", str(out), "--model_path", "tiny",
-                 "--audio_tokenizer", "tiny", "--max_new_tokens", "20", *GREEDY_FLAGS]) == 0
+    assert (
+        main(
+            [
+                "infer",
+                "--chatml_file",
+                str(chatml_file),
+                "--output_dir",
+                str(out),
+                "--model_path",
+                "tiny",
+                "--audio_tokenizer",
+                "tiny",
+                "--max_new_tokens",
+                "20",
+                *GREEDY_FLAGS,
+            ]
+        )
+        == 0
+    )
     document = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert [r["index"] for r in document["samples"]] == [0, 3]
     skipped = {s["index"]: s for s in document["skipped"]}
@@ -310,9 +497,29 @@ def test_infer_long_text_is_generated_in_chunks(tmp_path):
     long = dict(records[0], id="long", target_text="الْجَوُّ جَمِيلٌ الْيَوْمَ. " * 6)
     chatml_file.write_text(json.dumps(long, ensure_ascii=False) + "\n", encoding="utf-8")
     out = tmp_path / "gen"
-    assert main(["infer", "--chatml_file", str(chatml_file), "--output_dir", str(out), "--model_path", "tiny",
-                 "--audio_tokenizer", "tiny", "--chunk_max_chars", "60", "--context_chunks", "1",
-                 "--crossfade", "0", *GREEDY_FLAGS]) == 0
+    assert (
+        main(
+            [
+                "infer",
+                "--chatml_file",
+                str(chatml_file),
+                "--output_dir",
+                str(out),
+                "--model_path",
+                "tiny",
+                "--audio_tokenizer",
+                "tiny",
+                "--chunk_max_chars",
+                "60",
+                "--context_chunks",
+                "1",
+                "--crossfade",
+                "0",
+                *GREEDY_FLAGS,
+            ]
+        )
+        == 0
+    )
     document = json.loads((out / "results.json").read_text(encoding="utf-8"))
     (result,) = document["samples"]
     assert result["chunks"] == len(result["chunk_texts"]) >= 3
@@ -329,8 +536,19 @@ def test_infer_long_text_is_generated_in_chunks(tmp_path):
 
 
 def test_infer_missing_input_is_a_clear_error(tmp_path, capsys):
-    rc = main(["infer", "--chatml_file", str(tmp_path / "nope.json"), "--output_dir", str(tmp_path / "o"),
-               "--model_path", "tiny", "--audio_tokenizer", "tiny"])
+    rc = main(
+        [
+            "infer",
+            "--chatml_file",
+            str(tmp_path / "nope.json"),
+            "--output_dir",
+            str(tmp_path / "o"),
+            "--model_path",
+            "tiny",
+            "--audio_tokenizer",
+            "tiny",
+        ]
+    )
     assert rc == 2
     assert "nope.json" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
@@ -338,8 +556,19 @@ def test_infer_missing_input_is_a_clear_error(tmp_path, capsys):
 
 def test_infer_missing_model_folder_is_a_clear_error(tmp_path, capsys):
     chatml_file, _ = _inference_file(tmp_path)
-    rc = main(["infer", "--chatml_file", str(chatml_file), "--output_dir", str(tmp_path / "o"),
-               "--model_path", str(tmp_path / "no_such_model"), "--audio_tokenizer", "tiny"])
+    rc = main(
+        [
+            "infer",
+            "--chatml_file",
+            str(chatml_file),
+            "--output_dir",
+            str(tmp_path / "o"),
+            "--model_path",
+            str(tmp_path / "no_such_model"),
+            "--audio_tokenizer",
+            "tiny",
+        ]
+    )
     assert rc == 2
     err = capsys.readouterr().err
     assert "no_such_model" in err and "Traceback" not in err
@@ -356,10 +585,35 @@ def test_run_settings_reach_merge_and_infer(tmp_path, capsys, monkeypatch):
 
     data = create_sample_data(tmp_path / "data.json", n_samples=2)
     run_dir = tmp_path / "run"
-    assert main(["train", "--train_data", str(data), "--output_dir", str(run_dir), "--base_model", "tiny",
-                 "--audio_tokenizer", "tiny", "--system_prompt", "", "--max_steps", "1", "--batch_size", "1",
-                 "--gradient_accumulation_steps", "1", "--report_to", "none", "--dataloader_num_workers", "0",
-                 "--no-mixed_precision"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--train_data",
+                str(data),
+                "--output_dir",
+                str(run_dir),
+                "--base_model",
+                "tiny",
+                "--audio_tokenizer",
+                "tiny",
+                "--system_prompt",
+                "",
+                "--max_steps",
+                "1",
+                "--batch_size",
+                "1",
+                "--gradient_accumulation_steps",
+                "1",
+                "--report_to",
+                "none",
+                "--dataloader_num_workers",
+                "0",
+                "--no-mixed_precision",
+            ]
+        )
+        == 0
+    )
     assert json.loads((run_dir / RUN_CONFIG).read_text())["system_prompt"] == ""
     merged = tmp_path / "merged"
     capsys.readouterr()
@@ -378,13 +632,35 @@ def test_run_settings_reach_merge_and_infer(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(VoiceCloner, "generate", generate)
     flat = tmp_path / "flat.jsonl"  # records without a system message take the run's system prompt
     record = json.loads(data.read_text())[0]["messages"]
-    flat.write_text(json.dumps({"ref_text": record[1]["content"], "target_text": record[3]["content"],
-                                "ref_audio": str(tmp_path / record[2]["content"]["audio_url"])}) + "\n")
+    flat.write_text(
+        json.dumps(
+            {
+                "ref_text": record[1]["content"],
+                "target_text": record[3]["content"],
+                "ref_audio": str(tmp_path / record[2]["content"]["audio_url"]),
+            }
+        )
+        + "\n"
+    )
     for model_flags in (["--lora_path", str(run_dir)], ["--model_path", str(merged)]):
         seen.clear()
         out = tmp_path / ("gen_" + model_flags[0].strip("-"))
-        assert main(["infer", "--chatml_file", str(flat), "--output_dir", str(out), *model_flags,
-                     "--max_new_tokens", "12", *GREEDY_FLAGS]) == 0
+        assert (
+            main(
+                [
+                    "infer",
+                    "--chatml_file",
+                    str(flat),
+                    "--output_dir",
+                    str(out),
+                    *model_flags,
+                    "--max_new_tokens",
+                    "12",
+                    *GREEDY_FLAGS,
+                ]
+            )
+            == 0
+        )
         settings = json.loads((out / "results.json").read_text())["settings"]
         assert settings["system_prompt"] == "" and settings["audio_tokenizer"] == "tiny"
         assert settings["model"] == ("tiny" if "--lora_path" in model_flags else str(merged))
@@ -394,8 +670,25 @@ def test_run_settings_reach_merge_and_infer(tmp_path, capsys, monkeypatch):
         assert "settings from the training run" in capsys.readouterr().err
     # a flag that contradicts the run wins, with a warning
     seen.clear()
-    assert main(["infer", "--chatml_file", str(flat), "--output_dir", str(tmp_path / "g3"), "--lora_path",
-                 str(run_dir), "--system_prompt", "Speak.", "--max_new_tokens", "12", *GREEDY_FLAGS]) == 0
+    assert (
+        main(
+            [
+                "infer",
+                "--chatml_file",
+                str(flat),
+                "--output_dir",
+                str(tmp_path / "g3"),
+                "--lora_path",
+                str(run_dir),
+                "--system_prompt",
+                "Speak.",
+                "--max_new_tokens",
+                "12",
+                *GREEDY_FLAGS,
+            ]
+        )
+        == 0
+    )
     assert seen[0][0] == "Speak." and "system<|end_header_id|>" in seen[0][1]
     assert "warning: --system_prompt 'Speak.' differs from the training run's ''" in capsys.readouterr().err
 
@@ -406,9 +699,29 @@ def test_run_settings_reach_merge_and_infer(tmp_path, capsys, monkeypatch):
 def test_clone_writes_one_wav(tmp_path, capsys, sample_samples):
     sample = sample_samples[0]
     out = tmp_path / "sub" / "out.wav"
-    assert main(["clone", "--ref_audio", sample.ref_audio, "--ref_text", sample.ref_text, "--text",
-                 sample.target_text, "--output", str(out), "--model_path", "tiny", "--audio_tokenizer", "tiny",
-                 "--max_new_tokens", "11", *GREEDY_FLAGS]) == 0
+    assert (
+        main(
+            [
+                "clone",
+                "--ref_audio",
+                sample.ref_audio,
+                "--ref_text",
+                sample.ref_text,
+                "--text",
+                sample.target_text,
+                "--output",
+                str(out),
+                "--model_path",
+                "tiny",
+                "--audio_tokenizer",
+                "tiny",
+                "--max_new_tokens",
+                "11",
+                *GREEDY_FLAGS,
+            ]
+        )
+        == 0
+    )
     wav, sr = sf.read(out, dtype="float32")
     assert sr == 24000 and len(wav) > 0 and len(wav) % 960 == 0
     assert f"wrote {out}" in capsys.readouterr().out
@@ -423,16 +736,46 @@ def test_clone_writes_one_wav(tmp_path, capsys, sample_samples):
 @pytest.mark.parametrize("text", ["", "   \n "])
 def test_clone_refuses_empty_text_with_the_validation_reason(tmp_path, capsys, sample_samples, text):
     sample = sample_samples[0]
-    rc = main(["clone", "--ref_audio", sample.ref_audio, "--ref_text", sample.ref_text, "--text", text,
-               "--output", str(tmp_path / "o.wav"), "--model_path", "tiny", "--audio_tokenizer", "tiny"])
+    rc = main(
+        [
+            "clone",
+            "--ref_audio",
+            sample.ref_audio,
+            "--ref_text",
+            sample.ref_text,
+            "--text",
+            text,
+            "--output",
+            str(tmp_path / "o.wav"),
+            "--model_path",
+            "tiny",
+            "--audio_tokenizer",
+            "tiny",
+        ]
+    )
     assert rc == 2
     assert "empty_text" in capsys.readouterr().err
     assert not (tmp_path / "o.wav").exists()
 
 
 def test_clone_missing_reference_is_a_clear_error(tmp_path, capsys):
-    rc = main(["clone", "--ref_audio", str(tmp_path / "nope.wav"), "--ref_text", "a", "--text", "b",
-               "--output", str(tmp_path / "o.wav"), "--model_path", "tiny", "--audio_tokenizer", "tiny"])
+    rc = main(
+        [
+            "clone",
+            "--ref_audio",
+            str(tmp_path / "nope.wav"),
+            "--ref_text",
+            "a",
+            "--text",
+            "b",
+            "--output",
+            str(tmp_path / "o.wav"),
+            "--model_path",
+            "tiny",
+            "--audio_tokenizer",
+            "tiny",
+        ]
+    )
     assert rc == 2 and "nope.wav" in capsys.readouterr().err
 
 
@@ -474,12 +817,26 @@ def test_check_alignment_takes_base_codec_and_prompt_from_the_run(tmp_path, caps
     data = create_sample_data(tmp_path / "data.json", n_samples=2)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    (run_dir / RUN_CONFIG).write_text(json.dumps({"base_model": "tiny", "audio_tokenizer": "tiny",
-                                                  "system_prompt": ""}), encoding="utf-8")
+    (run_dir / RUN_CONFIG).write_text(
+        json.dumps({"base_model": "tiny", "audio_tokenizer": "tiny", "system_prompt": ""}), encoding="utf-8"
+    )
     report = tmp_path / "report.json"
     # no --base_model / --audio_tokenizer: without the run's settings this would go to the hub
-    assert main(["check-alignment", "--train_data", str(data), "--lora_path", str(run_dir), "--skip_overfit",
-                 "--report", str(report)]) == 0
+    assert (
+        main(
+            [
+                "check-alignment",
+                "--train_data",
+                str(data),
+                "--lora_path",
+                str(run_dir),
+                "--skip_overfit",
+                "--report",
+                str(report),
+            ]
+        )
+        == 0
+    )
     written = json.loads(report.read_text(encoding="utf-8"))
     assert written["ok"] and written["base_model"] == "tiny" and written["audio_tokenizer"] == "tiny"
     assert "settings from the training run" in capsys.readouterr().err
@@ -490,21 +847,55 @@ def test_infer_unloadable_model_is_one_line_naming_it(tmp_path, capsys):
     not_a_model = tmp_path / "not_a_model"  # a folder, but no config.json / weights in it
     not_a_model.mkdir()
     (not_a_model / "notes.txt").write_text("hello")
-    rc = main(["infer", "--chatml_file", str(chatml_file), "--output_dir", str(tmp_path / "o"),
-               "--model_path", str(not_a_model), "--audio_tokenizer", "tiny"])
+    rc = main(
+        [
+            "infer",
+            "--chatml_file",
+            str(chatml_file),
+            "--output_dir",
+            str(tmp_path / "o"),
+            "--model_path",
+            str(not_a_model),
+            "--audio_tokenizer",
+            "tiny",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "not_a_model" in err and "tiny" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
 def test_scale_flags_reach_the_train_config():
     p = build_parser()
-    cfg = train_config_from_args(p.parse_args([
-        "train", "--train_data", "d.json", "--consistency_loss_weight", "0.1", "--eval_split", "0.05", "--eval_steps", "50",
-        "--deepspeed", "scripts/deepspeed_zero2.json", "--fsdp", "full_shard auto_wrap"]))
+    cfg = train_config_from_args(
+        p.parse_args(
+            [
+                "train",
+                "--train_data",
+                "d.json",
+                "--consistency_loss_weight",
+                "0.1",
+                "--eval_split",
+                "0.05",
+                "--eval_steps",
+                "50",
+                "--deepspeed",
+                "scripts/deepspeed_zero2.json",
+                "--fsdp",
+                "full_shard auto_wrap",
+            ]
+        )
+    )
     assert (cfg.consistency_loss_weight, cfg.eval_split, cfg.eval_steps) == (0.1, 0.05, 50)
     assert (cfg.deepspeed, cfg.fsdp, cfg.eval_data) == ("scripts/deepspeed_zero2.json", "full_shard auto_wrap", None)
     defaults = train_config_from_args(p.parse_args(["train", "--train_data", "d.json"]))
-    assert (defaults.consistency_loss_weight, defaults.eval_split, defaults.deepspeed, defaults.fsdp) == (0.0, 0.0, None, "")
+    assert (defaults.consistency_loss_weight, defaults.eval_split, defaults.deepspeed, defaults.fsdp) == (
+        0.0,
+        0.0,
+        None,
+        "",
+    )
     # the example DeepSpeed config leaves batch, accumulation, clipping and precision to Trainer ("auto")
     example = json.loads((Path(__file__).resolve().parents[1] / "scripts" / "deepspeed_zero2.json").read_text())
     assert example["zero_optimization"]["stage"] == 2

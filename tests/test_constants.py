@@ -29,9 +29,17 @@ def test_target_token_cap_follows_the_target_length():
     assert target_token_cap(2048, 0, 2.0, 25, 8) == 2048
 
 
-@pytest.mark.parametrize("name, key", [("NVIDIA L40S", "L40S"), ("NVIDIA L4", "L4"), ("NVIDIA A10", "A10"),
-                                       ("NVIDIA A100-SXM4-80GB", "A100"), ("NVIDIA H200", "H200"),
-                                       ("NVIDIA GeForce RTX 4090", "RTX 4090")])
+@pytest.mark.parametrize(
+    "name, key",
+    [
+        ("NVIDIA L40S", "L40S"),
+        ("NVIDIA L4", "L4"),
+        ("NVIDIA A10", "A10"),
+        ("NVIDIA A100-SXM4-80GB", "A100"),
+        ("NVIDIA H200", "H200"),
+        ("NVIDIA GeForce RTX 4090", "RTX 4090"),
+    ],
+)
 def test_peak_flops_takes_the_longest_matching_card(name, key):
     """Bug caught: a first-match lookup in a reordered table gives an L40S the L4's peak (3 x too low)."""
     assert peak_flops_for(name) == GPU_PEAK_FLOPS[key]

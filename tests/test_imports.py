@@ -20,10 +20,22 @@ import higgs_lora
 
 PACKAGE = Path(higgs_lora.__file__).parent
 LAYERS = {
-    "constants": 0, "defaults": 0, "interrupts": 0, "ranks": 0, "entry_point": 0, "__init__": 0,
-    "model": 1, "data": 2, "train": 3, "infer": 4,
-    "eval": 5, "checks": 5, "native": 5, "bench": 5,
-    "cli": 6, "__main__": 6,
+    "constants": 0,
+    "defaults": 0,
+    "interrupts": 0,
+    "ranks": 0,
+    "entry_point": 0,
+    "__init__": 0,
+    "model": 1,
+    "data": 2,
+    "train": 3,
+    "infer": 4,
+    "eval": 5,
+    "checks": 5,
+    "native": 5,
+    "bench": 5,
+    "cli": 6,
+    "__main__": 6,
 }
 
 # Back-edges that remain, each with its reason. The test fails on any edge not listed here, and on a listed
@@ -65,7 +77,7 @@ def imported(path: Path, module: str):
             if not node.level:
                 names = [node.module]
             else:
-                base = ".".join(package[:len(package) - node.level + 1])
+                base = ".".join(package[: len(package) - node.level + 1])
                 # `from .. import x`: x is a module of that package (or a name in its __init__)
                 names = [f"{base}.{node.module}"] if node.module else [f"{base}.{a.name}" for a in node.names]
         else:
@@ -85,8 +97,11 @@ def test_no_import_runs_back_up_the_layers():
     for path, line, module, target in edges():
         if layer(target) > layer(module):
             upward.setdefault((module, target), []).append(f"{path.relative_to(PACKAGE.parent)}:{line}")
-    new = [f"{where[0]}: {module} imports {target} (layer {layer(module)} -> {layer(target)})"
-           for (module, target), where in sorted(upward.items()) if (module, target) not in ALLOWED]
+    new = [
+        f"{where[0]}: {module} imports {target} (layer {layer(module)} -> {layer(target)})"
+        for (module, target), where in sorted(upward.items())
+        if (module, target) not in ALLOWED
+    ]
     assert not new, "imports running back up the layers:\n" + "\n".join(new)
     gone = sorted(ALLOWED - set(upward))
     assert not gone, f"fixed back-edges still allow-listed in tests/test_imports.py: {gone}"

@@ -39,13 +39,19 @@ def unsafe_torch_loads(sources=SOURCES) -> list[str]:
 
 
 def _trusts_remote_code(node) -> bool:
-    return any(k.arg == "trust_remote_code" and not (isinstance(k.value, ast.Constant) and k.value.value is False)
-               for k in node.keywords)
+    return any(
+        k.arg == "trust_remote_code" and not (isinstance(k.value, ast.Constant) and k.value.value is False)
+        for k in node.keywords
+    )
 
 
 def remote_code_calls(sources=SOURCES) -> list[str]:
-    offending = [f"{path.name}:{node.lineno}" for name in ("from_pretrained", "load_dataset", "pipeline")
-                 for path, node in _calls(name, sources) if _trusts_remote_code(node)]
+    offending = [
+        f"{path.name}:{node.lineno}"
+        for name in ("from_pretrained", "load_dataset", "pipeline")
+        for path, node in _calls(name, sources)
+        if _trusts_remote_code(node)
+    ]
     literal = [p.name for p in sources if p.is_file() and "trust_remote_code=True" in p.read_text(encoding="utf-8")]
     return offending + literal
 
@@ -54,10 +60,13 @@ def test_the_scans_catch_each_kind_of_offence(tmp_path):
     """Bug caught: a scan that silently matches nothing (a renamed helper, a wrong attribute test, an empty
     source list) would let both safety tests below pass over unsafe code."""
     bad = tmp_path / "bad.py"
-    bad.write_text("import torch\nfrom transformers import AutoModel\n"
-                   "a = torch.load('x')\nb = torch.load('y', weights_only=False)\n"
-                   "c = torch.load('z', weights_only=True)\n"
-                   "m = AutoModel.from_pretrained('m', trust_remote_code=flag)\n", encoding="utf-8")
+    bad.write_text(
+        "import torch\nfrom transformers import AutoModel\n"
+        "a = torch.load('x')\nb = torch.load('y', weights_only=False)\n"
+        "c = torch.load('z', weights_only=True)\n"
+        "m = AutoModel.from_pretrained('m', trust_remote_code=flag)\n",
+        encoding="utf-8",
+    )
     assert unsafe_torch_loads([bad]) == ["bad.py:3 (relies on the default)", "bad.py:4"]
     assert remote_code_calls([bad]) == ["bad.py:6"]
     assert len(SOURCES) > 20 and all(p.is_file() for p in SOURCES)

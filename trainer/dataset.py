@@ -40,8 +40,15 @@ def _samples(data, system_prompt, text_normalization):
 
 
 class VoiceCloningDataset(_PackageDataset):
-    def __init__(self, data_path, tokenizer, audio_tokenizer, system_prompt: str = DEFAULT_SYSTEM_PROMPT,
-                 text_normalization=None, num_codebooks: int | None = None):
+    def __init__(
+        self,
+        data_path,
+        tokenizer,
+        audio_tokenizer,
+        system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+        text_normalization=None,
+        num_codebooks: int | None = None,
+    ):
         if isinstance(tokenizer, str):
             from higgs_lora.model.load import load_tokenizer
 
@@ -50,5 +57,9 @@ class VoiceCloningDataset(_PackageDataset):
             from higgs_lora.data.codes import load_codec
 
             audio_tokenizer = load_codec(audio_tokenizer)
-        super().__init__(_samples(data_path, system_prompt, text_normalization), tokenizer, audio_tokenizer,
-                         num_codebooks=num_codebooks)
+        super().__init__(
+            _samples(data_path, system_prompt, text_normalization),
+            tokenizer,
+            audio_tokenizer,
+            num_codebooks=num_codebooks,
+        )

@@ -18,8 +18,21 @@ import sys
 import time
 from pathlib import Path
 
-HEADER = ["client_id", "path", "sentence_id", "sentence", "sentence_domain", "up_votes", "down_votes", "age",
-          "gender", "accents", "variant", "locale", "segment"]
+HEADER = [
+    "client_id",
+    "path",
+    "sentence_id",
+    "sentence",
+    "sentence_domain",
+    "up_votes",
+    "down_votes",
+    "age",
+    "gender",
+    "accents",
+    "variant",
+    "locale",
+    "segment",
+]
 
 
 def make_release(root: Path, rows: int, speakers: int = 200, seconds: float = 0.5) -> dict[str, str]:
@@ -40,7 +53,9 @@ def make_release(root: Path, rows: int, speakers: int = 200, seconds: float = 0.
         except OSError:  # a file system without hard links
             shutil.copyfile(one, clips / name)
         texts[name] = f"جُمْلَةٌ رَقْمُ {i}"
-        lines.append("\t".join([f"spk{i % speakers}", name, str(i), texts[name], "", "2", "0", "", "", "", "", "ar", ""]))
+        lines.append(
+            "\t".join([f"spk{i % speakers}", name, str(i), texts[name], "", "2", "0", "", "", "", "", "ar", ""])
+        )
     (root / "validated.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return texts
 
@@ -58,9 +73,11 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     report = convert([work / "cv"], work / "train.jsonl", overwrite=True)
     elapsed = time.perf_counter() - start
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform != "darwin" else 1024 ** 2)
-    print(f"{args.rows} rows, {args.speakers} speakers: {report.converted} samples in {elapsed:.1f} s "
-          f"({args.rows / elapsed:.0f} rows/s), peak RSS {peak_mib:.0f} MiB")
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform != "darwin" else 1024**2)
+    print(
+        f"{args.rows} rows, {args.speakers} speakers: {report.converted} samples in {elapsed:.1f} s "
+        f"({args.rows / elapsed:.0f} rows/s), peak RSS {peak_mib:.0f} MiB"
+    )
     return 0
 
 

@@ -21,9 +21,17 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 aten = torch.ops.aten
 # Ops whose output the host reads, or whose output size depends on tensor values: a GPU stalls on them.
-_SYNC_OPS = {aten._local_scalar_dense.default, aten.is_nonzero.default, aten.nonzero.default, aten.masked_select.default,
-             aten.equal.default, aten._unique2.default, aten.unique_dim.default, aten.unique_consecutive.default,
-             aten.repeat_interleave.Tensor}
+_SYNC_OPS = {
+    aten._local_scalar_dense.default,
+    aten.is_nonzero.default,
+    aten.nonzero.default,
+    aten.masked_select.default,
+    aten.equal.default,
+    aten._unique2.default,
+    aten.unique_dim.default,
+    aten.unique_consecutive.default,
+    aten.repeat_interleave.Tensor,
+}
 _BOOL_INDEXED = {aten.index.Tensor, aten.index_put_.default, aten.index_put.default, aten._index_put_impl_.default}
 _BOOL_INDEXED_PACKETS = {f.overloadpacket for f in _BOOL_INDEXED}
 _MODEL_CODE = ("boson_multimodal",)
@@ -80,6 +88,7 @@ class OpCounters(TorchDispatchMode):
             where = "model" if _in_model_code() else "project"
             if DEBUG and where == "project":
                 import traceback
+
                 traceback.print_stack(limit=12)
             self.syncs[where] += 1
             self.sync_ops[(where, str(packet))] += 1
@@ -109,10 +118,15 @@ class OpCounters(TorchDispatchMode):
             self._anomaly.__exit__(*exc)
 
     def report(self) -> dict:
-        return {"ops": self.ops, "casts": self.casts, "cast_bytes": self.cast_bytes,
-                "logits_tensors": self.logits_tensors, "logits_bytes": self.logits_bytes,
-                "syncs": dict(self.syncs),
-                "sync_ops": {f"{w}:{op}": n for (w, op), n in sorted(self.sync_ops.items())}}
+        return {
+            "ops": self.ops,
+            "casts": self.casts,
+            "cast_bytes": self.cast_bytes,
+            "logits_tensors": self.logits_tensors,
+            "logits_bytes": self.logits_bytes,
+            "syncs": dict(self.syncs),
+            "sync_ops": {f"{w}:{op}": n for (w, op), n in sorted(self.sync_ops.items())},
+        }
 
 
 class SavedBytes:

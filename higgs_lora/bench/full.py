@@ -85,7 +85,10 @@ class Steps:
             with contextlib.suppress(Exception):  # after a device error the allocator may be unusable
                 row["peak_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
                 torch.cuda.synchronize()
-        self.log(f"   {'ok' if row['ok'] else 'FAILED'} in {row['seconds']} s" + (f": {row['error']}" if row["error"] else ""))
+        self.log(
+            f"   {'ok' if row['ok'] else 'FAILED'} in {row['seconds']} s"
+            + (f": {row['error']}" if row["error"] else "")
+        )
         self.rows.append(row)
         return row
 
@@ -110,10 +113,17 @@ def serve_engine_loads(merged: Path, device: str, sample):
     serve_engine.load_higgs_audio_tokenizer = lambda *a, **kw: TinyCodec()  # its loader wants the hub codec
     try:
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-        engine = serve_engine.HiggsAudioServeEngine(str(merged), "tiny", device=device, torch_dtype=dtype,
-                                                    kv_cache_lengths=[1024])
-        response = engine.generate(inference_chatml(sample), max_new_tokens=16, force_audio_gen=True,
-                                   stop_strings=STOP_STRINGS, temperature=0.7, seed=0)
+        engine = serve_engine.HiggsAudioServeEngine(
+            str(merged), "tiny", device=device, torch_dtype=dtype, kv_cache_lengths=[1024]
+        )
+        response = engine.generate(
+            inference_chatml(sample),
+            max_new_tokens=16,
+            force_audio_gen=True,
+            stop_strings=STOP_STRINGS,
+            temperature=0.7,
+            seed=0,
+        )
     finally:
         serve_engine.load_higgs_audio_tokenizer = original
     if response.generated_audio_tokens is None:
@@ -124,9 +134,24 @@ def serve_engine_loads(merged: Path, device: str, sample):
 def torchrun_train(argv: list[str], log_path: Path):
     """Two training processes on this machine (gloo on CPU; NCCL on CUDA, one GPU per rank)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_port", _free_port(), "-m", "higgs_lora", *argv],
-                          env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            _free_port(),
+            "-m",
+            "higgs_lora",
+            *argv,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     log_path.write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr, encoding="utf-8")
     if proc.returncode != 0:
         raise RuntimeError(f"torchrun exit status {proc.returncode}: {proc.stderr.strip()[-600:]}")
@@ -145,9 +170,32 @@ def run_steps(ctx: dict, log=print) -> list[dict]:
     data, short = ctx["normal"], ctx["short"]
     short_json = write_chatml(short, work / "short.json")
     steps, columns, align = str(ctx["steps"]), str(ctx["columns"]), ctx["plan"]["align"]
-    common_train = ["--train_data", data, "--base_model", model, "--audio_tokenizer", "tiny", "--batch_size", "4",
-                    "--max_steps", steps, "--gradient_accumulation_steps", "1", "--logging_steps", "1", "--save_steps", "1000", "--report_to", "none",
-                    "--eval_split", "0", "--dataloader_num_workers", "0", "--warmup_ratio", "0"]
+    common_train = [
+        "--train_data",
+        data,
+        "--base_model",
+        model,
+        "--audio_tokenizer",
+        "tiny",
+        "--batch_size",
+        "4",
+        "--max_steps",
+        steps,
+        "--gradient_accumulation_steps",
+        "1",
+        "--logging_steps",
+        "1",
+        "--save_steps",
+        "1000",
+        "--report_to",
+        "none",
+        "--eval_split",
+        "0",
+        "--dataloader_num_workers",
+        "0",
+        "--warmup_ratio",
+        "0",
+    ]
     # inference dtype: what `--dtype auto` gives on CUDA (bf16), forced on a CPU run of the CUDA choices
     infer_dtype = [] if cuda or not ctx["cuda_choices"] else ["--dtype", "bf16"]
     sample = short[0]
@@ -158,37 +206,152 @@ def run_steps(ctx: dict, log=print) -> list[dict]:
         for precision in ("bf16", "fp16"):
             for ckpt in (False, True):
                 name = f"train_{precision}" + ("_checkpointing" if ckpt else "")
-                s.run(name, cli(["train", *common_train, "--output_dir", str(work / name), "--mixed_precision", precision,
-                                 *(["--use_gradient_checkpointing"] if ckpt else [])]),
-                      skip=fp16_skip if precision == "fp16" else None)
+                s.run(
+                    name,
+                    cli(
+                        [
+                            "train",
+                            *common_train,
+                            "--output_dir",
+                            str(work / name),
+                            "--mixed_precision",
+                            precision,
+                            *(["--use_gradient_checkpointing"] if ckpt else []),
+                        ]
+                    ),
+                    skip=fp16_skip if precision == "fp16" else None,
+                )
         for mode in ("teacher_forced", "regenerate"):
-            s.run(f"check_alignment_{mode}", cli([
-                "check-alignment", "--train_data", short_json, "--base_model", model, "--audio_tokenizer", "tiny",
-                "--overfit_mode", mode, "--max_samples", "2", "--max_steps", str(align["max_steps"]),
-                "--check_every", str(align["check_every"]),
-                "--mixed_precision", "bf16", "--device", device, "--report", str(work / f"align_{mode}.json")]))
+            s.run(
+                f"check_alignment_{mode}",
+                cli(
+                    [
+                        "check-alignment",
+                        "--train_data",
+                        short_json,
+                        "--base_model",
+                        model,
+                        "--audio_tokenizer",
+                        "tiny",
+                        "--overfit_mode",
+                        mode,
+                        "--max_samples",
+                        "2",
+                        "--max_steps",
+                        str(align["max_steps"]),
+                        "--check_every",
+                        str(align["check_every"]),
+                        "--mixed_precision",
+                        "bf16",
+                        "--device",
+                        device,
+                        "--report",
+                        str(work / f"align_{mode}.json"),
+                    ]
+                ),
+            )
         merged = work / "merged"
-        for label, model_args, needs in (("unmerged", ["--model_path", model, "--lora_path", str(adapter)], (adapter,)),
-                                         ("merged", ["--model_path", str(merged)], (merged,))):
+        for label, model_args, needs in (
+            ("unmerged", ["--model_path", model, "--lora_path", str(adapter)], (adapter,)),
+            ("merged", ["--model_path", str(merged)], (merged,)),
+        ):
             if label == "merged":
-                s.run("merge", cli(["merge", "--base_model", model, "--lora_path", str(adapter), "--output_path",
-                                    str(merged), "--overwrite"]), needs=(adapter,))
-            gen = [*model_args, "--audio_tokenizer", "tiny", "--max_new_tokens", columns, "--seed", "0",
-                   "--device", device, *infer_dtype]
-            s.run(f"infer_{label}", cli(["infer", "--chatml_file", short_json, "--output_dir", str(work / f"infer_{label}"),
-                                         *gen]), needs=needs)
-            s.run(f"clone_{label}", cli(["clone", "--ref_audio", sample.ref_audio, "--ref_text", sample.ref_text,
-                                         "--text", sample.target_text, "--output", str(work / f"clone_{label}.wav"), *gen]),
-                  needs=needs)
+                s.run(
+                    "merge",
+                    cli(
+                        [
+                            "merge",
+                            "--base_model",
+                            model,
+                            "--lora_path",
+                            str(adapter),
+                            "--output_path",
+                            str(merged),
+                            "--overwrite",
+                        ]
+                    ),
+                    needs=(adapter,),
+                )
+            gen = [
+                *model_args,
+                "--audio_tokenizer",
+                "tiny",
+                "--max_new_tokens",
+                columns,
+                "--seed",
+                "0",
+                "--device",
+                device,
+                *infer_dtype,
+            ]
+            s.run(
+                f"infer_{label}",
+                cli(["infer", "--chatml_file", short_json, "--output_dir", str(work / f"infer_{label}"), *gen]),
+                needs=needs,
+            )
+            s.run(
+                f"clone_{label}",
+                cli(
+                    [
+                        "clone",
+                        "--ref_audio",
+                        sample.ref_audio,
+                        "--ref_text",
+                        sample.ref_text,
+                        "--text",
+                        sample.target_text,
+                        "--output",
+                        str(work / f"clone_{label}.wav"),
+                        *gen,
+                    ]
+                ),
+                needs=needs,
+            )
         s.run("serve_engine_merged", lambda: serve_engine_loads(merged, device, sample), needs=(merged,))
-        s.run("eval", cli(["eval", "--data", short_json, "--output_dir", str(work / "eval"), "--model_path", model,
-                           "--lora_path", str(adapter), "--audio_tokenizer", "tiny", "--max_samples", "2",
-                           "--speaker_encoder", "none", "--asr", "none", "--baseline_model", "none",
-                           "--max_new_tokens", columns, "--device", device, *infer_dtype]), needs=(adapter,))
+        s.run(
+            "eval",
+            cli(
+                [
+                    "eval",
+                    "--data",
+                    short_json,
+                    "--output_dir",
+                    str(work / "eval"),
+                    "--model_path",
+                    model,
+                    "--lora_path",
+                    str(adapter),
+                    "--audio_tokenizer",
+                    "tiny",
+                    "--max_samples",
+                    "2",
+                    "--speaker_encoder",
+                    "none",
+                    "--asr",
+                    "none",
+                    "--baseline_model",
+                    "none",
+                    "--max_new_tokens",
+                    columns,
+                    "--device",
+                    device,
+                    *infer_dtype,
+                ]
+            ),
+            needs=(adapter,),
+        )
     ddp_skip = None
     if cuda and torch.cuda.device_count() < 2:
         ddp_skip = "one GPU visible: NCCL runs one rank per GPU, and gpu-check measures one GPU"
-    ddp = ["train", *common_train, "--max_steps", "2", "--output_dir", str(work / "train_ddp"),
-           "--mixed_precision", "bf16" if cuda or ctx["cuda_choices"] else "no"]
+    ddp = [
+        "train",
+        *common_train,
+        "--max_steps",
+        "2",
+        "--output_dir",
+        str(work / "train_ddp"),
+        "--mixed_precision",
+        "bf16" if cuda or ctx["cuda_choices"] else "no",
+    ]
     s.run("torchrun_2_processes", lambda: torchrun_train(ddp, work / "torchrun.log"), skip=ddp_skip)
     return s.rows

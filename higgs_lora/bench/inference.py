@@ -75,15 +75,27 @@ def infer_phase(ctx: dict, columns: int) -> dict:
     wav = cloner.decode(codes)
     _sync(device)
     decode_s = time.perf_counter() - t1
-    row = {"prompt_tokens": len(g.prompt_ids), "max_new_tokens": columns, "generated_columns": n,
-           "seconds": round(dt, 3), "columns_per_s": round(n / dt, 1),
-           "realtime_factor": round((n / FRAMES_PER_SECOND) / dt, 3), "stopped_at_eos": g.stopped, "peak_memory_gb": _peak_gb(device),
-           "adapter": "unmerged", "adapter_dtype": str(adapter_dtype).replace("torch.", ""),
-           "base_dtype": str(precision.weights_dtype).replace("torch.", ""), "cache": cloner.cache_mode,
-           "cuda_graphs": cloner.cuda_graphs, "attention": attention_implementation(cloner.net),
-           "codec": type(codec).__name__, "decoded_columns": int(codes.shape[1]), "decode_seconds": round(decode_s, 4),
-           "decoded_audio_s": round(len(wav) / codec.sampling_rate, 3),
-           "note": "sampled (temperature 0.7, top-k 50, top-p 0.95, RAS 7/2); real-time factor = (columns / 25) s of "
-                   "audio per second of generation; decode_seconds is the codec alone"}
+    row = {
+        "prompt_tokens": len(g.prompt_ids),
+        "max_new_tokens": columns,
+        "generated_columns": n,
+        "seconds": round(dt, 3),
+        "columns_per_s": round(n / dt, 1),
+        "realtime_factor": round((n / FRAMES_PER_SECOND) / dt, 3),
+        "stopped_at_eos": g.stopped,
+        "peak_memory_gb": _peak_gb(device),
+        "adapter": "unmerged",
+        "adapter_dtype": str(adapter_dtype).replace("torch.", ""),
+        "base_dtype": str(precision.weights_dtype).replace("torch.", ""),
+        "cache": cloner.cache_mode,
+        "cuda_graphs": cloner.cuda_graphs,
+        "attention": attention_implementation(cloner.net),
+        "codec": type(codec).__name__,
+        "decoded_columns": int(codes.shape[1]),
+        "decode_seconds": round(decode_s, 4),
+        "decoded_audio_s": round(len(wav) / codec.sampling_rate, 3),
+        "note": "sampled (temperature 0.7, top-k 50, top-p 0.95, RAS 7/2); real-time factor = (columns / 25) s of "
+        "audio per second of generation; decode_seconds is the codec alone",
+    }
     del cloner, model
     return row

@@ -12,10 +12,21 @@ from ..constants import FRAMES_PER_SECOND
 from .random_codec import random_higgs_codec
 
 # Clip lengths (s) of the bench's cache measurement, and the mix for the padding measurement.
-CACHE_PLAN = {"bench": dict(samples=4, ref_s=(1.5, 2.5), tgt_s=(1.5, 2.5), batch=2),
-              "test": dict(samples=2, ref_s=(0.5, 0.6), tgt_s=(0.5, 0.6), batch=2)}
-MIX = dict(samples=2000, ref_s=(3.0, 10.0), target_median_s=5.0, target_s=(1.0, 20.0), text_tokens_per_s=4.0,
-           prompt_tokens=40, frames_per_s=FRAMES_PER_SECOND, codebooks=8, max_tokens=8192)
+CACHE_PLAN = {
+    "bench": dict(samples=4, ref_s=(1.5, 2.5), tgt_s=(1.5, 2.5), batch=2),
+    "test": dict(samples=2, ref_s=(0.5, 0.6), tgt_s=(0.5, 0.6), batch=2),
+}
+MIX = dict(
+    samples=2000,
+    ref_s=(3.0, 10.0),
+    target_median_s=5.0,
+    target_s=(1.0, 20.0),
+    text_tokens_per_s=4.0,
+    prompt_tokens=40,
+    frames_per_s=FRAMES_PER_SECOND,
+    codebooks=8,
+    max_tokens=8192,
+)
 
 
 def cache_speedup(plan_name: str = "bench", workdir: str | Path | None = None, make_codec=None) -> dict:
@@ -35,11 +46,12 @@ def cache_speedup(plan_name: str = "bench", workdir: str | Path | None = None, m
         encode_file(codec, samples[0].ref_audio)  # first encode fits the codebooks' k-means: not part of either path
         config = build_config(SHAPES["test"])
         tokenizer = load_tokenizer("tiny")
-        dataset = VoiceCloningDataset(samples, tokenizer, codec, num_codebooks=codec.num_codebooks,
-                                      cache_dir=str(work / "cache"))  # builds the cache (encodes every clip once)
+        dataset = VoiceCloningDataset(
+            samples, tokenizer, codec, num_codebooks=codec.num_codebooks, cache_dir=str(work / "cache")
+        )  # builds the cache (encodes every clip once)
         collate = DictCollator(build_collator(config))
         order = list(range(len(dataset)))
-        batches = [order[i:i + plan["batch"]] for i in range(0, len(order), plan["batch"])]
+        batches = [order[i : i + plan["batch"]] for i in range(0, len(order), plan["batch"])]
 
         passes = []
         for _ in range(4):  # the first pass warms the page cache and lazy imports: fastest of the rest
@@ -56,11 +68,18 @@ def cache_speedup(plan_name: str = "bench", workdir: str | Path | None = None, m
         encoding = time.perf_counter() - t
         seconds = round(sum(_seconds(p) for p in clips), 2)
     live = encoding + cached  # live = the same dataset and collator work plus encoding each clip
-    return {"value": round(live / cached, 1), "cached_s": round(cached, 4), "live_s": round(live, 3),
-            "samples": plan["samples"], "clips": len(clips), "clip_seconds": {"reference": plan["ref_s"], "target": plan["tgt_s"]},
-            "batch": plan["batch"], "codec": f"{getattr(codec, 'name', '')} ({type(getattr(codec, 'tokenizer', codec)).__name__})",
-            "how": "batches from dataset + collator on the code cache vs the same plus live encoding of every clip",
-            "audio_seconds": seconds}
+    return {
+        "value": round(live / cached, 1),
+        "cached_s": round(cached, 4),
+        "live_s": round(live, 3),
+        "samples": plan["samples"],
+        "clips": len(clips),
+        "clip_seconds": {"reference": plan["ref_s"], "target": plan["tgt_s"]},
+        "batch": plan["batch"],
+        "codec": f"{getattr(codec, 'name', '')} ({type(getattr(codec, 'tokenizer', codec)).__name__})",
+        "how": "batches from dataset + collator on the code cache vs the same plus live encoding of every clip",
+        "audio_seconds": seconds,
+    }
 
 
 def _seconds(path) -> float:
@@ -84,6 +103,10 @@ def nonpad_fraction_bucketed(seed: int = 0) -> dict:
     text = m["prompt_tokens"] + np.round((ref + target) * m["text_tokens_per_s"]).astype(int)
     lengths = text + columns(ref) + columns(target)
     stats = TokenBudgetBatchSampler(lengths.tolist(), m["max_tokens"], seed=seed).stats()
-    return {"value": stats["non_pad_fraction"], "random_batches_of_that_size": stats["non_pad_fraction_random_batches"],
-            "mean_batch_size": stats["mean_batch_size"], "mix": dict(m),
-            "mean_length": round(float(lengths.mean()), 1)}
+    return {
+        "value": stats["non_pad_fraction"],
+        "random_batches_of_that_size": stats["non_pad_fraction_random_batches"],
+        "mean_batch_size": stats["mean_batch_size"],
+        "mix": dict(m),
+        "mean_length": round(float(lengths.mean()), 1),
+    }

@@ -38,15 +38,28 @@ def build_config(shape: str = "released"):
     c = shipped_config()
     c.pop("audio_encoder_config", None)  # skip_audio_tower: no Whisper tower is built
     sid = tiny.special_id
-    c.update(audio_in_token_idx=sid("<|AUDIO|>"), audio_out_token_idx=sid("<|AUDIO_OUT|>"),
-             audio_out_bos_token_id=sid("<|audio_out_bos|>"), audio_eos_token_id=sid("<|audio_eos|>"),
-             pad_token_id=sid("<|end_of_text|>"))
+    c.update(
+        audio_in_token_idx=sid("<|AUDIO|>"),
+        audio_out_token_idx=sid("<|AUDIO_OUT|>"),
+        audio_out_bos_token_id=sid("<|audio_out_bos|>"),
+        audio_eos_token_id=sid("<|audio_eos|>"),
+        pad_token_id=sid("<|end_of_text|>"),
+    )
     text = c["text_config"]
     text.update(bos_token_id=sid("<|begin_of_text|>"), eos_token_id=sid("<|end_of_text|>"))
     if shape == "small":
-        text.update(num_hidden_layers=2, hidden_size=128, intermediate_size=256, num_attention_heads=4,
-                    num_key_value_heads=2, head_dim=32, vocab_size=512)
-        c.update(hidden_size=128, audio_ffn_hidden_size=128, audio_ffn_intermediate_size=256, audio_dual_ffn_layers=[0, 1])
+        text.update(
+            num_hidden_layers=2,
+            hidden_size=128,
+            intermediate_size=256,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=32,
+            vocab_size=512,
+        )
+        c.update(
+            hidden_size=128, audio_ffn_hidden_size=128, audio_ffn_intermediate_size=256, audio_dual_ffn_layers=[0, 1]
+        )
     return HiggsAudioConfig(**c)
 
 

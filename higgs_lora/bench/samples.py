@@ -29,17 +29,32 @@ def make_samples(folder: Path, tag: str, spec, seed: int) -> list[CloneSample]:
     for i in range(count):
         k = int(rng.integers(chars[0], chars[1] + 1))
         text = (TEXT * (k // len(TEXT) + 2))[:k]
-        out.append(CloneSample(ref_text=text[: max(1, k // 2)], ref_audio=_clip(folder / f"{tag}{i}_ref.wav", rng.uniform(*ref_s), rng),
-                               target_text=text, target_audio=_clip(folder / f"{tag}{i}_tgt.wav", rng.uniform(*tgt_s), rng),
-                               system_prompt="Generate speech in the provided voice.", speaker=f"{tag}{i}"))
+        out.append(
+            CloneSample(
+                ref_text=text[: max(1, k // 2)],
+                ref_audio=_clip(folder / f"{tag}{i}_ref.wav", rng.uniform(*ref_s), rng),
+                target_text=text,
+                target_audio=_clip(folder / f"{tag}{i}_tgt.wav", rng.uniform(*tgt_s), rng),
+                system_prompt="Generate speech in the provided voice.",
+                speaker=f"{tag}{i}",
+            )
+        )
     return out
 
 
 def write_chatml(samples: list[CloneSample], path: Path) -> str:
-    rows = [{"messages": [{"role": "system", "content": s.system_prompt}, {"role": "user", "content": s.ref_text},
-                          {"role": "assistant", "content": {"type": "audio", "audio_url": s.ref_audio}},
-                          {"role": "user", "content": s.target_text},
-                          {"role": "assistant", "content": {"type": "audio", "audio_url": s.target_audio}}],
-             "speaker": s.speaker} for s in samples]
+    rows = [
+        {
+            "messages": [
+                {"role": "system", "content": s.system_prompt},
+                {"role": "user", "content": s.ref_text},
+                {"role": "assistant", "content": {"type": "audio", "audio_url": s.ref_audio}},
+                {"role": "user", "content": s.target_text},
+                {"role": "assistant", "content": {"type": "audio", "audio_url": s.target_audio}},
+            ],
+            "speaker": s.speaker,
+        }
+        for s in samples
+    ]
     path.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
     return str(path)

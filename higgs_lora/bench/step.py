@@ -24,10 +24,31 @@ from .counters import OpCounters, SavedBytes, peak_live_bytes
 
 # hidden, layers, intermediate, heads, kv heads: the measurement used hidden 512 and 6 layers.
 SHAPES = {
-    "bench": dict(hidden=512, layers=6, intermediate=1024, heads=8, kv_heads=2, lora_r=64,
-                  batch=2, ref_s=(1.5, 3.0), tgt_s=(1.5, 3.0), chars=(20, 60)),
-    "test": dict(hidden=64, layers=2, intermediate=128, heads=4, kv_heads=2, lora_r=8,
-                 batch=2, ref_s=(0.4, 0.6), tgt_s=(0.4, 0.6), chars=(8, 16), vocab=4096),
+    "bench": dict(
+        hidden=512,
+        layers=6,
+        intermediate=1024,
+        heads=8,
+        kv_heads=2,
+        lora_r=64,
+        batch=2,
+        ref_s=(1.5, 3.0),
+        tgt_s=(1.5, 3.0),
+        chars=(20, 60),
+    ),
+    "test": dict(
+        hidden=64,
+        layers=2,
+        intermediate=128,
+        heads=4,
+        kv_heads=2,
+        lora_r=8,
+        batch=2,
+        ref_s=(0.4, 0.6),
+        tgt_s=(0.4, 0.6),
+        chars=(8, 16),
+        vocab=4096,
+    ),
 }
 
 
@@ -55,8 +76,13 @@ def build_batch(shape: dict, config, workdir: Path, seed: int = 0):
     from .gpu_check import make_samples
 
     samples = make_samples(workdir, "s", (shape["batch"], shape["ref_s"], shape["tgt_s"], shape["chars"]), seed)
-    dataset = VoiceCloningDataset(samples, load_tokenizer("tiny"), TinyCodec(), num_codebooks=config.audio_num_codebooks,
-                                  cache_dir=str(workdir / "cache"))
+    dataset = VoiceCloningDataset(
+        samples,
+        load_tokenizer("tiny"),
+        TinyCodec(),
+        num_codebooks=config.audio_num_codebooks,
+        cache_dir=str(workdir / "cache"),
+    )
     return DictCollator(build_collator(config))([dataset[i] for i in range(len(dataset))])
 
 
@@ -94,9 +120,16 @@ def build_trainer(model, workdir: Path, legacy: bool, batch: int):
 
     from ..train.trainer import HiggsAudioTrainer
 
-    args = TrainingArguments(output_dir=str(workdir / ("legacy" if legacy else "project")), per_device_train_batch_size=batch,
-                             use_cpu=True, report_to=[], remove_unused_columns=False, disable_tqdm=True,
-                             logging_nan_inf_filter=legacy, **Precision("bf16", "cpu").training_arguments())
+    args = TrainingArguments(
+        output_dir=str(workdir / ("legacy" if legacy else "project")),
+        per_device_train_batch_size=batch,
+        use_cpu=True,
+        report_to=[],
+        remove_unused_columns=False,
+        disable_tqdm=True,
+        logging_nan_inf_filter=legacy,
+        **Precision("bf16", "cpu").training_arguments(),
+    )
     trainer = HiggsAudioTrainer(model=model, args=args)
     prepared = trainer.accelerator.prepare(trainer.model)  # what Trainer's loop does: autocast + fp32 outputs
     prepared.train()
@@ -123,11 +156,21 @@ def measure(trainer, prepared, inputs, vocab: int) -> dict:
     counters = OpCounters(vocab, _vocab_shapes(prepared, vocab))
     flops = FlopCounterMode(display=False)
     t0 = time.perf_counter()
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof, SavedBytes(prepared.parameters()) as saved, flops, counters:
+    with (
+        profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof,
+        SavedBytes(prepared.parameters()) as saved,
+        flops,
+        counters,
+    ):
         loss = micro_step(trainer, prepared, inputs)
     wall = time.perf_counter() - t0
-    out = counters.report() | {"flops": int(flops.get_total_flops()), "saved_for_backward_bytes": saved.bytes,
-                               "peak_live_bytes": peak_live_bytes(prof), "loss": float(loss), "counted_wall_s": round(wall, 2)}
+    out = counters.report() | {
+        "flops": int(flops.get_total_flops()),
+        "saved_for_backward_bytes": saved.bytes,
+        "peak_live_bytes": peak_live_bytes(prof),
+        "loss": float(loss),
+        "counted_wall_s": round(wall, 2),
+    }
     del prof
     return out
 
@@ -138,8 +181,10 @@ def held_for_backward(prepared, inputs, loss_fn) -> int:
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         loss = loss_fn(prepared(**inputs), inputs["label_audio_ids"]).loss
-    points = [(e.time_range.start, e.cpu_memory_usage if e.name == "[memory]" else e.self_cpu_memory_usage)
-              for e in prof.events()]
+    points = [
+        (e.time_range.start, e.cpu_memory_usage if e.name == "[memory]" else e.self_cpu_memory_usage)
+        for e in prof.events()
+    ]
     held = sum(u for _, u in points if u)
     loss.backward()
     return held
@@ -200,40 +245,72 @@ def run_step_bench(shape_name: str = "bench", workdir: str | Path | None = None,
             del model, trainer, prepared
     today, project = results["today"], results["project"]
     positions = int(batch["attention_mask"].numel())
-    inputs = {"shape": {k: v for k, v in shape.items()}, "text_vocab": vocab,
-              "audio_heads": f"{config.audio_num_codebooks}x{config.audio_codebook_size + 2}",
-              "batch": shape["batch"], "collator_positions": positions,
-              "text_targets": int(project_inputs[heads.TEXT_COUNT]),
-              "audio_columns": int(batch["label_audio_ids"].shape[1]),
-              "labelled_audio_columns": int(len(project_inputs[heads.AUDIO_COLUMNS])),
-              "precision": "bf16 weights + bf16 autocast (CPU)", "lora_r": shape["lora_r"]}
+    inputs = {
+        "shape": {k: v for k, v in shape.items()},
+        "text_vocab": vocab,
+        "audio_heads": f"{config.audio_num_codebooks}x{config.audio_codebook_size + 2}",
+        "batch": shape["batch"],
+        "collator_positions": positions,
+        "text_targets": int(project_inputs[heads.TEXT_COUNT]),
+        "audio_columns": int(batch["label_audio_ids"].shape[1]),
+        "labelled_audio_columns": int(len(project_inputs[heads.AUDIO_COLUMNS])),
+        "precision": "bf16 weights + bf16 autocast (CPU)",
+        "lora_r": shape["lora_r"],
+    }
     syncs_today, syncs_project = today["syncs"], project["syncs"]
     layers = shape["layers"]
     return {
         "inputs": inputs,
         "today": today,
         "project": project,
-        "logits_memory_ratio": {"value": _ratio(today["logits_bytes"], project["logits_bytes"]),
-                                "today_bytes": today["logits_bytes"], "project_bytes": project["logits_bytes"],
-                                "today_tensors": today["logits_tensors"], "project_tensors": project["logits_tensors"]},
-        "step_peak_memory_ratio": {"value": _ratio(today["peak_live_bytes"], project["peak_live_bytes"]),
-                                   "today_bytes": today["peak_live_bytes"], "project_bytes": project["peak_live_bytes"]},
-        "step_flops_ratio": {"value": _ratio(today["flops"], project["flops"]), "today": today["flops"],
-                             "project": project["flops"], "today_loss": today["loss"], "project_loss": project["loss"],
-                             "loss_difference": abs(today["loss"] - project["loss"])},
-        "cast_bytes_ratio": {"value": _ratio(today["cast_bytes"], project["cast_bytes"]),
-                             "today_bytes": today["cast_bytes"], "project_bytes": project["cast_bytes"],
-                             "today_casts": today["casts"], "project_casts": project["casts"]},
+        "logits_memory_ratio": {
+            "value": _ratio(today["logits_bytes"], project["logits_bytes"]),
+            "today_bytes": today["logits_bytes"],
+            "project_bytes": project["logits_bytes"],
+            "today_tensors": today["logits_tensors"],
+            "project_tensors": project["logits_tensors"],
+        },
+        "step_peak_memory_ratio": {
+            "value": _ratio(today["peak_live_bytes"], project["peak_live_bytes"]),
+            "today_bytes": today["peak_live_bytes"],
+            "project_bytes": project["peak_live_bytes"],
+        },
+        "step_flops_ratio": {
+            "value": _ratio(today["flops"], project["flops"]),
+            "today": today["flops"],
+            "project": project["flops"],
+            "today_loss": today["loss"],
+            "project_loss": project["loss"],
+            "loss_difference": abs(today["loss"] - project["loss"]),
+        },
+        "cast_bytes_ratio": {
+            "value": _ratio(today["cast_bytes"], project["cast_bytes"]),
+            "today_bytes": today["cast_bytes"],
+            "project_bytes": project["cast_bytes"],
+            "today_casts": today["casts"],
+            "project_casts": project["casts"],
+        },
         "host_syncs_per_microstep": {
-            "project_code": syncs_project.get("project", 0), "model_code": syncs_project.get("model", 0),
+            "project_code": syncs_project.get("project", 0),
+            "model_code": syncs_project.get("model", 0),
             "model_code_per_layer": round(syncs_project.get("model", 0) / layers, 2),
-            "today_project_code": syncs_today.get("project", 0), "today_model_code": syncs_today.get("model", 0),
-            "layers": layers, "by_op": project["sync_ops"]},
-        "trainer_overhead_ratio": {"value": round(via / bare, 3), "trainer_step_s": round(via, 4),
-                                   "plain_loop_s": round(bare, 4), "repeats": repeats,
-                                   "how": "fastest of N micro-steps via HiggsAudioTrainer.training_step vs the same "
-                                          "forward+loss+backward in a plain loop, project path"},
-        "checkpointing_memory_ratio": {"value": _ratio(held, held_ckpt), "held_for_backward_bytes": held,
-                                       "with_checkpointing_bytes": held_ckpt,
-                                       "how": "bytes allocated in forward+loss still live at backward, project path"},
+            "today_project_code": syncs_today.get("project", 0),
+            "today_model_code": syncs_today.get("model", 0),
+            "layers": layers,
+            "by_op": project["sync_ops"],
+        },
+        "trainer_overhead_ratio": {
+            "value": round(via / bare, 3),
+            "trainer_step_s": round(via, 4),
+            "plain_loop_s": round(bare, 4),
+            "repeats": repeats,
+            "how": "fastest of N micro-steps via HiggsAudioTrainer.training_step vs the same "
+            "forward+loss+backward in a plain loop, project path",
+        },
+        "checkpointing_memory_ratio": {
+            "value": _ratio(held, held_ckpt),
+            "held_for_backward_bytes": held,
+            "with_checkpointing_bytes": held_ckpt,
+            "how": "bytes allocated in forward+loss still live at backward, project path",
+        },
     }

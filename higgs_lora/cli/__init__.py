@@ -32,7 +32,23 @@ from .common import HelpFormatter, Parser, report_interrupt
 # One module per subcommand, in the order `--help` lists them. Each module has NAME, SUMMARY,
 # add_arguments(parser) and run(args) (and optionally a longer DESCRIPTION); it imports torch and friends only inside run(), so building
 # the parser (and `--help`) stays instant.
-COMMANDS = ["download", "create_sample_data", "convert", "validate", "tokenize", "plan", "train", "merge", "export", "infer", "eval", "clone", "check_alignment", "gpu_check", "bench"]
+COMMANDS = [
+    "download",
+    "create_sample_data",
+    "convert",
+    "validate",
+    "tokenize",
+    "plan",
+    "train",
+    "merge",
+    "export",
+    "infer",
+    "eval",
+    "clone",
+    "check_alignment",
+    "gpu_check",
+    "bench",
+]
 
 
 def command_module(name: str):
@@ -51,8 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     for name in COMMANDS:
         module = command_module(name)
-        p = sub.add_parser(module.NAME, help=module.SUMMARY, description=getattr(module, "DESCRIPTION", module.SUMMARY),
-                           formatter_class=HelpFormatter)
+        p = sub.add_parser(
+            module.NAME,
+            help=module.SUMMARY,
+            description=getattr(module, "DESCRIPTION", module.SUMMARY),
+            formatter_class=HelpFormatter,
+        )
         _add_command(p, module)
     return parser
 
@@ -93,9 +113,9 @@ def main(argv: list[str] | None = None) -> int:
 def run_command(name: str, argv: list[str] | None = None, prog: str | None = None) -> int:
     """One subcommand as its own program (the design's script paths): its --help shows `prog`."""
     module = command_module(name.replace("-", "_"))
-    parser = Parser(prog=prog, description=getattr(module, "DESCRIPTION", module.SUMMARY),
-                    formatter_class=HelpFormatter)
+    parser = Parser(
+        prog=prog, description=getattr(module, "DESCRIPTION", module.SUMMARY), formatter_class=HelpFormatter
+    )
     _add_command(parser, module)
     args = parser.parse_args(argv)
     return run(args.func, args)
-

@@ -40,16 +40,25 @@ def run(args) -> int:
     _check_reference(args.ref_audio)
     settings, generation, chunking = resolve_settings(args)
     # The same text front-end as training and `infer` (the run's settings, else the default).
-    sample = normalize_sample(CloneSample(ref_text=args.ref_text, ref_audio=str(args.ref_audio), target_text=args.text,
-                                          system_prompt=settings["system_prompt"]), settings["text_normalization"])
+    sample = normalize_sample(
+        CloneSample(
+            ref_text=args.ref_text,
+            ref_audio=str(args.ref_audio),
+            target_text=args.text,
+            system_prompt=settings["system_prompt"],
+        ),
+        settings["text_normalization"],
+    )
     cloner = load_cloner(args, settings)
     wav, sr, result = cloner.clone(sample, generation, chunking)
     write_wav(output, wav, sr)
     seconds = len(wav) / sr
     speed = f", {seconds / result.seconds:.2f}x real time" if result.seconds > 0 else ""
-    print(f"wrote {output}: {seconds:.2f} s of audio, {result.frames} frames in {len(result.chunks)} chunk(s), "
-          f"{'stopped at the stream EOS' if result.stopped else 'a chunk reached its token cap'}; "
-          f"{result.seconds:.1f} s on {cloner.device}{speed}")
+    print(
+        f"wrote {output}: {seconds:.2f} s of audio, {result.frames} frames in {len(result.chunks)} chunk(s), "
+        f"{'stopped at the stream EOS' if result.stopped else 'a chunk reached its token cap'}; "
+        f"{result.seconds:.1f} s on {cloner.device}{speed}"
+    )
     return 0
 
 

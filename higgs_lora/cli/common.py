@@ -22,9 +22,12 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 def add_system_prompt(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--system_prompt", default=DEFAULT_SYSTEM_PROMPT,
-                   help="system prompt for samples without one (\"\" for none); training and inference share it "
-                        f"(default: {DEFAULT_SYSTEM_PROMPT!r})")
+    p.add_argument(
+        "--system_prompt",
+        default=DEFAULT_SYSTEM_PROMPT,
+        help='system prompt for samples without one ("" for none); training and inference share it '
+        f"(default: {DEFAULT_SYSTEM_PROMPT!r})",
+    )
 
 
 def add_text_normalization(p: argparse.ArgumentParser, default=None, from_run: bool = False) -> None:
@@ -32,14 +35,18 @@ def add_text_normalization(p: argparse.ArgumentParser, default=None, from_run: b
     from ..data.text import DEFAULT_TEXT_NORMALIZATION
 
     fallback = f"the training run's, else {DEFAULT_TEXT_NORMALIZATION}" if from_run else DEFAULT_TEXT_NORMALIZATION
-    p.add_argument("--text_normalization", default=default, metavar="SPEC",
-                   help="transcript normaliser shared by training and inference: comma-separated options from "
-                        "whitespace, tatweel, strip_diacritics, nfkc, punct=arabic|latin, digits=western|arabic, "
-                        f"or none (default: {fallback})")
+    p.add_argument(
+        "--text_normalization",
+        default=default,
+        metavar="SPEC",
+        help="transcript normaliser shared by training and inference: comma-separated options from "
+        "whitespace, tatweel, strip_diacritics, nfkc, punct=arabic|latin, digits=western|arabic, "
+        f"or none (default: {fallback})",
+    )
 
 
 def option_suggestions(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
-    """"; did you mean --learning_rate?" for each mistyped flag, from the options `parser` knows."""
+    """ "; did you mean --learning_rate?" for each mistyped flag, from the options `parser` knows."""
     known = [o for o in parser._option_string_actions if o.startswith("--")]
     hints = []
     for arg in unknown:

@@ -21,7 +21,9 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from ..data.sample_data import create_sample_data
 
-    out = create_sample_data(args.out_json, n_samples=args.n_samples, system_prompt=args.system_prompt, overwrite=args.overwrite)
+    out = create_sample_data(
+        args.out_json, n_samples=args.n_samples, system_prompt=args.system_prompt, overwrite=args.overwrite
+    )
     n = len(json.loads(Path(out).read_text(encoding="utf-8")))
     print(f"wrote {n} samples to {out}")
     return 0

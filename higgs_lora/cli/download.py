@@ -6,7 +6,9 @@ from ..defaults import AUDIO_TOKENIZER, BASE_MODEL
 
 NAME = "download"
 SUMMARY = "fetch the pinned model and audio tokenizer into local folders (stage weights for offline clusters)"
-DESCRIPTION = SUMMARY + """
+DESCRIPTION = (
+    SUMMARY
+    + """
 
 Downloads weights, configs and tokenizer files only (no demo media), with a progress bar, at the
 revisions boson_multimodal 0.1.1 can read (Boson rewrote both hub repositories in place on 2026-04-04),
@@ -19,12 +21,15 @@ offline cluster as it is. Hub access follows the usual huggingface_hub settings 
     higgs-lora train --base_model weights/higgs-audio-v2-generation-3B-base \\
         --audio_tokenizer weights/higgs-audio-v2-tokenizer --train_data data.json
 """
+)
 
 
 def add_arguments(p) -> None:
     p.add_argument("--output_dir", default="weights", help="folder to stage the model and codec folders in")
     p.add_argument("--base_model", default=BASE_MODEL, help="model to fetch, owner/repo@revision (default: the pin)")
-    p.add_argument("--audio_tokenizer", default=AUDIO_TOKENIZER, help="codec to fetch, owner/repo@revision (default: the pin)")
+    p.add_argument(
+        "--audio_tokenizer", default=AUDIO_TOKENIZER, help="codec to fetch, owner/repo@revision (default: the pin)"
+    )
 
 
 def run(args) -> int:

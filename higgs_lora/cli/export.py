@@ -18,11 +18,17 @@ def add_arguments(p) -> None:
     p.add_argument("--model_path", required=True, help="base or merged model: hub id, folder or tiny")
     p.add_argument("--lora_path", default=None, help="training --output_dir: merged (in fp32) before the export")
     p.add_argument("--output_dir", required=True, help="folder for the native model, processor and codec")
-    p.add_argument("--audio_tokenizer", default=None,
-                   help="codec to export into OUT/audio_tokenizer (hub id or folder; default: the run's codec, "
-                        "else none)")
-    p.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
-                   help="dtype of the written weights (default auto: fp32 after an adapter merge, else as stored)")
+    p.add_argument(
+        "--audio_tokenizer",
+        default=None,
+        help="codec to export into OUT/audio_tokenizer (hub id or folder; default: the run's codec, else none)",
+    )
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "bf16", "fp16", "fp32"],
+        help="dtype of the written weights (default auto: fp32 after an adapter merge, else as stored)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing output")
 
 
@@ -38,8 +44,16 @@ def run(args) -> int:
         codec = run.get("audio_tokenizer")
         if codec:
             print(f"--audio_tokenizer {codec} (from {path})", file=sys.stderr)
-    report = export(args.model_path, args.output_dir, lora_path=args.lora_path, audio_tokenizer=codec,
-                    dtype=args.dtype, overwrite=args.overwrite)
-    print(f"exported {report.weights} tensors ({report.dtype}) to {report.output_dir}"
-          + (f"; codec in {report.codec_dir}" if report.codec_dir else "; no codec exported"))
+    report = export(
+        args.model_path,
+        args.output_dir,
+        lora_path=args.lora_path,
+        audio_tokenizer=codec,
+        dtype=args.dtype,
+        overwrite=args.overwrite,
+    )
+    print(
+        f"exported {report.weights} tensors ({report.dtype}) to {report.output_dir}"
+        + (f"; codec in {report.codec_dir}" if report.codec_dir else "; no codec exported")
+    )
     return 0

@@ -18,8 +18,12 @@ INTERRUPTED_HINT = "the clips encoded so far are kept in --cache_dir; the same c
 
 def add_arguments(p) -> None:
     p.add_argument("data", metavar="DATA", help="ChatML JSON/JSONL data file (training or inference samples)")
-    p.add_argument("--audio_tokenizer", default=AUDIO_TOKENIZER, help="hub id, folder or tiny; the cache is kept per codec")
-    p.add_argument("--cache_dir", required=True, help="cache folder; reruns skip what is done, several runs and ranks share it")
+    p.add_argument(
+        "--audio_tokenizer", default=AUDIO_TOKENIZER, help="hub id, folder or tiny; the cache is kept per codec"
+    )
+    p.add_argument(
+        "--cache_dir", required=True, help="cache folder; reruns skip what is done, several runs and ranks share it"
+    )
     p.add_argument("--device", default=None, help="codec device (default: this rank's GPU if any, else cpu)")
     p.add_argument("--report", default=None, help="write {total, cached, encoded, failed: {file: reason}} as JSON here")
     add_system_prompt(p)
@@ -57,15 +61,28 @@ def run(args) -> int:
     if int(os.environ.get("RANK", "0")) != 0:
         return 1 if report.failed else 0
     total = len(set(paths))
-    print(f"{total} distinct audio files in {len(samples)} samples: {len(report.entries)} cached in {cache.dir}; "
-          f"encoded {int(counts[0])} now, {int(counts[1])} were already done"
-          + (f"; {len(report.failed)} failed" if report.failed else ""))
+    print(
+        f"{total} distinct audio files in {len(samples)} samples: {len(report.entries)} cached in {cache.dir}; "
+        f"encoded {int(counts[0])} now, {int(counts[1])} were already done"
+        + (f"; {len(report.failed)} failed" if report.failed else "")
+    )
     for path, reason in list(report.failed.items())[:20]:
         print(f"  failed: {path}: {reason}", file=sys.stderr)
     if len(report.failed) > 20:
         print(f"  ... and {len(report.failed) - 20} more", file=sys.stderr)
     if args.report:
-        Path(args.report).write_text(json.dumps({"total": total, "cached": len(report.entries), "encoded": int(counts[0]),
-                                                 "failed": report.failed, "cache_dir": str(cache.dir)},
-                                                indent=2, ensure_ascii=False), encoding="utf-8")
+        Path(args.report).write_text(
+            json.dumps(
+                {
+                    "total": total,
+                    "cached": len(report.entries),
+                    "encoded": int(counts[0]),
+                    "failed": report.failed,
+                    "cache_dir": str(cache.dir),
+                },
+                indent=2,
+                ensure_ascii=False,
+            ),
+            encoding="utf-8",
+        )
     return 1 if report.failed else 0

@@ -79,9 +79,13 @@ def _check(path: str, limits: AudioLimits) -> AudioInfo:
     dbfs = 20 * math.log10(rms) if rms > 0 else -math.inf
     info = dict(seconds=round(seconds, 4), dbfs=round(dbfs, 2) if math.isfinite(dbfs) else None)
     if seconds < limits.min_seconds:
-        return AudioInfo(path, "audio_too_short", f"{path}: {seconds:.3f} s, shorter than {limits.min_seconds:g} s", **info)
+        return AudioInfo(
+            path, "audio_too_short", f"{path}: {seconds:.3f} s, shorter than {limits.min_seconds:g} s", **info
+        )
     if seconds > limits.max_seconds:
-        return AudioInfo(path, "audio_too_long", f"{path}: {seconds:.1f} s, longer than {limits.max_seconds:g} s", **info)
+        return AudioInfo(
+            path, "audio_too_long", f"{path}: {seconds:.1f} s, longer than {limits.max_seconds:g} s", **info
+        )
     if dbfs < limits.silence_dbfs:
         level = "digital silence" if not math.isfinite(dbfs) else f"RMS {dbfs:.1f} dBFS"
         return AudioInfo(path, "audio_silent", f"{path}: {level}, below {limits.silence_dbfs:g} dBFS", **info)

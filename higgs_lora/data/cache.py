@@ -167,9 +167,15 @@ class CodeCache:
 
     # -- per-path records
     def write_record(self, entry: CacheEntry, stat: os.stat_result | None) -> None:
-        record = {"path": entry.path, "key": entry.key, "frames": entry.frames, "codebooks": entry.codebooks,
-                  "error": entry.error, "size": stat.st_size if stat else None,
-                  "mtime_ns": stat.st_mtime_ns if stat else None}
+        record = {
+            "path": entry.path,
+            "key": entry.key,
+            "frames": entry.frames,
+            "codebooks": entry.codebooks,
+            "error": entry.error,
+            "size": stat.st_size if stat else None,
+            "mtime_ns": stat.st_mtime_ns if stat else None,
+        }
         _atomic_write(self.record_file(entry.path), lambda f: f.write(json.dumps(record).encode()))
 
     def read_record(self, path: str) -> dict | None:
@@ -246,8 +252,16 @@ class CodeCache:
                 raise ValueError(f"{path}: {entry.error}")
         return self.load(entry.key, (entry.codebooks, entry.frames))
 
-    def build(self, codec, paths: Iterable[str], require: bool = False, rank: int | None = None,
-              world_size: int | None = None, barrier=None, desc: str = "Encoding audio") -> BuildReport:
+    def build(
+        self,
+        codec,
+        paths: Iterable[str],
+        require: bool = False,
+        rank: int | None = None,
+        world_size: int | None = None,
+        barrier=None,
+        desc: str = "Encoding audio",
+    ) -> BuildReport:
         """Encode every distinct path not yet cached (this rank's share), wait for the others, read all records.
 
         `require=True` encodes nothing and lists what is missing. Without explicit rank/world/barrier,
@@ -323,13 +337,16 @@ def start_distributed(timeout_s: int = 1800) -> None:
 
 def missing_message(count: int, total: int, cache_dir, data: str | None, audio_tokenizer: str | None) -> str:
     cmd = f"higgs-lora tokenize {data or 'DATA'} --audio_tokenizer {audio_tokenizer or 'T'} --cache_dir {cache_dir}"
-    return (f"{count} of {total} audio files are not in the code cache {cache_dir} (--require_cache); "
-            f"build it first: {cmd}")
+    return (
+        f"{count} of {total} audio files are not in the code cache {cache_dir} (--require_cache); build it first: {cmd}"
+    )
 
 
 def failed_message(failed: dict[str, str], sample_indices: list[int], limit: int = 10) -> str:
-    lines = [f"{len(failed)} audio file(s) could not be encoded, affecting {len(sample_indices)} sample(s) "
-             f"{sample_indices[:limit]}{' ...' if len(sample_indices) > limit else ''}:"]
+    lines = [
+        f"{len(failed)} audio file(s) could not be encoded, affecting {len(sample_indices)} sample(s) "
+        f"{sample_indices[:limit]}{' ...' if len(sample_indices) > limit else ''}:"
+    ]
     lines += [f"  {path}: {reason}" for path, reason in list(failed.items())[:limit]]
     if len(failed) > limit:
         lines.append(f"  ... and {len(failed) - limit} more")
@@ -364,14 +381,23 @@ class CachedCodec:
         return self.codec.decode(vq_code)
 
 
-def cached_codec(codec, cache_dir, require: bool, paths: Iterable[str], data_path: str | None = None,
-                 audio_tokenizer: str | None = None) -> CachedCodec:
+def cached_codec(
+    codec,
+    cache_dir,
+    require: bool,
+    paths: Iterable[str],
+    data_path: str | None = None,
+    audio_tokenizer: str | None = None,
+) -> CachedCodec:
     """`codec` behind the cache at `cache_dir`; with `require`, a clear error now if any of `paths` is missing."""
     cache = CodeCache.for_codec(cache_dir, codec)
     if require:
         unique = list(dict.fromkeys(str(p) for p in paths))
         missing = [p for p in unique if cache._done(p) is None]
         if missing:
-            raise CacheMissingError(missing_message(len(missing), len(unique), cache_dir, data_path,
-                                                    audio_tokenizer or getattr(codec, "name", None)))
+            raise CacheMissingError(
+                missing_message(
+                    len(missing), len(unique), cache_dir, data_path, audio_tokenizer or getattr(codec, "name", None)
+                )
+            )
     return CachedCodec(codec, cache, require)

@@ -96,4 +96,3 @@ def load_codec(name_or_path: str, device: str | None = None) -> AudioCodec:
 def encode_file(codec: AudioCodec, path: str | Path) -> np.ndarray:
     """The one codec call for a file, training and inference alike: int64 (C, T) codes."""
     return codec.encode(str(path)).cpu().numpy().astype(np.int64)
-

@@ -76,9 +76,11 @@ class ConvertReport:
         lines += [f"  from {src}: {n}" for src, n in self.per_source.items()]
         if self.read:
             unusable = self.unusable_speakers()
-            lines.append(f"read {self.read} clips of {len(self.per_speaker)} speakers; "
-                         f"{len(self.per_speaker) - len(unusable)} speakers gave samples, {len(unusable)} unusable"
-                         + (f" ({', '.join(unusable[:limit])}{' ...' if len(unusable) > limit else ''})" if unusable else ""))
+            lines.append(
+                f"read {self.read} clips of {len(self.per_speaker)} speakers; "
+                f"{len(self.per_speaker) - len(unusable)} speakers gave samples, {len(unusable)} unusable"
+                + (f" ({', '.join(unusable[:limit])}{' ...' if len(unusable) > limit else ''})" if unusable else "")
+            )
         lines += self.notes
         if self.dropped:
             counts = Counter(d.reason for d in self.dropped)
@@ -89,13 +91,21 @@ class ConvertReport:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"output": self.output, "converted": self.converted, "per_source": self.per_source,
-                "read": self.read, "per_speaker": self.per_speaker, "unusable_speakers": self.unusable_speakers(),
-                "notes": self.notes, "dropped": [d.__dict__ for d in self.dropped]}
+        return {
+            "output": self.output,
+            "converted": self.converted,
+            "per_source": self.per_source,
+            "read": self.read,
+            "per_speaker": self.per_speaker,
+            "unusable_speakers": self.unusable_speakers(),
+            "notes": self.notes,
+            "dropped": [d.__dict__ for d in self.dropped],
+        }
 
 
-def canonical_record(ref_text: str, ref_audio: str, target_text: str, target_audio: str, system_prompt: str,
-                     speaker=None, sample_id=None) -> dict:
+def canonical_record(
+    ref_text: str, ref_audio: str, target_text: str, target_audio: str, system_prompt: str, speaker=None, sample_id=None
+) -> dict:
     """The five-message form every reader of this project accepts (no system turn when the prompt is empty)."""
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
     messages += [
@@ -124,6 +134,7 @@ def _portable(path: str, out_dir: Path) -> str:
 
 # ---------------------------------------------------------------- JSON / JSONL sources
 
+
 def records_from_json(path: Path, out_dir: Path, system_prompt: str, report: ConvertReport):
     for index, record in enumerate(iter_records(path)):
         c = extract(record)
@@ -134,12 +145,18 @@ def records_from_json(path: Path, out_dir: Path, system_prompt: str, report: Con
             continue
         prompt = c.system_prompt if isinstance(c.system_prompt, str) else system_prompt
         yield canonical_record(
-            c.ref_text, _portable(resolve_audio(c.ref_audio, path.parent), out_dir), c.target_text,
-            _portable(resolve_audio(c.target_audio, path.parent), out_dir), prompt,
-            speaker=c.speaker, sample_id=record.get("id", record.get("sample_id")))
+            c.ref_text,
+            _portable(resolve_audio(c.ref_audio, path.parent), out_dir),
+            c.target_text,
+            _portable(resolve_audio(c.target_audio, path.parent), out_dir),
+            prompt,
+            speaker=c.speaker,
+            sample_id=record.get("id", record.get("sample_id")),
+        )
 
 
 # ---------------------------------------------------------------- corpora of clips
+
 
 @dataclass(frozen=True)
 class Clip:
@@ -177,8 +194,9 @@ class DurationWindow:
         return None
 
 
-def probe_clips(rows, source: str, report: ConvertReport, window: DurationWindow = DurationWindow(),
-                progress: bool = True) -> list[Clip]:
+def probe_clips(
+    rows, source: str, report: ConvertReport, window: DurationWindow = DurationWindow(), progress: bool = True
+) -> list[Clip]:
     """The rows' clips with their durations, read from each file's header (the audio is never loaded, so
     100k rows take the memory of 100k short records). Missing, undecodable and out-of-window clips are
     dropped and reported."""
@@ -186,19 +204,27 @@ def probe_clips(rows, source: str, report: ConvertReport, window: DurationWindow
     from tqdm import tqdm
 
     clips = []
-    for row in tqdm(rows, desc=f"reading {Path(source).name or source}", unit=" clips", disable=None if progress else True,
-                    mininterval=1.0):
+    for row in tqdm(
+        rows,
+        desc=f"reading {Path(source).name or source}",
+        unit=" clips",
+        disable=None if progress else True,
+        mininterval=1.0,
+    ):
         seconds = row.seconds
         if seconds is None:
             if not Path(row.path).is_file():
-                report.drop(source, row.where, "audio_not_found", f"{row.key}: no such audio file {row.path}", row.speaker)
+                report.drop(
+                    source, row.where, "audio_not_found", f"{row.key}: no such audio file {row.path}", row.speaker
+                )
                 continue
             try:
                 with sf.SoundFile(row.path) as f:  # the header only; sf.info also formats strings, a third slower
                     seconds = f.frames / float(f.samplerate)
             except Exception as exc:
-                report.drop(source, row.where, "audio_unreadable", f"{row.path}: not decodable audio ({exc})",
-                            row.speaker)
+                report.drop(
+                    source, row.where, "audio_unreadable", f"{row.path}: not decodable audio ({exc})", row.speaker
+                )
                 continue
         out = window.reason(seconds)
         if out is not None:
@@ -221,7 +247,9 @@ def metadata_rows(source: Path, speaker: str | None, report: ConvertReport):
     csv_path = source / METADATA if source.is_dir() else source
     folder = csv_path.parent
     if not csv_path.is_file():
-        raise FileNotFoundError(f"{source}: no {METADATA} (expected rows audio|text|speaker, or id|text with --speaker)")
+        raise FileNotFoundError(
+            f"{source}: no {METADATA} (expected rows audio|text|speaker, or id|text with --speaker)"
+        )
     try:
         with open(csv_path, encoding="utf-8-sig", newline="") as f:
             rows = list(csv.reader(f, delimiter="|", quoting=csv.QUOTE_NONE))
@@ -246,12 +274,16 @@ def metadata_rows(source: Path, speaker: str | None, report: ConvertReport):
             name, spk = row[0], speaker
         else:
             if len(row) < 3:
-                raise ValueError(f"{csv_path} {where}: expected audio|text|speaker; for id|text rows "
-                                 "(LJSpeech style) give the speaker with --speaker")
+                raise ValueError(
+                    f"{csv_path} {where}: expected audio|text|speaker; for id|text rows "
+                    "(LJSpeech style) give the speaker with --speaker"
+                )
             name, text, spk = row[0], row[1], row[2]
             if not Path(name).suffix:
-                raise ValueError(f"{csv_path} {where}: {name!r} is not an audio file name; for LJSpeech-style "
-                                 "id|text[|normalized text] rows give the speaker with --speaker")
+                raise ValueError(
+                    f"{csv_path} {where}: {name!r} is not an audio file name; for LJSpeech-style "
+                    "id|text[|normalized text] rows give the speaker with --speaker"
+                )
         report.count_read(spk)
         if not text:
             report.drop(csv_path, where, "empty_text", f"{name}: empty transcript", spk)
@@ -264,14 +296,22 @@ def metadata_rows(source: Path, speaker: str | None, report: ConvertReport):
     return out
 
 
-def read_metadata(source: Path, speaker: str | None, report: ConvertReport,
-                  window: DurationWindow = DurationWindow()) -> list[Clip]:
+def read_metadata(
+    source: Path, speaker: str | None, report: ConvertReport, window: DurationWindow = DurationWindow()
+) -> list[Clip]:
     csv_path = source / METADATA if source.is_dir() else source
     return probe_clips(metadata_rows(source, speaker, report), str(csv_path), report, window)
 
 
-def pair_clips(clips: list[Clip], refs_per_target: int = 1, seed: int = 0, ref_min_seconds: float | None = None,
-               ref_max_seconds: float | None = None, report: ConvertReport | None = None, source: str = ""):
+def pair_clips(
+    clips: list[Clip],
+    refs_per_target: int = 1,
+    seed: int = 0,
+    ref_min_seconds: float | None = None,
+    ref_max_seconds: float | None = None,
+    report: ConvertReport | None = None,
+    source: str = "",
+):
     """(reference, target) pairs within each speaker: every clip is a target once, with up to
     `refs_per_target` different references drawn from the speaker's other clips (never itself),
     optionally only references whose duration lies in the window. Same seed, same pairs."""
@@ -284,8 +324,12 @@ def pair_clips(clips: list[Clip], refs_per_target: int = 1, seed: int = 0, ref_m
     pairs = []
     for spk in sorted(by_speaker):
         group = by_speaker[spk]
-        refs = [c for c in group if (ref_min_seconds is None or c.seconds >= ref_min_seconds)
-                and (ref_max_seconds is None or c.seconds <= ref_max_seconds)]
+        refs = [
+            c
+            for c in group
+            if (ref_min_seconds is None or c.seconds >= ref_min_seconds)
+            and (ref_max_seconds is None or c.seconds <= ref_max_seconds)
+        ]
         # Where each file sits among the references, found once: comparing every target with every
         # reference took minutes for a 10,000-clip speaker. `candidates` keeps the references' order,
         # so the draw (and the pairs a seed gives) is unchanged.
@@ -301,14 +345,27 @@ def pair_clips(clips: list[Clip], refs_per_target: int = 1, seed: int = 0, ref_m
             if not candidates:
                 if report is not None:
                     if len(group) == 1:
-                        report.drop(source, target.key, "single_clip_speaker",
-                                    f"speaker {spk!r} has only this clip: no other clip to use as reference "
-                                    "(the speaker is unusable)", spk)
+                        report.drop(
+                            source,
+                            target.key,
+                            "single_clip_speaker",
+                            f"speaker {spk!r} has only this clip: no other clip to use as reference "
+                            "(the speaker is unusable)",
+                            spk,
+                        )
                     else:
-                        window = "" if ref_min_seconds is None and ref_max_seconds is None else \
-                            f" within {ref_min_seconds or 0:g}-{ref_max_seconds or float('inf'):g} s"
-                        report.drop(source, target.key, "no_reference_candidate",
-                                    f"speaker {spk!r} has no other clip{window} to use as reference", spk)
+                        window = (
+                            ""
+                            if ref_min_seconds is None and ref_max_seconds is None
+                            else f" within {ref_min_seconds or 0:g}-{ref_max_seconds or float('inf'):g} s"
+                        )
+                        report.drop(
+                            source,
+                            target.key,
+                            "no_reference_candidate",
+                            f"speaker {spk!r} has no other clip{window} to use as reference",
+                            spk,
+                        )
                 continue
             for ref in rng.sample(candidates, min(refs_per_target, len(candidates))):
                 pairs.append((ref, target))
@@ -323,31 +380,74 @@ class Pairing:
     ref_max_seconds: float | None = None
 
 
-def records_from_clips(clips: list[Clip], source: str, out_dir: Path, system_prompt: str, report: ConvertReport,
-                       pairing: Pairing = Pairing()):
+def records_from_clips(
+    clips: list[Clip],
+    source: str,
+    out_dir: Path,
+    system_prompt: str,
+    report: ConvertReport,
+    pairing: Pairing = Pairing(),
+):
     """Canonical records of a corpus's clips, paired within each speaker."""
-    for ref, target in pair_clips(clips, pairing.refs_per_target, pairing.seed, pairing.ref_min_seconds,
-                                  pairing.ref_max_seconds, report, source):
-        yield canonical_record(ref.text, _portable(ref.path, out_dir), target.text, _portable(target.path, out_dir),
-                               system_prompt, speaker=target.speaker)
+    for ref, target in pair_clips(
+        clips, pairing.refs_per_target, pairing.seed, pairing.ref_min_seconds, pairing.ref_max_seconds, report, source
+    ):
+        yield canonical_record(
+            ref.text,
+            _portable(ref.path, out_dir),
+            target.text,
+            _portable(target.path, out_dir),
+            system_prompt,
+            speaker=target.speaker,
+        )
 
 
-def records_from_folder(source: Path, out_dir: Path, system_prompt: str, report: ConvertReport, *, speaker=None,
-                        refs_per_target=1, seed=0, ref_min_seconds=None, ref_max_seconds=None,
-                        window: DurationWindow = DurationWindow()):
+def records_from_folder(
+    source: Path,
+    out_dir: Path,
+    system_prompt: str,
+    report: ConvertReport,
+    *,
+    speaker=None,
+    refs_per_target=1,
+    seed=0,
+    ref_min_seconds=None,
+    ref_max_seconds=None,
+    window: DurationWindow = DurationWindow(),
+):
     clips = read_metadata(source, speaker, report, window)
-    yield from records_from_clips(clips, str(source), out_dir, system_prompt, report,
-                                  Pairing(refs_per_target, seed, ref_min_seconds, ref_max_seconds))
+    yield from records_from_clips(
+        clips,
+        str(source),
+        out_dir,
+        system_prompt,
+        report,
+        Pairing(refs_per_target, seed, ref_min_seconds, ref_max_seconds),
+    )
 
 
 # ---------------------------------------------------------------- the command
 
-def convert(inputs, output, *, system_prompt: str = DEFAULT_SYSTEM_PROMPT, speaker: str | None = None,
-            refs_per_target: int = 1, seed: int = 0, ref_min_seconds: float | None = None,
-            ref_max_seconds: float | None = None, overwrite: bool = False, format: str = "auto",
-            split: str | None = None, text_column: str | None = None, speaker_column: str | None = None,
-            audio_column: str | None = None, min_seconds: float = MIN_SECONDS,
-            max_seconds: float = MAX_SECONDS) -> ConvertReport:
+
+def convert(
+    inputs,
+    output,
+    *,
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+    speaker: str | None = None,
+    refs_per_target: int = 1,
+    seed: int = 0,
+    ref_min_seconds: float | None = None,
+    ref_max_seconds: float | None = None,
+    overwrite: bool = False,
+    format: str = "auto",
+    split: str | None = None,
+    text_column: str | None = None,
+    speaker_column: str | None = None,
+    audio_column: str | None = None,
+    min_seconds: float = MIN_SECONDS,
+    max_seconds: float = MAX_SECONDS,
+) -> ConvertReport:
     """Write every input's samples to `output` (JSONL, canonical five messages); the report says what was dropped.
 
     `format` names the inputs' layout ("auto": found from what each holds, see corpora.detect)."""
@@ -367,9 +467,15 @@ def convert(inputs, output, *, system_prompt: str = DEFAULT_SYSTEM_PROMPT, speak
         sources.append((str(name), corpora.detect(str(name), format)))
     out_dir.mkdir(parents=True, exist_ok=True)
     report = ConvertReport(str(output))
-    options = corpora.Options(split=split, text_column=text_column, speaker_column=speaker_column,
-                              audio_column=audio_column, speaker=speaker, clips_dir=out_dir / corpora.CLIPS_DIR,
-                              window=DurationWindow(min_seconds, max_seconds))
+    options = corpora.Options(
+        split=split,
+        text_column=text_column,
+        speaker_column=speaker_column,
+        audio_column=audio_column,
+        speaker=speaker,
+        clips_dir=out_dir / corpora.CLIPS_DIR,
+        window=DurationWindow(min_seconds, max_seconds),
+    )
     pairing = Pairing(refs_per_target, seed, ref_min_seconds, ref_max_seconds)
     fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=out_dir)
     try:

@@ -36,9 +36,16 @@ WHISPER_SAMPLE_RATE = 16000
 
 # Model inputs the collated batch feeds to HiggsAudioModel.forward (reward and group locs are unused).
 MODEL_INPUT_KEYS = (
-    "input_ids", "attention_mask", "audio_features", "audio_feature_attention_mask",
-    "audio_out_ids", "audio_out_ids_start", "audio_in_ids", "audio_in_ids_start",
-    "label_ids", "label_audio_ids",
+    "input_ids",
+    "attention_mask",
+    "audio_features",
+    "audio_feature_attention_mask",
+    "audio_out_ids",
+    "audio_out_ids_start",
+    "audio_in_ids",
+    "audio_in_ids_start",
+    "label_ids",
+    "label_audio_ids",
 )
 
 
@@ -62,7 +69,9 @@ def default_whisper_processor(config) -> WhisperFeatures:
     return WhisperFeatures(WhisperFeatureExtractor(feature_size=int(config.audio_encoder_config.num_mel_bins)))
 
 
-def build_collator(config, whisper_processor=None, encode_whisper_embed: bool | None = None) -> HiggsAudioSampleCollator:
+def build_collator(
+    config, whisper_processor=None, encode_whisper_embed: bool | None = None
+) -> HiggsAudioSampleCollator:
     """The collator exactly as the serve engine builds it, for training and inference alike.
 
     Whisper features only when the model has a tower for them (the released model has none and
@@ -74,13 +83,20 @@ def build_collator(config, whisper_processor=None, encode_whisper_embed: bool | 
     encode_whisper = encodes_whisper(config)
     if encode_whisper_embed is not None and bool(encode_whisper_embed) != encode_whisper:
         if encode_whisper_embed:
-            why = ("it has no audio tower (skip_audio_tower=True), as in the released Higgs Audio v2, which conditions "
-                   "on the reference's discrete codes" if getattr(config, "skip_audio_tower", True)
-                   else "its config has encode_whisper_embed=False")
-            raise ValueError(f"cannot encode Whisper embeddings for this model: {why}; Whisper features would "
-                             "feed nothing it was trained to read, and inference would not match training")
-        raise ValueError("this model encodes Whisper features (it has an audio tower and encode_whisper_embed=True); "
-                         "training without them would not match inference")
+            why = (
+                "it has no audio tower (skip_audio_tower=True), as in the released Higgs Audio v2, which conditions "
+                "on the reference's discrete codes"
+                if getattr(config, "skip_audio_tower", True)
+                else "its config has encode_whisper_embed=False"
+            )
+            raise ValueError(
+                f"cannot encode Whisper embeddings for this model: {why}; Whisper features would "
+                "feed nothing it was trained to read, and inference would not match training"
+            )
+        raise ValueError(
+            "this model encodes Whisper features (it has an audio tower and encode_whisper_embed=True); "
+            "training without them would not match inference"
+        )
     if encode_whisper and whisper_processor is None:
         whisper_processor = default_whisper_processor(config)
     return HiggsAudioSampleCollator(
@@ -103,9 +119,13 @@ def batch_to_inputs(batch) -> dict:
     return {k: getattr(batch, k) for k in MODEL_INPUT_KEYS if getattr(batch, k) is not None}
 
 
-def make_chatml_sample(input_ids, label_ids, codes: Sequence[np.ndarray],
-                       waveforms: Sequence[np.ndarray] | None = None,
-                       waveform_sample_rate: int = WHISPER_SAMPLE_RATE) -> ChatMLDatasetSample:
+def make_chatml_sample(
+    input_ids,
+    label_ids,
+    codes: Sequence[np.ndarray],
+    waveforms: Sequence[np.ndarray] | None = None,
+    waveform_sample_rate: int = WHISPER_SAMPLE_RATE,
+) -> ChatMLDatasetSample:
     """A ChatMLDatasetSample of fresh tensors; `codes` are the (C, T) arrays of the audio, in prompt order,
     `waveforms` (for models that encode Whisper features) one mono wave per clip in the same order."""
     lengths = [c.shape[1] for c in codes]
@@ -120,8 +140,11 @@ def make_chatml_sample(input_ids, label_ids, codes: Sequence[np.ndarray],
     return ChatMLDatasetSample(
         input_ids=torch.tensor(input_ids, dtype=torch.long),
         label_ids=None if label_ids is None else torch.tensor(label_ids, dtype=torch.long),
-        audio_ids_concat=(torch.from_numpy(np.concatenate([np.asarray(c, dtype=np.int64) for c in codes], axis=1))
-                          if codes else torch.zeros((0, 0), dtype=torch.long)),
+        audio_ids_concat=(
+            torch.from_numpy(np.concatenate([np.asarray(c, dtype=np.int64) for c in codes], axis=1))
+            if codes
+            else torch.zeros((0, 0), dtype=torch.long)
+        ),
         audio_ids_start=torch.tensor(starts, dtype=torch.long),
         audio_waveforms_concat=wav,
         audio_waveforms_start=wav_start,
@@ -164,10 +187,21 @@ class VoiceCloningDataset(Dataset):
     with_waveforms: also supply 16 kHz waveforms (models that encode Whisper features).
     """
 
-    def __init__(self, samples: Sequence[CloneSample], tokenizer, codec: AudioCodec, num_codebooks: int | None = None,
-                 *, cache_dir=None, require_cache: bool = False, skip_invalid: bool = False,
-                 max_bad_samples: int = 10, with_waveforms: bool = False, data_path: str | None = None,
-                 audio_tokenizer: str | None = None):
+    def __init__(
+        self,
+        samples: Sequence[CloneSample],
+        tokenizer,
+        codec: AudioCodec,
+        num_codebooks: int | None = None,
+        *,
+        cache_dir=None,
+        require_cache: bool = False,
+        skip_invalid: bool = False,
+        max_bad_samples: int = 10,
+        with_waveforms: bool = False,
+        data_path: str | None = None,
+        audio_tokenizer: str | None = None,
+    ):
         samples = list(samples)
         self.num_codebooks = num_codebooks or codec.num_codebooks
         self.max_bad_samples = max_bad_samples
@@ -181,26 +215,48 @@ class VoiceCloningDataset(Dataset):
                 raise ValueError(f"sample {index}: {err}") from None
             if all(t == IGNORE for t in label_ids):
                 raise ValueError(f"sample {index}: nothing to learn (no label outside the masked prompt)")
-            tokens.append((np.array(input_ids, dtype=np.int32), _pack_labels(input_ids, label_ids),
-                           [shared_paths.setdefault(p, p) for p in audio_paths]))
+            tokens.append(
+                (
+                    np.array(input_ids, dtype=np.int32),
+                    _pack_labels(input_ids, label_ids),
+                    [shared_paths.setdefault(p, p) for p in audio_paths],
+                )
+            )
 
         self.cache = CodeCache.for_codec(cache_dir, codec)
         all_paths = [p for _, _, paths in tokens for p in paths]
         report = self.cache.build(codec, all_paths, require=require_cache)
         if report.missing and require_cache:
-            raise CacheMissingError(missing_message(len(report.missing), len(set(all_paths)), cache_dir,
-                                                    data_path, audio_tokenizer or getattr(codec, "name", None)))
+            raise CacheMissingError(
+                missing_message(
+                    len(report.missing),
+                    len(set(all_paths)),
+                    cache_dir,
+                    data_path,
+                    audio_tokenizer or getattr(codec, "name", None),
+                )
+            )
         failed = dict(report.failed)
-        failed.update({p: ("no cache record after every rank encoded its share: is the cache folder on a file system "
-                                     "all nodes share?") for p in report.missing})
+        failed.update(
+            {
+                p: (
+                    "no cache record after every rank encoded its share: is the cache folder on a file system "
+                    "all nodes share?"
+                )
+                for p in report.missing
+            }
+        )
         self.failed_files = failed
         bad = [i for i, (_, _, paths) in enumerate(tokens) if any(p in failed for p in paths)]
         if bad and not skip_invalid:
             raise ValueError(failed_message(failed, bad))
         self.skipped = [{"index": i, "files": {p: failed[p] for p in tokens[i][2] if p in failed}} for i in bad]
         if bad:
-            print(f"warning: skipping {len(bad)} of {len(samples)} samples whose audio could not be encoded "
-                  f"(--skip_invalid): {bad[:20]}{' ...' if len(bad) > 20 else ''}", file=sys.stderr)
+            print(
+                f"warning: skipping {len(bad)} of {len(samples)} samples whose audio could not be encoded "
+                f"(--skip_invalid): {bad[:20]}{' ...' if len(bad) > 20 else ''}",
+                file=sys.stderr,
+            )
         dropped = set(bad)
         keep = [i for i in range(len(samples)) if i not in dropped]
         if not keep:
@@ -212,8 +268,10 @@ class VoiceCloningDataset(Dataset):
         for index, (_, _, paths) in zip(keep, self._tokens):
             for path in paths:
                 if self._entries[path].codebooks < self.num_codebooks:
-                    raise ValueError(f"sample {index}: {path} has {self._entries[path].codebooks} codebooks, "
-                                     f"the model needs {self.num_codebooks}")
+                    raise ValueError(
+                        f"sample {index}: {path} has {self._entries[path].codebooks} codebooks, "
+                        f"the model needs {self.num_codebooks}"
+                    )
         self.bad_samples: dict[int, str] = {}
 
     def chatml(self, sample: CloneSample):
@@ -240,8 +298,10 @@ class VoiceCloningDataset(Dataset):
         replacing one placeholder token. What memory estimates and length bucketing measure; read
         from the cache records, no codes are loaded."""
         extra = 2 + self.num_codebooks - 1
-        return [len(input_ids) + sum(self._entries[p].frames + extra - 1 for p in paths)
-                for input_ids, _, paths in self._tokens]
+        return [
+            len(input_ids) + sum(self._entries[p].frames + extra - 1 for p in paths)
+            for input_ids, _, paths in self._tokens
+        ]
 
     def _build(self, index: int) -> ChatMLDatasetSample:
         input_ids, labels, paths = self._tokens[index]
@@ -266,13 +326,18 @@ class VoiceCloningDataset(Dataset):
         if index not in self.bad_samples:
             self.bad_samples[index] = reason
             log.warning("sample %d (source %d) skipped at read time: %s", index, self.source_indices[index], reason)
-            print(f"warning: sample {self.source_indices[index]} skipped at read time "
-                  f"({len(self.bad_samples)}/{self.max_bad_samples} allowed): {reason}", file=sys.stderr)
+            print(
+                f"warning: sample {self.source_indices[index]} skipped at read time "
+                f"({len(self.bad_samples)}/{self.max_bad_samples} allowed): {reason}",
+                file=sys.stderr,
+            )
         if len(self.bad_samples) > self.max_bad_samples:
             listed = "; ".join(f"sample {self.source_indices[i]}: {r}" for i, r in list(self.bad_samples.items())[:20])
-            raise BadSamplesError(f"{len(self.bad_samples)} samples failed at read time, more than --max_bad_samples "
-                                  f"{self.max_bad_samples}; rebuild the code cache (higgs-lora tokenize) or fix the "
-                                  f"files. {listed}")
+            raise BadSamplesError(
+                f"{len(self.bad_samples)} samples failed at read time, more than --max_bad_samples "
+                f"{self.max_bad_samples}; rebuild the code cache (higgs-lora tokenize) or fix the "
+                f"files. {listed}"
+            )
 
 
 SKIPPED_ENCODING = "skipped_encoding.json"
@@ -288,8 +353,9 @@ def write_skipped(dataset: VoiceCloningDataset, folder) -> None:
     if not dataset.skipped or int(os.environ.get("RANK", "0")) != 0:
         return
     Path(folder).mkdir(parents=True, exist_ok=True)
-    (Path(folder) / SKIPPED_ENCODING).write_text(json.dumps(dataset.skipped, indent=2, ensure_ascii=False),
-                                                       encoding="utf-8")
+    (Path(folder) / SKIPPED_ENCODING).write_text(
+        json.dumps(dataset.skipped, indent=2, ensure_ascii=False), encoding="utf-8"
+    )
 
 
 class DictCollator:
@@ -300,5 +366,3 @@ class DictCollator:
 
     def __call__(self, samples):
         return batch_to_inputs(self.collator(samples))
-
-

@@ -61,8 +61,10 @@ def not_a_data_file(path: str | Path) -> str:
     """Why `path` cannot be read as a data file: a folder (of clips, most likely) or nothing at all."""
     path = Path(path)
     if path.is_dir():
-        return (f"is a folder, not a data file; for a folder of clips and transcripts run "
-                f"`higgs-lora convert {path} --output {path.stem or 'data'}.jsonl` first, then use the .jsonl")
+        return (
+            f"is a folder, not a data file; for a folder of clips and transcripts run "
+            f"`higgs-lora convert {path} --output {path.stem or 'data'}.jsonl` first, then use the .jsonl"
+        )
     return "data file not found"
 
 
@@ -149,6 +151,7 @@ def read_records(path: str | Path) -> list:
 
 # ---------------------------------------------------------------- content helpers
 
+
 def _items(content) -> list:
     return content if isinstance(content, list) else [content]
 
@@ -197,6 +200,7 @@ def resolve_audio(path: str, base_dir: Path) -> str:
 
 # ---------------------------------------------------------------- record -> components
 
+
 @dataclass
 class Components:
     """What a record says, before any check: fields are None when absent; `errors` are (code, message)."""
@@ -219,7 +223,13 @@ def record_id(record) -> str | None:
     if not isinstance(record, dict):
         return None
     misc = record.get("misc") if isinstance(record.get("misc"), dict) else {}
-    for value in (record.get("id"), record.get("sample_id"), misc.get("id"), record.get("speaker"), misc.get("speaker")):
+    for value in (
+        record.get("id"),
+        record.get("sample_id"),
+        misc.get("id"),
+        record.get("speaker"),
+        misc.get("speaker"),
+    ):
         if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value):
             return str(value)
     return None
@@ -246,7 +256,9 @@ def extract(record) -> Components:
         c.target_text, c.target_audio = record.get("target_text"), record.get("target_audio")
         c.system_prompt = record.get("system_prompt")
     else:
-        c.errors.append(("no_messages", 'a sample needs "messages" (ChatML) or ref_text/ref_audio/target_text/target_audio'))
+        c.errors.append(
+            ("no_messages", 'a sample needs "messages" (ChatML) or ref_text/ref_audio/target_text/target_audio')
+        )
     return c
 
 
@@ -258,8 +270,12 @@ def _extract_messages(record: dict, c: Components) -> None:
     bad = [i for i, m in enumerate(messages) if not isinstance(m, dict) or m.get("role") not in ROLES]
     if bad:
         roles = [m.get("role") if isinstance(m, dict) else type(m).__name__ for m in messages]
-        c.errors.append(("unknown_role", f"messages {bad} are not {{role, content}} objects with a role in {list(ROLES)}; "
-                                         f"got {roles}"))
+        c.errors.append(
+            (
+                "unknown_role",
+                f"messages {bad} are not {{role, content}} objects with a role in {list(ROLES)}; got {roles}",
+            )
+        )
         messages = [m for i, m in enumerate(messages) if i not in bad]
     n_system = next((i for i, m in enumerate(messages) if m.get("role") != "system"), len(messages))
     system, turns = messages[:n_system], messages[n_system:]
@@ -276,11 +292,18 @@ def _extract_messages(record: dict, c: Components) -> None:
         _extract_public_layout(turns, c)
         return
     if len(turns) > 4:
-        c.errors.append(("unknown_role", "expected user(reference text), assistant(reference audio), user(target text), "
-                                         f"assistant(target audio) after the system prompt; got roles {roles}"))
+        c.errors.append(
+            (
+                "unknown_role",
+                "expected user(reference text), assistant(reference audio), user(target text), "
+                f"assistant(target audio) after the system prompt; got roles {roles}",
+            )
+        )
     slots = turns[:4] + [None] * (4 - min(len(turns), 4))
-    c.shifted = any(slot is not None and slot.get("role") != role
-                    for slot, role in zip(slots, ("user", "assistant", "user", "assistant")))
+    c.shifted = any(
+        slot is not None and slot.get("role") != role
+        for slot, role in zip(slots, ("user", "assistant", "user", "assistant"))
+    )
 
     def content(slot, role):
         return slot.get("content") if slot is not None and slot.get("role") == role else None
@@ -317,16 +340,21 @@ def component_errors(c: Components, require_target: bool) -> list[tuple[str, str
     if errors and errors[0][0] in ("not_an_object", "no_messages"):
         return errors
     fields = []
-    for value, code, what in ((c.ref_text, "no_reference_text", "reference transcript"),
-                              (c.ref_audio, "no_reference_audio", "reference audio"),
-                              (c.target_text, "no_target_text", "target text"),
-                              (c.target_audio, "no_target_audio", "target audio")):
+    for value, code, what in (
+        (c.ref_text, "no_reference_text", "reference transcript"),
+        (c.ref_audio, "no_reference_audio", "reference audio"),
+        (c.target_text, "no_target_text", "target text"),
+        (c.target_audio, "no_target_audio", "target audio"),
+    ):
         if code == "no_target_audio" and not require_target:
             continue
         if code.endswith("_audio"):
             if not isinstance(value, str) or not value:
-                hint = ('the first assistant message must be {"type": "audio", "audio_url": ...}'
-                        if code == "no_reference_audio" else f"{FIFTH_MESSAGE_HINT}; {FOR_INFERENCE_HINT}")
+                hint = (
+                    'the first assistant message must be {"type": "audio", "audio_url": ...}'
+                    if code == "no_reference_audio"
+                    else f"{FIFTH_MESSAGE_HINT}; {FOR_INFERENCE_HINT}"
+                )
                 fields.append((code, f"no {what}: {hint}"))
         elif not isinstance(value, str):
             fields.append((code, f"no {what} (a user message, or field, of plain text)"))
@@ -337,7 +365,9 @@ def component_errors(c: Components, require_target: bool) -> list[tuple[str, str
     derived = fields[first_derived:]
     cause = errors[0][0] if errors else (fields[0][0] if fields else None)
     c.derived = [code for code, _ in derived]
-    return errors + fields[:first_derived] + [(code, f"{message} (follows from [{cause}])") for code, message in derived]
+    return (
+        errors + fields[:first_derived] + [(code, f"{message} (follows from [{cause}])") for code, message in derived]
+    )
 
 
 def sample_from_record(record, base_dir: Path, default_system_prompt: str, require_target: bool = True):

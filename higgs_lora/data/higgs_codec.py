@@ -79,6 +79,7 @@ def semantic_teacher_from(folder) -> contextlib.AbstractContextManager:
 
     return semantic_teacher_made_by(lambda: AutoModel.from_pretrained(str(folder), trust_remote_code=False))
 
+
 class HiggsAudioCodec:
     """Adapter over boson_multimodal's ``HiggsAudioTokenizer`` (see ``codes.AudioCodec``)."""
 

@@ -41,8 +41,7 @@ class CloneSample:
     speaker: str | None = None
 
 
-def build_messages(sample: CloneSample, with_target: bool,
-                   context: Sequence[tuple[str, str]] = ()) -> list[Message]:
+def build_messages(sample: CloneSample, with_target: bool, context: Sequence[tuple[str, str]] = ()) -> list[Message]:
     """`context`: (text, audio_url) of earlier generated chunks, inserted before the target text."""
     if context and with_target:
         raise ValueError("context turns are for chunked inference; a training sample has none")
@@ -54,8 +53,10 @@ def build_messages(sample: CloneSample, with_target: bool,
         Message(role="assistant", content=AudioContent(audio_url=sample.ref_audio)),
     ]
     for text, audio_url in context:
-        messages += [Message(role="user", content=text),
-                     Message(role="assistant", content=AudioContent(audio_url=audio_url))]
+        messages += [
+            Message(role="user", content=text),
+            Message(role="assistant", content=AudioContent(audio_url=audio_url)),
+        ]
     messages.append(Message(role="user", content=sample.target_text))
     if with_target:
         if not sample.target_audio:
@@ -82,15 +83,17 @@ def tokenize_chatml(chatml: ChatMLSample, tokenizer) -> tuple[list[int], list[in
         # Upstream's error handler json.dumps the sample, which fails for a ChatMLSample and would
         # hide the real error behind "not JSON serializable"; that error is the context.
         cause = exc.__context__ or exc
-        raise ValueError("boson_multimodal.prepare_chatml_sample could not tokenize the sample "
-                         f"({type(cause).__name__}: {cause})") from cause
+        raise ValueError(
+            f"boson_multimodal.prepare_chatml_sample could not tokenize the sample ({type(cause).__name__}: {cause})"
+        ) from cause
     if input_ids is None:
         raise ValueError("boson_multimodal.prepare_chatml_sample could not tokenize the sample")
     return input_ids, label_ids, [a.audio_url for a in audio_contents]
 
 
-def inference_prompt(sample: CloneSample, tokenizer,
-                     context: Sequence[tuple[str, str]] = ()) -> tuple[list[int], list[str]]:
+def inference_prompt(
+    sample: CloneSample, tokenizer, context: Sequence[tuple[str, str]] = ()
+) -> tuple[list[int], list[str]]:
     """Token ids the model continues at inference, and the audio files they refer to (in order:
     the reference, then each context chunk's audio_url)."""
     input_ids, _, audio_paths = tokenize_chatml(inference_chatml(sample, context), tokenizer)

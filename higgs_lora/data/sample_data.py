@@ -32,8 +32,14 @@ def _pairs_by_speaker(clips: list[dict]) -> list[list[tuple[dict, dict]]]:
 
 
 def _sample(ref: dict, target: dict, audio_dir: str, system_prompt: str) -> dict:
-    record = canonical_record(ref["transcript"], f"{audio_dir}/{ref['file']}", target["transcript"],
-                              f"{audio_dir}/{target['file']}", system_prompt, speaker=ref["speaker"])
+    record = canonical_record(
+        ref["transcript"],
+        f"{audio_dir}/{ref['file']}",
+        target["transcript"],
+        f"{audio_dir}/{target['file']}",
+        system_prompt,
+        speaker=ref["speaker"],
+    )
     record["start_index"] = len(record["messages"]) - 1
     return record
 

@@ -25,8 +25,17 @@ import numpy as np
 class TokenBudgetBatchSampler:
     """A batch sampler (yields lists of indices) for `DataLoader(batch_sampler=...)`; call `set_epoch`."""
 
-    def __init__(self, lengths: Sequence[int], max_tokens: int, seed: int = 0, num_replicas: int = 1, rank: int = 0,
-                 shuffle: bool = True, window: int = 1000, max_batch_size: int | None = None):
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        max_tokens: int,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+        shuffle: bool = True,
+        window: int = 1000,
+        max_batch_size: int | None = None,
+    ):
         if max_tokens <= 0:
             raise ValueError("max_tokens_per_batch must be positive")
         if not 0 <= rank < num_replicas:
@@ -56,7 +65,7 @@ class TokenBudgetBatchSampler:
         order = rng.permutation(len(self.lengths)) if self.shuffle else np.arange(len(self.lengths))
         batches: list[list[int]] = []
         for start in range(0, len(order), self.window):
-            chunk = order[start:start + self.window]
+            chunk = order[start : start + self.window]
             chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
             batch: list[int] = []
             longest = 0
@@ -87,7 +96,7 @@ class TokenBudgetBatchSampler:
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        yield from self.global_batches()[self.rank::self.num_replicas]
+        yield from self.global_batches()[self.rank :: self.num_replicas]
 
     def __len__(self) -> int:
         return len(self.global_batches()) // self.num_replicas
@@ -100,23 +109,32 @@ class TokenBudgetBatchSampler:
         size = max(1, round(len(self.lengths) / len(batches)))
         rng = np.random.default_rng([self.seed, self.epoch, 1])
         order = rng.permutation(len(self.lengths))
-        plain = sum(int(self.lengths[order[i:i + size]].max()) * len(order[i:i + size])
-                    for i in range(0, len(order), size))
-        return {"batches": len(batches), "batches_per_rank": len(batches) // self.num_replicas,
-                "mean_batch_size": round(len(self.lengths) / len(batches), 2),
-                "non_pad_fraction": round(real / padded, 4),
-                "non_pad_fraction_random_batches": round(real / plain, 4),
-                "max_padded_tokens": max(int(self.lengths[b].max()) * len(b) for b in batches),
-                "repeated_batches": self.repeated,
-                "over_budget_singletons": sum(1 for b in batches if len(b) == 1 and self.lengths[b[0]] > self.max_tokens)}
+        plain = sum(
+            int(self.lengths[order[i : i + size]].max()) * len(order[i : i + size]) for i in range(0, len(order), size)
+        )
+        return {
+            "batches": len(batches),
+            "batches_per_rank": len(batches) // self.num_replicas,
+            "mean_batch_size": round(len(self.lengths) / len(batches), 2),
+            "non_pad_fraction": round(real / padded, 4),
+            "non_pad_fraction_random_batches": round(real / plain, 4),
+            "max_padded_tokens": max(int(self.lengths[b].max()) * len(b) for b in batches),
+            "repeated_batches": self.repeated,
+            "over_budget_singletons": sum(1 for b in batches if len(b) == 1 and self.lengths[b[0]] > self.max_tokens),
+        }
 
 
 def describe(stats: dict, max_tokens: int) -> str:
-    return (f"length-aware batches (--max_tokens_per_batch {max_tokens}): {stats['batches_per_rank']} per rank, "
-            f"{stats['mean_batch_size']} samples on average, non-pad token fraction "
-            f"{stats['non_pad_fraction']:.3f} (random batches of that size: {stats['non_pad_fraction_random_batches']:.3f})"
-            + (f"; {stats['over_budget_singletons']} samples longer than the budget train alone"
-               if stats["over_budget_singletons"] else ""))
+    return (
+        f"length-aware batches (--max_tokens_per_batch {max_tokens}): {stats['batches_per_rank']} per rank, "
+        f"{stats['mean_batch_size']} samples on average, non-pad token fraction "
+        f"{stats['non_pad_fraction']:.3f} (random batches of that size: {stats['non_pad_fraction_random_batches']:.3f})"
+        + (
+            f"; {stats['over_budget_singletons']} samples longer than the budget train alone"
+            if stats["over_budget_singletons"]
+            else ""
+        )
+    )
 
 
 def length_grouped_dataloader(dataset, collate_fn, args, max_tokens: int):
@@ -129,12 +147,19 @@ def length_grouped_dataloader(dataset, collate_fn, args, max_tokens: int):
         def set_epoch(self, epoch: int) -> None:
             self.batch_sampler.set_epoch(epoch)
 
-    sampler = TokenBudgetBatchSampler(dataset.lengths(), max_tokens, seed=args.seed, num_replicas=args.world_size,
-                                      rank=args.process_index)
+    sampler = TokenBudgetBatchSampler(
+        dataset.lengths(), max_tokens, seed=args.seed, num_replicas=args.world_size, rank=args.process_index
+    )
     if args.process_index == 0:
         print(describe(sampler.stats(), max_tokens))
     extra = {"prefetch_factor": args.dataloader_prefetch_factor} if args.dataloader_num_workers > 0 else {}
-    return EpochDataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fn,
-                           num_workers=args.dataloader_num_workers, pin_memory=args.dataloader_pin_memory,
-                           persistent_workers=args.dataloader_persistent_workers and args.dataloader_num_workers > 0,
-                           worker_init_fn=seed_worker, **extra)
+    return EpochDataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate_fn,
+        num_workers=args.dataloader_num_workers,
+        pin_memory=args.dataloader_pin_memory,
+        persistent_workers=args.dataloader_persistent_workers and args.dataloader_num_workers > 0,
+        worker_init_fn=seed_worker,
+        **extra,
+    )

@@ -14,8 +14,14 @@ from ..ranks import is_rank_zero
 SKIPPED_SAMPLES = "skipped_samples.json"
 
 
-def select_samples(train_data: str, system_prompt: str, skip_invalid: bool, output_dir: str | Path,
-                   text_normalization=None, workers: int = 1) -> tuple[list, list[int], int]:
+def select_samples(
+    train_data: str,
+    system_prompt: str,
+    skip_invalid: bool,
+    output_dir: str | Path,
+    text_normalization=None,
+    workers: int = 1,
+) -> tuple[list, list[int], int]:
     """The valid samples of `train_data`, their indices in the file, and the file's sample count;
     invalid ones stop the run unless `skip_invalid` drops them."""
     from .check_cache import AUDIO_CHECKS, AudioCheckCache
@@ -26,8 +32,9 @@ def select_samples(train_data: str, system_prompt: str, skip_invalid: bool, outp
     cache = AudioCheckCache(Path(output_dir) / AUDIO_CHECKS)
     if not is_rank_zero() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         cache.wait_for(since=_process_start() - 5)
-    report = validate_file(train_data, system_prompt, text_normalization=text_normalization, workers=max(1, workers),
-                           audio_cache=cache)
+    report = validate_file(
+        train_data, system_prompt, text_normalization=text_normalization, workers=max(1, workers), audio_cache=cache
+    )
     samples = [sample for _, sample in report.samples]
     # A refused run leaves no output folder behind (torchrun then stops the ranks still waiting).
     if not report.ok and not skip_invalid:
@@ -41,11 +48,18 @@ def select_samples(train_data: str, system_prompt: str, skip_invalid: bool, outp
         if is_rank_zero():
             Path(output_dir).mkdir(parents=True, exist_ok=True)
             path = Path(output_dir) / SKIPPED_SAMPLES
-            path.write_text(json.dumps({"train_data": str(train_data), "total": report.total,
-                                        "kept": len(samples), "skipped": problems}, indent=1,
-                                       ensure_ascii=False), encoding="utf-8")
-            print(f"--skip_invalid: {len(problems)} of {report.total} samples skipped, {len(samples)} kept; "
-                  f"list in {path}")
+            path.write_text(
+                json.dumps(
+                    {"train_data": str(train_data), "total": report.total, "kept": len(samples), "skipped": problems},
+                    indent=1,
+                    ensure_ascii=False,
+                ),
+                encoding="utf-8",
+            )
+            print(
+                f"--skip_invalid: {len(problems)} of {report.total} samples skipped, {len(samples)} kept; "
+                f"list in {path}"
+            )
     return samples, [index for index, _ in report.samples], report.total
 
 

@@ -49,8 +49,9 @@ _EASTERN_DIGITS = "٠١٢٣٤٥٦٧٨٩"
 _PERSIAN_DIGITS = "۰۱۲۳۴۵۶۷۸۹"
 _TO_WESTERN = str.maketrans(_EASTERN_DIGITS + _PERSIAN_DIGITS, "0123456789" * 2)
 _TO_ARABIC = str.maketrans("0123456789" + _PERSIAN_DIGITS, _EASTERN_DIGITS * 2)
-_PUNCT_COMMON = str.maketrans({"“": '"', "”": '"', "„": '"', "«": '"', "»": '"', "‘": "'", "’": "'",
-                               "–": "-", "—": "-", "…": "..."})
+_PUNCT_COMMON = str.maketrans(
+    {"“": '"', "”": '"', "„": '"', "«": '"', "»": '"', "‘": "'", "’": "'", "–": "-", "—": "-", "…": "..."}
+)
 _TO_ARABIC_PUNCT = str.maketrans({",": "،", ";": "؛", "?": "؟"})
 _TO_LATIN_PUNCT = str.maketrans({"،": ",", "؛": ";", "؟": "?"})
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([،؛؟,;?!.:])")
@@ -111,7 +112,9 @@ class TextNormalizer:
 
     def to_config(self) -> str:
         """The canonical spec string (round-trips through from_config)."""
-        parts = [k for k in _FLAGS if getattr(self, k)] + [f"{k}={getattr(self, k)}" for k in _CHOICES if getattr(self, k)]
+        parts = [k for k in _FLAGS if getattr(self, k)] + [
+            f"{k}={getattr(self, k)}" for k in _CHOICES if getattr(self, k)
+        ]
         return ",".join(parts) or "none"
 
     def __call__(self, text: str) -> str:
@@ -155,11 +158,14 @@ def speaking_rate(text: str, seconds: float) -> float:
     return spoken_chars(text) / seconds if seconds > 0 else float("inf")
 
 
-def implausible_speaking_rate(text: str, seconds: float, min_cps: float = MIN_CHARS_PER_SECOND,
-                              max_cps: float = MAX_CHARS_PER_SECOND) -> str | None:
+def implausible_speaking_rate(
+    text: str, seconds: float, min_cps: float = MIN_CHARS_PER_SECOND, max_cps: float = MAX_CHARS_PER_SECOND
+) -> str | None:
     """A warning message when `text` cannot plausibly be spoken in `seconds`, else None."""
     rate = speaking_rate(text, seconds)
     if min_cps <= rate <= max_cps:
         return None
-    return (f"{spoken_chars(text)} characters in {seconds:.2f} s = {rate:.1f} chars/s, outside "
-            f"{min_cps:g}-{max_cps:g}: is the transcript the one of this clip?")
+    return (
+        f"{spoken_chars(text)} characters in {seconds:.2f} s = {rate:.1f} chars/s, outside "
+        f"{min_cps:g}-{max_cps:g}: is the transcript the one of this clip?"
+    )

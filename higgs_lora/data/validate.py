@@ -95,10 +95,16 @@ class ValidationReport:
             "path": self.path,
             "total": self.total,
             "valid": self.valid,
-            "invalid": [{"index": s.index, "id": s.id,
-                         "errors": [{"code": c, "message": m, **({"derived": True} if c in s.derived else {})}
-                                    for c, m in s.errors]}
-                        for s in self.invalid],
+            "invalid": [
+                {
+                    "index": s.index,
+                    "id": s.id,
+                    "errors": [
+                        {"code": c, "message": m, **({"derived": True} if c in s.derived else {})} for c, m in s.errors
+                    ],
+                }
+                for s in self.invalid
+            ],
             "warnings": self.warnings,
             "counts": dict(self.code_counts()),
         }
@@ -131,27 +137,33 @@ class ValidationReport:
 
 class InvalidDataError(ValueError):
     def __init__(self, report: ValidationReport):
-        hint = ("Fix or remove these samples (run `higgs-lora validate` to list them)." if report.total
-                else "The file holds no samples.")
+        hint = (
+            "Fix or remove these samples (run `higgs-lora validate` to list them)."
+            if report.total
+            else "The file holds no samples."
+        )
         super().__init__(report.summary() + "\n" + hint)
         self.report = report
 
 
-def check_audio_files(paths: list[str], limits: AudioLimits, workers: int = 1, progress: bool = False) -> dict[str, AudioInfo]:
+def check_audio_files(
+    paths: list[str], limits: AudioLimits, workers: int = 1, progress: bool = False
+) -> dict[str, AudioInfo]:
     """AudioInfo per path; `workers` > 1 decodes in that many processes. Never raises for a bad file."""
     from tqdm.auto import tqdm
 
     results: dict[str, AudioInfo] = {}
     bar = tqdm(total=len(paths), desc="Checking audio", unit="file", disable=not progress or not paths)
     chunk = 16
-    chunks = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]
+    chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
     if workers > 1 and len(chunks) > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         # spawn: the parent may hold torch threads or CUDA, which fork does not copy safely.
-        with ProcessPoolExecutor(max_workers=min(workers, len(chunks)),
-                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(
+            max_workers=min(workers, len(chunks)), mp_context=multiprocessing.get_context("spawn")
+        ) as pool:
             for infos in pool.map(check_many, chunks, [limits] * len(chunks)):
                 results.update((i.path, i) for i in infos)
                 bar.update(len(infos))
@@ -195,11 +207,15 @@ def validate_file(
         derived = c.derived
         sample = None if errors else to_sample(c, path.parent, default_system_prompt)
         if sample is not None:  # its paths are resolved already (resolving is most of this loop's time)
-            audio = [("reference", sample.ref_audio)] + ([("target", sample.target_audio)] if sample.target_audio else [])
+            audio = [("reference", sample.ref_audio)] + (
+                [("target", sample.target_audio)] if sample.target_audio else []
+            )
         else:
-            audio = [(role, resolve_audio(p, path.parent)) for role, p in (("reference", c.ref_audio),
-                                                                           ("target", c.target_audio))
-                     if isinstance(p, str) and p]
+            audio = [
+                (role, resolve_audio(p, path.parent))
+                for role, p in (("reference", c.ref_audio), ("target", c.target_audio))
+                if isinstance(p, str) and p
+            ]
         texts = {"reference": c.ref_text, "target": c.target_text}
         entries.append((index, record_id(record), sample, errors, audio, texts, derived))
     report.total = len(entries)
@@ -221,7 +237,9 @@ def validate_file(
         for role, p in audio:
             if is_remote(p):
                 if not allow_remote_audio:
-                    errors.append(("remote_audio", f"{role} audio is a URL ({p}); download it, or pass --allow_remote_audio"))
+                    errors.append(
+                        ("remote_audio", f"{role} audio is a URL ({p}); download it, or pass --allow_remote_audio")
+                    )
                 continue
             info = infos.get(p)
             if info is None:
@@ -229,10 +247,18 @@ def validate_file(
             if info.code:
                 errors.append((info.code, f"{role} audio: {info.message}"))
             elif isinstance(texts[role], str) and info.seconds:
-                warning = implausible_speaking_rate(texts[role], info.seconds, min_chars_per_second, max_chars_per_second)
+                warning = implausible_speaking_rate(
+                    texts[role], info.seconds, min_chars_per_second, max_chars_per_second
+                )
                 if warning:
-                    warnings.append({"index": index, "id": sample_id, "code": "implausible_speaking_rate",
-                                            "message": f"{role}: {warning} ({p})"})
+                    warnings.append(
+                        {
+                            "index": index,
+                            "id": sample_id,
+                            "code": "implausible_speaking_rate",
+                            "message": f"{role}: {warning} ({p})",
+                        }
+                    )
         if errors:
             report.invalid.append(InvalidSample(index, sample_id, errors, derived))
         else:  # warnings only on valid samples: an invalid one is already listed
@@ -250,8 +276,9 @@ def load_samples(
 ) -> list:
     """All samples of a data file, transcripts normalised with `text_normalization` (the one text
     front-end training and inference share), or InvalidDataError listing every bad one."""
-    report = validate_file(path, default_system_prompt, require_target, text_normalization=text_normalization,
-                           **validate_kwargs)
+    report = validate_file(
+        path, default_system_prompt, require_target, text_normalization=text_normalization, **validate_kwargs
+    )
     if not report.ok or not report.samples:
         raise InvalidDataError(report)
     return [s for _, s in report.samples]

@@ -49,8 +49,10 @@ class MissingScorerError(ValueError):
 
 
 def missing(package: str, what: str, pip_line: str, extra: str = "eval") -> MissingScorerError:
-    return MissingScorerError(f"{what} needs the optional package {package!r}: {pip_line} "
-                              f"(or `pip install 'higgs-lora[{extra}]'`, see docs/evaluation.md)")
+    return MissingScorerError(
+        f"{what} needs the optional package {package!r}: {pip_line} "
+        f"(or `pip install 'higgs-lora[{extra}]'`, see docs/evaluation.md)"
+    )
 
 
 @dataclass
@@ -131,7 +133,8 @@ def whisper_source(model: str) -> tuple[str, Path]:
         raise MissingScorerError(
             f"the Whisper ASR cannot load {ref} ({type(err).__name__}: not in the local hub cache and the hub "
             "did not serve it): run once where the hub is reachable (the files stay cached), or pass "
-            "--asr whisper:FOLDER with a saved transformers Whisper, or --asr none") from None
+            "--asr whisper:FOLDER with a saved transformers Whisper, or --asr none"
+        ) from None
 
 
 def whisper_dtype(device: str):
@@ -165,8 +168,11 @@ class WhisperASR:
 
         device = ("cuda" if torch.cuda.is_available() else "cpu") if self.device in (None, "auto") else self.device
         self._processor = WhisperProcessor.from_pretrained(self.folder)
-        self._model = WhisperForConditionalGeneration.from_pretrained(
-            self.folder, torch_dtype=whisper_dtype(str(device))).to(device).eval()
+        self._model = (
+            WhisperForConditionalGeneration.from_pretrained(self.folder, torch_dtype=whisper_dtype(str(device)))
+            .to(device)
+            .eval()
+        )
 
     def knows(self, language: str | None) -> bool:
         if self._model is None:
@@ -187,15 +193,22 @@ class WhisperASR:
         max_new = model.config.max_target_positions - 4
         texts = []
         for start in range(0, max(len(audio), 1), step):
-            chunk = audio[start:start + step]
-            inputs = self._processor.feature_extractor(chunk, sampling_rate=self.sampling_rate, return_tensors="pt",
-                                                       return_attention_mask=True)
+            chunk = audio[start : start + step]
+            inputs = self._processor.feature_extractor(
+                chunk, sampling_rate=self.sampling_rate, return_tensors="pt", return_attention_mask=True
+            )
             with torch.inference_mode():
                 # Whisper's encoder ignores the mask (it always sees 30 s); passing it silences generate's notice
                 # that pad and end of text share an id.
-                ids = model.generate(inputs.input_features.to(model.device, model.dtype),
-                                     attention_mask=inputs.attention_mask.to(model.device), language=lang,
-                                     task="transcribe", max_new_tokens=max_new, do_sample=False, num_beams=1)
+                ids = model.generate(
+                    inputs.input_features.to(model.device, model.dtype),
+                    attention_mask=inputs.attention_mask.to(model.device),
+                    language=lang,
+                    task="transcribe",
+                    max_new_tokens=max_new,
+                    do_sample=False,
+                    num_beams=1,
+                )
             texts.append(self._processor.tokenizer.decode(ids[0], skip_special_tokens=True).strip())
         return " ".join(t for t in texts if t).strip()
 
@@ -210,8 +223,9 @@ class FasterWhisperASR:
         try:
             from faster_whisper import WhisperModel
         except ImportError:
-            raise missing("faster-whisper", "the faster-whisper ASR backend", "pip install faster-whisper",
-                          extra="whisper") from None
+            raise missing(
+                "faster-whisper", "the faster-whisper ASR backend", "pip install faster-whisper", extra="whisper"
+            ) from None
         self.name = f"faster-whisper:{model}"
         self._model = WhisperModel(model, device=device, compute_type=compute_type)
 
@@ -270,8 +284,9 @@ def load_asr(spec: str | None, device: str = "auto"):
         return WhisperASR(arg or DEFAULT_WHISPER_MODEL, device=device)
     if name == "faster-whisper":
         return FasterWhisperASR(arg or DEFAULT_WHISPER_MODEL, device=device)
-    raise ValueError(f"unknown ASR backend {spec!r}: use auto, pocketsphinx, whisper[:MODEL], faster-whisper[:MODEL] "
-                     "or none")
+    raise ValueError(
+        f"unknown ASR backend {spec!r}: use auto, pocketsphinx, whisper[:MODEL], faster-whisper[:MODEL] or none"
+    )
 
 
 def supports(asr, language: str) -> bool:

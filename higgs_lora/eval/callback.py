@@ -36,12 +36,24 @@ def eval_callbacks(cfg, tokenizer) -> list[TrainerCallback]:
 
     source = cfg.eval_data or cfg.train_data
     if not cfg.eval_data:
-        log.warning("--eval_every_steps without --eval_data: sampling the first %d TRAINING samples "
-                    "(not held out: they show progress, not generalisation)", cfg.eval_samples)
+        log.warning(
+            "--eval_every_steps without --eval_data: sampling the first %d TRAINING samples "
+            "(not held out: they show progress, not generalisation)",
+            cfg.eval_samples,
+        )
     # The run's text front-end, as training reads its samples: the prompts must match the trained ones.
     samples = load_samples(source, cfg.system_prompt, text_normalization=cfg.text_normalization)[: cfg.eval_samples]
-    return [SampleEvalCallback(samples, tokenizer, cfg.audio_tokenizer, Path(cfg.output_dir), cfg.eval_every_steps,
-                               cfg.eval_max_new_tokens, tensorboard=cfg.report_to == "tensorboard")]
+    return [
+        SampleEvalCallback(
+            samples,
+            tokenizer,
+            cfg.audio_tokenizer,
+            Path(cfg.output_dir),
+            cfg.eval_every_steps,
+            cfg.eval_max_new_tokens,
+            tensorboard=cfg.report_to == "tensorboard",
+        )
+    ]
 
 
 def _optional_scorers() -> Scorers:
@@ -59,8 +71,17 @@ def _optional_scorers() -> Scorers:
 
 
 class SampleEvalCallback(TrainerCallback):
-    def __init__(self, samples, tokenizer, audio_tokenizer: str, output_dir: Path, every: int,
-                 max_new_tokens: int, tensorboard: bool = True, scorers: Scorers | None = None):
+    def __init__(
+        self,
+        samples,
+        tokenizer,
+        audio_tokenizer: str,
+        output_dir: Path,
+        every: int,
+        max_new_tokens: int,
+        tensorboard: bool = True,
+        scorers: Scorers | None = None,
+    ):
         self.samples = samples
         self.tokenizer = tokenizer
         self.audio_tokenizer = audio_tokenizer
@@ -118,17 +139,27 @@ class SampleEvalCallback(TrainerCallback):
                 # the caches they hold) on the model being trained until the next one.
                 cloner = VoiceCloner(inner, self.tokenizer, self._codec, cache="dynamic")  # puts the model in eval mode
                 for index, sample in enumerate(self.samples):
-                    cap = target_token_cap(self.max_new_tokens, MAX_LENGTH_RATIO, self._targets_s[index], self._codec.tps,
-                                    inner.config.audio_num_codebooks)
+                    cap = target_token_cap(
+                        self.max_new_tokens,
+                        MAX_LENGTH_RATIO,
+                        self._targets_s[index],
+                        self._codec.tps,
+                        inner.config.audio_num_codebooks,
+                    )
                     settings = GenerationSettings(max_new_tokens=cap, seed=EVAL_SEED + index)
                     try:
                         wav, sr, gen = cloner.clone(sample, settings)
                     except Exception as err:
                         if is_device_error(err):  # training on a failed GPU would only fail later, or worse
-                            path = self._write_record(self._record(step, t0, rows, failed)
-                                                      | {"eval_stopped_by_device_error": first_line(err)})
-                            failure = DeviceError(f"training step {step}, eval sample {index}", err,
-                                                  done=f"{len(rows)} eval clips generated", saved=str(path))
+                            path = self._write_record(
+                                self._record(step, t0, rows, failed) | {"eval_stopped_by_device_error": first_line(err)}
+                            )
+                            failure = DeviceError(
+                                f"training step {step}, eval sample {index}",
+                                err,
+                                done=f"{len(rows)} eval clips generated",
+                                saved=str(path),
+                            )
                             raise failure from err
                         log.warning("training-time eval: sample %d skipped: %s", index, first_line(err))
                         failed.append(index)
@@ -177,15 +208,24 @@ class SampleEvalCallback(TrainerCallback):
             self._writer = SummaryWriter(log_dir=logging_dir)
             for index, sample in enumerate(self.samples):  # once: what the clips should sound like
                 sr = self._codec.sampling_rate
-                self._writer.add_audio(f"eval_reference/{index:02d}", torch.as_tensor(load_audio(sample.ref_audio, sr)),
-                                       step, sample_rate=sr)
-                self._writer.add_audio(f"eval_target/{index:02d}", torch.as_tensor(load_audio(sample.target_audio, sr)),
-                                       step, sample_rate=sr)
+                self._writer.add_audio(
+                    f"eval_reference/{index:02d}",
+                    torch.as_tensor(load_audio(sample.ref_audio, sr)),
+                    step,
+                    sample_rate=sr,
+                )
+                self._writer.add_audio(
+                    f"eval_target/{index:02d}",
+                    torch.as_tensor(load_audio(sample.target_audio, sr)),
+                    step,
+                    sample_rate=sr,
+                )
         for key, value in record.items():
             if key.startswith("eval_"):
                 self._writer.add_scalar(f"eval/{key[5:]}", value, step)
         for index, (wav, sr) in enumerate(clips):
             if len(wav):
-                self._writer.add_audio(f"eval_generated/{index:02d}", torch.as_tensor(np.clip(wav, -1, 1)), step,
-                                       sample_rate=sr)
+                self._writer.add_audio(
+                    f"eval_generated/{index:02d}", torch.as_tensor(np.clip(wav, -1, 1)), step, sample_rate=sr
+                )
         self._writer.flush()

@@ -34,13 +34,17 @@ class Scorers:
     _ref_cache: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def load(cls, speaker_encoder: str | None, asr: str | None, language: str = "auto",
-             device: str = "cpu") -> "Scorers":
+    def load(
+        cls, speaker_encoder: str | None, asr: str | None, language: str = "auto", device: str = "cpu"
+    ) -> "Scorers":
         return cls(load_speaker_encoder(speaker_encoder, device), load_asr(asr, device), language)
 
     def describe(self) -> dict:
-        return {"speaker_encoder": getattr(self.speaker, "name", None), "asr": getattr(self.asr, "name", None),
-                "language": self.language}
+        return {
+            "speaker_encoder": getattr(self.speaker, "name", None),
+            "asr": getattr(self.asr, "name", None),
+            "language": self.language,
+        }
 
     def language_of(self, text: str) -> str:
         return detect_language(text) if self.language == "auto" else self.language
@@ -54,15 +58,15 @@ class Scorers:
             self._ref_cache[path] = self.speaker.embed(load_audio(path, SCORING_SR), SCORING_SR)
         return self._ref_cache[path]
 
-    def score(self, wav: np.ndarray, sr: int, sample, target_duration: float | None = None,
-              stopped: bool | None = None) -> dict:
+    def score(
+        self, wav: np.ndarray, sr: int, sample, target_duration: float | None = None, stopped: bool | None = None
+    ) -> dict:
         """Metrics of `wav` as the rendering of `sample` (its target text in its reference voice)."""
         row = signal_metrics(wav, sr)
         language = self.language_of(sample.target_text)
         row["language"] = language
         row["stopped_at_eos"] = stopped
-        row["duration_ratio"] = (round(row["duration_s"] / target_duration, 4)
-                                 if target_duration else None)
+        row["duration_ratio"] = round(row["duration_s"] / target_duration, 4) if target_duration else None
         row["sim"] = None
         if self.speaker is not None:
             emb = self.speaker.embed(wav, sr) if len(wav) else None

@@ -25,23 +25,48 @@ TITLES = {
     "clipped_fraction": "Clipped samples, fraction",
 }
 CSV_COLUMNS = [
-    "index", "system", "speaker", "language", "sim", "sim_other_speaker", "wer", "cer", "duration_s", "duration_ratio",
-    "stopped_at_eos", "leading_silence_s", "trailing_silence_s", "clipped_fraction", "peak",
-    "max_new_tokens", "generation_s", "wav", "target_text", "transcript", "reference_audio", "error",
+    "index",
+    "system",
+    "speaker",
+    "language",
+    "sim",
+    "sim_other_speaker",
+    "wer",
+    "cer",
+    "duration_s",
+    "duration_ratio",
+    "stopped_at_eos",
+    "leading_silence_s",
+    "trailing_silence_s",
+    "clipped_fraction",
+    "peak",
+    "max_new_tokens",
+    "generation_s",
+    "wav",
+    "target_text",
+    "transcript",
+    "reference_audio",
+    "error",
 ]
 
 
 def _values(rows: list[dict], system: str, key: str) -> list[float]:
-    return [float(r[key]) for r in rows if r["system"] == system and r.get(key) is not None
-            and math.isfinite(float(r[key]))]
+    return [
+        float(r[key]) for r in rows if r["system"] == system and r.get(key) is not None and math.isfinite(float(r[key]))
+    ]
 
 
 def _stats(values: list[float]) -> dict | None:
     if not values:
         return None
     a = np.asarray(values)
-    return {"mean": round(float(a.mean()), 4), "median": round(float(np.median(a)), 4),
-            "min": round(float(a.min()), 4), "max": round(float(a.max()), 4), "n": len(values)}
+    return {
+        "mean": round(float(a.mean()), 4),
+        "median": round(float(np.median(a)), 4),
+        "min": round(float(a.min()), 4),
+        "max": round(float(a.max()), 4),
+        "n": len(values),
+    }
 
 
 def systems_in(rows: list[dict]) -> list[str]:
@@ -76,8 +101,12 @@ def paired(rows: list[dict], key: str, better: str, a: str = "fine_tuned", b: st
         return None
     diffs = np.asarray([x - y for x, y in both], dtype=float)
     wins = int((diffs > 0).sum() if better == "higher" else (diffs < 0).sum())
-    return {"mean_difference": round(float(diffs.mean()), 4), "wins": wins, "ties": int((diffs == 0).sum()),
-            "samples": len(both)}
+    return {
+        "mean_difference": round(float(diffs.mean()), 4),
+        "wins": wins,
+        "ties": int((diffs == 0).sum()),
+        "samples": len(both),
+    }
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -96,8 +125,11 @@ def plot_metrics(rows: list[dict], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     systems = systems_in(rows)
-    keys = [k for k in ("sim", "wer", "cer", "duration_ratio", "leading_silence_s", "trailing_silence_s")
-            if any(_values(rows, s, k) for s in systems)]
+    keys = [
+        k
+        for k in ("sim", "wer", "cer", "duration_ratio", "leading_silence_s", "trailing_silence_s")
+        if any(_values(rows, s, k) for s in systems)
+    ]
     panels = keys + ["eos_rate"]
     ncols = 3
     nrows = math.ceil(len(panels) / ncols)
@@ -135,7 +167,7 @@ def plot_metrics(rows: list[dict], path: Path) -> Path:
         ax.set_xlim(-0.6, len(systems) - 0.2)
         ax.set_title(TITLES[key], fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     fig.suptitle("Per-clip metrics (dots) and means (bars)", fontsize=12)
     fig.tight_layout()
@@ -194,7 +226,8 @@ def render_markdown(summary: dict, comparisons: dict, settings: dict, plots: lis
         "# Voice-cloning evaluation",
         "",
         f"- data: `{settings.get('data')}` ({summary[systems[0]]['samples']} samples)",
-        f"- fine-tuned: `{settings.get('model_path')}`" + (f" + adapter `{settings['lora_path']}`" if settings.get("lora_path") else ""),
+        f"- fine-tuned: `{settings.get('model_path')}`"
+        + (f" + adapter `{settings['lora_path']}`" if settings.get("lora_path") else ""),
         f"- baseline: `{settings.get('baseline_model') or 'none'}`",
         f"- speaker encoder: `{settings.get('speaker_encoder') or 'none'}`; ASR: `{settings.get('asr') or 'none'}`;"
         f" language: {settings.get('language')}",
@@ -207,26 +240,45 @@ def render_markdown(summary: dict, comparisons: dict, settings: dict, plots: lis
         header,
         "|" + "---|" * (len(systems) + 2),
     ]
-    names = {"sim": "SIM", "wer": "WER", "cer": "CER", "duration_ratio": "duration ratio",
-             "leading_silence_s": "leading silence (s)", "trailing_silence_s": "trailing silence (s)",
-             "clipped_fraction": "clipped samples"}
+    names = {
+        "sim": "SIM",
+        "wer": "WER",
+        "cer": "CER",
+        "duration_ratio": "duration ratio",
+        "leading_silence_s": "leading silence (s)",
+        "trailing_silence_s": "trailing silence (s)",
+        "clipped_fraction": "clipped samples",
+    }
     for key, better in METRICS.items():
         cells = [_fmt(summary[s][key], pct=key in ("wer", "cer", "clipped_fraction")) for s in systems]
         lines.append(f"| {names[key]} | {better} | " + " | ".join(cells) + " |")
     floor = summary.get("ground_truth", {}).get("sim_other_speaker")
     if floor:
-        lines.append("| SIM of another speaker's recording (floor) | – | " + " | ".join(
-            _fmt(floor) if s == "ground_truth" else "" for s in systems) + " |")
-    lines.append("| WER over all words | lower | " + " | ".join(
-        "–" if summary[s]["wer_corpus"] is None else f"{100 * summary[s]['wer_corpus']:.1f}%" for s in systems) + " |")
-    lines.append("| reached stream EOS | higher | " + " | ".join(
-        "–" if summary[s]["eos_rate"] is None else f"{100 * summary[s]['eos_rate']:.0f}%" for s in systems) + " |")
+        lines.append(
+            "| SIM of another speaker's recording (floor) | – | "
+            + " | ".join(_fmt(floor) if s == "ground_truth" else "" for s in systems)
+            + " |"
+        )
+    lines.append(
+        "| WER over all words | lower | "
+        + " | ".join(
+            "–" if summary[s]["wer_corpus"] is None else f"{100 * summary[s]['wer_corpus']:.1f}%" for s in systems
+        )
+        + " |"
+    )
+    lines.append(
+        "| reached stream EOS | higher | "
+        + " | ".join("–" if summary[s]["eos_rate"] is None else f"{100 * summary[s]['eos_rate']:.0f}%" for s in systems)
+        + " |"
+    )
     if comparisons:
         lines += ["", "## Fine-tuned against baseline, sample by sample", ""]
         for key, c in comparisons.items():
             if c:
-                lines.append(f"- {names[key]}: fine-tuned better on {c['wins']} of {c['samples']} samples"
-                             f" (ties {c['ties']}), mean difference {c['mean_difference']:+.3f} ({METRICS[key]} is better)")
+                lines.append(
+                    f"- {names[key]}: fine-tuned better on {c['wins']} of {c['samples']} samples"
+                    f" (ties {c['ties']}), mean difference {c['mean_difference']:+.3f} ({METRICS[key]} is better)"
+                )
     lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     lines += [
         "",
@@ -251,12 +303,16 @@ def render_markdown(summary: dict, comparisons: dict, settings: dict, plots: lis
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+
         def num(k):
             return "–" if r.get(k) is None else f"{r[k]:.3f}"
+
         eos = "" if r.get("stopped_at_eos") is None else ("yes" if r["stopped_at_eos"] else "no")
         transcript = (r.get("transcript") or "").replace("|", "/")
-        lines.append(f"| {r['index']} | {r['system']} | {num('sim')} | {num('wer')} | {num('duration_ratio')} | {eos}"
-                     f" | {transcript} | [wav]({r['wav']}) |")
+        lines.append(
+            f"| {r['index']} | {r['system']} | {num('sim')} | {num('wer')} | {num('duration_ratio')} | {eos}"
+            f" | {transcript} | [wav]({r['wav']}) |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -267,9 +323,15 @@ def write_report(rows: list[dict], settings: dict, out: Path) -> Path:
     summary = summarize(rows)
     comparisons = {k: paired(rows, k, METRICS[k]) for k in ("sim", "wer", "cer")}
     comparisons = {k: v for k, v in comparisons.items() if v}
-    (out / "summary.json").write_text(json.dumps(
-        {"settings": settings, "systems": summary, "fine_tuned_vs_baseline": comparisons},
-        indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / "summary.json").write_text(
+        json.dumps(
+            {"settings": settings, "systems": summary, "fine_tuned_vs_baseline": comparisons},
+            indent=2,
+            ensure_ascii=False,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     plots = [plot_metrics(rows, out / "metrics.png").name]
     pair_plot = plot_paired(rows, out / "paired.png")
     if pair_plot:

@@ -53,11 +53,17 @@ def resolve_settings(cfg: EvalConfig) -> EvalConfig:
     else the training run's, else the default. The prompts must be the ones the model was trained on."""
     from ..infer.run_settings import resolve_inference
 
-    settings = resolve_inference(cfg.model_path, cfg.lora_path, cfg.audio_tokenizer, cfg.system_prompt,
-                                 text_normalization=cfg.text_normalization)
+    settings = resolve_inference(
+        cfg.model_path, cfg.lora_path, cfg.audio_tokenizer, cfg.system_prompt, text_normalization=cfg.text_normalization
+    )
     settings.report()
-    return replace(cfg, model_path=settings["model_path"], audio_tokenizer=settings["audio_tokenizer"],
-                   system_prompt=settings["system_prompt"], text_normalization=settings["text_normalization"])
+    return replace(
+        cfg,
+        model_path=settings["model_path"],
+        audio_tokenizer=settings["audio_tokenizer"],
+        system_prompt=settings["system_prompt"],
+        text_normalization=settings["text_normalization"],
+    )
 
 
 def resolve_baseline(cfg: EvalConfig) -> str | None:
@@ -68,15 +74,25 @@ def resolve_baseline(cfg: EvalConfig) -> str | None:
         return cfg.model_path
     from ..train.config import read_run_config
 
-    return read_run_config(cfg.model_path).get("base_model", BASE_MODEL) if Path(cfg.model_path).is_dir() else BASE_MODEL
+    return (
+        read_run_config(cfg.model_path).get("base_model", BASE_MODEL) if Path(cfg.model_path).is_dir() else BASE_MODEL
+    )
 
 
 class EvalInterrupted(Exception):
     """Ctrl-C during generation: the report covers the samples done (and was written); the message says so."""
 
 
-def generate_all(system: str, model_path: str, lora_path: str | None, samples, targets_s: list[float],
-                 cfg: EvalConfig, out: Path, earlier: dict | None = None) -> list[dict]:
+def generate_all(
+    system: str,
+    model_path: str,
+    lora_path: str | None,
+    samples,
+    targets_s: list[float],
+    cfg: EvalConfig,
+    out: Path,
+    earlier: dict | None = None,
+) -> list[dict]:
     """Clone every sample with one model; WAVs go to OUT/audio/SYSTEM/NNNN.wav. A sample that fails gets a
     record with `wav` None and its `error`; a device error stops everything (`infer.errors`), writing
     OUT/results.json with these records and `earlier` (the systems already generated). After a Ctrl-C
@@ -92,19 +108,35 @@ def generate_all(system: str, model_path: str, lora_path: str | None, samples, t
     folder = out / "audio" / system
     records = []
     try:
-        for index, sample in UntilCtrlC(enumerate(tqdm(samples, desc=f"Generating ({system})", unit="sample")), "sample"):
-            cap = target_token_cap(cfg.max_new_tokens, cfg.max_length_ratio, targets_s[index], cloner.codec.tps,
-                            cloner.config.audio_num_codebooks)
-            settings = GenerationSettings(max_new_tokens=cap, temperature=cfg.temperature, top_k=cfg.top_k,
-                                          top_p=cfg.top_p, ras_win_len=cfg.ras_win_len, seed=cfg.seed + index)
+        for index, sample in UntilCtrlC(
+            enumerate(tqdm(samples, desc=f"Generating ({system})", unit="sample")), "sample"
+        ):
+            cap = target_token_cap(
+                cfg.max_new_tokens,
+                cfg.max_length_ratio,
+                targets_s[index],
+                cloner.codec.tps,
+                cloner.config.audio_num_codebooks,
+            )
+            settings = GenerationSettings(
+                max_new_tokens=cap,
+                temperature=cfg.temperature,
+                top_k=cfg.top_k,
+                top_p=cfg.top_p,
+                ras_win_len=cfg.ras_win_len,
+                seed=cfg.seed + index,
+            )
             t0 = time.time()
             try:
                 wav, sr, gen = cloner.clone(sample, settings)
             except Exception as err:
                 if is_device_error(err):  # the GPU is gone: stop, keeping what was generated
-                    raise DeviceError(f"{system} sample {index}", err, done=f"{len(records)} {system} clips generated",
-                                      saved=str(write_partial(out, {**(earlier or {}), system: records},
-                                                                        system, index, err))) from err
+                    raise DeviceError(
+                        f"{system} sample {index}",
+                        err,
+                        done=f"{len(records)} {system} clips generated",
+                        saved=str(write_partial(out, {**(earlier or {}), system: records}, system, index, err)),
+                    ) from err
                 # a bad sample: an unscored row saying why, and on to the next
                 reason = getattr(err, "reason", "generation_failed")
                 tqdm.write(f"skipping {system} sample {index}: [{reason}] {first_line(err)}")
@@ -112,8 +144,14 @@ def generate_all(system: str, model_path: str, lora_path: str | None, samples, t
                 continue
             path = folder / f"{index:04d}.wav"
             write_wav(path, wav, sr)
-            records.append({"wav": str(path.relative_to(out)), "stopped_at_eos": bool(gen.stopped),
-                            "max_new_tokens": cap, "generation_s": round(time.time() - t0, 2)})
+            records.append(
+                {
+                    "wav": str(path.relative_to(out)),
+                    "stopped_at_eos": bool(gen.stopped),
+                    "max_new_tokens": cap,
+                    "generation_s": round(time.time() - t0, 2),
+                }
+            )
     finally:
         del cloner
         gc.collect()
@@ -128,8 +166,10 @@ def write_partial(out: Path, generated: dict, system: str, index: int, err: Base
     from ..infer.errors import first_line
 
     path = out / "results.json"
-    document = {"stopped_by_device_error": {"system": system, "index": index, "error": first_line(err)},
-                "generated": generated}
+    document = {
+        "stopped_by_device_error": {"system": system, "index": index, "error": first_line(err)},
+        "generated": generated,
+    }
     path.write_text(json.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
     return path
 
@@ -177,12 +217,18 @@ def trained_on_warning(cfg: EvalConfig, samples) -> str | None:
         return None
     from ..train.eval_split import HELD_OUT
 
-    held = next((p for p in (Path(folder) / HELD_OUT, Path(run.get("output_dir") or folder) / HELD_OUT)
-                 if p.is_file()), None)
-    fix = (f"score {held} (the run's held-out samples)" if held is not None
-           else "train with --eval_split (the run then writes held_out.jsonl) or score other recordings")
-    return (f"warning: {len(seen)} of {len(samples)} eval samples were in this model's training data "
-            f"({run['train_data']}); their scores say how well it learned them, not how it clones new text; {fix}")
+    held = next(
+        (p for p in (Path(folder) / HELD_OUT, Path(run.get("output_dir") or folder) / HELD_OUT) if p.is_file()), None
+    )
+    fix = (
+        f"score {held} (the run's held-out samples)"
+        if held is not None
+        else "train with --eval_split (the run then writes held_out.jsonl) or score other recordings"
+    )
+    return (
+        f"warning: {len(seen)} of {len(samples)} eval samples were in this model's training data "
+        f"({run['train_data']}); their scores say how well it learned them, not how it clones new text; {fix}"
+    )
 
 
 def _empty_cuda_cache() -> None:
@@ -235,11 +281,21 @@ def evaluate(cfg: EvalConfig) -> Path:
 
     rows = []
     for index, sample in enumerate(samples):
-        base = {"index": index, "speaker": sample.speaker or "", "target_text": sample.target_text,
-                "reference_audio": sample.ref_audio}
+        base = {
+            "index": index,
+            "speaker": sample.speaker or "",
+            "target_text": sample.target_text,
+            "reference_audio": sample.ref_audio,
+        }
         target = load_audio(sample.target_audio, SCORING_SR)
-        rows.append({**base, "system": GROUND_TRUTH, "wav": os.path.relpath(sample.target_audio, out),
-                     **scorers.score(target, SCORING_SR, sample, targets_s[index], None)})
+        rows.append(
+            {
+                **base,
+                "system": GROUND_TRUTH,
+                "wav": os.path.relpath(sample.target_audio, out),
+                **scorers.score(target, SCORING_SR, sample, targets_s[index], None),
+            }
+        )
         for name, _, _ in systems:
             record = generated[name][index]
             if record["wav"] is None:  # the sample failed to generate: listed, not scored
@@ -274,5 +330,7 @@ def _add_other_speaker_sim(rows: list[dict], samples, scorers) -> None:
         sample = samples[row["index"]]
         other = next((s for s in samples if s.speaker and s.speaker != sample.speaker), None)
         if other is not None:
-            row["sim_other_speaker"] = round(cosine(scorers.reference_embedding(other.target_audio),
-                                                    scorers.reference_embedding(sample.ref_audio)), 4)
+            row["sim_other_speaker"] = round(
+                cosine(scorers.reference_embedding(other.target_audio), scorers.reference_embedding(sample.ref_audio)),
+                4,
+            )

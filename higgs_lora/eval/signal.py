@@ -16,7 +16,7 @@ def frame_rms_db(wav: np.ndarray, sr: int) -> np.ndarray:
     if n == 0:
         return np.zeros(0)
     frames = np.asarray(wav[: n * hop], dtype=np.float64).reshape(n, hop)
-    rms = np.sqrt((frames ** 2).mean(axis=1))
+    rms = np.sqrt((frames**2).mean(axis=1))
     return 20 * np.log10(np.maximum(rms, 1e-10))
 
 

@@ -35,9 +35,12 @@ class ResemblyzerEncoder:
         try:
             from resemblyzer import VoiceEncoder, preprocess_wav
         except ImportError as err:
-            raise missing("resemblyzer", "the default speaker encoder",
-                          "pip install webrtcvad-wheels 'scipy<2' && pip install --no-deps resemblyzer==0.1.4"
-                          f" [import failed: {err}]") from None
+            raise missing(
+                "resemblyzer",
+                "the default speaker encoder",
+                "pip install webrtcvad-wheels 'scipy<2' && pip install --no-deps resemblyzer==0.1.4"
+                f" [import failed: {err}]",
+            ) from None
         self._preprocess = preprocess_wav
         self._encoder = VoiceEncoder(device=device, verbose=False)
 

@@ -16,15 +16,17 @@ from ..data.text import TextNormalizer
 _AR_STRIP = TextNormalizer.from_config("tatweel,strip_diacritics,digits=western")
 # Spellings ASR output and vocalised references disagree on; unified for scoring only (they are
 # distinct letters for the model, so the training front-end keeps them).
-_AR_UNIFY = str.maketrans({
-    "\u0623": "\u0627",  # alef with hamza above -> alef
-    "\u0625": "\u0627",  # alef with hamza below -> alef
-    "\u0622": "\u0627",  # alef with madda -> alef
-    "\u0671": "\u0627",  # alef wasla -> alef
-    "\u0649": "\u064a",  # alef maksura -> ya
-    "\u06cc": "\u064a",  # farsi ya -> ya
-    "\u0629": "\u0647",  # ta marbuta -> ha
-})
+_AR_UNIFY = str.maketrans(
+    {
+        "\u0623": "\u0627",  # alef with hamza above -> alef
+        "\u0625": "\u0627",  # alef with hamza below -> alef
+        "\u0622": "\u0627",  # alef with madda -> alef
+        "\u0671": "\u0627",  # alef wasla -> alef
+        "\u0649": "\u064a",  # alef maksura -> ya
+        "\u06cc": "\u064a",  # farsi ya -> ya
+        "\u0629": "\u0647",  # ta marbuta -> ha
+    }
+)
 
 
 def detect_language(text: str) -> str:

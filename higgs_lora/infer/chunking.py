@@ -17,6 +17,7 @@ DEFAULT_CHUNK_MAX_CHARS = 300
 DEFAULT_CONTEXT_CHUNKS = 2
 DEFAULT_CROSSFADE_S = 0.05
 
+
 def _split_long(piece: str, max_chars: int) -> list[str]:
     """A piece over the cap: break at clause marks, then between words, then (one huge word) hard."""
     out: list[str] = []

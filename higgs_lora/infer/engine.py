@@ -133,8 +133,13 @@ class InferenceInputs:
         _, paths = inference_prompt(sample, self.tokenizer)
         return [encode_file(self.codec, p) for p in paths]
 
-    def __call__(self, sample: CloneSample, device: torch.device | str = "cpu",
-                 codes: list[np.ndarray] | None = None, context: Sequence[tuple[str, np.ndarray]] = ()) -> dict:
+    def __call__(
+        self,
+        sample: CloneSample,
+        device: torch.device | str = "cpu",
+        codes: list[np.ndarray] | None = None,
+        context: Sequence[tuple[str, np.ndarray]] = (),
+    ) -> dict:
         """`codes`: the reference codes if already encoded (see `reference_codes`). `context`: earlier
         chunks as (text, generated codes (C, T)), placed after the reference by the prompt builder."""
         turns = [(text, f"generated-chunk-{i}") for i, (text, _) in enumerate(context)]
@@ -160,8 +165,15 @@ class VoiceCloner:
     (plain generate), or "auto" (static on CUDA, dynamic on CPU).
     """
 
-    def __init__(self, model, tokenizer, codec: AudioCodec, cache: str = "auto",
-                 cache_lengths: Sequence[int] = DEFAULT_CACHE_LENGTHS, cuda_graphs: bool | None = None):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        codec: AudioCodec,
+        cache: str = "auto",
+        cache_lengths: Sequence[int] = DEFAULT_CACHE_LENGTHS,
+        cuda_graphs: bool | None = None,
+    ):
         self.model = model.eval()  # a HiggsAudioModel, or a PeftModel around one (adapter unmerged)
         # PEFT injects its LoRA layers into the base model's modules, so the base model's own
         # generate() (and its CUDA graphs) runs base + adapter.
@@ -205,13 +217,27 @@ class VoiceCloner:
         cache_config = deepcopy(self.config.text_config)
         # DualFFN layers keep their own key/value entries after the text layers' (as the serve engine sizes it).
         cache_config.num_hidden_layers += len(self.config.audio_dual_ffn_layers or [])
-        return OrderedDict((length, StaticCache(config=cache_config, batch_size=1, max_cache_len=length,
-                                                device=self.device, dtype=self.net.dtype))
-                           for length in sorted(lengths))
+        return OrderedDict(
+            (
+                length,
+                StaticCache(
+                    config=cache_config, batch_size=1, max_cache_len=length, device=self.device, dtype=self.net.dtype
+                ),
+            )
+            for length in sorted(lengths)
+        )
 
     @classmethod
-    def load(cls, model_path: str, lora_path: str | None = None, audio_tokenizer: str = AUDIO_TOKENIZER,
-             device: str | None = None, dtype: str = "auto", cache: str = "auto", **kwargs) -> "VoiceCloner":
+    def load(
+        cls,
+        model_path: str,
+        lora_path: str | None = None,
+        audio_tokenizer: str = AUDIO_TOKENIZER,
+        device: str | None = None,
+        dtype: str = "auto",
+        cache: str = "auto",
+        **kwargs,
+    ) -> "VoiceCloner":
         device = device or default_device()
         model = load_model(model_path, device=device, dtype=dtype)
         if lora_path:
@@ -225,20 +251,34 @@ class VoiceCloner:
         needed = merged_length(inputs) + budget
         largest = next(reversed(self.kv_caches))
         if needed > largest:
-            log.warning("prompt + %d new tokens need %d cache positions, more than the largest static cache (%d): "
-                        "this call uses the dynamic cache", budget, needed, largest)
+            log.warning(
+                "prompt + %d new tokens need %d cache positions, more than the largest static cache (%d): "
+                "this call uses the dynamic cache",
+                budget,
+                needed,
+                largest,
+            )
             return None
         for cache in self.kv_caches.values():
             cache.reset()
         return self.kv_caches
 
     @torch.no_grad()
-    def generate(self, sample: CloneSample, settings: GenerationSettings | None = None,
-                 context: Sequence[tuple[str, np.ndarray]] = (), codes: list[np.ndarray] | None = None) -> Generation:
+    def generate(
+        self,
+        sample: CloneSample,
+        settings: GenerationSettings | None = None,
+        context: Sequence[tuple[str, np.ndarray]] = (),
+        codes: list[np.ndarray] | None = None,
+    ) -> Generation:
         """One audio segment for `sample.target_text` (no chunking: see `clone`)."""
         settings = settings or GenerationSettings()
         inputs = self.prepare_inputs(sample, self.device, codes=codes, context=context)
-        budget = text_token_cap(sample.target_text, settings.max_new_tokens) if settings.cap_by_text else settings.max_new_tokens
+        budget = (
+            text_token_cap(sample.target_text, settings.max_new_tokens)
+            if settings.cap_by_text
+            else settings.max_new_tokens
+        )
         caches = self._caches_for(inputs, budget)
         greedy = settings.temperature <= 0
         sequences, audio = self.net.generate(
@@ -257,7 +297,7 @@ class VoiceCloner:
             **({"past_key_values_buckets": caches} if caches is not None else {}),
         )
         prompt_ids = inputs["input_ids"][0].tolist()
-        text = self.tokenizer.decode(sequences[0, len(prompt_ids):].tolist())
+        text = self.tokenizer.decode(sequences[0, len(prompt_ids) :].tolist())
         n_audio = 1 + len(context)
         if not audio:
             empty = np.zeros((self.config.audio_num_codebooks, 0), dtype=np.int64)
@@ -284,8 +324,9 @@ class VoiceCloner:
             return np.zeros(0, dtype=np.float32)
         return np.asarray(self.codec.decode(torch.as_tensor(codes).unsqueeze(0))[0, 0], dtype=np.float32)
 
-    def clone(self, sample: CloneSample, settings: GenerationSettings | None = None,
-              chunking: ChunkSettings | None = None) -> tuple[np.ndarray, int, CloneResult]:
+    def clone(
+        self, sample: CloneSample, settings: GenerationSettings | None = None, chunking: ChunkSettings | None = None
+    ) -> tuple[np.ndarray, int, CloneResult]:
         """The whole target text: chunk by chunk (reference always in the prompt, the last
         `context_chunks` chunks as context), decoded and joined with a short crossfade."""
         settings = settings or GenerationSettings()
@@ -300,13 +341,14 @@ class VoiceCloner:
         context: list[tuple[str, np.ndarray]] = []
         for index, text in enumerate(texts):
             chunk_settings = settings if settings.seed is None else replace(settings, seed=settings.seed + index)
-            keep = context[-chunking.context_chunks:] if chunking.context_chunks > 0 else []
+            keep = context[-chunking.context_chunks :] if chunking.context_chunks > 0 else []
             result = self.generate(replace(sample, target_text=text), chunk_settings, context=keep, codes=ref_codes)
             generations.append(result)
             if result.codes.shape[1]:
                 context.append((text, result.codes))
-        wav = crossfade_concat([self.decode(g.codes) for g in generations], self.codec.sampling_rate,
-                               chunking.crossfade_s)
+        wav = crossfade_concat(
+            [self.decode(g.codes) for g in generations], self.codec.sampling_rate, chunking.crossfade_s
+        )
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         return wav, self.codec.sampling_rate, CloneResult(generations, texts, time.perf_counter() - t0)
@@ -320,8 +362,10 @@ def load_adapter(model, lora_path: str):
     from peft import PeftModel
 
     if not (Path(lora_path) / "adapter_config.json").is_file():
-        raise FileNotFoundError(f"{lora_path}: no adapter_config.json (pass a training --output_dir, or a "
-                                f"merged model as --model_path without --lora_path)")
+        raise FileNotFoundError(
+            f"{lora_path}: no adapter_config.json (pass a training --output_dir, or a "
+            f"merged model as --model_path without --lora_path)"
+        )
     return PeftModel.from_pretrained(model, str(lora_path)).eval()
 
 
@@ -347,12 +391,24 @@ def get_cloner(model_path: str, lora_path: str | None, audio_tokenizer: str, dev
     return _CLONERS[key]
 
 
-def generate_arabic_speech(ref_text: str, ref_audio_path: str, target_text: str, temperature: float = 0.3,
-                           top_k: int = 50, top_p: float = 0.95, seed: int | None = None, *,
-                           model_path: str | None = None, lora_path: str | None = None,
-                           audio_tokenizer: str | None = None, system_prompt: str | None = None,
-                           max_new_tokens: int = 2048, chunking: ChunkSettings | None = None,
-                           device: str | None = None, log_settings: bool = True) -> tuple[np.ndarray, int]:
+def generate_arabic_speech(
+    ref_text: str,
+    ref_audio_path: str,
+    target_text: str,
+    temperature: float = 0.3,
+    top_k: int = 50,
+    top_p: float = 0.95,
+    seed: int | None = None,
+    *,
+    model_path: str | None = None,
+    lora_path: str | None = None,
+    audio_tokenizer: str | None = None,
+    system_prompt: str | None = None,
+    max_new_tokens: int = 2048,
+    chunking: ChunkSettings | None = None,
+    device: str | None = None,
+    log_settings: bool = True,
+) -> tuple[np.ndarray, int]:
     """The design's entry point: clone the voice of `ref_audio_path` saying `target_text`.
 
     The model, adapter and codec come from the keyword arguments, else the environment
@@ -363,15 +419,28 @@ def generate_arabic_speech(ref_text: str, ref_audio_path: str, target_text: str,
     from .run_settings import resolve_inference
 
     check_text(target_text)
-    settings = resolve_inference(model_path or os.environ.get(MODEL_ENV) or None,
-                                 lora_path or os.environ.get(LORA_ENV) or None,
-                                 audio_tokenizer or os.environ.get(CODEC_ENV) or None, system_prompt)
+    settings = resolve_inference(
+        model_path or os.environ.get(MODEL_ENV) or None,
+        lora_path or os.environ.get(LORA_ENV) or None,
+        audio_tokenizer or os.environ.get(CODEC_ENV) or None,
+        system_prompt,
+    )
     if log_settings:
         settings.report()
     cloner = get_cloner(settings["model_path"], settings["lora_path"], settings["audio_tokenizer"], device)
     # The same text front-end as training and `infer` (the run's settings, else the default).
-    sample = normalize_sample(CloneSample(ref_text=ref_text, ref_audio=str(ref_audio_path), target_text=target_text,
-                                          system_prompt=settings["system_prompt"]), settings["text_normalization"])
-    wav, sr, _ = cloner.clone(sample, GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature,
-                                                         top_k=top_k, top_p=top_p, seed=seed), chunking)
+    sample = normalize_sample(
+        CloneSample(
+            ref_text=ref_text,
+            ref_audio=str(ref_audio_path),
+            target_text=target_text,
+            system_prompt=settings["system_prompt"],
+        ),
+        settings["text_normalization"],
+    )
+    wav, sr, _ = cloner.clone(
+        sample,
+        GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed),
+        chunking,
+    )
     return wav, sr

@@ -19,9 +19,21 @@ EXIT_DEVICE_ERROR = 71
 # when the device fails; matched case-insensitively. Older torch raises CUDA errors as RuntimeError,
 # newer as torch.AcceleratorError (a RuntimeError too); out of memory has its own class.
 DEVICE_ERROR_MARKERS = (
-    "cuda error", "device-side assert", "illegal memory access", "illegal instruction", "misaligned address",
-    "unspecified launch failure", "out of memory", "cublas_status", "cudnn_status", "cudnn error",
-    "nccl error", "hip error", "cuda driver error", "device not ready", "ecc error",
+    "cuda error",
+    "device-side assert",
+    "illegal memory access",
+    "illegal instruction",
+    "misaligned address",
+    "unspecified launch failure",
+    "out of memory",
+    "cublas_status",
+    "cudnn_status",
+    "cudnn error",
+    "nccl error",
+    "hip error",
+    "cuda driver error",
+    "device not ready",
+    "ecc error",
 )
 
 
@@ -54,8 +66,11 @@ class DeviceError(RuntimeError):
 
     def __init__(self, where: str, err: BaseException, done: str = "", saved: str | None = None):
         self.where, self.original, self.saved = where, err, saved
-        advice = ("lower --max_new_tokens / --chunk_max_chars or free GPU memory" if _is_oom(err)
-                  else "the GPU state is lost; rerun (CUDA_LAUNCH_BLOCKING=1 names the failing op)")
+        advice = (
+            "lower --max_new_tokens / --chunk_max_chars or free GPU memory"
+            if _is_oom(err)
+            else "the GPU state is lost; rerun (CUDA_LAUNCH_BLOCKING=1 names the failing op)"
+        )
         parts = [f"device error at {where}: {first_line(err)}", "stopped the run", advice]
         if done:
             parts.append(done)

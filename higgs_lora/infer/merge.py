@@ -76,8 +76,15 @@ def _rounding_error(peft_model, out_dtype: torch.dtype) -> tuple[float, int]:
     return (math.sqrt(err_sq / ref_sq) if ref_sq > 0 else 0.0), count
 
 
-def merge_adapter(base_model: str, lora_path: str | Path, output_path: str | Path, dtype: str = "auto",
-                  device: str = "cpu", overwrite: bool = False, max_shard_size: str = "5GB") -> MergeReport:
+def merge_adapter(
+    base_model: str,
+    lora_path: str | Path,
+    output_path: str | Path,
+    dtype: str = "auto",
+    device: str = "cpu",
+    overwrite: bool = False,
+    max_shard_size: str = "5GB",
+) -> MergeReport:
     """Fold the LoRA weights into the base model in fp32 and save model + tokenizer to `output_path`.
 
     `dtype="auto"` keeps the base model's stored dtype (bf16 for the released model).
@@ -104,12 +111,25 @@ def merge_adapter(base_model: str, lora_path: str | Path, output_path: str | Pat
         shutil.copy(lora_path / RUN_CONFIG, output_path / RUN_CONFIG)
     dtype_name = str(out_dtype).replace("torch.", "")
     adapter_config = json.loads((lora_path / "adapter_config.json").read_text(encoding="utf-8"))
-    (output_path / MERGE_RECORD).write_text(json.dumps({
-        "base_model": base_model, "lora_path": str(lora_path), "dtype": dtype_name,
-        "merged_in": "float32", "adapter_update_relative_error": error, "adapted_weights": count,
-        "adapter": {k: adapter_config.get(k) for k in ("r", "lora_alpha", "target_modules", "modules_to_save",
-                                                        "peft_type")},
-    }, indent=2, default=list), encoding="utf-8")
+    (output_path / MERGE_RECORD).write_text(
+        json.dumps(
+            {
+                "base_model": base_model,
+                "lora_path": str(lora_path),
+                "dtype": dtype_name,
+                "merged_in": "float32",
+                "adapter_update_relative_error": error,
+                "adapted_weights": count,
+                "adapter": {
+                    k: adapter_config.get(k)
+                    for k in ("r", "lora_alpha", "target_modules", "modules_to_save", "peft_type")
+                },
+            },
+            indent=2,
+            default=list,
+        ),
+        encoding="utf-8",
+    )
     return MergeReport(output_path, dtype_name, error, count)
 
 

@@ -18,10 +18,18 @@ from ..defaults import AUDIO_TOKENIZER, BASE_MODEL, DEFAULT_SYSTEM_PROMPT
 from ..train.config import RUN_CONFIG, read_run_config
 
 # setting name -> key in higgs_lora_run.json
-RUN_KEYS = {"system_prompt": "system_prompt", "audio_tokenizer": "audio_tokenizer", "base_model": "base_model",
-            "text_normalization": "text_normalization"}
-BUILTIN_DEFAULTS = {"system_prompt": DEFAULT_SYSTEM_PROMPT, "audio_tokenizer": AUDIO_TOKENIZER,
-                    "base_model": BASE_MODEL, "text_normalization": None}
+RUN_KEYS = {
+    "system_prompt": "system_prompt",
+    "audio_tokenizer": "audio_tokenizer",
+    "base_model": "base_model",
+    "text_normalization": "text_normalization",
+}
+BUILTIN_DEFAULTS = {
+    "system_prompt": DEFAULT_SYSTEM_PROMPT,
+    "audio_tokenizer": AUDIO_TOKENIZER,
+    "base_model": BASE_MODEL,
+    "text_normalization": None,
+}
 
 
 @dataclass
@@ -80,8 +88,10 @@ def resolve(flags: dict, *folders: str | Path | None, flag_names: dict | None = 
             # A merged folder named as the model holds its own run file: naming it is no contradiction.
             is_that_folder = name == "base_model" and path is not None and _same_path(given, path.parent)
             if in_run and run[key] != given and not is_that_folder:
-                messages.append(f"warning: {flag_names.get(name, '--' + name)} {_show(given)} differs from the "
-                                f"training run's {_show(run[key])} ({path}); using the flag")
+                messages.append(
+                    f"warning: {flag_names.get(name, '--' + name)} {_show(given)} differs from the "
+                    f"training run's {_show(run[key])} ({path}); using the flag"
+                )
         elif in_run:
             values[name], sources[name] = run[key], "run"
             used.append(f"{name.replace('_', ' ')} {_show(run[key])}")
@@ -99,15 +109,24 @@ def validate_with_normalization(path, system_prompt: str, text_normalization, re
     return validate_file(path, system_prompt, require_target=require_target, text_normalization=text_normalization)
 
 
-def resolve_inference(model_path: str | None, lora_path: str | None, audio_tokenizer: str | None,
-                      system_prompt: str | None, model_flag: str = "--model_path",
-                      text_normalization: str | None = None) -> RunSettings:
+def resolve_inference(
+    model_path: str | None,
+    lora_path: str | None,
+    audio_tokenizer: str | None,
+    system_prompt: str | None,
+    model_flag: str = "--model_path",
+    text_normalization: str | None = None,
+) -> RunSettings:
     """infer / clone / the API: the run config next to the adapter, else in the (merged) model folder.
 
     With an adapter the model defaults to the run's base model; without one `model_path` is the
     model itself (a merged folder, whose run config supplies codec, prompt and normaliser).
     """
-    flags = {"system_prompt": system_prompt, "audio_tokenizer": audio_tokenizer, "text_normalization": text_normalization}
+    flags = {
+        "system_prompt": system_prompt,
+        "audio_tokenizer": audio_tokenizer,
+        "text_normalization": text_normalization,
+    }
     if lora_path:
         flags["base_model"] = model_path
     settings = resolve(flags, lora_path, model_path, flag_names={"base_model": model_flag})

@@ -69,14 +69,21 @@ def parse_ref(name: str) -> HubRef | None:
     repo, sep, revision = name.partition("@")
     # Only the repo part counts slashes: a revision may hold some (`refs/pr/1`, a `release/v1` branch).
     if name.startswith(("/", ".", "~")) or repo.count("/") > 1:
-        raise WeightsError(f"{name}: no such folder (expected a model folder, a hub id owner/repo[@revision] or `tiny`)")
+        raise WeightsError(
+            f"{name}: no such folder (expected a model folder, a hub id owner/repo[@revision] or `tiny`)"
+        )
     if not _REPO_ID.match(repo) or (sep and not revision):
         raise WeightsError(f"{name!r} is neither a folder, `tiny`, nor a hub id (owner/repo or owner/repo@revision)")
     if not sep:
         revision = "main"
         if repo in PINNED:
-            log.warning("%s without a revision means its newest files (main), which boson_multimodal 0.1.1 cannot "
-                        "read since Boson's 2026-04 rewrite; the default %s@%s works", repo, repo, PINNED[repo])
+            log.warning(
+                "%s without a revision means its newest files (main), which boson_multimodal 0.1.1 cannot "
+                "read since Boson's 2026-04 rewrite; the default %s@%s works",
+                repo,
+                repo,
+                PINNED[repo],
+            )
     return HubRef(repo, revision)
 
 
@@ -90,11 +97,14 @@ def fetch(ref: HubRef, allow_patterns: tuple[str, ...], local_dir: str | None = 
     from huggingface_hub import snapshot_download
 
     try:
-        folder = snapshot_download(repo_id=ref.repo, revision=ref.revision, allow_patterns=list(allow_patterns),
-                                   local_dir=local_dir)
+        folder = snapshot_download(
+            repo_id=ref.repo, revision=ref.revision, allow_patterns=list(allow_patterns), local_dir=local_dir
+        )
     except Exception as err:  # offline, unknown repo/revision, gated repo, network error
-        raise WeightsError(f"cannot fetch {ref} from the hub ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
-                           f"pass a local folder instead ({DOWNLOAD_HINT} on a machine with network) or `tiny`") from None
+        raise WeightsError(
+            f"cannot fetch {ref} from the hub ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+            f"pass a local folder instead ({DOWNLOAD_HINT} on a machine with network) or `tiny`"
+        ) from None
     return Path(folder)
 
 
@@ -110,8 +120,9 @@ def check_model_folder(folder: Path, name: str | None = None, native_ok: bool = 
     where = name or str(folder)
     config_path = folder / "config.json"
     if not config_path.is_file():
-        raise WeightsError(f"{where}: no config.json, so not a model folder (pass a model folder, a hub id or `tiny`; "
-                           f"{DOWNLOAD_HINT})")
+        raise WeightsError(
+            f"{where}: no config.json, so not a model folder (pass a model folder, a hub id or `tiny`; {DOWNLOAD_HINT})"
+        )
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
@@ -127,14 +138,18 @@ def check_model_folder(folder: Path, name: str | None = None, native_ok: bool = 
             raise WeightsError(
                 f"{where} looks like the transformers-native Higgs Audio v2 format (model_type {model_type!r}) but cannot "
                 f"be converted to boson_multimodal's layout ({reason}); pass a complete native folder, or use "
-                f"{pinned(MODEL_REPO)} (the default) - {DOWNLOAD_HINT}") from None
+                f"{pinned(MODEL_REPO)} (the default) - {DOWNLOAD_HINT}"
+            ) from None
     if _is_native(config):
         raise WeightsError(
             f"{where} holds the transformers-native Higgs Audio v2 format (model_type {model_type!r}, flattened config: "
             f"Boson's 2026-04 rewrite), which boson_multimodal 0.1.1 cannot read; use {pinned(MODEL_REPO)} "
-            f"(the default) - {DOWNLOAD_HINT}")
+            f"(the default) - {DOWNLOAD_HINT}"
+        )
     if model_type != "higgs_audio":
-        raise WeightsError(f"{where}: config.json says model_type {model_type!r}, not a Higgs Audio model ('higgs_audio')")
+        raise WeightsError(
+            f"{where}: config.json says model_type {model_type!r}, not a Higgs Audio model ('higgs_audio')"
+        )
     return folder
 
 
@@ -176,27 +191,35 @@ def check_model_complete(name: str, weights: bool = True) -> None:
     missing = missing_model_files(folder, weights)
     if missing:
         shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
-        raise WeightsError(f"{name}: incomplete model folder, missing {shown} (a partial copy? copy the whole "
-                           f"folder again; {DOWNLOAD_HINT})")
+        raise WeightsError(
+            f"{name}: incomplete model folder, missing {shown} (a partial copy? copy the whole "
+            f"folder again; {DOWNLOAD_HINT})"
+        )
 
 
 def check_codec_folder(folder: Path, name: str | None = None, native_ok: bool = False) -> Path:
     """Refuse codec folders boson cannot load; `native_ok`: convert a native one (once) and return the copy."""
     where = name or str(folder)
-    if native_ok and not (folder / "model.pth").is_file() and \
-            _read_config(folder).get("model_type") == "higgs_audio_v2_tokenizer":
+    if (
+        native_ok
+        and not (folder / "model.pth").is_file()
+        and _read_config(folder).get("model_type") == "higgs_audio_v2_tokenizer"
+    ):
         from ..native.codec import to_boson_codec_folder
 
         try:
             return to_boson_codec_folder(folder, where)
         except (KeyError, ValueError, OSError) as err:
-            raise WeightsError(f"{where}: a transformers-native audio tokenizer that cannot be converted to "
-                               f"boson_multimodal's layout ({err}); use {pinned(TOKENIZER_REPO)} (the default)") from None
+            raise WeightsError(
+                f"{where}: a transformers-native audio tokenizer that cannot be converted to "
+                f"boson_multimodal's layout ({err}); use {pinned(TOKENIZER_REPO)} (the default)"
+            ) from None
     if not (folder / "model.pth").is_file():
         if (folder / "model.safetensors").is_file():
             raise WeightsError(
                 f"{where} holds the 2026-04 audio tokenizer format (model.safetensors, no model.pth), which "
-                f"boson_multimodal 0.1.1 cannot read; use {pinned(TOKENIZER_REPO)} (the default) - {DOWNLOAD_HINT}")
+                f"boson_multimodal 0.1.1 cannot read; use {pinned(TOKENIZER_REPO)} (the default) - {DOWNLOAD_HINT}"
+            )
         raise WeightsError(f"{where}: no model.pth (not a Higgs Audio tokenizer folder; {DOWNLOAD_HINT})")
     if not (folder / "config.json").is_file():
         raise WeightsError(f"{where}: no config.json next to model.pth")
@@ -206,8 +229,10 @@ def check_codec_folder(folder: Path, name: str | None = None, native_ok: bool = 
         if not any(teacher.glob("*.safetensors")) and not any(teacher.glob("*.bin")):
             missing.append("its weights (*.safetensors or *.bin)")
         if missing:
-            raise WeightsError(f"{where}: incomplete codec folder, {SEMANTIC_TEACHER_DIR}/ lacks {', '.join(missing)} "
-                               f"(copy the whole folder again; {DOWNLOAD_HINT})")
+            raise WeightsError(
+                f"{where}: incomplete codec folder, {SEMANTIC_TEACHER_DIR}/ lacks {', '.join(missing)} "
+                f"(copy the whole folder again; {DOWNLOAD_HINT})"
+            )
     return folder
 
 
@@ -342,8 +367,14 @@ def warn_if_other_base(run_config: dict, model_name: str, what: str) -> bool:
     current = provenance(model_name)["weights_sha256"]
     if current == expected:
         return False
-    log.warning("%s: the adapter was trained on %s (weights %s) but is applied to %s (weights %s); its output "
-                "may be wrong", what, trained.get("name"), _short(expected), model_name, _short(current))
+    log.warning(
+        "%s: the adapter was trained on %s (weights %s) but is applied to %s (weights %s); its output may be wrong",
+        what,
+        trained.get("name"),
+        _short(expected),
+        model_name,
+        _short(current),
+    )
     return True
 
 

@@ -15,7 +15,6 @@ from .precision import match_audio_embedding_dtype
 log = logging.getLogger(__name__)
 
 
-
 def resolve_model_path(name_or_path: str) -> str:
     """Local folder for `tiny`, a folder or a hub id (`repo@revision`; see model/hub.py), format-checked."""
     return str(model_folder(name_or_path))
@@ -31,8 +30,14 @@ def resolve_dtype(dtype: str | torch.dtype, device: str, stored: str | None = No
     with --dtype fp32 so that the adapter's update is not rounded must not be rounded when served)."""
     if isinstance(dtype, torch.dtype):
         return dtype
-    table = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
-             "fp32": torch.float32, "float32": torch.float32}
+    table = {
+        "bf16": torch.bfloat16,
+        "bfloat16": torch.bfloat16,
+        "fp16": torch.float16,
+        "float16": torch.float16,
+        "fp32": torch.float32,
+        "float32": torch.float32,
+    }
     if dtype == "auto":
         if not str(device).startswith("cuda") or stored in ("float32", "fp32"):
             return torch.float32
@@ -77,14 +82,24 @@ def existing_targets(model: torch.nn.Module, targets: list[str]) -> list[str]:
     return found
 
 
-def apply_lora(model, r: int = 16, alpha: int = 32, dropout: float = 0.05, targets: list[str] | None = None,
-               modules_to_save: list[str] | None = None):
+def apply_lora(
+    model,
+    r: int = 16,
+    alpha: int = 32,
+    dropout: float = 0.05,
+    targets: list[str] | None = None,
+    modules_to_save: list[str] | None = None,
+):
     """Wrap `model` in a PEFT LoRA model. No task_type: CAUSAL_LM would pass `labels=` to a forward without it."""
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
-                        target_modules=existing_targets(model, targets or DEFAULT_LORA_TARGETS),
-                        modules_to_save=modules_to_save)
+    config = LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=existing_targets(model, targets or DEFAULT_LORA_TARGETS),
+        modules_to_save=modules_to_save,
+    )
     return get_peft_model(model, config)
 
 

@@ -26,8 +26,8 @@ audio embeddings back to the text embedding dtype without touching boson's files
 from __future__ import annotations
 
 import contextlib
-import os
 import functools
+import os
 from dataclasses import dataclass
 
 import torch
@@ -49,15 +49,19 @@ class Precision:
     @staticmethod
     def words(name: str) -> str:
         """The --mixed_precision value as a reader understands it (the run settings keep the value)."""
-        return {"no": "fp32 (no mixed precision)", "bf16": "bf16 mixed precision",
-                "fp16": "fp16 mixed precision with loss scaling"}.get(name, str(name))
+        return {
+            "no": "fp32 (no mixed precision)",
+            "bf16": "bf16 mixed precision",
+            "fp16": "fp16 mixed precision with loss scaling",
+        }.get(name, str(name))
 
     def describe(self) -> str:
         """One line for the run's start summary."""
-        return {"no": "fp32 throughout (no mixed precision)",
-                "bf16": "bf16 (bf16 base weights + bf16 autocast; LoRA, optimizer and loss in fp32)",
-                "fp16": "fp16 (fp16 base weights + fp16 autocast with loss scaling; LoRA, optimizer and loss in fp32)",
-                }[self.name]
+        return {
+            "no": "fp32 throughout (no mixed precision)",
+            "bf16": "bf16 (bf16 base weights + bf16 autocast; LoRA, optimizer and loss in fp32)",
+            "fp16": "fp16 (fp16 base weights + fp16 autocast with loss scaling; LoRA, optimizer and loss in fp32)",
+        }[self.name]
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
@@ -103,9 +107,13 @@ def resolve_precision(choice: str | None, device: str | torch.device) -> Precisi
         return Precision("bf16" if _native_bf16() else "fp16", device_type)
     if choice == "bf16" and cuda and not _native_bf16():
         name = torch.cuda.get_device_name()
-        raise ValueError(f"--mixed_precision bf16: this GPU ({name}) does not support bf16; use fp16 (with loss scaling) or no")
+        raise ValueError(
+            f"--mixed_precision bf16: this GPU ({name}) does not support bf16; use fp16 (with loss scaling) or no"
+        )
     if choice == "fp16" and not cuda:
-        raise ValueError("--mixed_precision fp16 needs a CUDA GPU (fp16 loss scaling is not supported on CPU); use bf16 or no")
+        raise ValueError(
+            "--mixed_precision fp16 needs a CUDA GPU (fp16 loss scaling is not supported on CPU); use bf16 or no"
+        )
     # bf16 on CPU is allowed when asked for explicitly (CPU autocast has bf16): slow, but it lets the
     # bf16 path be tested without a GPU.
     return Precision(choice, device_type)

@@ -44,7 +44,9 @@ SPECIAL_TOKENS = [
 ]
 # Vocabulary = tokenizer length exactly, so generate() can never sample an id the tokenizer lacks.
 VOCAB_SIZE = 288
-SPECIAL_TOKENS += [f"<|reserved_special_token_{i}|>" for i in range(100, 100 + VOCAB_SIZE - _SPECIAL_BASE - len(SPECIAL_TOKENS))]
+SPECIAL_TOKENS += [
+    f"<|reserved_special_token_{i}|>" for i in range(100, 100 + VOCAB_SIZE - _SPECIAL_BASE - len(SPECIAL_TOKENS))
+]
 
 SIZES = dict(hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2)
 
@@ -65,7 +67,10 @@ def build_tokenizer():
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     tok.decoder = decoders.ByteLevel()
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<|begin_of_text|>", eos_token="<|end_of_text|>", clean_up_tokenization_spaces=False
+        tokenizer_object=tok,
+        bos_token="<|begin_of_text|>",
+        eos_token="<|end_of_text|>",
+        clean_up_tokenization_spaces=False,
     )
     fast.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[2:]})
     assert len(fast) == VOCAB_SIZE and fast.convert_tokens_to_ids("<|AUDIO_OUT|>") == special_id("<|AUDIO_OUT|>")
@@ -77,7 +82,9 @@ def _byte_of(ch: str) -> int:
     from tokenizers.pre_tokenizers import ByteLevel
 
     table = {}
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     k = 0
     for b in range(256):
         if b in printable:
@@ -105,8 +112,13 @@ def build_config():
         max_position_embeddings=131072,
         rms_norm_eps=1e-5,
         rope_theta=500000.0,
-        rope_scaling={"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
-                      "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+        rope_scaling={
+            "factor": 32.0,
+            "high_freq_factor": 4.0,
+            "low_freq_factor": 1.0,
+            "original_max_position_embeddings": 8192,
+            "rope_type": "llama3",
+        },
         bos_token_id=special_id("<|begin_of_text|>"),
         eos_token_id=special_id("<|end_of_text|>"),
         tie_word_embeddings=True,
@@ -139,7 +151,10 @@ def build_config():
 
 
 def cache_root() -> Path:
-    root = os.environ.get("HIGGS_LORA_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "higgs_lora"
+    root = (
+        os.environ.get("HIGGS_LORA_CACHE")
+        or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "higgs_lora"
+    )
     return Path(root)
 
 

@@ -68,7 +68,7 @@ def _to_native_name(name: str, n_blocks: int) -> str:
         return f"quantizer.quantizers.{m[1]}.{'codebook.' if m[2] else ''}{m[3]}"
     for old, new in (("fc_prior.", "fc."), ("fc_post1.", "fc1."), ("fc_post2.", "fc2.")):
         if name.startswith(old):
-            return new + name[len(old):]
+            return new + name[len(old) :]
     if name.startswith(("encoder_semantic.", "decoder_semantic.")):
         return re.sub(r"\.(conv|conv1|conv2)\.conv\.", r".\1.", name)
     raise KeyError(f"codec weight {name!r} has no native counterpart")
@@ -96,10 +96,13 @@ def _to_boson_name(name: str, n_blocks: int) -> str:
         return f"quantizer.vq.layers.{m[1]}.{'_codebook.' if m[2] else ''}{m[3]}"
     for old, new in (("fc.", "fc_prior."), ("fc1.", "fc_post1."), ("fc2.", "fc_post2.")):
         if name.startswith(old):
-            return new + name[len(old):]
+            return new + name[len(old) :]
     if name.startswith(("encoder_semantic.", "decoder_semantic.")):
-        return re.sub(r"\.(conv|conv1|conv2)\.(weight|bias)$", r".\1.conv.\2", name) \
-            if not re.search(r"res_units\.\d+\.conv2\.", name) else name
+        return (
+            re.sub(r"\.(conv|conv1|conv2)\.(weight|bias)$", r".\1.conv.\2", name)
+            if not re.search(r"res_units\.\d+\.conv2\.", name)
+            else name
+        )
     raise KeyError(f"native codec weight {name!r} has no boson counterpart")
 
 
@@ -125,7 +128,11 @@ def state_to_boson(state: dict, n_blocks: int) -> dict:
     out = {}
     for name, value in state.items():
         boson = _to_boson_name(name, n_blocks)
-        if name.startswith(("acoustic_encoder.", "acoustic_decoder.")) and name.endswith(".weight") and value.dim() == 3:
+        if (
+            name.startswith(("acoustic_encoder.", "acoustic_decoder."))
+            and name.endswith(".weight")
+            and value.dim() == 3
+        ):
             out[boson + "_g"] = _norm(value)
             out[boson + "_v"] = value.clone()
         else:
@@ -154,11 +161,17 @@ def config_to_native(boson: dict, semantic: dict, encoder_hidden: int, decoder_h
         "sample_rate": boson["sample_rate"],
         "codebook_size": boson["bins"],
         "codebook_dim": boson["codebook_dim"],
-        "acoustic_model_config": {"model_type": "dac", "encoder_hidden_size": encoder_hidden,
-                                  "downsampling_ratios": ratios, "upsampling_ratios": ratios,
-                                  "decoder_hidden_size": decoder_hidden, "hidden_size": boson["D"],
-                                  "codebook_size": boson["bins"], "codebook_dim": boson["codebook_dim"],
-                                  "sampling_rate": boson["sample_rate"]},
+        "acoustic_model_config": {
+            "model_type": "dac",
+            "encoder_hidden_size": encoder_hidden,
+            "downsampling_ratios": ratios,
+            "upsampling_ratios": ratios,
+            "decoder_hidden_size": decoder_hidden,
+            "hidden_size": boson["D"],
+            "codebook_size": boson["bins"],
+            "codebook_dim": boson["codebook_dim"],
+            "sampling_rate": boson["sample_rate"],
+        },
         "semantic_model_config": {k: v for k, v in semantic.items() if not k.startswith("_")},
     }
 
@@ -169,15 +182,21 @@ def config_to_boson(native: dict) -> dict:
     ratios = list(acoustic["downsampling_ratios"])
     bits = max(1, (int(native.get("codebook_size", 1024)) - 1).bit_length())
     n_q = int(1000 * bandwidths[-1] // (_frame_rate(native.get("sample_rate", 24000), ratios) * bits))
-    return {"n_filters": acoustic["encoder_hidden_size"] // 2, "D": acoustic["hidden_size"],
-            "codebook_dim": native.get("codebook_dim", 64), "target_bandwidths": bandwidths, "ratios": ratios,
-            "sample_rate": native.get("sample_rate", 24000), "bins": native.get("codebook_size", 1024), "n_q": n_q,
-            "semantic_techer": "hubert_base_general"}
+    return {
+        "n_filters": acoustic["encoder_hidden_size"] // 2,
+        "D": acoustic["hidden_size"],
+        "codebook_dim": native.get("codebook_dim", 64),
+        "target_bandwidths": bandwidths,
+        "ratios": ratios,
+        "sample_rate": native.get("sample_rate", 24000),
+        "bins": native.get("codebook_size", 1024),
+        "n_q": n_q,
+        "semantic_techer": "hubert_base_general",
+    }
 
 
 def export_codec(name: str, out: Path) -> Path:
     """The boson-format codec `name` (folder or hub id) as a native folder `out`."""
-    from safetensors.torch import save_file
 
     from ..model.hub import codec_folder, semantic_teacher_folder
 
@@ -209,10 +228,21 @@ def write_native_codec(state: dict, boson_cfg: dict, semantic_cfg: dict, out: Pa
     hop = 1
     for r in boson_cfg["ratios"]:
         hop *= r
-    (out / "preprocessor_config.json").write_text(json.dumps({
-        "feature_extractor_type": "DacFeatureExtractor", "feature_size": 1, "hop_length": hop,
-        "padding_side": "right", "padding_value": 0.0, "return_attention_mask": True,
-        "sampling_rate": boson_cfg["sample_rate"]}, indent=2), encoding="utf-8")
+    (out / "preprocessor_config.json").write_text(
+        json.dumps(
+            {
+                "feature_extractor_type": "DacFeatureExtractor",
+                "feature_size": 1,
+                "hop_length": hop,
+                "padding_side": "right",
+                "padding_value": 0.0,
+                "return_attention_mask": True,
+                "sampling_rate": boson_cfg["sample_rate"],
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
 
 
 def is_native_codec(folder: Path) -> bool:
@@ -234,11 +264,13 @@ def to_boson_codec_folder(native: Path, name: str | None = None) -> Path:
         return target
     config = json.loads((native / "config.json").read_text(encoding="utf-8"))
     if config.get("model_type") != "higgs_audio_v2_tokenizer":
-        raise ValueError(f"{name or native}: config.json says model_type {config.get('model_type')!r}, "
-                         f"not a Higgs Audio v2 tokenizer")
+        raise ValueError(
+            f"{name or native}: config.json says model_type {config.get('model_type')!r}, "
+            f"not a Higgs Audio v2 tokenizer"
+        )
     boson_cfg = config_to_boson(config)
     state = state_to_boson(load_file(str(native / "model.safetensors")), len(boson_cfg["ratios"]))
-    semantic = {k[len(SEMANTIC_PREFIX):]: v for k, v in state.items() if k.startswith(SEMANTIC_PREFIX)}
+    semantic = {k[len(SEMANTIC_PREFIX) :]: v for k, v in state.items() if k.startswith(SEMANTIC_PREFIX)}
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
     try:
@@ -251,15 +283,23 @@ def to_boson_codec_folder(native: Path, name: str | None = None) -> Path:
         semantic_cfg = dict(config["semantic_model_config"])
         semantic_cfg.setdefault("architectures", ["HubertModel"])
         (teacher / "config.json").write_text(json.dumps(semantic_cfg, indent=2), encoding="utf-8")
-        save_file({k: v.contiguous() for k, v in semantic.items()}, str(teacher / "model.safetensors"),
-                  metadata={"format": "pt"})
-        (tmp / "higgs_lora_import.json").write_text(json.dumps({"source": str(native.resolve()),
-                                                                "model.safetensors": source_stamp}), encoding="utf-8")
+        save_file(
+            {k: v.contiguous() for k, v in semantic.items()},
+            str(teacher / "model.safetensors"),
+            metadata={"format": "pt"},
+        )
+        (tmp / "higgs_lora_import.json").write_text(
+            json.dumps({"source": str(native.resolve()), "model.safetensors": source_stamp}), encoding="utf-8"
+        )
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    log.warning("%s is a native-format (model.safetensors) audio tokenizer; converted it once to boson_multimodal's "
-                "layout in %s (reused from now on)", name or native, target)
+    log.warning(
+        "%s is a native-format (model.safetensors) audio tokenizer; converted it once to boson_multimodal's "
+        "layout in %s (reused from now on)",
+        name or native,
+        target,
+    )
     return target

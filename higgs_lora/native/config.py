@@ -27,7 +27,9 @@ def check_exportable(boson: dict) -> None:
     layers = text["num_hidden_layers"]
     problems = []
     if boson.get("audio_adapter_type") != "dual_ffn_fast_forward":
-        problems.append(f"audio_adapter_type {boson.get('audio_adapter_type')!r} (native has dual_ffn_fast_forward only)")
+        problems.append(
+            f"audio_adapter_type {boson.get('audio_adapter_type')!r} (native has dual_ffn_fast_forward only)"
+        )
     if sorted(boson.get("audio_dual_ffn_layers") or []) != list(range(layers)):
         problems.append("DualFFN not on every layer")
     if not boson.get("use_delay_pattern", False):
@@ -97,32 +99,42 @@ def to_boson(native: dict, token_ids: dict[str, int]) -> dict:
     heads = native["num_attention_heads"]
     rope = dict(native.get("rope_parameters") or {})
     theta = rope.pop("rope_theta", 10000.0)
-    text.update({
-        "vocab_size": native["vocab_size"], "hidden_size": native["hidden_size"],
-        "intermediate_size": native["intermediate_size"], "num_hidden_layers": layers,
-        "num_attention_heads": heads, "num_key_value_heads": native.get("num_key_value_heads") or heads,
-        "head_dim": native.get("head_dim") or native["hidden_size"] // heads,
-        "hidden_act": native.get("hidden_act", "silu"), "max_position_embeddings": native["max_position_embeddings"],
-        "rms_norm_eps": native["rms_norm_eps"], "rope_theta": theta,
-        "rope_scaling": rope if rope.get("rope_type", "default") != "default" else None,
-        "attention_bias": native.get("attention_bias", False), "mlp_bias": native.get("mlp_bias", False),
-        "bos_token_id": native.get("bos_token_id"),
-        "torch_dtype": native.get("dtype") or native.get("torch_dtype") or text.get("torch_dtype"),
-    })
-    boson.update({
-        "hidden_size": native["hidden_size"],
-        "audio_dual_ffn_layers": list(range(layers)),
-        "audio_ffn_hidden_size": native["hidden_size"],
-        "audio_ffn_intermediate_size": native["intermediate_size"],
-        "audio_num_codebooks": native["num_codebooks"],
-        "audio_codebook_size": native["codebook_size"] - STREAM_SPECIALS,
-        "audio_stream_bos_id": native.get("audio_stream_bos_id", 1024),
-        "audio_stream_eos_id": native.get("audio_stream_eos_id", 1025),
-        "audio_out_token_idx": native["audio_token_id"],
-        "audio_out_bos_token_id": native["audio_bos_token_id"],
-        "audio_in_token_idx": token_ids["<|AUDIO|>"],
-        "audio_eos_token_id": token_ids["<|audio_eos|>"],
-        "pad_token_id": native.get("pad_token_id", 128001),
-        "torch_dtype": text["torch_dtype"],
-    })
+    text.update(
+        {
+            "vocab_size": native["vocab_size"],
+            "hidden_size": native["hidden_size"],
+            "intermediate_size": native["intermediate_size"],
+            "num_hidden_layers": layers,
+            "num_attention_heads": heads,
+            "num_key_value_heads": native.get("num_key_value_heads") or heads,
+            "head_dim": native.get("head_dim") or native["hidden_size"] // heads,
+            "hidden_act": native.get("hidden_act", "silu"),
+            "max_position_embeddings": native["max_position_embeddings"],
+            "rms_norm_eps": native["rms_norm_eps"],
+            "rope_theta": theta,
+            "rope_scaling": rope if rope.get("rope_type", "default") != "default" else None,
+            "attention_bias": native.get("attention_bias", False),
+            "mlp_bias": native.get("mlp_bias", False),
+            "bos_token_id": native.get("bos_token_id"),
+            "torch_dtype": native.get("dtype") or native.get("torch_dtype") or text.get("torch_dtype"),
+        }
+    )
+    boson.update(
+        {
+            "hidden_size": native["hidden_size"],
+            "audio_dual_ffn_layers": list(range(layers)),
+            "audio_ffn_hidden_size": native["hidden_size"],
+            "audio_ffn_intermediate_size": native["intermediate_size"],
+            "audio_num_codebooks": native["num_codebooks"],
+            "audio_codebook_size": native["codebook_size"] - STREAM_SPECIALS,
+            "audio_stream_bos_id": native.get("audio_stream_bos_id", 1024),
+            "audio_stream_eos_id": native.get("audio_stream_eos_id", 1025),
+            "audio_out_token_idx": native["audio_token_id"],
+            "audio_out_bos_token_id": native["audio_bos_token_id"],
+            "audio_in_token_idx": token_ids["<|AUDIO|>"],
+            "audio_eos_token_id": token_ids["<|audio_eos|>"],
+            "pad_token_id": native.get("pad_token_id", 128001),
+            "torch_dtype": text["torch_dtype"],
+        }
+    )
     return copy.deepcopy(boson)

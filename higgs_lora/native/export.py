@@ -49,8 +49,14 @@ def _token_ids(tokenizer) -> dict[str, int]:
     return ids
 
 
-def export(model_path: str, output_dir: str | Path, lora_path: str | None = None, audio_tokenizer: str | None = None,
-           dtype: str = "auto", overwrite: bool = False) -> ExportReport:
+def export(
+    model_path: str,
+    output_dir: str | Path,
+    lora_path: str | None = None,
+    audio_tokenizer: str | None = None,
+    dtype: str = "auto",
+    overwrite: bool = False,
+) -> ExportReport:
     import torch
 
     from ..model.hub import model_folder, provenance
@@ -86,11 +92,20 @@ def export(model_path: str, output_dir: str | Path, lora_path: str | None = None
             stale.unlink(missing_ok=True)  # --overwrite: shards of an earlier export must not mix with these
         config = native_config.to_native(boson, _token_ids(tokenizer), dtype=dtype_name)
         (out / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-        (out / "generation_config.json").write_text(json.dumps({
-            "bos_token_id": config["bos_token_id"], "eos_token_id": config["eos_token_id"],
-            "pad_token_id": config["pad_token_id"],
-            # boson's serve engine's repetition-aware sampling window, which the native sampler also has
-            "ras_win_len": 7, "ras_win_max_num_repeat": 2}, indent=2), encoding="utf-8")
+        (out / "generation_config.json").write_text(
+            json.dumps(
+                {
+                    "bos_token_id": config["bos_token_id"],
+                    "eos_token_id": config["eos_token_id"],
+                    "pad_token_id": config["pad_token_id"],
+                    # boson's serve engine's repetition-aware sampling window, which the native sampler also has
+                    "ras_win_len": 7,
+                    "ras_win_max_num_repeat": 2,
+                },
+                indent=2,
+            ),
+            encoding="utf-8",
+        )
         write_folder(out, state)
         codec_dir = None
         if audio_tokenizer and audio_tokenizer != "tiny":
@@ -98,17 +113,23 @@ def export(model_path: str, output_dir: str | Path, lora_path: str | None = None
 
             codec_dir = export_codec(audio_tokenizer, out / CODEC_SUBFOLDER)
         elif audio_tokenizer == "tiny":
-            log.warning("the `tiny` codec is this project's stand-in and has no native equivalent: the export's "
-                        "processor has no audio tokenizer (pass audio_tokenizer= when loading it)")
+            log.warning(
+                "the `tiny` codec is this project's stand-in and has no native equivalent: the export's "
+                "processor has no audio tokenizer (pass audio_tokenizer= when loading it)"
+            )
         write_processor(out, tokenizer, codec_dir, boson["audio_stream_bos_id"], boson["audio_stream_eos_id"])
-        run_file = next((Path(p) / RUN_CONFIG for p in (lora_path, source) if p and (Path(p) / RUN_CONFIG).is_file()),
-                        None)
+        run_file = next(
+            (Path(p) / RUN_CONFIG for p in (lora_path, source) if p and (Path(p) / RUN_CONFIG).is_file()), None
+        )
         if run_file is not None:
             shutil.copy(run_file, out / RUN_CONFIG)
         record = {
             "format": "transformers higgs_audio_v2 (>= 5.3)",
-            "model_path": model_path, "lora_path": lora_path, "audio_tokenizer": audio_tokenizer,
-            "dtype": dtype_name, "merged_in": "float32" if merged else None,
+            "model_path": model_path,
+            "lora_path": lora_path,
+            "audio_tokenizer": audio_tokenizer,
+            "dtype": dtype_name,
+            "merged_in": "float32" if merged else None,
             "adapter_update_relative_error": merged.update_error if merged else None,
             "source": provenance(model_path),  # the base weights (the adapter is named by lora_path)
             # exactly what boson_multimodal reads, for a lossless import back (native/imports.py)

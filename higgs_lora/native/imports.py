@@ -59,10 +59,15 @@ def to_boson_folder(native: Path, name: str | None = None) -> Path:
         except (OSError, json.JSONDecodeError):
             pass
     convert(native, target)
-    (target / MARKER).write_text(json.dumps({"source": str(native.resolve()), "source_files": fingerprint}, indent=2),
-                                 encoding="utf-8")
-    log.warning("%s is in transformers' native Higgs Audio v2 format; converted it once to boson_multimodal's layout "
-                "in %s (reused from now on)", name or native, target)
+    (target / MARKER).write_text(
+        json.dumps({"source": str(native.resolve()), "source_files": fingerprint}, indent=2), encoding="utf-8"
+    )
+    log.warning(
+        "%s is in transformers' native Higgs Audio v2 format; converted it once to boson_multimodal's layout "
+        "in %s (reused from now on)",
+        name or native,
+        target,
+    )
     return target
 
 
@@ -83,8 +88,9 @@ def load_native_tokenizer(native: Path):
                 value = value.get("content")
             if value:
                 special[key] = value
-    return PreTrainedTokenizerFast(tokenizer_file=str(native / "tokenizer.json"), clean_up_tokenization_spaces=False,
-                                   **special)
+    return PreTrainedTokenizerFast(
+        tokenizer_file=str(native / "tokenizer.json"), clean_up_tokenization_spaces=False, **special
+    )
 
 
 def convert(native: Path, target: Path) -> None:
@@ -98,8 +104,10 @@ def convert(native: Path, target: Path) -> None:
     boson = record.get("boson_config") or native_config.to_boson(config, ids)
     state = read_folder(native)
     if "text_lm_head.weight" not in state:
-        raise ValueError(f"{native}: no text_lm_head.weight; boson_multimodal needs the text head "
-                         f"(export native snapshots with it, as Boson's and `higgs-lora export` do)")
+        raise ValueError(
+            f"{native}: no text_lm_head.weight; boson_multimodal needs the text head "
+            f"(export native snapshots with it, as Boson's and `higgs-lora export` do)"
+        )
     state = weights.rename(state, "boson")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))

@@ -39,8 +39,11 @@ def to_native_layout(inputs: dict, num_codebooks: int, audio_token_id: int, dela
     if segment != len(starts) - 1:
         raise ValueError(f"{segment} audio placeholders in the prompt for {len(starts) - 1} audio segments")
     columns = audio.t().unsqueeze(0).long()
-    return {"input_ids": torch.tensor([out]), "audio_input_ids": columns,
-            "audio_input_ids_mask": torch.ones(columns.shape[:2], dtype=torch.bool)}
+    return {
+        "input_ids": torch.tensor([out]),
+        "audio_input_ids": columns,
+        "audio_input_ids_mask": torch.ones(columns.shape[:2], dtype=torch.bool),
+    }
 
 
 def conversation(sample, audio_path: str) -> list[dict]:
@@ -48,14 +51,17 @@ def conversation(sample, audio_path: str) -> list[dict]:
     messages = []
     if sample.system_prompt:
         messages.append({"role": "system", "content": [{"type": "text", "text": sample.system_prompt}]})
-    messages += [{"role": "user", "content": [{"type": "text", "text": sample.ref_text}]},
-                 {"role": "assistant", "content": [{"type": "audio", "path": audio_path}]},
-                 {"role": "user", "content": [{"type": "text", "text": sample.target_text}]}]
+    messages += [
+        {"role": "user", "content": [{"type": "text", "text": sample.ref_text}]},
+        {"role": "assistant", "content": [{"type": "audio", "path": audio_path}]},
+        {"role": "user", "content": [{"type": "text", "text": sample.target_text}]},
+    ]
     return messages
 
 
-def native_prompt_parity(samples, model_name: str, codec_name: str, workdir: str | Path | None = None,
-                         min_code_agreement: float = 1.0) -> list[dict]:
+def native_prompt_parity(
+    samples, model_name: str, codec_name: str, workdir: str | Path | None = None, min_code_agreement: float = 1.0
+) -> list[dict]:
     """One record per sample: `ok`, and where the two prompts first differ (text ids, audio layout, codes).
 
     Text ids and the audio layout (stream BOS/EOS and delay positions) must agree exactly; reference codes
@@ -73,9 +79,8 @@ def native_prompt_parity(samples, model_name: str, codec_name: str, workdir: str
 
     if codec_name == "tiny":
         raise ValueError("native prompt parity needs the real codec class (the `tiny` stand-in has no native twin)")
-    from transformers import AutoConfig
-
     import boson_multimodal.model.higgs_audio  # noqa: F401  registers the higgs_audio config type
+    from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(resolve_model_path(model_name))
     tokenizer = load_tokenizer(model_name)
@@ -84,25 +89,46 @@ def native_prompt_parity(samples, model_name: str, codec_name: str, workdir: str
     with tempfile.TemporaryDirectory(prefix="higgs-lora-parity-") as tmp:
         work = Path(workdir or tmp)
         codec_dir = export_codec(codec_name, work / "codec")
-        write_processor(work / "processor", tokenizer, codec_dir, config.audio_stream_bos_id,
-                        config.audio_stream_eos_id, codec.sampling_rate)
+        write_processor(
+            work / "processor",
+            tokenizer,
+            codec_dir,
+            config.audio_stream_bos_id,
+            config.audio_stream_eos_id,
+            codec.sampling_rate,
+        )
         ours, conversations = [], []
         build = InferenceInputs(tokenizer, codec, config)
         for i, sample in enumerate(samples):
             wav_path = work / f"ref-{i}.wav"
             sf.write(wav_path, mono_wave(sample.ref_audio, None, codec.sampling_rate), codec.sampling_rate)
             local = type(sample)(**{**sample.__dict__, "ref_audio": str(wav_path)})
-            ours.append(to_native_layout(build(local), config.audio_num_codebooks, config.audio_out_token_idx, delay_id))
+            ours.append(
+                to_native_layout(build(local), config.audio_num_codebooks, config.audio_out_token_idx, delay_id)
+            )
             conversations.append(conversation(local, str(wav_path)))
-        [result] = run_jobs([{"kind": "prompt", "processor_dir": str(work / "processor"), "codec_dir": str(codec_dir),
-                              "conversations": conversations}], work / "jobs")
+        [result] = run_jobs(
+            [
+                {
+                    "kind": "prompt",
+                    "processor_dir": str(work / "processor"),
+                    "codec_dir": str(codec_dir),
+                    "conversations": conversations,
+                }
+            ],
+            work / "jobs",
+        )
         if "error" in result:
             raise RuntimeError(f"native processor failed: {result['error']}\n{result['traceback']}")
-        return [compare_prompts(o, n, tokenizer, min_code_agreement, config.audio_codebook_size) for o, n in zip(ours, result["prompts"])]
+        return [
+            compare_prompts(o, n, tokenizer, min_code_agreement, config.audio_codebook_size)
+            for o, n in zip(ours, result["prompts"])
+        ]
 
 
-def compare_prompts(ours: dict, native: dict, tokenizer=None, min_code_agreement: float = 1.0,
-                    codebook_size: int = 1024) -> dict:
+def compare_prompts(
+    ours: dict, native: dict, tokenizer=None, min_code_agreement: float = 1.0, codebook_size: int = 1024
+) -> dict:
     """Text ids exactly; audio: same columns, stream BOS/EOS exactly where they are, codes agreeing on at
     least `min_code_agreement` of the entries (the two codecs compute the same function in different
     float order, so a code whose nearest-codebook distance is a near-tie may flip: random codebooks have
@@ -111,9 +137,12 @@ def compare_prompts(ours: dict, native: dict, tokenizer=None, min_code_agreement
     record = {"ok": True, "tokens": len(a), "native_tokens": len(b)}
     if a != b:
         at = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-        record.update(ok=False, first_text_mismatch=at,
-                      ours=tokenizer.decode(a[max(0, at - 5): at + 5]) if tokenizer else a[at: at + 10],
-                      native=tokenizer.decode(b[max(0, at - 5): at + 5]) if tokenizer else b[at: at + 10])
+        record.update(
+            ok=False,
+            first_text_mismatch=at,
+            ours=tokenizer.decode(a[max(0, at - 5) : at + 5]) if tokenizer else a[at : at + 10],
+            native=tokenizer.decode(b[max(0, at - 5) : at + 5]) if tokenizer else b[at : at + 10],
+        )
     ca, cb = ours["audio_input_ids"], native["audio_input_ids"]
     if (ca is None) != (cb is None):
         record.update(ok=False, audio="one prompt has audio, the other none")
@@ -142,8 +171,10 @@ def alignment_check(model_name: str, codec_name: str, min_code_agreement: float 
     def check(samples, tokenizer, codec, config, infer_inputs):
         records = native_prompt_parity(samples, model_name, codec_name, min_code_agreement=min_code_agreement)
         bad = [i for i, r in enumerate(records) if not r["ok"]]
-        summary = (f"{len(records) - len(bad)}/{len(records)} prompts agree token for token with transformers' "
-                   f"native processor" + (f"; first disagreement: sample {bad[0]}" if bad else ""))
+        summary = (
+            f"{len(records) - len(bad)}/{len(records)} prompts agree token for token with transformers' "
+            f"native processor" + (f"; first disagreement: sample {bad[0]}" if bad else "")
+        )
         return CheckResult("native_prompt_parity", not bad, summary, records)
 
     return check

@@ -21,8 +21,9 @@ def native_folder() -> Path:
 def require_native() -> Path:
     folder = native_folder()
     if not (folder / "transformers" / "models" / "higgs_audio_v2").is_dir():
-        raise FileNotFoundError(f"{folder}: transformers >= 5.3 (native Higgs Audio v2) is not installed there; "
-                                f"run `make setup`")
+        raise FileNotFoundError(
+            f"{folder}: transformers >= 5.3 (native Higgs Audio v2) is not installed there; run `make setup`"
+        )
     return folder
 
 
@@ -31,7 +32,9 @@ def run_native(argv: list[str], timeout: float = 900, cwd: str | None = None) ->
     folder = require_native()
     env = dict(os.environ)
     project = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join([str(folder), project] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(folder), project] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    )
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TRANSFORMERS_OFFLINE", "1")
     return subprocess.run([sys.executable, *argv], env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)
@@ -44,8 +47,9 @@ def run_jobs(jobs: list[dict], workdir: str | Path, timeout: float = 900) -> lis
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     torch.save(jobs, workdir / "jobs.pt")
-    proc = run_native(["-m", "higgs_lora.native.worker", str(workdir / "jobs.pt"), str(workdir / "results.pt")],
-                      timeout=timeout)
+    proc = run_native(
+        ["-m", "higgs_lora.native.worker", str(workdir / "jobs.pt"), str(workdir / "results.pt")], timeout=timeout
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"native worker failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
     return torch.load(workdir / "results.pt", weights_only=True)

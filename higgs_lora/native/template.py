@@ -44,13 +44,21 @@ CODEC_CLASS = "HiggsAudioV2TokenizerModel"
 
 def feature_extractor_config(sampling_rate: int = 24000) -> dict:
     # hop_length 1: the processor hands raw samples to the codec, which pads to its own hop.
-    return {"feature_extractor_type": "DacFeatureExtractor", "feature_size": 1, "hop_length": 1,
-            "padding_side": "right", "padding_value": 0.0, "return_attention_mask": True,
-            "sampling_rate": sampling_rate, "processor_class": PROCESSOR_CLASS}
+    return {
+        "feature_extractor_type": "DacFeatureExtractor",
+        "feature_size": 1,
+        "hop_length": 1,
+        "padding_side": "right",
+        "padding_value": 0.0,
+        "return_attention_mask": True,
+        "sampling_rate": sampling_rate,
+        "processor_class": PROCESSOR_CLASS,
+    }
 
 
-def write_processor(folder: Path, tokenizer, codec_folder: Path | None, stream_bos: int, stream_eos: int,
-                    sampling_rate: int = 24000) -> None:
+def write_processor(
+    folder: Path, tokenizer, codec_folder: Path | None, stream_bos: int, stream_eos: int, sampling_rate: int = 24000
+) -> None:
     """Tokenizer (with a pad token: the processor pads batches), template, feature extractor, processor config.
 
     The processor config names the codec folder by absolute path (transformers resolves it as given);
@@ -58,15 +66,23 @@ def write_processor(folder: Path, tokenizer, codec_folder: Path | None, stream_b
     tokenizer = _with_pad(tokenizer)
     tokenizer.save_pretrained(folder)
     (folder / "chat_template.jinja").write_text(CHAT_TEMPLATE, encoding="utf-8")
-    (folder / "preprocessor_config.json").write_text(json.dumps(feature_extractor_config(sampling_rate), indent=2),
-                                                     encoding="utf-8")
-    processor = {"processor_class": PROCESSOR_CLASS, "audio_token": "<|AUDIO_OUT|>",
-                 "audio_bos_token": "<|audio_out_bos|>", "audio_eos_token": "<|audio_eos|>",
-                 "audio_delay_token": "<|reserved_special_token_6|>",
-                 "audio_stream_bos_id": stream_bos, "audio_stream_eos_id": stream_eos}
+    (folder / "preprocessor_config.json").write_text(
+        json.dumps(feature_extractor_config(sampling_rate), indent=2), encoding="utf-8"
+    )
+    processor = {
+        "processor_class": PROCESSOR_CLASS,
+        "audio_token": "<|AUDIO_OUT|>",
+        "audio_bos_token": "<|audio_out_bos|>",
+        "audio_eos_token": "<|audio_eos|>",
+        "audio_delay_token": "<|reserved_special_token_6|>",
+        "audio_stream_bos_id": stream_bos,
+        "audio_stream_eos_id": stream_eos,
+    }
     if codec_folder is not None:
-        processor["audio_tokenizer"] = {"audio_tokenizer_class": CODEC_CLASS,
-                                        "audio_tokenizer_name_or_path": str(Path(codec_folder).resolve())}
+        processor["audio_tokenizer"] = {
+            "audio_tokenizer_class": CODEC_CLASS,
+            "audio_tokenizer_name_or_path": str(Path(codec_folder).resolve()),
+        }
     (folder / "processor_config.json").write_text(json.dumps(processor, indent=2), encoding="utf-8")
 
 

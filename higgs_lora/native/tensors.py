@@ -22,8 +22,9 @@ def read_folder(folder: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def write_folder(folder: Path, state: dict[str, torch.Tensor], max_shard_bytes: int = 5 * 1024**3,
-                 metadata: dict | None = None) -> list[str]:
+def write_folder(
+    folder: Path, state: dict[str, torch.Tensor], max_shard_bytes: int = 5 * 1024**3, metadata: dict | None = None
+) -> list[str]:
     """Shards of at most `max_shard_bytes` (one file when it fits) plus the index transformers reads."""
     from safetensors.torch import save_file
 
@@ -48,6 +49,7 @@ def write_folder(folder: Path, state: dict[str, torch.Tensor], max_shard_bytes: 
         names.append(name)
         weight_map.update({k: name for k in shard})
     total = sum(t.numel() * t.element_size() for t in state.values())
-    (folder / INDEX).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2),
-                                encoding="utf-8")
+    (folder / INDEX).write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2), encoding="utf-8"
+    )
     return names

@@ -22,31 +22,46 @@ import torch
 def _model(model_dir: str):
     from transformers import HiggsAudioV2ForConditionalGeneration
 
-    model = HiggsAudioV2ForConditionalGeneration.from_pretrained(model_dir, use_text_head=True,
-                                                                 dtype=torch.float32, attn_implementation="eager")
+    model = HiggsAudioV2ForConditionalGeneration.from_pretrained(
+        model_dir, use_text_head=True, dtype=torch.float32, attn_implementation="eager"
+    )
     return model.eval()
 
 
 def forward(job: dict) -> dict:
     model = _model(job["model_dir"])
     with torch.no_grad():
-        hidden = model.model(input_ids=job["input_ids"], audio_input_ids=job["audio_input_ids"],
-                             audio_input_ids_mask=job["audio_input_ids_mask"]).last_hidden_state
-        out = model(input_ids=job["input_ids"], audio_input_ids=job["audio_input_ids"],
-                    audio_input_ids_mask=job["audio_input_ids_mask"])
+        hidden = model.model(
+            input_ids=job["input_ids"],
+            audio_input_ids=job["audio_input_ids"],
+            audio_input_ids_mask=job["audio_input_ids_mask"],
+        ).last_hidden_state
+        out = model(
+            input_ids=job["input_ids"],
+            audio_input_ids=job["audio_input_ids"],
+            audio_input_ids_mask=job["audio_input_ids_mask"],
+        )
     c = model.config
-    return {"text_logits": model.text_lm_head(hidden),
-            "audio_logits": out.logits.reshape(*out.logits.shape[:2], c.num_codebooks, c.codebook_size)}
+    return {
+        "text_logits": model.text_lm_head(hidden),
+        "audio_logits": out.logits.reshape(*out.logits.shape[:2], c.num_codebooks, c.codebook_size),
+    }
 
 
 def generate(job: dict) -> dict:
     model = _model(job["model_dir"])
     with torch.no_grad():
-        out = model.generate(input_ids=job["input_ids"], audio_input_ids=job["audio_input_ids"],
-                             audio_input_ids_mask=job["audio_input_ids_mask"],
-                             attention_mask=torch.ones_like(job["input_ids"]), max_new_tokens=job["frames"],
-                             do_sample=False, ras_win_len=None, ras_win_max_num_repeat=None,
-                             return_dict_in_generate=True)
+        out = model.generate(
+            input_ids=job["input_ids"],
+            audio_input_ids=job["audio_input_ids"],
+            audio_input_ids_mask=job["audio_input_ids_mask"],
+            attention_mask=torch.ones_like(job["input_ids"]),
+            max_new_tokens=job["frames"],
+            do_sample=False,
+            ras_win_len=None,
+            ras_win_max_num_repeat=None,
+            return_dict_in_generate=True,
+        )
     return {"audio_sequences": out.audio_sequences, "sequences": out.sequences}
 
 
@@ -68,9 +83,14 @@ def prompt(job: dict) -> dict:
         text = processor.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
         with torch.no_grad():
             inputs = processor(text=text, audio=audio or None, return_tensors="pt")
-        results.append({"text": text, "input_ids": inputs["input_ids"][0],
-                        "audio_input_ids": inputs.get("audio_input_ids"),
-                        "audio_input_ids_mask": inputs.get("audio_input_ids_mask")})
+        results.append(
+            {
+                "text": text,
+                "input_ids": inputs["input_ids"][0],
+                "audio_input_ids": inputs.get("audio_input_ids"),
+                "audio_input_ids_mask": inputs.get("audio_input_ids_mask"),
+            }
+        )
     return {"prompts": results}
 
 
@@ -87,7 +107,9 @@ def codec(job: dict) -> dict:
 def meta(job: dict) -> dict:
     from transformers import HiggsAudioV2Config, HiggsAudioV2ForConditionalGeneration
 
-    config = HiggsAudioV2Config(**{k: v for k, v in job["config"].items() if k not in ("architectures", "model_type", "dtype")})
+    config = HiggsAudioV2Config(
+        **{k: v for k, v in job["config"].items() if k not in ("architectures", "model_type", "dtype")}
+    )
     with torch.device("meta"):
         model = HiggsAudioV2ForConditionalGeneration(config, use_text_head=True)
     return {"shapes": {k: tuple(v.shape) for k, v in model.state_dict().items()}}

@@ -60,8 +60,9 @@ MEASUREMENTS = [
     Measurement("2 x (30 s ref + 30 s target), batch 2", 2, 2564, False, 101.8, None, NO_AUTOCAST, REFERENCE_HARNESS),
     Measurement("2 x (30 s ref + 30 s target), batch 2", 2, 2564, True, 21.2, None, NO_AUTOCAST, REFERENCE_HARNESS),
     Measurement("batch 16", 16, 1070, True, 40.8, 16 / 6.4, NO_AUTOCAST, REFERENCE_HARNESS),
-    Measurement("batch 4, ~3,670 non-pad tokens (bare loop)", 4, 1070, False, 55.5, 0.45, BF16_AUTOCAST,
-                REFERENCE_HARNESS),
+    Measurement(
+        "batch 4, ~3,670 non-pad tokens (bare loop)", 4, 1070, False, 55.5, 0.45, BF16_AUTOCAST, REFERENCE_HARNESS
+    ),
 ]
 
 # The planner's MFU: the one measurement under the current scheme (0.45 s/step at batch 4) by the
@@ -73,7 +74,9 @@ DEFAULT_MFU = 0.20
 ACTIVATION_CALIBRATION = 0.8
 # (what, batch, padded length, checkpointing, peak GiB, full logits) for every memory figure, both
 # schemes: the estimate of the step each ran is held within 25 % of each (tests/train/test_plan.py).
-CALIBRATION_POINTS = [(m.what, m.batch, m.padded_length, m.checkpointing, m.peak_gib, m.full_logits) for m in MEASUREMENTS]
+CALIBRATION_POINTS = [
+    (m.what, m.batch, m.padded_length, m.checkpointing, m.peak_gib, m.full_logits) for m in MEASUREMENTS
+]
 
 
 def planner_mfu(m: Measurement, lora_r: int = 64) -> float:
@@ -83,8 +86,9 @@ def planner_mfu(m: Measurement, lora_r: int = 64) -> float:
     if m.step_s is None:
         raise ValueError(f"{m.what}: no step time measured")
     shape = ModelShape.from_config(released_config())
-    flops = estimate_step(shape, m.batch, m.padded_length, lora_r, checkpointing=m.checkpointing, mfu=1.0,
-                          full_logits=m.full_logits).flops
+    flops = estimate_step(
+        shape, m.batch, m.padded_length, lora_r, checkpointing=m.checkpointing, mfu=1.0, full_logits=m.full_logits
+    ).flops
     return flops / m.step_s / GPUS[m.gpu]["peak_flops"]
 
 
@@ -102,23 +106,39 @@ def measurements_from_report(report: dict | str | Path) -> list[Measurement]:
         report = json.loads(Path(report).read_text(encoding="utf-8"))
     device = report.get("device") or {}
     if report.get("shape") != "released":
-        raise ValueError(f"gpu-check report of the {report.get('shape')!r} shape: only the released shape calibrates the planner")
+        raise ValueError(
+            f"gpu-check report of the {report.get('shape')!r} shape: only the released shape calibrates the planner"
+        )
     gpu = _gpu_key(str(device.get("name", "")))
     if not str(device.get("device", "")).startswith("cuda") or gpu is None:
         raise ValueError(f"gpu-check report from {device.get('name')!r}: the planner knows no such GPU")
     from ..model.precision import Precision
 
-    scheme = {"bf16": BF16_AUTOCAST, "no": NO_AUTOCAST}.get(report.get("precision"),
-                                                           Precision(report.get("precision", "?"), "cuda").describe()
-                                                           if report.get("precision") == "fp16" else str(report.get("precision")))
+    scheme = {"bf16": BF16_AUTOCAST, "no": NO_AUTOCAST}.get(
+        report.get("precision"),
+        Precision(report.get("precision", "?"), "cuda").describe()
+        if report.get("precision") == "fp16"
+        else str(report.get("precision")),
+    )
     source = f"higgs-lora gpu-check on {device.get('name')}, torch {device.get('torch')}"
     out = []
     for row in report.get("train", []):
         if "error" in row or row.get("peak_memory_gb") is None:
             continue
-        out.append(Measurement(f"gpu-check {row['phase']}", row["batch"], row["longest_sample"], row["checkpointing"],
-                               row["peak_memory_gb"], row["median_step_s"], scheme, source, gpu,
-                               full_logits=bool(row.get("full_logits", False))))  # gpu-check trains as `train` does
+        out.append(
+            Measurement(
+                f"gpu-check {row['phase']}",
+                row["batch"],
+                row["longest_sample"],
+                row["checkpointing"],
+                row["peak_memory_gb"],
+                row["median_step_s"],
+                scheme,
+                source,
+                gpu,
+                full_logits=bool(row.get("full_logits", False)),
+            )
+        )  # gpu-check trains as `train` does
     if not out:
         raise ValueError("gpu-check report has no completed training phase")
     return out
@@ -131,7 +151,11 @@ class Recalibration:
     memory_ratio: list[float]  # planner estimate / measured peak, per measurement
 
     def to_json(self) -> dict:
-        return {"mfu": self.mfu, "memory_ratio": self.memory_ratio, "measurements": [asdict(m) for m in self.measurements]}
+        return {
+            "mfu": self.mfu,
+            "memory_ratio": self.memory_ratio,
+            "measurements": [asdict(m) for m in self.measurements],
+        }
 
 
 def recalibrate(report: dict | str | Path) -> Recalibration:
@@ -143,9 +167,17 @@ def recalibrate(report: dict | str | Path) -> Recalibration:
 
     measurements = measurements_from_report(report)
     shape = ModelShape.from_config(released_config())
-    ratios = [round(estimate_memory(shape, m.batch, m.padded_length, 64, checkpointing=m.checkpointing,
-                                    full_logits=m.full_logits).total
-                    / 2**30 / m.peak_gib, 3) for m in measurements]
+    ratios = [
+        round(
+            estimate_memory(
+                shape, m.batch, m.padded_length, 64, checkpointing=m.checkpointing, full_logits=m.full_logits
+            ).total
+            / 2**30
+            / m.peak_gib,
+            3,
+        )
+        for m in measurements
+    ]
     mfu = statistics.median(planner_mfu(m) for m in measurements)
     return Recalibration(round(mfu, 4), measurements, ratios)
 

@@ -84,13 +84,17 @@ def resolve_resume(resume: str | None, output_dir: str | Path) -> str | None:
         if found is None:
             partial = [p.name for p in list_checkpoints(output_dir)]
             detail = f" (incomplete: {', '.join(partial)})" if partial else ""
-            raise ValueError(f"--resume_from_checkpoint latest: no complete checkpoint in {output_dir}{detail}; "
-                             "start a new run without --resume_from_checkpoint")
+            raise ValueError(
+                f"--resume_from_checkpoint latest: no complete checkpoint in {output_dir}{detail}; "
+                "start a new run without --resume_from_checkpoint"
+            )
         return str(found)
     reason = incomplete_reason(resume, require_marker=False)
     if reason is not None:
-        raise ValueError(f"--resume_from_checkpoint {resume}: not a complete checkpoint ({reason}); "
-                         f"use --resume_from_checkpoint latest to pick the newest complete one")
+        raise ValueError(
+            f"--resume_from_checkpoint {resume}: not a complete checkpoint ({reason}); "
+            f"use --resume_from_checkpoint latest to pick the newest complete one"
+        )
     return str(resume)
 
 
@@ -134,9 +138,11 @@ def check_output_dir(output_dir: str | Path, overwrite: bool, resuming: bool) ->
     found = earlier_run_files(output_dir)
     if found:
         shown = ", ".join(found[:4]) + (", ..." if len(found) > 4 else "")
-        raise ValueError(f"--output_dir {output_dir} already holds a training run ({shown}); "
-                         "continue it with --resume_from_checkpoint latest, start over with "
-                         "--overwrite_output_dir, or choose another --output_dir")
+        raise ValueError(
+            f"--output_dir {output_dir} already holds a training run ({shown}); "
+            "continue it with --resume_from_checkpoint latest, start over with "
+            "--overwrite_output_dir, or choose another --output_dir"
+        )
 
 
 def clear_earlier_run(output_dir: str | Path) -> list[str]:

@@ -53,13 +53,21 @@ def _tokenizer_or_none(base_model: str):
     try:
         return load_tokenizer(base_model)
     except Exception as err:  # offline and not cached, a folder without tokenizer files: fall back to bytes
-        log.warning("plan counts text as UTF-8 bytes: the tokenizer of %s cannot be loaded (%s)", base_model,
-                    str(err).splitlines()[0] if str(err) else type(err).__name__)
+        log.warning(
+            "plan counts text as UTF-8 bytes: the tokenizer of %s cannot be loaded (%s)",
+            base_model,
+            str(err).splitlines()[0] if str(err) else type(err).__name__,
+        )
         return None
 
 
-def data_sizes(data_path: str, base_model: str, num_codebooks: int, system_prompt: str | None = None,
-               text_normalization: str | None = None) -> DataSizes:
+def data_sizes(
+    data_path: str,
+    base_model: str,
+    num_codebooks: int,
+    system_prompt: str | None = None,
+    text_normalization: str | None = None,
+) -> DataSizes:
     """Every sample's length in positions (data file order); InvalidDataError for a bad file, as `train`."""
     from ..data.audio import audio_duration
     from ..data.sample import tokenize_chatml, training_chatml

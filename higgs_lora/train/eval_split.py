@@ -12,7 +12,6 @@ from typing import Sequence
 
 from ..data.sample import CloneSample
 
-
 HELD_OUT = "held_out.jsonl"  # the --eval_split samples, in the run folder: what `eval --data` should score
 
 
@@ -63,8 +62,9 @@ def split_eval(samples: Sequence[CloneSample], fraction: float, seed: int = 42) 
     )
 
 
-def held_out(samples: Sequence[CloneSample], eval_data: str | None, eval_split: float, seed: int,
-             system_prompt: str) -> EvalSplit:
+def held_out(
+    samples: Sequence[CloneSample], eval_data: str | None, eval_split: float, seed: int, system_prompt: str
+) -> EvalSplit:
     """The training samples and the held-out ones from `--eval_data` or `--eval_split` (none if neither)."""
     if eval_data and eval_split:
         raise ValueError("give --eval_data or --eval_split, not both")
@@ -84,9 +84,20 @@ def write_held_out(samples: Sequence[CloneSample], output_dir: str | Path) -> Pa
 
     path = Path(output_dir) / HELD_OUT
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps(canonical_record(s.ref_text, os.path.abspath(s.ref_audio), s.target_text,
-                                         os.path.abspath(s.target_audio), s.system_prompt, speaker=s.speaker),
-                        ensure_ascii=False) for s in samples]
+    lines = [
+        json.dumps(
+            canonical_record(
+                s.ref_text,
+                os.path.abspath(s.ref_audio),
+                s.target_text,
+                os.path.abspath(s.target_audio),
+                s.system_prompt,
+                speaker=s.speaker,
+            ),
+            ensure_ascii=False,
+        )
+        for s in samples
+    ]
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     os.replace(tmp, path)

@@ -99,14 +99,18 @@ class NonFiniteGuard(TrainerCallback):
         self.in_a_row += 1
         self.skipped_since_log += 1
         if state.is_world_process_zero:
-            print(f"warning: step {step}: non-finite loss or gradient, optimizer step skipped "
-                  f"({self.in_a_row} in a row; the run stops at {self.max_in_a_row})", file=sys.stderr)
+            print(
+                f"warning: step {step}: non-finite loss or gradient, optimizer step skipped "
+                f"({self.in_a_row} in a row; the run stops at {self.max_in_a_row})",
+                file=sys.stderr,
+            )
         if self.in_a_row >= self.max_in_a_row:
             raise TrainingAborted(
                 f"training aborted at step {step}: {self.in_a_row} optimizer steps in a row had a non-finite "
                 f"(NaN/inf) loss or gradient. Checkpoints already written are intact. Try a lower "
                 f"--learning_rate, --mixed_precision no, or check the data; resume with "
-                f"--resume_from_checkpoint latest (or raise --max_nonfinite_steps).")
+                f"--resume_from_checkpoint latest (or raise --max_nonfinite_steps)."
+            )
 
     def pop_log_count(self) -> int:
         count, self.skipped_since_log = self.skipped_since_log, 0
@@ -141,8 +145,12 @@ class StopOnSignal(TrainerCallback):
         self.signal_name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         for sig, previous in self._previous.items():
             signal.signal(sig, previous)
-        print(f"\n{self.signal_name}: saving a checkpoint at the end of this step, then stopping "
-              f"(again to stop at once, losing the steps since the last checkpoint)", file=sys.stderr, flush=True)
+        print(
+            f"\n{self.signal_name}: saving a checkpoint at the end of this step, then stopping "
+            f"(again to stop at once, losing the steps since the last checkpoint)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     @contextmanager
     def installed(self):
@@ -183,6 +191,9 @@ def name_failing_rank():
         raise
     except BaseException as err:
         if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
-            print(f"error: rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']} failed: "
-                  f"{type(err).__name__}: {err}", file=sys.stderr, flush=True)
+            print(
+                f"error: rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']} failed: {type(err).__name__}: {err}",
+                file=sys.stderr,
+                flush=True,
+            )
         raise

@@ -101,16 +101,33 @@ def install(model) -> None:
             out = original_forward(*args, **kwargs)
         finally:
             proj.forward = original_proj
-        return apply_heads(proj, out.logits, out.expanded_labels, out.audio_out_mask, label_audio_ids,
-                           int(text_label_count), audio_label_columns, base.audio_num_codebooks,
-                           base.audio_codebook_size)
+        return apply_heads(
+            proj,
+            out.logits,
+            out.expanded_labels,
+            out.audio_out_mask,
+            label_audio_ids,
+            int(text_label_count),
+            audio_label_columns,
+            base.audio_num_codebooks,
+            base.audio_codebook_size,
+        )
 
     base.forward = forward
     base._higgs_lora_labelled_heads = True
 
 
-def apply_heads(proj, hidden, labels, audio_out_mask, label_audio_ids, text_count: int, audio_columns,
-                num_codebooks: int, codebook_size: int) -> LabelledLogits:
+def apply_heads(
+    proj,
+    hidden,
+    labels,
+    audio_out_mask,
+    label_audio_ids,
+    text_count: int,
+    audio_columns,
+    num_codebooks: int,
+    codebook_size: int,
+) -> LabelledLogits:
     """The text head on the K text-target rows, the audio head on the labelled audio-out columns."""
     B, T, H = hidden.shape
     target = labels[:, 1:] != IGNORE  # row t predicts label t + 1
@@ -128,5 +145,6 @@ def apply_heads(proj, hidden, labels, audio_out_mask, label_audio_ids, text_coun
         audio_hidden = hidden.reshape(B * T, H)[audio_rows[columns]]
         audio_labels = label_audio_ids[:, columns + 1]
     audio_logits = proj.audio_lm_head(audio_hidden).view(-1, num_codebooks, codebook_size)
-    return LabelledLogits(text_logits=text_logits, text_labels=text_labels, audio_logits=audio_logits,
-                          audio_labels=audio_labels)
+    return LabelledLogits(
+        text_logits=text_logits, text_labels=text_labels, audio_logits=audio_logits, audio_labels=audio_labels
+    )

@@ -55,7 +55,11 @@ def audio_losses(audio_logits: torch.Tensor, label_audio_ids: torch.Tensor, shif
         # its parameters in the graph, or DDP would wait forever for their gradients on this rank.
         num_codebooks = audio_logits.shape[1] if audio_logits is not None else label_audio_ids.shape[0]
         zero = audio_logits.sum() * 0.0 if audio_logits is not None else torch.zeros((), device=label_audio_ids.device)
-        return zero, torch.zeros(num_codebooks, device=zero.device), torch.zeros((), dtype=torch.long, device=zero.device)
+        return (
+            zero,
+            torch.zeros(num_codebooks, device=zero.device),
+            torch.zeros((), dtype=torch.long, device=zero.device),
+        )
     num_codebooks = label_audio_ids.shape[0]
     if audio_logits.shape[0] != label_audio_ids.shape[1]:
         raise ValueError(f"{audio_logits.shape[0]} audio logits rows for {label_audio_ids.shape[1]} label columns")
@@ -72,8 +76,9 @@ def audio_losses(audio_logits: torch.Tensor, label_audio_ids: torch.Tensor, shif
     return pooled, torch.stack(per_codebook).float(), count
 
 
-def compute_loss(outputs, label_audio_ids: torch.Tensor, text_weight: float = 1.0, audio_weight: float = 1.0,
-                 shift: bool = True) -> LossParts:
+def compute_loss(
+    outputs, label_audio_ids: torch.Tensor, text_weight: float = 1.0, audio_weight: float = 1.0, shift: bool = True
+) -> LossParts:
     """The loss from either output: `heads.LabelledLogits` (training: rows already aligned with their
     targets) or upstream's full logits (B×T×V text, every audio-out column; the reference path)."""
     from .heads import LabelledLogits
@@ -96,8 +101,12 @@ def compute_loss(outputs, label_audio_ids: torch.Tensor, text_weight: float = 1.
     )
 
 
-def consistency_loss(audio_logits: torch.Tensor | None, base_audio_logits: torch.Tensor | None,
-                     label_audio_ids: torch.Tensor, shift: bool = True) -> torch.Tensor:
+def consistency_loss(
+    audio_logits: torch.Tensor | None,
+    base_audio_logits: torch.Tensor | None,
+    label_audio_ids: torch.Tensor,
+    shift: bool = True,
+) -> torch.Tensor:
     """KL(base || adapted) of the audio distributions, averaged over the target (codebook, frame) positions.
 
     The design's "voice similarity preservation": it pulls the fine-tune back towards what the base

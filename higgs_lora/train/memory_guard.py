@@ -23,8 +23,17 @@ import os
 from dataclasses import dataclass
 from typing import Sequence
 
-from .plan import (FRAMES_PER_SECOND, GIB, USABLE_FRACTION, MemoryEstimate, ModelShape, estimate_memory,
-                   estimate_step, fits, layers_to_checkpoint)
+from .plan import (
+    FRAMES_PER_SECOND,
+    GIB,
+    USABLE_FRACTION,
+    MemoryEstimate,
+    ModelShape,
+    estimate_memory,
+    estimate_step,
+    fits,
+    layers_to_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +49,9 @@ class SampleSize:
     length: int  # positions the model sees (VoiceCloningDataset.lengths())
 
     def describe(self) -> str:
-        return f"#{self.index} (speaker {self.speaker or '?'}, {self.seconds:.1f} s of audio, {self.length:,} positions)"
+        return (
+            f"#{self.index} (speaker {self.speaker or '?'}, {self.seconds:.1f} s of audio, {self.length:,} positions)"
+        )
 
 
 @dataclass(frozen=True)
@@ -71,9 +82,17 @@ def longest_batch(sizes: Sequence[SampleSize], batch_size: int, max_tokens: int 
     return len(lengths), lengths[0]
 
 
-def decide_memory(shape: ModelShape, sizes: Sequence[SampleSize], batch_size: int, capacity_bytes: float,
-                  lora_r: int = 64, targets: list[str] | None = None, checkpointing: bool = False,
-                  weight_bytes: int = 2, max_tokens: int = 0) -> MemoryDecision:
+def decide_memory(
+    shape: ModelShape,
+    sizes: Sequence[SampleSize],
+    batch_size: int,
+    capacity_bytes: float,
+    lora_r: int = 64,
+    targets: list[str] | None = None,
+    checkpointing: bool = False,
+    weight_bytes: int = 2,
+    max_tokens: int = 0,
+) -> MemoryDecision:
     """`max_tokens` > 0: token-budget batches (--max_tokens_per_batch), `batch_size` is then ignored."""
     if not sizes:
         raise ValueError("no training samples")
@@ -87,41 +106,68 @@ def decide_memory(shape: ModelShape, sizes: Sequence[SampleSize], batch_size: in
     b, length = longest_batch(sizes, batch_size, max_tokens)
     first = estimate(sizes, batch_size, checkpointing)
     if fits(first, capacity_bytes):
-        return MemoryDecision(True, first.checkpointed_layers, False, first, capacity_bytes,
-                              f"memory check: longest batch ({b} x {length:,} positions) needs ~{first.total / GIB:.1f} GiB; "
-                              f"{usable}")
+        return MemoryDecision(
+            True,
+            first.checkpointed_layers,
+            False,
+            first,
+            capacity_bytes,
+            f"memory check: longest batch ({b} x {length:,} positions) needs ~{first.total / GIB:.1f} GiB; {usable}",
+        )
     if not checkpointing:
         k = layers_to_checkpoint(shape, b, length, capacity_bytes, **kw)
         if k is not None:
             ckpt = estimate(sizes, batch_size, k)
-            slower = (estimate_step(shape, b, length, lora_r, targets, k).flops
-                      / estimate_step(shape, b, length, lora_r, targets, 0).flops)
-            return MemoryDecision(True, k, True, ckpt, capacity_bytes,
-                                  f"memory check: the longest batch ({b} x {length:,} positions) needs ~{first.total / GIB:.1f} GiB "
-                                  f"without activation checkpointing ({usable}); turning activation checkpointing ON for "
-                                  f"{k} of {shape.layers} decoder layers (~{ckpt.total / GIB:.1f} GiB; the planner's FLOP "
-                                  f"count puts steps ~{slower:.2f}x slower; all layers measured ~1.5x on an H200)")
+            slower = (
+                estimate_step(shape, b, length, lora_r, targets, k).flops
+                / estimate_step(shape, b, length, lora_r, targets, 0).flops
+            )
+            return MemoryDecision(
+                True,
+                k,
+                True,
+                ckpt,
+                capacity_bytes,
+                f"memory check: the longest batch ({b} x {length:,} positions) needs ~{first.total / GIB:.1f} GiB "
+                f"without activation checkpointing ({usable}); turning activation checkpointing ON for "
+                f"{k} of {shape.layers} decoder layers (~{ckpt.total / GIB:.1f} GiB; the planner's FLOP "
+                f"count puts steps ~{slower:.2f}x slower; all layers measured ~1.5x on an H200)",
+            )
     worst = estimate(sizes, batch_size, True)
     longest = sorted(sizes, key=lambda s: s.length, reverse=True)[: max(b, SHOWN)]
     fixes = []
     if max_tokens > 0:  # a smaller budget: fewer samples beside the longest one
-        budget = next((n * length for n in range(b - 1, 0, -1)
-                       if fits(estimate(sizes, batch_size, True, n * length), capacity_bytes)), None)
+        budget = next(
+            (
+                n * length
+                for n in range(b - 1, 0, -1)
+                if fits(estimate(sizes, batch_size, True, n * length), capacity_bytes)
+            ),
+            None,
+        )
         if budget:
             fixes.append(f"--max_tokens_per_batch {budget}")
     else:
-        fitting_batch = next((n for n in range(batch_size - 1, 0, -1) if fits(estimate(sizes, n, True), capacity_bytes)), None)
+        fitting_batch = next(
+            (n for n in range(batch_size - 1, 0, -1) if fits(estimate(sizes, n, True), capacity_bytes)), None
+        )
         if fitting_batch:
             fixes.append(f"--batch_size {fitting_batch}")
     limit = max_audio_seconds_that_fits(sizes, batch_size, capacity_bytes, lambda s, n: estimate(s, n, True))
     if limit is not None:
         dropped = sum(s.seconds > limit for s in sizes)
         fixes.append(f"--max_audio_seconds {limit:g} (drops {dropped} of {len(sizes)} samples)")
-    advice = ("Settings that fit (with activation checkpointing): " + " or ".join(fixes) if fixes
-              else "No batch size or audio limit fits: use a GPU with more memory.")
-    message = (f"the longest batch ({b} x {length:,} positions) does not fit in GPU memory even with activation "
-               f"checkpointing: ~{worst.total / GIB:.1f} GiB estimated, {usable}. Longest samples: "
-               + "; ".join(s.describe() for s in longest) + f". {advice}")
+    advice = (
+        "Settings that fit (with activation checkpointing): " + " or ".join(fixes)
+        if fixes
+        else "No batch size or audio limit fits: use a GPU with more memory."
+    )
+    message = (
+        f"the longest batch ({b} x {length:,} positions) does not fit in GPU memory even with activation "
+        f"checkpointing: ~{worst.total / GIB:.1f} GiB estimated, {usable}. Longest samples: "
+        + "; ".join(s.describe() for s in longest)
+        + f". {advice}"
+    )
     return MemoryDecision(False, shape.layers, not checkpointing, worst, capacity_bytes, message)
 
 
@@ -140,8 +186,9 @@ def max_audio_seconds_that_fits(sizes, batch_size, capacity_bytes, estimate) -> 
 # The recipe's side
 
 
-def drop_long_samples(samples: list, max_audio_seconds: float | None,
-                      indices: list[int] | None = None) -> tuple[list, list[int]]:
+def drop_long_samples(
+    samples: list, max_audio_seconds: float | None, indices: list[int] | None = None
+) -> tuple[list, list[int]]:
     """Samples whose reference + target audio is at most `max_audio_seconds` (from the file headers),
     and their indices in the data file (`indices`: those of `samples`, default 0..n-1). Each dropped
     sample is listed in the log, never silently."""
@@ -154,15 +201,22 @@ def drop_long_samples(samples: list, max_audio_seconds: float | None,
 
     kept, kept_indices, dropped = [], [], []
     for index, sample in zip(indices, samples):
-        seconds = audio_duration(sample.ref_audio) + (audio_duration(sample.target_audio) if sample.target_audio else 0.0)
+        seconds = audio_duration(sample.ref_audio) + (
+            audio_duration(sample.target_audio) if sample.target_audio else 0.0
+        )
         if seconds > max_audio_seconds:
             dropped.append(f"#{index} (speaker {sample.speaker or '?'}, {seconds:.1f} s)")
         else:
             kept.append(sample)
             kept_indices.append(index)
     if dropped:
-        log.warning("--max_audio_seconds %g: dropped %d of %d samples with longer reference + target audio: %s",
-                    max_audio_seconds, len(dropped), len(samples), ", ".join(dropped))
+        log.warning(
+            "--max_audio_seconds %g: dropped %d of %d samples with longer reference + target audio: %s",
+            max_audio_seconds,
+            len(dropped),
+            len(samples),
+            ", ".join(dropped),
+        )
     if not kept:
         raise ValueError(f"--max_audio_seconds {max_audio_seconds:g} drops every sample ({len(samples)})")
     return kept, kept_indices
@@ -208,8 +262,9 @@ def checkpointing_mode(value) -> str:
     return value
 
 
-def check_memory(cfg, model_config, dataset, device: str | None, weight_bytes: int,
-                 indices: Sequence[int] | None = None) -> int:
+def check_memory(
+    cfg, model_config, dataset, device: str | None, weight_bytes: int, indices: Sequence[int] | None = None
+) -> int:
     """The recipe's pre-flight check; returns how many decoder layers to checkpoint (the first k; 0: none)
     (`cfg.use_gradient_checkpointing`: auto = as many as the longest batch needs, on = all, off = none).
     Raises ValueError (before any step) when the longest batch cannot fit."""
@@ -221,12 +276,23 @@ def check_memory(cfg, model_config, dataset, device: str | None, weight_bytes: i
         log.debug("memory check skipped: no GPU (set %s to plan for one)", CAPACITY_ENV)
         return every_layer if mode == "on" else 0
     shape = ModelShape.from_config(config)
-    decision = decide_memory(shape, sample_sizes(dataset, indices), cfg.batch_size, capacity, cfg.lora_r,
-                             cfg.lora_targets, mode == "on", weight_bytes, cfg.max_tokens_per_batch)
+    decision = decide_memory(
+        shape,
+        sample_sizes(dataset, indices),
+        cfg.batch_size,
+        capacity,
+        cfg.lora_r,
+        cfg.lora_targets,
+        mode == "on",
+        weight_bytes,
+        cfg.max_tokens_per_batch,
+    )
     if mode == "off" and decision.checkpointing:
-        raise ValueError(f"{decision.message.split('; turning')[0] if decision.fits else decision.message}; "
-                         f"--use_gradient_checkpointing off forbids the activation checkpointing it needs: "
-                         f"use --use_gradient_checkpointing auto (or on), or a smaller batch")
+        raise ValueError(
+            f"{decision.message.split('; turning')[0] if decision.fits else decision.message}; "
+            f"--use_gradient_checkpointing off forbids the activation checkpointing it needs: "
+            f"use --use_gradient_checkpointing auto (or on), or a smaller batch"
+        )
     if not decision.fits:
         raise ValueError(decision.message)
     (log.warning if decision.turned_on_checkpointing else log.info)(decision.message)

@@ -18,10 +18,16 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
 # Console lines keep these (and their order); everything else goes to metrics.jsonl and TensorBoard.
-CONSOLE_KEYS = (("loss", "loss", ".4f"), ("text_loss", "text", ".4f"), ("audio_loss", "audio", ".4f"),
-                ("consistency_loss", "consistency", ".4f"), ("learning_rate", "lr", ".2e"),
-                ("grad_norm", "grad", ".3f"), ("tokens_per_second", "tok/s", ",.0f"),
-                ("memory_gb", "mem GB", ".2f"))
+CONSOLE_KEYS = (
+    ("loss", "loss", ".4f"),
+    ("text_loss", "text", ".4f"),
+    ("audio_loss", "audio", ".4f"),
+    ("consistency_loss", "consistency", ".4f"),
+    ("learning_rate", "lr", ".2e"),
+    ("grad_norm", "grad", ".3f"),
+    ("tokens_per_second", "tok/s", ",.0f"),
+    ("memory_gb", "mem GB", ".2f"),
+)
 
 
 def batch_tokens(inputs: dict) -> torch.Tensor:
@@ -55,9 +61,17 @@ class LossMeter:
 
     def add(self, parts, consistency: torch.Tensor | None, inputs: dict, weight: float = 1.0) -> None:
         zero = parts.text_loss.new_zeros(1)
-        row = torch.cat([parts.text_loss.reshape(1).float(), parts.audio_loss.reshape(1).float().to(zero.device),
-                         zero if consistency is None else consistency.detach().reshape(1).float(),
-                         parts.codebook_losses.float().to(zero.device)]) * weight
+        row = (
+            torch.cat(
+                [
+                    parts.text_loss.reshape(1).float(),
+                    parts.audio_loss.reshape(1).float().to(zero.device),
+                    zero if consistency is None else consistency.detach().reshape(1).float(),
+                    parts.codebook_losses.float().to(zero.device),
+                ]
+            )
+            * weight
+        )
         self.sums = row if self.sums is None else self.sums + row
         self.weight += weight
         self.samples += int(inputs["input_ids"].shape[0])
@@ -125,8 +139,9 @@ def memory_gb(device) -> float:
 
 
 def _numbers(logs: dict) -> dict:
-    return {k: v for k, v in logs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-            and math.isfinite(v)}
+    return {
+        k: v for k, v in logs.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    }
 
 
 class MetricsJsonlCallback(TrainerCallback):

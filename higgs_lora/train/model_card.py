@@ -19,7 +19,9 @@ def adapter_card(run: dict, output_dir: str, steps: int, samples: int, final_los
     out = shlex.quote(str(output_dir))
     base = (run.get("provenance") or {}).get("base_model") or {}
     revision = f" at revision `{base['revision']}`" if base.get("revision") else ""
-    weights = ", ".join(f"`{name}` sha256 `{digest[:12]}…`" for name, digest in (base.get("weights_sha256") or {}).items())
+    weights = ", ".join(
+        f"`{name}` sha256 `{digest[:12]}…`" for name, digest in (base.get("weights_sha256") or {}).items()
+    )
     system_prompt = run.get("system_prompt")
     lines = [
         "# Higgs Audio v2 voice-cloning LoRA adapter (higgs-lora)",
@@ -33,15 +35,19 @@ def adapter_card(run: dict, output_dir: str, steps: int, samples: int, final_los
         f"- audio tokenizer: `{run.get('audio_tokenizer')}`",
         f"- data: `{run.get('train_data')}`, {samples} samples"
         + (f", held-out data `{run['eval_data']}`" if run.get("eval_data") else ""),
-        f"- {steps} optimizer steps; final training loss {final_loss:.4f}" if final_loss is not None
+        f"- {steps} optimizer steps; final training loss {final_loss:.4f}"
+        if final_loss is not None
         else f"- {steps} optimizer steps",
         "",
         "## Settings",
         "",
         f"- LoRA r={run.get('lora_r')}, alpha={run.get('lora_alpha')}, dropout={run.get('lora_dropout')}, "
         f"targets: {', '.join(run.get('lora_targets') or [])}",
-        (f"- batches of up to {run['max_tokens_per_batch']:,} padded tokens per device (length-aware)"
-         if run.get("max_tokens_per_batch") else f"- batch {run.get('batch_size')} per device")
+        (
+            f"- batches of up to {run['max_tokens_per_batch']:,} padded tokens per device (length-aware)"
+            if run.get("max_tokens_per_batch")
+            else f"- batch {run.get('batch_size')} per device"
+        )
         + f" x {run.get('gradient_accumulation_steps')} accumulation, "
         f"learning rate {run.get('learning_rate')}, {Precision.words(run.get('mixed_precision'))}",
         f"- loss weights: text {run.get('text_loss_weight')}, audio {run.get('audio_loss_weight')}, "
@@ -55,12 +61,13 @@ def adapter_card(run: dict, output_dir: str, steps: int, samples: int, final_los
         "## How to use it",
         "",
         "```bash",
-        f"higgs-lora clone --lora_path {out} --ref_audio speaker.wav --ref_text \"transcript of speaker.wav\" \\",
-        "    --text \"the text to speak\" --output out.wav",
+        f'higgs-lora clone --lora_path {out} --ref_audio speaker.wav --ref_text "transcript of speaker.wav" \\',
+        '    --text "the text to speak" --output out.wav',
         f"higgs-lora infer --lora_path {out} --chatml_file samples.json --output_dir cloned/",
         f"higgs-lora eval --lora_path {out} --data "
         + (shlex.quote(str(Path(output_dir) / HELD_OUT)) if run.get("eval_split") else "heldout.json")
-        + " --output_dir eval/" + ("   # the samples --eval_split held out" if run.get("eval_split") else ""),
+        + " --output_dir eval/"
+        + ("   # the samples --eval_split held out" if run.get("eval_split") else ""),
         f"higgs-lora merge --lora_path {out} --output_path {shlex.quote(str(output_dir) + '-merged')}   # one folder, no PEFT needed",
         "```",
         "",

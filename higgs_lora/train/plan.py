@@ -54,6 +54,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..defaults import BASE_MODEL, DEFAULT_LORA_TARGETS, MODEL_REPO
+
 # The GPU measurements (each with its precision scheme), the MFU and the activation factor fitted to
 # them live in calibration.py, which also reads gpu-check reports to recalibrate.
 from .calibration import ACTIVATION_CALIBRATION, CALIBRATION_POINTS, DEFAULT_MFU  # noqa: F401  (re-exported)
@@ -108,8 +109,10 @@ def load_config_dict(base_model: str) -> dict:
         cached = None
     if isinstance(cached, str):
         return json.loads(Path(cached).read_text(encoding="utf-8"))
-    raise FileNotFoundError(f"{base_model}: not a folder with config.json, not `tiny`, not {BASE_MODEL} "
-                            "and not in the local Hugging Face cache")
+    raise FileNotFoundError(
+        f"{base_model}: not a folder with config.json, not `tiny`, not {BASE_MODEL} "
+        "and not in the local Hugging Face cache"
+    )
 
 
 @dataclass(frozen=True)
@@ -131,8 +134,10 @@ class ModelShape:
     @classmethod
     def from_config(cls, config: dict) -> "ModelShape":
         if not config.get("skip_audio_tower", True):
-            raise ValueError("the planner covers models without an audio tower (skip_audio_tower=true, "
-                             "as the released model); this config builds a Whisper tower")
+            raise ValueError(
+                "the planner covers models without an audio tower (skip_audio_tower=true, "
+                "as the released model); this config builds a Whisper tower"
+            )
         text = config["text_config"]
         heads = text["num_attention_heads"]
         return cls(
@@ -174,14 +179,20 @@ def model_weights(shape: ModelShape) -> list[Weight]:
 
     def attention(prefix: str) -> list[Weight]:
         q, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim
-        return [Weight(f"{prefix}.q_proj", "linear", h, q), Weight(f"{prefix}.k_proj", "linear", h, kv),
-                Weight(f"{prefix}.v_proj", "linear", h, kv), Weight(f"{prefix}.o_proj", "linear", q, h)]
+        return [
+            Weight(f"{prefix}.q_proj", "linear", h, q),
+            Weight(f"{prefix}.k_proj", "linear", h, kv),
+            Weight(f"{prefix}.v_proj", "linear", h, kv),
+            Weight(f"{prefix}.o_proj", "linear", q, h),
+        ]
 
     def mlp(prefix: str) -> list[Weight]:
         # The audio FFN is LlamaMLP(text_config): text sizes, whatever audio_ffn_* say.
-        return [Weight(f"{prefix}.gate_proj", "linear", h, s.intermediate),
-                Weight(f"{prefix}.up_proj", "linear", h, s.intermediate),
-                Weight(f"{prefix}.down_proj", "linear", s.intermediate, h)]
+        return [
+            Weight(f"{prefix}.gate_proj", "linear", h, s.intermediate),
+            Weight(f"{prefix}.up_proj", "linear", h, s.intermediate),
+            Weight(f"{prefix}.down_proj", "linear", s.intermediate, h),
+        ]
 
     def norm(name: str) -> Weight:
         return Weight(name, "norm", h, 1)
@@ -192,12 +203,16 @@ def model_weights(shape: ModelShape) -> list[Weight]:
         if s.dual_ffn(i):
             if s.audio_self_attention:
                 out += attention(f"{p}.audio_attn") + [norm(f"{p}.audio_post_audio_attn_layer_norm")]
-            out += mlp(f"{p}.audio_mlp") + [norm(f"{p}.audio_input_layernorm"),
-                                             norm(f"{p}.audio_post_attention_layernorm")]
+            out += mlp(f"{p}.audio_mlp") + [
+                norm(f"{p}.audio_input_layernorm"),
+                norm(f"{p}.audio_post_attention_layernorm"),
+            ]
         out += [norm(f"{p}.input_layernorm"), norm(f"{p}.post_attention_layernorm")]
     out.append(norm("norm"))
-    out += [Weight("audio_decoder_proj.text_lm_head", "linear", h, s.vocab),
-            Weight("audio_decoder_proj.audio_lm_head", "linear", h, s.codebooks * s.codebook_size)]
+    out += [
+        Weight("audio_decoder_proj.text_lm_head", "linear", h, s.vocab),
+        Weight("audio_decoder_proj.audio_lm_head", "linear", h, s.codebooks * s.codebook_size),
+    ]
     if s.audio_out_embed_projector:
         out.append(Weight("audio_out_embed_projector", "linear", h, h))
     out.append(Weight("audio_codebook_embeddings", "embedding", s.codebooks * s.codebook_size, h))
@@ -265,11 +280,15 @@ class MemoryEstimate:
         return self.weights + self.lora_params + self.lora_grads + self.optimizer + self.activations
 
     def rows(self) -> list[tuple[str, int]]:
-        return [("base weights", self.weights), ("LoRA parameters (fp32)", self.lora_params),
-                ("LoRA gradients (fp32)", self.lora_grads), ("AdamW state (fp32, 2 moments)", self.optimizer),
-                (f"activations (checkpointing {self.checkpointing_text()})", self.activations),
-                (f"  of which logits ({'every position' if self.full_logits else 'labelled rows'})", self.logits),
-                ("peak estimate", self.total)]
+        return [
+            ("base weights", self.weights),
+            ("LoRA parameters (fp32)", self.lora_params),
+            ("LoRA gradients (fp32)", self.lora_grads),
+            ("AdamW state (fp32, 2 moments)", self.optimizer),
+            (f"activations (checkpointing {self.checkpointing_text()})", self.activations),
+            (f"  of which logits ({'every position' if self.full_logits else 'labelled rows'})", self.logits),
+            ("peak estimate", self.total),
+        ]
 
 
 def layer_activation_bytes(shape: ModelShape, lora_r: int, targets: list[str] | None, compute_bytes: int) -> float:
@@ -290,8 +309,9 @@ def layer_activation_bytes(shape: ModelShape, lora_r: int, targets: list[str] | 
     return ACTIVATION_CALIBRATION * counted
 
 
-def head_activation_bytes(shape: ModelShape, compute_bytes: int, batch_size: int, seq_len: int,
-                          full_logits: bool = False) -> int:
+def head_activation_bytes(
+    shape: ModelShape, compute_bytes: int, batch_size: int, seq_len: int, full_logits: bool = False
+) -> int:
     """The heads' outputs for one micro-batch: each logit in the model dtype + an fp32 copy in the loss
     + an fp32 gradient. Text: the labelled rows (TEXT_ROWS_PER_SAMPLE per sample, `train.heads`), or
     every position with `full_logits` (upstream's forward). Audio: codebooks x codebook_size per
@@ -306,9 +326,16 @@ def attention_quadratic_bytes(shape: ModelShape, compute_bytes: int) -> int:
     return shape.heads * (4 + compute_bytes)
 
 
-def estimate_memory(shape: ModelShape, batch_size: int, seq_len: int, lora_r: int = 64,
-                    targets: list[str] | None = None, checkpointing: bool | int = False,
-                    weight_bytes: int = 2, full_logits: bool = False) -> MemoryEstimate:
+def estimate_memory(
+    shape: ModelShape,
+    batch_size: int,
+    seq_len: int,
+    lora_r: int = 64,
+    targets: list[str] | None = None,
+    checkpointing: bool | int = False,
+    weight_bytes: int = 2,
+    full_logits: bool = False,
+) -> MemoryEstimate:
     """Peak training memory of one micro-batch of `batch_size` samples padded to `seq_len` positions.
 
     `checkpointing`: True (every decoder layer), False, or how many layers (the first k, as
@@ -333,9 +360,16 @@ def estimate_memory(shape: ModelShape, batch_size: int, seq_len: int, lora_r: in
     acts = tokens * (full_layers * layer + k * shape.hidden * cb) + full_layers * quad + head
     return MemoryEstimate(
         weights=counts.total_base * weight_bytes,
-        lora_params=4 * counts.lora, lora_grads=4 * counts.lora, optimizer=8 * counts.lora,
-        activations=int(acts), batch_size=batch_size, seq_len=seq_len, checkpointed_layers=k, layers=n,
-        logits=int(head), full_logits=full_logits,
+        lora_params=4 * counts.lora,
+        lora_grads=4 * counts.lora,
+        optimizer=8 * counts.lora,
+        activations=int(acts),
+        batch_size=batch_size,
+        seq_len=seq_len,
+        checkpointed_layers=k,
+        layers=n,
+        logits=int(head),
+        full_logits=full_logits,
     )
 
 
@@ -360,7 +394,11 @@ def active_params_per_token(shape: ModelShape, lora_r: int = 0, targets: list[st
     per_layer = h * q + 2 * h * kv + q * h + 3 * h * s.intermediate
     lora = 0
     if lora_r:
-        mods = [w for w in lora_modules(shape, targets) if w.name.startswith("layers.0.") or not w.name.startswith("layers.")]
+        mods = [
+            w
+            for w in lora_modules(shape, targets)
+            if w.name.startswith("layers.0.") or not w.name.startswith("layers.")
+        ]
         # a token sees one FFN: drop the audio FFN's adapters when the text FFN is adapted too
         if any(".mlp." in w.name for w in mods):
             mods = [w for w in mods if ".audio_mlp." not in w.name]
@@ -372,8 +410,11 @@ def active_params_per_token(shape: ModelShape, lora_r: int = 0, targets: list[st
 
 def text_head_params(shape: ModelShape, lora_r: int = 0, targets: list[str] | None = None) -> int:
     """The part of active_params_per_token that is the text head and its LoRA."""
-    lora = sum(lora_r * (w.fan_in + w.fan_out) for w in lora_modules(shape, targets)
-               if w.name.endswith("text_lm_head")) if lora_r else 0
+    lora = (
+        sum(lora_r * (w.fan_in + w.fan_out) for w in lora_modules(shape, targets) if w.name.endswith("text_lm_head"))
+        if lora_r
+        else 0
+    )
     return shape.hidden * shape.vocab + lora
 
 
@@ -385,9 +426,17 @@ class StepEstimate:
     samples_per_s: float
 
 
-def estimate_step(shape: ModelShape, batch_size: int, seq_len: int, lora_r: int = 64, targets: list[str] | None = None,
-                  checkpointing: bool | int = False, gpu: str = "h200", mfu: float = DEFAULT_MFU,
-                  full_logits: bool = False) -> StepEstimate:
+def estimate_step(
+    shape: ModelShape,
+    batch_size: int,
+    seq_len: int,
+    lora_r: int = 64,
+    targets: list[str] | None = None,
+    checkpointing: bool | int = False,
+    gpu: str = "h200",
+    mfu: float = DEFAULT_MFU,
+    full_logits: bool = False,
+) -> StepEstimate:
     """`checkpointing`: True (every layer), False or a layer count; each checkpointed layer runs its forward twice.
     `full_logits`: the text head at every position (upstream's step) instead of the labelled rows."""
     if not 0 < mfu <= 1:
@@ -441,29 +490,59 @@ class Plan:
     targets: list[str] | None = None  # LoRA target suffixes (None: the defaults)
 
 
-def make_plan(config: dict, batch_size: int, seq_len: int, lora_r: int = 64, gpus: int = 1, gpu: str = "h200",
-              checkpointing: bool = False, targets: list[str] | None = None, mfu: float = DEFAULT_MFU,
-              weight_bytes: int = 2, accumulation: int = 1) -> Plan:
+def make_plan(
+    config: dict,
+    batch_size: int,
+    seq_len: int,
+    lora_r: int = 64,
+    gpus: int = 1,
+    gpu: str = "h200",
+    checkpointing: bool = False,
+    targets: list[str] | None = None,
+    mfu: float = DEFAULT_MFU,
+    weight_bytes: int = 2,
+    accumulation: int = 1,
+) -> Plan:
     if gpus < 1 or accumulation < 1 or lora_r < 0:
-        raise ValueError(f"--gpus and --gradient_accumulation_steps must be at least 1 and --lora_r at least 0 "
-                         f"(got {gpus}, {accumulation}, {lora_r})")
+        raise ValueError(
+            f"--gpus and --gradient_accumulation_steps must be at least 1 and --lora_r at least 0 "
+            f"(got {gpus}, {accumulation}, {lora_r})"
+        )
     shape = ModelShape.from_config(config)
     spec = gpu_spec(gpu)
     kw = dict(lora_r=lora_r, targets=targets, weight_bytes=weight_bytes)
     mem = estimate_memory(shape, batch_size, seq_len, checkpointing=checkpointing, **kw)
     other = estimate_memory(shape, batch_size, seq_len, checkpointing=not checkpointing, **kw)
-    plan = Plan(shape, count_params(shape, lora_r, targets), batch_size, seq_len, lora_r, gpus, gpu, checkpointing,
-                mfu, weight_bytes, mem, other,
-                estimate_step(shape, batch_size, seq_len, lora_r, targets, checkpointing, gpu, mfu), accumulation,
-                targets=targets)
+    plan = Plan(
+        shape,
+        count_params(shape, lora_r, targets),
+        batch_size,
+        seq_len,
+        lora_r,
+        gpus,
+        gpu,
+        checkpointing,
+        mfu,
+        weight_bytes,
+        mem,
+        other,
+        estimate_step(shape, batch_size, seq_len, lora_r, targets, checkpointing, gpu, mfu),
+        accumulation,
+        targets=targets,
+    )
     capacity = spec["memory_gib"] * GIB
     if not fits(mem, capacity):
         needed = None if checkpointing else layers_to_checkpoint(shape, batch_size, seq_len, capacity, **kw)
-        advice = (f"turn on --use_gradient_checkpointing (train's default `auto` checkpoints the {needed} of "
-                  f"{shape.layers} layers this needs)" if needed
-                  else "lower --batch_size or --seq_len (see --max_audio_seconds)")
-        plan.warnings.append(f"does not fit: the estimated peak {mem.total / GIB:.1f} GiB exceeds "
-                             f"{USABLE_FRACTION:.0%} of the {spec['name']}'s {spec['memory_gib']} GiB; {advice}")
+        advice = (
+            f"turn on --use_gradient_checkpointing (train's default `auto` checkpoints the {needed} of "
+            f"{shape.layers} layers this needs)"
+            if needed
+            else "lower --batch_size or --seq_len (see --max_audio_seconds)"
+        )
+        plan.warnings.append(
+            f"does not fit: the estimated peak {mem.total / GIB:.1f} GiB exceeds "
+            f"{USABLE_FRACTION:.0%} of the {spec['name']}'s {spec['memory_gib']} GiB; {advice}"
+        )
     return plan
 
 
@@ -488,11 +567,15 @@ def format_plan(plan: Plan) -> str:
     ]
     lines += [f"  {name:<38}{gb(value)}" for name, value in m.rows()]
     o = plan.memory_other
-    lines.append(f"  (checkpointing {o.checkpointing_text()}: activations {o.activations / GIB:.2f} GiB, "
-                 f"peak {o.total / GIB:.2f} GiB)")
-    lines.append(f"  {spec['name']}: {spec['memory_gib']} GiB, {USABLE_FRACTION:.0%} usable -> "
-                 f"{'fits' if fits(m, spec['memory_gib'] * GIB) else 'DOES NOT FIT'} "
-                 f"(headroom {(USABLE_FRACTION * spec['memory_gib'] * GIB - m.total) / GIB:.1f} GiB)")
+    lines.append(
+        f"  (checkpointing {o.checkpointing_text()}: activations {o.activations / GIB:.2f} GiB, "
+        f"peak {o.total / GIB:.2f} GiB)"
+    )
+    lines.append(
+        f"  {spec['name']}: {spec['memory_gib']} GiB, {USABLE_FRACTION:.0%} usable -> "
+        f"{'fits' if fits(m, spec['memory_gib'] * GIB) else 'DOES NOT FIT'} "
+        f"(headroom {(USABLE_FRACTION * spec['memory_gib'] * GIB - m.total) / GIB:.1f} GiB)"
+    )
     st = plan.step
     lines += [
         f"FLOPs per micro-batch per GPU: {st.flops / 1e12:.1f} TFLOP "

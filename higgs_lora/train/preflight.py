@@ -75,10 +75,12 @@ def check_disk_space(output_dir: str | Path, lora_parameters: int, save_total_li
     base = _nearest_existing(Path(output_dir))
     free = shutil.disk_usage(base).free
     if free < needed:
-        raise ValueError(f"--output_dir {output_dir}: {free / 2**30:.2f} GiB free on its disk, the run needs about "
-                         f"{needed / 2**30:.2f} GiB ({kept} checkpoints of {checkpoint_bytes(lora_parameters) / 2**20:.0f} "
-                         f"MiB for {lora_parameters:,} LoRA parameters); free space, lower --save_total_limit "
-                         "or --lora_r, or choose another --output_dir")
+        raise ValueError(
+            f"--output_dir {output_dir}: {free / 2**30:.2f} GiB free on its disk, the run needs about "
+            f"{needed / 2**30:.2f} GiB ({kept} checkpoints of {checkpoint_bytes(lora_parameters) / 2**20:.0f} "
+            f"MiB for {lora_parameters:,} LoRA parameters); free space, lower --save_total_limit "
+            "or --lora_r, or choose another --output_dir"
+        )
     return needed
 
 
@@ -88,7 +90,9 @@ def check_data_readable(train_data: str | Path) -> None:
         from ..data.formats import not_a_data_file
 
         reason = not_a_data_file(path)
-        raise FileNotFoundError(f"--train_data {train_data}: {'no such file' if reason == 'data file not found' else reason}")
+        raise FileNotFoundError(
+            f"--train_data {train_data}: {'no such file' if reason == 'data file not found' else reason}"
+        )
     try:
         with path.open("rb") as f:
             f.read(1)

@@ -38,19 +38,23 @@ from ..data.dataset import DictCollator, VoiceCloningDataset, build_collator, en
 from ..eval.callback import eval_callbacks
 from ..model.hub import provenance
 from ..model.load import (
-    apply_lora, count_parameters, default_device, enable_activation_checkpointing,
-    load_model, load_tokenizer,
+    apply_lora,
+    count_parameters,
+    default_device,
+    enable_activation_checkpointing,
+    load_model,
+    load_tokenizer,
 )
 from ..model.precision import resolve_precision
 from . import checkpoints
 from . import heads as labelled_heads
 from .config import RUN_CONFIG, TrainConfig, read_run_config  # noqa: F401  (re-exported)
 from .eval_split import held_out, write_held_out
-from .heads import LabelledCollator
 from .faults import NonFiniteGuard, StopOnSignal, TrainingInterrupted, select_samples
+from .heads import LabelledCollator
 from .memory_guard import check_memory, drop_long_samples
-from .model_card import adapter_card
 from .metrics import CompactProgressCallback
+from .model_card import adapter_card
 from .preflight import preflight
 from .summary import RunFacts, StartSummaryCallback, audio_hours, end_block, is_rank_zero, quiet_known_notices
 from .trainer import HiggsAudioTrainer, MetricsJsonlCallback, allow_checkpoint_rng_state
@@ -67,8 +71,17 @@ def quick_test_overrides(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
-def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=None, *, codec=None,
-          collator_factory=build_collator, loss_fn=None) -> Path:
+def train(
+    cfg: TrainConfig,
+    model=None,
+    tokenizer=None,
+    callbacks=(),
+    on_stage=None,
+    *,
+    codec=None,
+    collator_factory=build_collator,
+    loss_fn=None,
+) -> Path:
     """Run training; returns the output folder holding the final adapter (PEFT layout).
 
     `model`/`tokenizer`: an already built base model (in the precision's weights dtype) and its
@@ -97,14 +110,20 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
     if resume is not None and (done := checkpoints.finished_step(resume, cfg.max_steps, cfg.num_epochs)) is not None:
         raise checkpoints.RunAlreadyFinished(
             f"{out}: this run already finished at step {done} ({Path(resume).name}); nothing was changed. To train "
-            f"further raise --max_steps (or --num_epochs) and resume again; for a new run use --overwrite_output_dir")
+            f"further raise --max_steps (or --num_epochs) and resume again; for a new run use --overwrite_output_dir"
+        )
     checkpoints.check_output_dir(out, cfg.overwrite_output_dir, resuming=resume is not None)
     guard = NonFiniteGuard(cfg.max_nonfinite_steps)
     preflight(cfg, stage, check_model=model is None)
     stage("data")
-    samples, file_indices, total = select_samples(cfg.train_data, cfg.system_prompt, cfg.skip_invalid, out,
-                                           text_normalization=cfg.text_normalization,
-                                           workers=cfg.dataloader_num_workers)
+    samples, file_indices, total = select_samples(
+        cfg.train_data,
+        cfg.system_prompt,
+        cfg.skip_invalid,
+        out,
+        text_normalization=cfg.text_normalization,
+        workers=cfg.dataloader_num_workers,
+    )
     if cfg.overwrite_output_dir and resume is None and is_rank_zero():
         checkpoints.clear_earlier_run(out)
     set_seed(cfg.seed)
@@ -124,7 +143,9 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
     file_indices = [i for s, i in zip(samples, file_indices) if id(s) in kept]
     samples = split.train
     # Written out so the end summary can suggest scoring on voices the adapter never trained on.
-    held_out_file = str(write_held_out(split.eval, out)) if split.eval and not cfg.eval_data and is_rank_zero() else None
+    held_out_file = (
+        str(write_held_out(split.eval, out)) if split.eval and not cfg.eval_data and is_rank_zero() else None
+    )
     stage("model")
     tokenizer = tokenizer or load_tokenizer(cfg.base_model)
     # Under torchrun, Trainer moves the model to this process's GPU; load on CPU first then.
@@ -135,14 +156,34 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
     stage("codec")
     start_distributed()  # under torchrun the ranks share out the code-cache build
     codec = codec or load_codec(cfg.audio_tokenizer, device=device)
-    cache_options = dict(cache_dir=cfg.cache_dir or str(out / "code_cache"), require_cache=cfg.require_cache,
-                         skip_invalid=cfg.skip_invalid, max_bad_samples=cfg.max_bad_samples,
-                         with_waveforms=encodes_whisper(model.config), audio_tokenizer=cfg.audio_tokenizer)
-    dataset = VoiceCloningDataset(samples, tokenizer, codec, num_codebooks=model.config.audio_num_codebooks,
-                                  data_path=cfg.train_data, **cache_options)
-    eval_dataset = (VoiceCloningDataset(split.eval, tokenizer, codec, num_codebooks=model.config.audio_num_codebooks,
-                                        data_path=cfg.eval_data or cfg.train_data, **cache_options)
-                    if split.eval else None)
+    cache_options = dict(
+        cache_dir=cfg.cache_dir or str(out / "code_cache"),
+        require_cache=cfg.require_cache,
+        skip_invalid=cfg.skip_invalid,
+        max_bad_samples=cfg.max_bad_samples,
+        with_waveforms=encodes_whisper(model.config),
+        audio_tokenizer=cfg.audio_tokenizer,
+    )
+    dataset = VoiceCloningDataset(
+        samples,
+        tokenizer,
+        codec,
+        num_codebooks=model.config.audio_num_codebooks,
+        data_path=cfg.train_data,
+        **cache_options,
+    )
+    eval_dataset = (
+        VoiceCloningDataset(
+            split.eval,
+            tokenizer,
+            codec,
+            num_codebooks=model.config.audio_num_codebooks,
+            data_path=cfg.eval_data or cfg.train_data,
+            **cache_options,
+        )
+        if split.eval
+        else None
+    )
     target_hours, reference_hours, speakers = audio_hours(dataset, dataset.samples, codec.tps)
     del codec  # the codec's GPU memory is not needed while training
     # The dataset numbers samples by their place in the list it got; the file's numbering is what a
@@ -167,16 +208,28 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
     trainable, parameters = count_parameters(model)
     eval_steps = cfg.eval_steps or cfg.save_steps
     facts = RunFacts(
-        train_data=cfg.train_data, output_dir=str(out), samples=len(dataset),
-        skipped=skipped + len(samples) - len(dataset), target_hours=target_hours,
-        reference_hours=reference_hours, speakers=speakers, eval_samples=len(split.eval), eval_how=split.how,
-        eval_steps=eval_steps, precision=precision.describe(),
-        gradient_checkpointing=checkpointing, decoder_layers=model.config.text_config.num_hidden_layers,
+        train_data=cfg.train_data,
+        output_dir=str(out),
+        samples=len(dataset),
+        skipped=skipped + len(samples) - len(dataset),
+        target_hours=target_hours,
+        reference_hours=reference_hours,
+        speakers=speakers,
+        eval_samples=len(split.eval),
+        eval_how=split.how,
+        eval_steps=eval_steps,
+        precision=precision.describe(),
+        gradient_checkpointing=checkpointing,
+        decoder_layers=model.config.text_config.num_hidden_layers,
         save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit, lora=f"LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} "
-        f"dropout={cfg.lora_dropout}", trainable=trainable, total=parameters,
-        consistency_loss_weight=cfg.consistency_loss_weight, max_tokens_per_batch=cfg.max_tokens_per_batch,
-        backend=f"DeepSpeed {cfg.deepspeed}" if cfg.deepspeed else (f"FSDP {cfg.fsdp}" if cfg.fsdp else ""))
+        save_total_limit=cfg.save_total_limit,
+        lora=f"LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} dropout={cfg.lora_dropout}",
+        trainable=trainable,
+        total=parameters,
+        consistency_loss_weight=cfg.consistency_loss_weight,
+        max_tokens_per_batch=cfg.max_tokens_per_batch,
+        backend=f"DeepSpeed {cfg.deepspeed}" if cfg.deepspeed else (f"FSDP {cfg.fsdp}" if cfg.fsdp else ""),
+    )
 
     args = TrainingArguments(
         output_dir=str(out),
@@ -219,8 +272,14 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
         train_dataset=dataset,
         eval_dataset=eval_dataset,
         data_collator=collator,
-        callbacks=[MetricsJsonlCallback(out / "metrics.jsonl"), StartSummaryCallback(facts), guard,
-                   stop := StopOnSignal(), *eval_callbacks(cfg, tokenizer), *callbacks],
+        callbacks=[
+            MetricsJsonlCallback(out / "metrics.jsonl"),
+            StartSummaryCallback(facts),
+            guard,
+            stop := StopOnSignal(),
+            *eval_callbacks(cfg, tokenizer),
+            *callbacks,
+        ],
         text_loss_weight=cfg.text_loss_weight,
         audio_loss_weight=cfg.audio_loss_weight,
         consistency_loss_weight=cfg.consistency_loss_weight,
@@ -239,7 +298,9 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
     if stop.stopped_at is not None and stop.stopped_at < trainer.state.max_steps:
         raise TrainingInterrupted(
             f"stopped by {stop.signal_name} after step {stop.stopped_at}; checkpoint saved to {out / f'checkpoint-{stop.stopped_at}'}"
-            f"; continue with --resume_from_checkpoint latest --output_dir {out}", str(out / f"checkpoint-{stop.stopped_at}"))
+            f"; continue with --resume_from_checkpoint latest --output_dir {out}",
+            str(out / f"checkpoint-{stop.stopped_at}"),
+        )
     if eval_dataset is not None and trainer.state.global_step % eval_steps:
         trainer.evaluate()  # the final adapter's held-out loss, for the end summary and metrics.jsonl
     stage("save")
@@ -248,15 +309,26 @@ def train(cfg: TrainConfig, model=None, tokenizer=None, callbacks=(), on_stage=N
         tokenizer.save_pretrained(out)
         # What the adapter was trained on, hashes included: merge/infer warn when served on other weights.
         base = provenance(cfg.base_model) if base_by_name else {"name": cfg.base_model, "weights_sha256": None}
-        run = asdict(cfg) | {"provenance": {"base_model": base,
-                                            "audio_tokenizer": provenance(cfg.audio_tokenizer, "codec")}}
+        run = asdict(cfg) | {
+            "provenance": {"base_model": base, "audio_tokenizer": provenance(cfg.audio_tokenizer, "codec")}
+        }
         (out / RUN_CONFIG).write_text(json.dumps(run, indent=2, ensure_ascii=False), encoding="utf-8")
         losses = [r["loss"] for r in trainer.state.log_history if "loss" in r]
-        (out / "README.md").write_text(adapter_card(run, str(out), trainer.state.global_step, len(dataset),
-                                                    losses[-1] if losses else None), encoding="utf-8")
-        print(end_block(trainer.state.log_history, steps=trainer.state.global_step, seconds=time.monotonic() - started,
-                        output_dir=str(out), base_model=cfg.base_model, audio_tokenizer=cfg.audio_tokenizer,
-                        data_for_infer=cfg.eval_data or held_out_file or cfg.train_data,
-                        trained_on=not (cfg.eval_data or held_out_file)), flush=True)
+        (out / "README.md").write_text(
+            adapter_card(run, str(out), trainer.state.global_step, len(dataset), losses[-1] if losses else None),
+            encoding="utf-8",
+        )
+        print(
+            end_block(
+                trainer.state.log_history,
+                steps=trainer.state.global_step,
+                seconds=time.monotonic() - started,
+                output_dir=str(out),
+                base_model=cfg.base_model,
+                audio_tokenizer=cfg.audio_tokenizer,
+                data_for_infer=cfg.eval_data or held_out_file or cfg.train_data,
+                trained_on=not (cfg.eval_data or held_out_file),
+            ),
+            flush=True,
+        )
     return out
-

@@ -69,43 +69,81 @@ def _hours(h: float) -> str:
 def _checkpointing(layers: int, of: int) -> str:
     if not layers:
         return "off"
-    return f"on ({'all ' if layers >= of else ''}{layers}{'' if layers >= of else f' of {of}'} decoder layers)" if of else "on"
+    return (
+        f"on ({'all ' if layers >= of else ''}{layers}{'' if layers >= of else f' of {of}'} decoder layers)"
+        if of
+        else "on"
+    )
 
 
-def start_block(facts: RunFacts, *, per_device: int, accumulation: int, processes: int, steps_epoch: int,
-                max_steps: int, resumed_at: int = 0, learning_rate: float = 0.0) -> str:
+def start_block(
+    facts: RunFacts,
+    *,
+    per_device: int,
+    accumulation: int,
+    processes: int,
+    steps_epoch: int,
+    max_steps: int,
+    resumed_at: int = 0,
+    learning_rate: float = 0.0,
+) -> str:
     effective = per_device * accumulation * processes
     epochs = max_steps / steps_epoch
     speakers = _n(facts.speakers, "speaker") if facts.speakers else "speakers not named"
     rows = [
         # the training part only: held-out samples have their own row
         ("data", f"{_n(facts.samples, 'sample')} to train on, {facts.skipped} skipped  ({facts.train_data})"),
-        ("audio", f"{_hours(facts.target_hours)} of target audio, {_hours(facts.reference_hours)} of reference "
-                  f"audio, {speakers}"),
+        (
+            "audio",
+            f"{_hours(facts.target_hours)} of target audio, {_hours(facts.reference_hours)} of reference "
+            f"audio, {speakers}",
+        ),
     ]
     if facts.eval_samples:
         share = 100 * facts.eval_samples / (facts.eval_samples + facts.samples)
-        rows.append(("held out", f"{_n(facts.eval_samples, 'sample')} ({share:.0f}%), eval_loss every {facts.eval_steps} steps"
-                                 + (f"; {facts.eval_how}" if facts.eval_how else "")))
+        rows.append(
+            (
+                "held out",
+                f"{_n(facts.eval_samples, 'sample')} ({share:.0f}%), eval_loss every {facts.eval_steps} steps"
+                + (f"; {facts.eval_how}" if facts.eval_how else ""),
+            )
+        )
     rows += [
-        ("model", f"{facts.lora}; trainable {facts.trainable:,} of {facts.total:,} parameters "
-                  f"({100 * facts.trainable / max(facts.total, 1):.2f}%)"),
-        ("batch", f"{per_device} per device x {accumulation} accumulation x {processes} "
-                  f"process{'es' if processes != 1 else ''} = {effective} samples per step"
-         if not facts.max_tokens_per_batch else
-         f"up to {facts.max_tokens_per_batch:,} padded tokens per device (length-aware; --batch_size ignored) x "
-         f"{accumulation} accumulation x {processes} process{'es' if processes != 1 else ''} per step"),
-        ("schedule", f"{_n(steps_epoch, 'step')} per epoch; {_n(max_steps, 'step')} = {epochs:.2f} epochs; "
-                     f"peak lr {learning_rate:g}, cosine"),
+        (
+            "model",
+            f"{facts.lora}; trainable {facts.trainable:,} of {facts.total:,} parameters "
+            f"({100 * facts.trainable / max(facts.total, 1):.2f}%)",
+        ),
+        (
+            "batch",
+            f"{per_device} per device x {accumulation} accumulation x {processes} "
+            f"process{'es' if processes != 1 else ''} = {effective} samples per step"
+            if not facts.max_tokens_per_batch
+            else f"up to {facts.max_tokens_per_batch:,} padded tokens per device (length-aware; --batch_size ignored) x "
+            f"{accumulation} accumulation x {processes} process{'es' if processes != 1 else ''} per step",
+        ),
+        (
+            "schedule",
+            f"{_n(steps_epoch, 'step')} per epoch; {_n(max_steps, 'step')} = {epochs:.2f} epochs; "
+            f"peak lr {learning_rate:g}, cosine",
+        ),
         ("precision", facts.precision + (f"; {facts.backend}" if facts.backend else "")),
-        ("checkpoints", (f"every {facts.save_steps} steps" if facts.save_steps < max_steps else
-                         "at the last step only") + ", keeping "
-                        f"{facts.save_total_limit if facts.save_total_limit else 'all'}; activation checkpointing "
-                        f"{_checkpointing(facts.gradient_checkpointing, facts.decoder_layers)}"),
+        (
+            "checkpoints",
+            (f"every {facts.save_steps} steps" if facts.save_steps < max_steps else "at the last step only")
+            + ", keeping "
+            f"{facts.save_total_limit if facts.save_total_limit else 'all'}; activation checkpointing "
+            f"{_checkpointing(facts.gradient_checkpointing, facts.decoder_layers)}",
+        ),
     ]
     if facts.consistency_loss_weight:
-        rows.append(("consistency", f"weight {facts.consistency_loss_weight:g}: one extra forward of the base "
-                                    "model (adapter off, no grad) per micro-batch"))
+        rows.append(
+            (
+                "consistency",
+                f"weight {facts.consistency_loss_weight:g}: one extra forward of the base "
+                "model (adapter off, no grad) per micro-batch",
+            )
+        )
     rows.append(("output", f"{facts.output_dir}  (adapter, checkpoint-*/, metrics.jsonl, runs/ for TensorBoard)"))
     if resumed_at:
         rows.append(("resuming", f"at step {resumed_at} of {max_steps}"))
@@ -129,8 +167,17 @@ def _final_and_best(history: list[dict], key: str) -> str | None:
     return f"final {points[-1][1]:.4f}, best {best:.4f} (step {best_step})"
 
 
-def end_block(history: list[dict], *, steps: int, seconds: float, output_dir: str, base_model: str,
-              audio_tokenizer: str, data_for_infer: str, trained_on: bool = False) -> str:
+def end_block(
+    history: list[dict],
+    *,
+    steps: int,
+    seconds: float,
+    output_dir: str,
+    base_model: str,
+    audio_tokenizer: str,
+    data_for_infer: str,
+    trained_on: bool = False,
+) -> str:
     """The closing summary: loss (final and best), time, where the adapter is, and what to run next.
     `trained_on`: `data_for_infer` is the training data (no held-out set), which the score line says."""
     rows = [("steps", f"{steps} in {_duration(seconds)}")]
@@ -144,19 +191,32 @@ def end_block(history: list[dict], *, steps: int, seconds: float, output_dir: st
     from ..entry_point import runnable_command
 
     cli = runnable_command()
-    merge = f"{cli} merge --base_model {base} --lora_path {out} --output_path {shlex.quote(str(output_dir) + '-merged')}"
-    infer = (f"{cli} infer --chatml_file {shlex.quote(str(data_for_infer))} --output_dir "
-             f"{shlex.quote(str(output_dir) + '/samples')} --model_path {base} --lora_path {out} "
-             f"--audio_tokenizer {shlex.quote(audio_tokenizer)}")
-    evaluate = (f"{cli} eval --data {shlex.quote(str(data_for_infer))} --model_path {base} --lora_path {out} "
-                f"--audio_tokenizer {shlex.quote(audio_tokenizer)} --output_dir {shlex.quote(str(output_dir) + '/eval')}")
+    merge = (
+        f"{cli} merge --base_model {base} --lora_path {out} --output_path {shlex.quote(str(output_dir) + '-merged')}"
+    )
+    infer = (
+        f"{cli} infer --chatml_file {shlex.quote(str(data_for_infer))} --output_dir "
+        f"{shlex.quote(str(output_dir) + '/samples')} --model_path {base} --lora_path {out} "
+        f"--audio_tokenizer {shlex.quote(audio_tokenizer)}"
+    )
+    evaluate = (
+        f"{cli} eval --data {shlex.quote(str(data_for_infer))} --model_path {base} --lora_path {out} "
+        f"--audio_tokenizer {shlex.quote(audio_tokenizer)} --output_dir {shlex.quote(str(output_dir) + '/eval')}"
+    )
     width = max(len(k) for k, _ in rows + [("next", "")])
-    lines = [RULE, "higgs-lora train: done", *(f"  {k:<{width}}  {v}" for k, v in rows),
-             f"  {'next':<{width}}  listen:  {infer}", f"  {'':<{width}}  merge:   {merge}",
-             f"  {'':<{width}}  score:   {evaluate}"]
+    lines = [
+        RULE,
+        "higgs-lora train: done",
+        *(f"  {k:<{width}}  {v}" for k, v in rows),
+        f"  {'next':<{width}}  listen:  {infer}",
+        f"  {'':<{width}}  merge:   {merge}",
+        f"  {'':<{width}}  score:   {evaluate}",
+    ]
     if trained_on:
-        lines.append(f"  {'':<{width}}           (scores the training samples; --eval_split or --eval_data holds "
-                     "some out for an honest score)")
+        lines.append(
+            f"  {'':<{width}}           (scores the training samples; --eval_split or --eval_data holds "
+            "some out for an honest score)"
+        )
     lines.append(RULE)
     return "\n".join(lines)
 
@@ -173,10 +233,19 @@ class StartSummaryCallback(TrainerCallback):
             return
         batches = len(train_dataloader) if train_dataloader is not None else 1
         steps_epoch = steps_per_epoch(batches, args.gradient_accumulation_steps)
-        self.printer(start_block(
-            self.facts, per_device=args.per_device_train_batch_size, accumulation=args.gradient_accumulation_steps,
-            processes=args.world_size, steps_epoch=steps_epoch, max_steps=state.max_steps,
-            resumed_at=state.global_step, learning_rate=args.learning_rate), flush=True)
+        self.printer(
+            start_block(
+                self.facts,
+                per_device=args.per_device_train_batch_size,
+                accumulation=args.gradient_accumulation_steps,
+                processes=args.world_size,
+                steps_epoch=steps_epoch,
+                max_steps=state.max_steps,
+                resumed_at=state.global_step,
+                learning_rate=args.learning_rate,
+            ),
+            flush=True,
+        )
 
 
 # Notices every run prints that say nothing about this run: --max_steps is how the recipe schedules

@@ -13,15 +13,28 @@ from transformers import Trainer
 from . import checkpoints
 from .heads import LabelledLogits
 from .loss import compute_loss, consistency_loss
-from .metrics import LossMeter, MetricsJsonlCallback, ThroughputClock, memory_gb  # noqa: F401  (MetricsJsonlCallback re-exported)
+from .metrics import (  # noqa: F401  (MetricsJsonlCallback re-exported)
+    LossMeter,
+    MetricsJsonlCallback,
+    ThroughputClock,
+    memory_gb,
+)
 
 
 class HiggsAudioTrainer(Trainer):
     """Trainer whose loss is `train.loss.compute_loss` (+ the optional consistency loss); logs the loss parts,
     per-codebook losses, throughput and memory with `loss`, and the same parts with `eval_loss`."""
 
-    def __init__(self, *args, text_loss_weight: float = 1.0, audio_loss_weight: float = 1.0, loss_fn=None,
-                 max_tokens_per_batch: int = 0, consistency_loss_weight: float = 0.0, **kwargs):
+    def __init__(
+        self,
+        *args,
+        text_loss_weight: float = 1.0,
+        audio_loss_weight: float = 1.0,
+        loss_fn=None,
+        max_tokens_per_batch: int = 0,
+        consistency_loss_weight: float = 0.0,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         # Swappable only so check-alignment's tests can inject a broken loss (the module's compute_loss
         # is looked up now, so fault-injection tests can patch it too).
@@ -61,18 +74,23 @@ class HiggsAudioTrainer(Trainer):
         """KL to the frozen base model: one extra forward with the adapter disabled, without grad."""
         peft_model = self.accelerator.unwrap_model(model)
         if not hasattr(peft_model, "disable_adapter"):
-            raise ValueError("--consistency_loss_weight needs a LoRA (PEFT) model: the base model is the adapter switched off")
+            raise ValueError(
+                "--consistency_loss_weight needs a LoRA (PEFT) model: the base model is the adapter switched off"
+            )
         with torch.no_grad(), peft_model.disable_adapter():
             base = peft_model(**inputs)
         if isinstance(outputs, LabelledLogits):  # both sides gathered at the same labelled columns
             return consistency_loss(outputs.audio_logits, base.audio_logits, outputs.audio_labels, shift=False)
         return consistency_loss(outputs.audio_logits, base.audio_logits, inputs["label_audio_ids"])
 
-    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
-                        metric_key_prefix="eval"):
+    def evaluation_loop(
+        self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
+    ):
         self._eval_meter.reset()
         with self._train_meter.paused():
-            result = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+            result = super().evaluation_loop(
+                dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix
+            )
         prefix = metric_key_prefix
         if self._eval_meter:
             result.metrics.update(self._eval_meter.summary(self.args.device, prefix=f"{prefix}_", rates=False))
@@ -129,9 +147,7 @@ def allow_checkpoint_rng_state() -> None:
     "Unsupported global: numpy._core.multiarray._reconstruct".
     """
     multiarray = getattr(np, "_core", np.core).multiarray
-    torch.serialization.add_safe_globals(
-        [multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
-    )
+    torch.serialization.add_safe_globals([multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))])
 
 
 @contextlib.contextmanager

@@ -16,5 +16,6 @@ from higgs_lora import cli  # noqa: E402
 def main(argv=None) -> int:
     return cli.run_command("merge", argv, prog="merge_lora_weights.py")
 
+
 if __name__ == "__main__":
     sys.exit(main())

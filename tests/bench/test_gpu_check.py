@@ -32,7 +32,8 @@ def test_shipped_config_builds_the_released_architecture():
     # text tokens take the text MLP, audio tokens the audio MLP: the active count moves between them
     text_only, audio_only = active_params_per_token(groups, 0.0), active_params_per_token(groups, 1.0)
     assert 2.5e9 < text_only < 4e9 and audio_only - text_only == (
-        groups["audio_mlp"] + groups["audio_head"] - groups["text_mlp"])
+        groups["audio_mlp"] + groups["audio_head"] - groups["text_mlp"]
+    )
     # the text head is its own matrix (not tied, whatever the config says) and counted exactly once
     head = model.audio_decoder_proj.text_lm_head.weight
     assert head is not model.embed_tokens.weight and "tied_text_head" not in groups
@@ -56,8 +57,21 @@ def test_unknown_shape_and_released_on_cpu_are_usage_errors(capsys, monkeypatch)
 
 def test_small_shape_runs_every_phase_and_writes_the_report(tmp_path, capsys):
     out = tmp_path / "r.json"
-    rc = main(["gpu-check", "--shape", "small", "--steps", "2", "--device", "cpu", "--output", str(out),
-               "--workdir", str(tmp_path / "work")])
+    rc = main(
+        [
+            "gpu-check",
+            "--shape",
+            "small",
+            "--steps",
+            "2",
+            "--device",
+            "cpu",
+            "--output",
+            str(out),
+            "--workdir",
+            str(tmp_path / "work"),
+        ]
+    )
     printed = capsys.readouterr().out
     report = json.loads(out.read_text(encoding="utf-8"))
     assert rc == 0

@@ -8,9 +8,22 @@ import pytest
 from higgs_lora.bench.full import STEP_KEYS
 from higgs_lora.cli import main
 
-STEPS = ["train_bf16", "train_bf16_checkpointing", "train_fp16", "train_fp16_checkpointing",
-         "check_alignment_teacher_forced", "check_alignment_regenerate", "infer_unmerged", "clone_unmerged",
-         "merge", "infer_merged", "clone_merged", "serve_engine_merged", "eval", "torchrun_2_processes"]
+STEPS = [
+    "train_bf16",
+    "train_bf16_checkpointing",
+    "train_fp16",
+    "train_fp16_checkpointing",
+    "check_alignment_teacher_forced",
+    "check_alignment_regenerate",
+    "infer_unmerged",
+    "clone_unmerged",
+    "merge",
+    "infer_merged",
+    "clone_merged",
+    "serve_engine_merged",
+    "eval",
+    "torchrun_2_processes",
+]
 # check-alignment's regenerate judge used to crash on CUDA's static cache (issue 15).
 REGENERATE = "check_alignment_regenerate"
 
@@ -31,8 +44,24 @@ def full_run(tmp_path_factory):
     mp.setenv("CUDA_VISIBLE_DEVICES", "")  # gpu-check narrows it; restored after
     mp.setattr(VoiceCloner, "_build_caches", spy)
     try:
-        rc = main(["gpu-check", "--shape", "small", "--device", "cpu", "--full", "--phases", "infer", "--steps", "2",
-                   "--output", str(tmp / "r.json"), "--workdir", str(tmp / "work")])
+        rc = main(
+            [
+                "gpu-check",
+                "--shape",
+                "small",
+                "--device",
+                "cpu",
+                "--full",
+                "--phases",
+                "infer",
+                "--steps",
+                "2",
+                "--output",
+                str(tmp / "r.json"),
+                "--workdir",
+                str(tmp / "work"),
+            ]
+        )
     finally:
         mp.undo()
     report = json.loads((tmp / "r.json").read_text(encoding="utf-8"))
@@ -66,7 +95,11 @@ def test_full_runs_every_command_once_and_records_each_step(full_run):
     # and so did the measured inference: bf16 base, unmerged fp32 adapter, static cache, decode timed apart
     infer = report["infer"]
     assert (infer["cache"], infer["base_dtype"], infer["adapter"], infer["adapter_dtype"]) == (
-        "static", "bfloat16", "unmerged", "float32")
+        "static",
+        "bfloat16",
+        "unmerged",
+        "float32",
+    )
     assert infer["cuda_graphs"] is False and infer["decode_seconds"] > 0 and report["attention"] == "sdpa"
 
 

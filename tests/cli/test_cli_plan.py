@@ -10,8 +10,22 @@ from higgs_lora.train import plan as P
 
 def test_plan_for_the_default_model_prints_exact_counts_offline(capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    rc = main(["plan", "--batch_size", "4", "--seq_len", "1070", "--lora_r", "64", "--gpus", "8", "--gpu", "h200",
-               "--use_gradient_checkpointing"])
+    rc = main(
+        [
+            "plan",
+            "--batch_size",
+            "4",
+            "--seq_len",
+            "1070",
+            "--lora_r",
+            "64",
+            "--gpus",
+            "8",
+            "--gpu",
+            "h200",
+            "--use_gradient_checkpointing",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     assert "total 5,938,221,056 (base 5,771,283,456 + LoRA 166,937,600)" in out
@@ -50,9 +64,11 @@ def test_plan_imports_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys; from higgs_lora.cli import main; rc = main(['plan']); "
-            "heavy = [m for m in ('torch', 'transformers', 'numpy') if m in sys.modules]; "
-            "assert not heavy, heavy; sys.exit(rc)")
+    code = (
+        "import sys; from higgs_lora.cli import main; rc = main(['plan']); "
+        "heavy = [m for m in ('torch', 'transformers', 'numpy') if m in sys.modules]; "
+        "assert not heavy, heavy; sys.exit(rc)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "parameters: total" in result.stdout

@@ -113,8 +113,24 @@ def test_eval_ctrl_c_writes_the_report_for_the_samples_done(tmp_path, capsys, mo
     data = _data(tmp_path, 4)
     _ctrl_c_on_call(monkeypatch, VoiceCloner, "clone", on_call=2)
     out = tmp_path / "eval"
-    rc = main(["eval", "--data", str(data), *TINY, "--baseline_model", "tiny", "--output_dir", str(out),
-               "--speaker_encoder", "none", "--asr", "none", "--max_new_tokens", "12"])
+    rc = main(
+        [
+            "eval",
+            "--data",
+            str(data),
+            *TINY,
+            "--baseline_model",
+            "tiny",
+            "--output_dir",
+            str(out),
+            "--speaker_encoder",
+            "none",
+            "--asr",
+            "none",
+            "--max_new_tokens",
+            "12",
+        ]
+    )
     assert rc == EXIT_CTRL_C
     with open(out / "results.csv", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
@@ -126,7 +142,7 @@ def test_eval_ctrl_c_writes_the_report_for_the_samples_done(tmp_path, capsys, mo
     assert "Traceback" not in err and "interrupted (Ctrl-C); Ctrl-C after 2 of 4 samples" in err
 
 
-SLOW_ENCODE = '''
+SLOW_ENCODE = """
 import time
 import higgs_lora.data.cache as c
 real = c.CodeCache.encode_path
@@ -135,7 +151,7 @@ def slow(self, *args, **kwargs):
     time.sleep(0.5)  # room for the test's Ctrl-C between clips
     return result
 c.CodeCache.encode_path = slow
-'''
+"""
 
 
 @pytest.mark.timeout(300)
@@ -146,8 +162,19 @@ def test_tokenize_ctrl_c_keeps_what_it_encoded(tmp_path):
     (inject / "sitecustomize.py").write_text(SLOW_ENCODE)
     cache = tmp_path / "cache"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=f"{inject}{os.pathsep}{REPO}")
-    cmd = [sys.executable, "-m", "higgs_lora", "tokenize", str(data), "--audio_tokenizer", "tiny",
-           "--cache_dir", str(cache), "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "higgs_lora",
+        "tokenize",
+        str(data),
+        "--audio_tokenizer",
+        "tiny",
+        "--cache_dir",
+        str(cache),
+        "--device",
+        "cpu",
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     # a clip's record (paths/xx/<sha1>.json), not identity.json, which is written before any clip
@@ -163,4 +190,3 @@ def test_tokenize_ctrl_c_keeps_what_it_encoded(tmp_path):
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     already = int(rerun.stdout.split(" were already done")[0].rsplit(", ", 1)[1])
     assert already >= 1  # what the interrupted run encoded was kept, not encoded again
-

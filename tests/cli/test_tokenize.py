@@ -12,8 +12,21 @@ from higgs_lora.data.sample_data import create_sample_data
 def test_tokenize_then_rerun_then_infer_from_the_cache(tmp_path, capsys, monkeypatch):
     data = create_sample_data(tmp_path / "d.json", n_samples=2)
     cache = tmp_path / "codes"
-    assert main(["tokenize", str(data), "--audio_tokenizer", "tiny", "--cache_dir", str(cache),
-                 "--report", str(tmp_path / "r.json")]) == 0
+    assert (
+        main(
+            [
+                "tokenize",
+                str(data),
+                "--audio_tokenizer",
+                "tiny",
+                "--cache_dir",
+                str(cache),
+                "--report",
+                str(tmp_path / "r.json"),
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["failed"] == {} and report["cached"] == report["total"] == report["encoded"] > 0
     capsys.readouterr()
@@ -24,17 +37,50 @@ def test_tokenize_then_rerun_then_infer_from_the_cache(tmp_path, capsys, monkeyp
     # inference reads the same codes from the cache and never runs the encoder
     calls = []
     monkeypatch.setattr(TinyCodec, "encode", lambda self, *a, **k: calls.append(a) or np.zeros((8, 1)))
-    rc = main(["infer", "--chatml_file", str(data), "--output_dir", str(tmp_path / "gen"), "--model_path", "tiny",
-               "--audio_tokenizer", "tiny", "--max_new_tokens", "12", "--temperature", "0", "--ras_win_len", "0",
-               "--cache_dir", str(cache), "--require_cache"])
+    rc = main(
+        [
+            "infer",
+            "--chatml_file",
+            str(data),
+            "--output_dir",
+            str(tmp_path / "gen"),
+            "--model_path",
+            "tiny",
+            "--audio_tokenizer",
+            "tiny",
+            "--max_new_tokens",
+            "12",
+            "--temperature",
+            "0",
+            "--ras_win_len",
+            "0",
+            "--cache_dir",
+            str(cache),
+            "--require_cache",
+        ]
+    )
     assert rc == 0 and calls == []
     assert len(json.loads((tmp_path / "gen" / "results.json").read_text())["samples"]) == 2
 
 
 def test_require_cache_names_the_missing_count_and_the_tokenize_command(tmp_path, capsys):
     data = create_sample_data(tmp_path / "d.json", n_samples=2)
-    rc = main(["infer", "--chatml_file", str(data), "--output_dir", str(tmp_path / "gen"), "--model_path", "tiny",
-               "--audio_tokenizer", "tiny", "--cache_dir", str(tmp_path / "empty"), "--require_cache"])
+    rc = main(
+        [
+            "infer",
+            "--chatml_file",
+            str(data),
+            "--output_dir",
+            str(tmp_path / "gen"),
+            "--model_path",
+            "tiny",
+            "--audio_tokenizer",
+            "tiny",
+            "--cache_dir",
+            str(tmp_path / "empty"),
+            "--require_cache",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2
     assert "error: 2 of 2 audio files are not in the code cache" in err
@@ -62,10 +108,21 @@ def test_tokenize_lists_a_clip_that_fails_and_exits_1(tmp_path, capsys, monkeypa
 def test_help_lists_the_cache_flags(capsys):
     import pytest
 
-    for command, flags in [("tokenize", ["DATA", "--audio_tokenizer", "--cache_dir", "--report"]),
-                           ("train", ["--cache_dir", "--require_cache", "--skip_invalid", "--max_bad_samples",
-                                      "--max_tokens_per_batch", "--encode_whisper_embed"]),
-                           ("infer", ["--cache_dir", "--require_cache"])]:
+    for command, flags in [
+        ("tokenize", ["DATA", "--audio_tokenizer", "--cache_dir", "--report"]),
+        (
+            "train",
+            [
+                "--cache_dir",
+                "--require_cache",
+                "--skip_invalid",
+                "--max_bad_samples",
+                "--max_tokens_per_batch",
+                "--encode_whisper_embed",
+            ],
+        ),
+        ("infer", ["--cache_dir", "--require_cache"]),
+    ]:
         with pytest.raises(SystemExit):
             main([command, "--help"])
         out = capsys.readouterr().out
@@ -84,7 +141,20 @@ def test_tokenize_encodes_a_set_whose_clip_validation_would_refuse(tmp_path, cap
     data.write_text(json.dumps(records))
     assert main(["validate", str(data)]) == 1
     capsys.readouterr()
-    assert main(["tokenize", str(data), "--audio_tokenizer", "tiny", "--cache_dir", str(tmp_path / "c"),
-                 "--report", str(tmp_path / "r.json")]) == 0
+    assert (
+        main(
+            [
+                "tokenize",
+                str(data),
+                "--audio_tokenizer",
+                "tiny",
+                "--cache_dir",
+                str(tmp_path / "c"),
+                "--report",
+                str(tmp_path / "r.json"),
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["failed"] == {} and report["cached"] == report["total"] == report["encoded"] == 4

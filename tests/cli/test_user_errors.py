@@ -39,11 +39,19 @@ def test_an_unknown_flag_far_from_any_gets_no_guess(capsys):
 
 def test_train_without_train_data_is_a_usage_error_before_heavy_imports(tmp_path):
     # A fresh interpreter: the check must run before torch/transformers are imported (they take seconds).
-    code = ("import sys\nfrom higgs_lora.cli import main\n"
-            "try:\n    main(['train'])\nexcept SystemExit as e:\n"
-            "    print('heavy', 'torch' in sys.modules or 'transformers' in sys.modules)\n    sys.exit(e.code)\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=120)
+    code = (
+        "import sys\nfrom higgs_lora.cli import main\n"
+        "try:\n    main(['train'])\nexcept SystemExit as e:\n"
+        "    print('heavy', 'torch' in sys.modules or 'transformers' in sys.modules)\n    sys.exit(e.code)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "--train_data is required" in proc.stderr and "--quick_test" in proc.stderr
     assert "heavy False" in proc.stdout
@@ -52,15 +60,21 @@ def test_train_without_train_data_is_a_usage_error_before_heavy_imports(tmp_path
 
 @pytest.mark.parametrize("steps", ["0", "-5"])
 def test_train_max_steps_zero_is_refused(capsys, tmp_path, steps):
-    err = _usage_error(capsys, ["train", "--train_data", "d.json", "--output_dir", str(tmp_path / "o"),
-                                "--max_steps", steps])
+    err = _usage_error(
+        capsys, ["train", "--train_data", "d.json", "--output_dir", str(tmp_path / "o"), "--max_steps", steps]
+    )
     assert f"--max_steps {steps}" in err
     assert not (tmp_path / "o").exists()
 
 
 def test_trainer_script_refuses_the_same_mistakes(tmp_path):
-    proc = subprocess.run([sys.executable, str(REPO / "trainer" / "train.py"), "--max_steps", "0", "--quick_test"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "trainer" / "train.py"), "--max_steps", "0", "--quick_test"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "--max_steps 0" in proc.stderr
 
 
@@ -98,8 +112,23 @@ def test_train_data_folder_says_folder_and_points_to_convert(tmp_path):
 
 
 def test_clone_ref_audio_folder_says_folder(tmp_path, capsys):
-    rc = main(["clone", "--ref_audio", str(tmp_path), "--ref_text", "a", "--text", "b",
-               "--output", str(tmp_path / "o.wav"), "--model_path", "tiny", "--audio_tokenizer", "tiny"])
+    rc = main(
+        [
+            "clone",
+            "--ref_audio",
+            str(tmp_path),
+            "--ref_text",
+            "a",
+            "--text",
+            "b",
+            "--output",
+            str(tmp_path / "o.wav"),
+            "--model_path",
+            "tiny",
+            "--audio_tokenizer",
+            "tiny",
+        ]
+    )
     assert rc == 2
     err = capsys.readouterr().err
     assert "is a folder" in err and "no such file" not in err
@@ -110,8 +139,23 @@ def test_clone_unreadable_reference_uses_validates_reason_code(tmp_path, capsys)
 
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF\x00\x00not a wav")
-    rc = main(["clone", "--ref_audio", str(bad), "--ref_text", "a", "--text", "b",
-               "--output", str(tmp_path / "o.wav"), "--model_path", "tiny", "--audio_tokenizer", "tiny"])
+    rc = main(
+        [
+            "clone",
+            "--ref_audio",
+            str(bad),
+            "--ref_text",
+            "a",
+            "--text",
+            "b",
+            "--output",
+            str(tmp_path / "o.wav"),
+            "--model_path",
+            "tiny",
+            "--audio_tokenizer",
+            "tiny",
+        ]
+    )
     assert rc == 2
     err = capsys.readouterr().err
     assert "audio_unreadable" in err and "audio_unreadable" in CODES
@@ -120,14 +164,42 @@ def test_clone_unreadable_reference_uses_validates_reason_code(tmp_path, capsys)
 def test_infer_output_dir_that_is_a_file_is_one_line(tmp_path, capsys, sample_data_path):
     target = tmp_path / "taken"
     target.write_text("x")
-    assert main(["infer", "--chatml_file", str(sample_data_path), "--output_dir", str(target),
-                 "--model_path", "tiny", "--audio_tokenizer", "tiny"]) == 2
+    assert (
+        main(
+            [
+                "infer",
+                "--chatml_file",
+                str(sample_data_path),
+                "--output_dir",
+                str(target),
+                "--model_path",
+                "tiny",
+                "--audio_tokenizer",
+                "tiny",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert "is a file, not a folder" in err and "Errno" not in err and len(err.splitlines()) == 1
 
 
 def test_infer_chatml_file_folder_says_folder(tmp_path, capsys):
-    assert main(["infer", "--chatml_file", str(tmp_path), "--output_dir", str(tmp_path / "o"),
-                 "--model_path", "tiny", "--audio_tokenizer", "tiny"]) == 2
+    assert (
+        main(
+            [
+                "infer",
+                "--chatml_file",
+                str(tmp_path),
+                "--output_dir",
+                str(tmp_path / "o"),
+                "--model_path",
+                "tiny",
+                "--audio_tokenizer",
+                "tiny",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "is a folder" in err and "higgs-lora convert" in err and "no such file" not in err

@@ -53,7 +53,7 @@ def test_resampling_keeps_duration_and_frequency(tmp_path, orig_sr, target_sr):
     # 1 s of audio -> 1 Hz FFT bins; a wrong rate would move the peak by hundreds of Hz.
     assert abs(_peak_hz(wav, target_sr) - freq) <= 2.0
     # amplitude is preserved away from the edges
-    mid = wav[len(wav) // 4: 3 * len(wav) // 4]
+    mid = wav[len(wav) // 4 : 3 * len(wav) // 4]
     assert np.max(np.abs(mid)) == pytest.approx(0.5, abs=0.02)
 
 

@@ -80,10 +80,11 @@ def test_codes_are_stored_as_int16_and_match_the_codec(clips, tmp_path, tiny_tok
 
 
 def test_training_reads_codes_lazily_from_disk(clips, tmp_path, tiny_tokenizer):
-    dataset = VoiceCloningDataset(_samples(clips, [(0, 1), (2, 3)]), tiny_tokenizer, TinyCodec(), cache_dir=tmp_path / "c")
+    dataset = VoiceCloningDataset(
+        _samples(clips, [(0, 1), (2, 3)]), tiny_tokenizer, TinyCodec(), cache_dir=tmp_path / "c"
+    )
     # the dataset keeps no code arrays in memory, only where they live
-    assert not any(isinstance(v, np.ndarray) and v.ndim == 2 and v.shape[0] == 8
-                   for v in vars(dataset).values())
+    assert not any(isinstance(v, np.ndarray) and v.ndim == 2 and v.shape[0] == 8 for v in vars(dataset).values())
     key = file_sha256(clips[1])
     assert isinstance(dataset.cache.load(key), np.memmap)
     # change the stored codes behind the dataset's back: the next read sees the new values
@@ -175,8 +176,15 @@ def test_require_cache_encodes_nothing_and_names_the_tokenize_command(clips, tmp
     VoiceCloningDataset(samples[:1], tiny_tokenizer, codec, cache_dir=tmp_path / "c")
     codec.calls.clear()
     with pytest.raises(CacheMissingError) as err:
-        VoiceCloningDataset(samples, tiny_tokenizer, codec, cache_dir=tmp_path / "c", require_cache=True,
-                            data_path="data.json", audio_tokenizer="tiny")
+        VoiceCloningDataset(
+            samples,
+            tiny_tokenizer,
+            codec,
+            cache_dir=tmp_path / "c",
+            require_cache=True,
+            data_path="data.json",
+            audio_tokenizer="tiny",
+        )
     assert codec.calls == []
     assert "2 of 4 audio files are not in the code cache" in str(err.value)
     assert f"higgs-lora tokenize data.json --audio_tokenizer tiny --cache_dir {tmp_path / 'c'}" in str(err.value)
@@ -193,7 +201,9 @@ def test_sample_failing_at_read_time_is_skipped_counted_then_aborts(clips, tmp_p
     first = next(iter(loader))
     assert torch.equal(first["input_ids"][0], expected_next.input_ids)
     assert list(dataset.bad_samples) == [0]
-    with pytest.raises(BadSamplesError, match=r"2 samples failed at read time, more than --max_bad_samples 1.*sample 0.*sample 2"):
+    with pytest.raises(
+        BadSamplesError, match=r"2 samples failed at read time, more than --max_bad_samples 1.*sample 0.*sample 2"
+    ):
         dataset[2]
 
 
@@ -215,7 +225,8 @@ def _split_between_two_ranks(clips):
 def test_two_processes_encode_each_file_exactly_once(clips, tmp_path):
     clips = _split_between_two_ranks(clips)
     script = tmp_path / "worker.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import json, sys
         import torch.distributed as dist
         from higgs_lora.data.cache import CodeCache
@@ -235,10 +246,15 @@ def test_two_processes_encode_each_file_exactly_once(clips, tmp_path):
         json.dump({{"calls": calls, "entries": sorted((p, e.key) for p, e in report.entries.items()),
                    "failed": report.failed}}, open("{tmp_path}/rank%d.json" % rank, "w"))
         dist.destroy_process_group()
-    """))
+    """)
+    )
     # Variables a launcher (or an earlier test) may have left would tell the workers another world.
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT") and not k.startswith("ACCELERATE_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+        and not k.startswith("ACCELERATE_")
+    }
     env["OMP_NUM_THREADS"] = "1"
     procs = [subprocess.Popen([sys.executable, str(script), str(r)], env=env) for r in range(2)]
     try:

@@ -42,20 +42,38 @@ def _roles(record):
 
 
 def test_design_four_messages_fifth_message_flat_and_public_layouts(src, tmp_path):
-    four = [{"role": "system", "content": "Speak."}, {"role": "user", "content": "ref words"},
-            {"role": "assistant", "content": _audio("r.wav")}, {"role": "user", "content": "target words"}]
+    four = [
+        {"role": "system", "content": "Speak."},
+        {"role": "user", "content": "ref words"},
+        {"role": "assistant", "content": _audio("r.wav")},
+        {"role": "user", "content": "target words"},
+    ]
     records = [
         {"messages": four, "target_audio": "t.wav", "speaker": "a"},
         {"messages": four, "misc": {"target_audio": "t.wav"}},
         {"messages": four + [{"role": "assistant", "content": _audio("t.wav")}], "id": "x1"},
-        {"messages": [
-            {"role": "user", "content": [{"type": "text", "text": "ref words"}, _audio("r.wav"),
-                                         {"type": "text", "text": "Say it in this voice: target words"}]},
-            {"role": "assistant", "content": [{"type": "text", "text": "target words"}, _audio("t.wav")]}]},
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "ref words"},
+                        _audio("r.wav"),
+                        {"type": "text", "text": "Say it in this voice: target words"},
+                    ],
+                },
+                {"role": "assistant", "content": [{"type": "text", "text": "target words"}, _audio("t.wav")]},
+            ]
+        },
     ]
     (src / "mixed.json").write_text(json.dumps(records), encoding="utf-8")
-    flat = {"ref_audio": "r.wav", "ref_text": "ref words", "target_audio": "t.wav", "target_text": "target words",
-            "speaker": "b"}
+    flat = {
+        "ref_audio": "r.wav",
+        "ref_text": "ref words",
+        "target_audio": "t.wav",
+        "target_text": "target words",
+        "speaker": "b",
+    }
     (src / "flat.jsonl").write_text(json.dumps(flat) + "\n" + json.dumps({**flat, "target_audio": None}) + "\n")
 
     out = tmp_path / "out" / "train.jsonl"
@@ -92,8 +110,10 @@ def test_folder_with_speakers_pairs_within_each_speaker_never_the_same_clip(tmp_
     written = _read(out)
     # a: 3 targets x 2 refs, b: 2 targets x 1 ref (only one other clip), c: alone -> dropped
     assert report.converted == len(written) == 8
-    assert sorted((d.reason, d.item) for d in report.dropped) == [("audio_not_found", "line 8"),
-                                                                 ("single_clip_speaker", "clips/c1.wav")]
+    assert sorted((d.reason, d.item) for d in report.dropped) == [
+        ("audio_not_found", "line 8"),
+        ("single_clip_speaker", "clips/c1.wav"),
+    ]
     for r in written:
         ref, target = r["messages"][2]["content"]["audio_url"], r["messages"][4]["content"]["audio_url"]
         assert ref != target
@@ -140,7 +160,9 @@ def test_ljspeech_folder_with_a_fixed_speaker(tmp_path):
 
 def test_failure_leaves_no_partial_output_and_existing_output_is_kept(tmp_path, src, monkeypatch):
     good = src / "flat.jsonl"
-    good.write_text(json.dumps({"ref_audio": "r.wav", "ref_text": "a", "target_audio": "t.wav", "target_text": "b"}) + "\n")
+    good.write_text(
+        json.dumps({"ref_audio": "r.wav", "ref_text": "a", "target_audio": "t.wav", "target_text": "b"}) + "\n"
+    )
     broken = src / "broken.jsonl"
     broken.write_text(good.read_text() + "{oops\n")
     out = tmp_path / "o.jsonl"

@@ -20,8 +20,16 @@ from higgs_lora.data.convert import convert
 from higgs_lora.data.validate import validate_file
 
 # Diacritics (harakat, shadda, tanwin) and the quote characters Common Voice sentences carry.
-ARABIC = ["ذَهَبَ الوَلَدُ إِلَى المَدْرَسَةِ", "قَالَ: \"مَرْحَبًا بِكُمْ\"", "الشَّمْسُ مُشْرِقَةٌ اليَوْمَ",
-          "'كِتَابٌ' جَدِيدٌ", "هَلْ تَعْرِفُ الطَّرِيقَ؟", "السَّلَامُ عَلَيْكُمْ", "\"اِقْرَأْ", "شُكْرًا جَزِيلًا"]
+ARABIC = [
+    "ذَهَبَ الوَلَدُ إِلَى المَدْرَسَةِ",
+    'قَالَ: "مَرْحَبًا بِكُمْ"',
+    "الشَّمْسُ مُشْرِقَةٌ اليَوْمَ",
+    "'كِتَابٌ' جَدِيدٌ",
+    "هَلْ تَعْرِفُ الطَّرِيقَ؟",
+    "السَّلَامُ عَلَيْكُمْ",
+    '"اِقْرَأْ',
+    "شُكْرًا جَزِيلًا",
+]
 
 
 def _tone(seconds, sr, freq=220.0):
@@ -42,19 +50,37 @@ def _read(path):
 def _turns(record, out):
     m = record["messages"]
     base = Path(out).parent
-    return (m[1]["content"], (base / m[2]["content"]["audio_url"]).resolve(),
-            m[3]["content"], (base / m[4]["content"]["audio_url"]).resolve())
+    return (
+        m[1]["content"],
+        (base / m[2]["content"]["audio_url"]).resolve(),
+        m[3]["content"],
+        (base / m[4]["content"]["audio_url"]).resolve(),
+    )
 
 
 # ---------------------------------------------------------------- Common Voice
 
-CV_HEADER = ["client_id", "path", "sentence_id", "sentence", "sentence_domain", "up_votes", "down_votes", "age",
-             "gender", "accents", "variant", "locale", "segment"]
+CV_HEADER = [
+    "client_id",
+    "path",
+    "sentence_id",
+    "sentence",
+    "sentence_domain",
+    "up_votes",
+    "down_votes",
+    "age",
+    "gender",
+    "accents",
+    "variant",
+    "locale",
+    "segment",
+]
 
 
 def _tsv(path, rows):
-    lines = ["\t".join(CV_HEADER)] + ["\t".join([r[0], r[1], "sid", r[2], "", str(r[3]), str(r[4])] + [""] * 4
-                                                + ["ar", ""]) for r in rows]
+    lines = ["\t".join(CV_HEADER)] + [
+        "\t".join([r[0], r[1], "sid", r[2], "", str(r[3]), str(r[4])] + [""] * 4 + ["ar", ""]) for r in rows
+    ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -72,8 +98,13 @@ def release(tmp_path):
     _write(clips / "inval.mp3", 1.0, 48000, "MP3")
     _write(clips / "short.mp3", 0.1, 48000, "MP3")
     (clips / "broken.mp3").write_bytes(b"not audio at all" * 64)
-    rows += [("aaa", "down.mp3", "x", 1, 3), ("bbb", "inval.mp3", "y", 2, 0), ("aaa", "short.mp3", "قصير", 2, 0),
-             ("bbb", "broken.mp3", "z", 2, 0), ("aaa", "gone.mp3", "w", 2, 0)]
+    rows += [
+        ("aaa", "down.mp3", "x", 1, 3),
+        ("bbb", "inval.mp3", "y", 2, 0),
+        ("aaa", "short.mp3", "قصير", 2, 0),
+        ("bbb", "broken.mp3", "z", 2, 0),
+        ("aaa", "gone.mp3", "w", 2, 0),
+    ]
     _tsv(root / "validated.tsv", rows)
     _tsv(root / "invalidated.tsv", [("bbb", "inval.mp3", "y", 0, 2)])
     _tsv(root / "train.tsv", rows[:3])
@@ -84,8 +115,21 @@ def test_common_voice_release_by_the_quick_start_command(release, tmp_path, monk
     root, texts = release
     monkeypatch.chdir(tmp_path)
     assert corpora.detect(str(root.parent)) == "commonvoice"  # cv-corpus-N/ holding one language folder
-    assert main(["convert", str(root.parent), "--output", "data/train.jsonl", "--report", "rep.json",
-                 "--refs_per_target", "2"]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                str(root.parent),
+                "--output",
+                "data/train.jsonl",
+                "--report",
+                "rep.json",
+                "--refs_per_target",
+                "2",
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "data" / "train.jsonl"
     written = _read(out)
     by_path = {(root / "clips" / name).resolve(): text for name, text in texts.items()}
@@ -93,15 +137,24 @@ def test_common_voice_release_by_the_quick_start_command(release, tmp_path, monk
     assert len(written) == 8
     for record in written:
         ref_text, ref, target_text, target = _turns(record, out)
-        assert ref != target and ref.name[len("common_voice_ar_"):][:3] == target.name[16:19] == record["speaker"]
+        assert ref != target and ref.name[len("common_voice_ar_") :][:3] == target.name[16:19] == record["speaker"]
         assert (ref_text, target_text) == (by_path[ref], by_path[target])  # quotes and diacritics kept exactly
     report = json.loads((tmp_path / "rep.json").read_text(encoding="utf-8"))
     reasons = sorted((d["reason"], d["speaker"]) for d in report["dropped"])
-    assert reasons == [("audio_not_found", "aaa"), ("audio_too_short", "aaa"), ("audio_unreadable", "bbb"),
-                       ("down_voted", "aaa"), ("invalidated", "bbb"), ("single_clip_speaker", "ccc")]
+    assert reasons == [
+        ("audio_not_found", "aaa"),
+        ("audio_too_short", "aaa"),
+        ("audio_unreadable", "bbb"),
+        ("down_voted", "aaa"),
+        ("invalidated", "bbb"),
+        ("single_clip_speaker", "ccc"),
+    ]
     assert report["read"] == 11 and report["unusable_speakers"] == ["ccc"]
-    assert report["per_speaker"]["aaa"] == {"read": 6, "written": 6, "dropped": {
-        "down_voted": 1, "audio_too_short": 1, "audio_not_found": 1}}
+    assert report["per_speaker"]["aaa"] == {
+        "read": 6,
+        "written": 6,
+        "dropped": {"down_voted": 1, "audio_too_short": 1, "audio_not_found": 1},
+    }
     assert report["per_speaker"]["ccc"] == {"read": 1, "written": 0, "dropped": {"single_clip_speaker": 1}}
     text = capsys.readouterr().out
     assert "read 11 clips of 3 speakers" in text and "1 unusable (ccc)" in text
@@ -137,6 +190,7 @@ def test_common_voice_20k_rows(tmp_path):
 
 # ---------------------------------------------------------------- Kaldi
 
+
 @pytest.fixture()
 def kaldi_dir(tmp_path):
     d = tmp_path / "data" / "train"
@@ -147,15 +201,36 @@ def kaldi_dir(tmp_path):
     d.mkdir(parents=True)
     (d / "wav.scp").write_text(
         f"show1 {rec / 'show1.wav'}\nshow2 {rec / 'show2.flac'}\n"
-        f"show3 touch {marker} |\nshow4 touch {marker} && echo |\nshow5 sph2pipe -f wav x.sph |\n", encoding="utf-8")
-    segments = [("u1", "show1", 0.0, 1.5), ("u2", "show1", 1.5, 3.25), ("u3", "show1", 3.25, 6.0),
-                ("u4", "show2", 0.5, 2.0), ("u5", "show2", 2.0, -1), ("u6", "show3", 0, 1), ("u7", "show4", 0, 1),
-                ("u8", "show5", 0, 1), ("u9", "show1", 0.0, 0.1), ("u10", "show2", 9.0, 10.0)]
+        f"show3 touch {marker} |\nshow4 touch {marker} && echo |\nshow5 sph2pipe -f wav x.sph |\n",
+        encoding="utf-8",
+    )
+    segments = [
+        ("u1", "show1", 0.0, 1.5),
+        ("u2", "show1", 1.5, 3.25),
+        ("u3", "show1", 3.25, 6.0),
+        ("u4", "show2", 0.5, 2.0),
+        ("u5", "show2", 2.0, -1),
+        ("u6", "show3", 0, 1),
+        ("u7", "show4", 0, 1),
+        ("u8", "show5", 0, 1),
+        ("u9", "show1", 0.0, 0.1),
+        ("u10", "show2", 9.0, 10.0),
+    ]
     (d / "segments").write_text("".join(f"{u} {r} {s} {e}\n" for u, r, s, e in segments))
     texts = {f"u{i}": ARABIC[i % len(ARABIC)] for i in range(1, 11)}
     (d / "text").write_text("".join(f"{u} {t}\n" for u, t in texts.items()), encoding="utf-8")
-    spk = {"u1": "m1", "u2": "m1", "u3": "m1", "u4": "f2", "u5": "f2", "u6": "m1", "u7": "m1", "u8": "f2",
-           "u9": "m1", "u10": "f2"}
+    spk = {
+        "u1": "m1",
+        "u2": "m1",
+        "u3": "m1",
+        "u4": "f2",
+        "u5": "f2",
+        "u6": "m1",
+        "u7": "m1",
+        "u8": "f2",
+        "u9": "m1",
+        "u10": "f2",
+    }
     (d / "utt2spk").write_text("".join(f"{u} {s}\n" for u, s in spk.items()))
     return d, texts, {u: (r, s, e) for u, r, s, e in segments}, marker
 
@@ -168,14 +243,20 @@ def test_kaldi_segments_are_cut_from_their_recordings_and_pipes_never_run(kaldi_
     assert not marker.exists()  # the pipe commands were not run
     report = json.loads((tmp_path / "k.json").read_text(encoding="utf-8"))
     assert sorted((x["item"], x["reason"]) for x in report["dropped"]) == [
-        ("utterance u10", "segment_outside_recording"), ("utterance u6", "pipe_command"),
-        ("utterance u7", "pipe_command"), ("utterance u8", "pipe_command"), ("utterance u9", "audio_too_short")]
+        ("utterance u10", "segment_outside_recording"),
+        ("utterance u6", "pipe_command"),
+        ("utterance u7", "pipe_command"),
+        ("utterance u8", "pipe_command"),
+        ("utterance u9", "audio_too_short"),
+    ]
     assert [n.split(": ", 1)[1].split(" recording")[0] for n in report["notes"]] == ["1", "2"]  # per program
     assert sum("pipe commands, refused" in line for line in capsys.readouterr().out.splitlines()) == 2
     written = _read(out)
     assert len(written) == 5
-    originals = {r: sf.read(str(tmp_path / "audio" / name), dtype="float32")
-                 for r, name in (("show1", "show1.wav"), ("show2", "show2.flac"))}
+    originals = {
+        r: sf.read(str(tmp_path / "audio" / name), dtype="float32")
+        for r, name in (("show1", "show1.wav"), ("show2", "show2.flac"))
+    }
     for record in written:
         for text, clip in ((_turns(record, out)[0], _turns(record, out)[1]), _turns(record, out)[2:]):
             utt = clip.name.split("-")[0]
@@ -183,7 +264,7 @@ def test_kaldi_segments_are_cut_from_their_recordings_and_pipes_never_run(kaldi_
             rec, start, end = segments[utt]
             wave, sr = originals[rec]
             cut, cut_sr = sf.read(str(clip), dtype="float32")
-            expected = wave[round(start * sr): len(wave) if end < 0 else round(end * sr)]
+            expected = wave[round(start * sr) : len(wave) if end < 0 else round(end * sr)]
             assert cut_sr == sr and np.array_equal(cut, expected)  # the segment's own frames, nothing else
     assert validate_file(out).ok
     # a second convert re-uses the cut clips
@@ -197,8 +278,11 @@ def test_kaldi_segments_are_cut_from_their_recordings_and_pipes_never_run(kaldi_
 def test_kaldi_without_segments_and_with_spk2utt_only(tmp_path):
     d = tmp_path / "kd"
     d.mkdir()
-    files = {f"s{k}_{i}": _write(tmp_path / "wav" / f"s{k}_{i}.wav", 1.0, 16000, None, 200 + 50 * i)
-             for k in range(2) for i in range(2)}
+    files = {
+        f"s{k}_{i}": _write(tmp_path / "wav" / f"s{k}_{i}.wav", 1.0, 16000, None, 200 + 50 * i)
+        for k in range(2)
+        for i in range(2)
+    }
     (d / "wav.scp").write_text("".join(f"{u} ../wav/{u}.wav\n" for u in files))  # relative to the data dir
     texts = {u: ARABIC[n] for n, u in enumerate(files)}
     (d / "text").write_text("".join(f"{u} {t}\n" for u, t in texts.items()), encoding="utf-8")
@@ -215,6 +299,7 @@ def test_kaldi_without_segments_and_with_spk2utt_only(tmp_path):
 
 # ---------------------------------------------------------------- Hugging Face
 
+
 def _audio_bytes(tmp_path, name, seconds, sr, fmt, freq):
     return _write(tmp_path / "src_audio" / name, seconds, sr, fmt, freq).read_bytes()
 
@@ -224,8 +309,9 @@ def _hf_rows(tmp_path):
     for i, (sr, fmt, ext) in enumerate([(16000, "WAV", "wav"), (24000, "FLAC", "flac"), (48000, "MP3", "mp3")] * 2):
         spk = f"sp{i % 2}"
         data = _audio_bytes(tmp_path, f"r{i}.{ext}", 0.9 + 0.1 * i, sr, fmt, 180 + 30 * i)
-        rows.append({"audio": {"bytes": data, "path": f"r{i}.{ext}"}, "sentence": ARABIC[i], "speaker_id": spk,
-                     "gender": "f"})
+        rows.append(
+            {"audio": {"bytes": data, "path": f"r{i}.{ext}"}, "sentence": ARABIC[i], "speaker_id": spk, "gender": "f"}
+        )
     return rows
 
 
@@ -233,7 +319,7 @@ def _parquet_shards(folder, rows, n_shards=2):
     folder.mkdir(parents=True, exist_ok=True)
     per = len(rows) // n_shards
     for s in range(n_shards):
-        part = rows[s * per:(s + 1) * per]
+        part = rows[s * per : (s + 1) * per]
         table = pa.Table.from_pylist(part)
         pq.write_table(table, folder / f"train-{s:05d}-of-{n_shards:05d}.parquet", row_group_size=2)
 
@@ -242,7 +328,9 @@ def test_hugging_face_parquet_shards(tmp_path):
     rows = _hf_rows(tmp_path)
     ds = tmp_path / "ds"
     _parquet_shards(ds / "data", rows)
-    _parquet_shards(ds / "data_test", [rows[0], rows[2]], 1)  # another split's shard, named test-...: not read by default
+    _parquet_shards(
+        ds / "data_test", [rows[0], rows[2]], 1
+    )  # another split's shard, named test-...: not read by default
     (ds / "data_test" / "train-00000-of-00001.parquet").rename(ds / "data_test" / "test-00000-of-00001.parquet")
     assert corpora.detect(str(ds)) == "hf"
     out = tmp_path / "o" / "hf.jsonl"
@@ -266,7 +354,9 @@ def test_hugging_face_parquet_shards(tmp_path):
     assert [p.stat().st_mtime_ns for p in files] == stamps
     test_out = tmp_path / "o" / "test.jsonl"
     convert([ds], test_out, split="test")
-    assert sorted(r["messages"][3]["content"] for r in _read(test_out)) == sorted([rows[0]["sentence"], rows[2]["sentence"]])
+    assert sorted(r["messages"][3]["content"] for r in _read(test_out)) == sorted(
+        [rows[0]["sentence"], rows[2]["sentence"]]
+    )
 
 
 def test_hugging_face_columns_by_flag_and_a_save_to_disk_folder(tmp_path, capsys):
@@ -282,15 +372,60 @@ def test_hugging_face_columns_by_flag_and_a_save_to_disk_folder(tmp_path, capsys
     assert main(["convert", str(tmp_path / "saved"), "--output", str(out)]) == 2
     err = capsys.readouterr().err
     assert "no audio column" in err and "--audio_column" in err and "Traceback" not in err and not out.exists()
-    assert main(["convert", str(tmp_path / "saved"), "--output", str(out), "--audio_column", "clip",
-                 "--text_column", "transcription_ar"]) == 2
+    assert (
+        main(
+            [
+                "convert",
+                str(tmp_path / "saved"),
+                "--output",
+                str(out),
+                "--audio_column",
+                "clip",
+                "--text_column",
+                "transcription_ar",
+            ]
+        )
+        == 2
+    )
     assert "--speaker_column" in capsys.readouterr().err
     one = tmp_path / "one.jsonl"  # a one-speaker dataset: --speaker names who speaks every clip
-    assert main(["convert", str(tmp_path / "saved"), "--output", str(one), "--audio_column", "clip",
-                 "--text_column", "transcription_ar", "--speaker", "narrator"]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                str(tmp_path / "saved"),
+                "--output",
+                str(one),
+                "--audio_column",
+                "clip",
+                "--text_column",
+                "transcription_ar",
+                "--speaker",
+                "narrator",
+            ]
+        )
+        == 0
+    )
     assert len(_read(one)) == 6 and {r["speaker"] for r in _read(one)} == {"narrator"}
-    assert main(["convert", str(tmp_path / "saved"), "--output", str(out), "--audio_column", "clip",
-                 "--text_column", "transcription_ar", "--speaker_column", "who", "--format", "hf"]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                str(tmp_path / "saved"),
+                "--output",
+                str(out),
+                "--audio_column",
+                "clip",
+                "--text_column",
+                "transcription_ar",
+                "--speaker_column",
+                "who",
+                "--format",
+                "hf",
+            ]
+        )
+        == 0
+    )
     by_hash = {hashlib.sha256(r["clip"]["bytes"]).hexdigest(): r for r in rows}
     written = _read(out)
     assert len(written) == 6

@@ -170,11 +170,20 @@ def test_batch_to_inputs_keys_are_forward_parameters(tiny_dataset, tiny_config):
     inputs = batch_to_inputs(batch)
     assert set(inputs) <= set(params)
     # whisper features are None for this model and are left out; every audio-out field is present
-    assert {"input_ids", "attention_mask", "audio_out_ids", "audio_out_ids_start", "label_ids", "label_audio_ids"} <= set(inputs)
+    assert {
+        "input_ids",
+        "attention_mask",
+        "audio_out_ids",
+        "audio_out_ids_start",
+        "label_ids",
+        "label_audio_ids",
+    } <= set(inputs)
     assert "audio_features" not in inputs
     assert all(v is not None for v in inputs.values())
     assert inputs["label_audio_ids"] is batch.label_audio_ids  # no deep copy
-    assert set(DictCollator(build_collator(tiny_config))([tiny_dataset[0]])) == set(batch_to_inputs(build_collator(tiny_config)([tiny_dataset[0]])))
+    assert set(DictCollator(build_collator(tiny_config))([tiny_dataset[0]])) == set(
+        batch_to_inputs(build_collator(tiny_config)([tiny_dataset[0]]))
+    )
 
 
 def test_reference_is_masked_and_target_holds_its_codes_plus_one_eos(tiny_dataset, tiny_config, sample_samples):

@@ -125,8 +125,10 @@ def test_last_assistant_message_that_is_text_is_no_target():
     "roles, codes",
     [
         (["user", "user", "user", "assistant"], ["no_reference_audio"]),
-        (["assistant", "user", "assistant", "user"],
-         ["no_reference_text", "no_reference_audio", "no_target_text", "no_target_audio"]),  # message order
+        (
+            ["assistant", "user", "assistant", "user"],
+            ["no_reference_text", "no_reference_audio", "no_target_text", "no_target_audio"],
+        ),  # message order
         (["user", "assistant", "user", "assistant", "user"], ["unknown_role"]),
         (["user", "assistant"], ["no_target_text", "no_target_audio"]),
         (["user", "system", "assistant", "user", "assistant"], ["unknown_role"]),
@@ -176,19 +178,32 @@ def test_design_four_messages_with_target_audio_field(where):
     else:
         record["misc"] = {"target_audio": "tgt.wav"}
     s = _parse(record)
-    assert (s.ref_text, s.target_text, s.target_audio) == ("reference words", "target words", str(Path("/base/tgt.wav")))
+    assert (s.ref_text, s.target_text, s.target_audio) == (
+        "reference words",
+        "target words",
+        str(Path("/base/tgt.wav")),
+    )
 
 
 def test_public_trainer_layout_strips_the_instruction_and_keeps_texts():
-    record = {"messages": [
-        {"role": "system", "content": "Sys."},
-        {"role": "user", "content": [
-            {"type": "text", "text": "ref words"}, _audio("r.wav"),
-            {"type": "text", "text": "Please speak this in the voice above: target words"}]},
-        {"role": "assistant", "content": [{"type": "text", "text": "target words"}, _audio("t.wav")]},
-    ]}
+    record = {
+        "messages": [
+            {"role": "system", "content": "Sys."},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "ref words"},
+                    _audio("r.wav"),
+                    {"type": "text", "text": "Please speak this in the voice above: target words"},
+                ],
+            },
+            {"role": "assistant", "content": [{"type": "text", "text": "target words"}, _audio("t.wav")]},
+        ]
+    }
     s = _parse(record)
-    assert s == CloneSample("ref words", str(Path("/base/r.wav")), "target words", str(Path("/base/t.wav")), "Sys.", None)
+    assert s == CloneSample(
+        "ref words", str(Path("/base/r.wav")), "target words", str(Path("/base/t.wav")), "Sys.", None
+    )
     # without the assistant turn (inference input) the target text comes from the instruction
     s = _parse({"messages": record["messages"][1:2]}, require_target=False)
     assert (s.target_text, s.target_audio, s.system_prompt) == ("target words", None, DEFAULT)

@@ -74,7 +74,9 @@ def test_a_chatml_upstream_cannot_tokenize_is_a_value_error_with_the_real_cause(
     # upstream's handler fails to print a ChatMLSample and raises "not JSON serializable" instead
     with pytest.raises(TypeError, match="JSON serializable"):
         prepare_chatml_sample(chatml, tiny_tokenizer)
-    with pytest.raises(ValueError, match=r"could not tokenize the sample \(AttributeError: 'int' object has no attribute"):
+    with pytest.raises(
+        ValueError, match=r"could not tokenize the sample \(AttributeError: 'int' object has no attribute"
+    ):
         tokenize_chatml(chatml, tiny_tokenizer)
 
 
@@ -127,8 +129,11 @@ def test_inference_prompt_is_the_training_input_up_to_the_last_audio_out_bos(
 def test_generation_prefix_opens_an_assistant_turn_with_forced_audio(tiny_tokenizer):
     ids = tiny_tokenizer.encode(GENERATION_PREFIX, add_special_tokens=False)
     expected = (
-        ["<|start_header_id|>"] + tiny_tokenizer.tokenize("assistant") + ["<|end_header_id|>"]
-        + tiny_tokenizer.tokenize("\n\n") + ["<|audio_out_bos|>"]
+        ["<|start_header_id|>"]
+        + tiny_tokenizer.tokenize("assistant")
+        + ["<|end_header_id|>"]
+        + tiny_tokenizer.tokenize("\n\n")
+        + ["<|audio_out_bos|>"]
     )
     assert tiny_tokenizer.convert_ids_to_tokens(ids) == expected
 
@@ -184,8 +189,16 @@ def test_context_turns_sit_between_the_reference_and_the_target_text():
     sample = CloneSample(ref_text="ref", ref_audio="ref.wav", target_text="third", system_prompt="sys")
     messages = build_messages(sample, with_target=False, context=[("first", "c1"), ("second", "c2")])
     shape = [(m.role, m.content if isinstance(m.content, str) else m.content.audio_url) for m in messages]
-    assert shape == [("system", "sys"), ("user", "ref"), ("assistant", "ref.wav"), ("user", "first"),
-                     ("assistant", "c1"), ("user", "second"), ("assistant", "c2"), ("user", "third")]
+    assert shape == [
+        ("system", "sys"),
+        ("user", "ref"),
+        ("assistant", "ref.wav"),
+        ("user", "first"),
+        ("assistant", "c1"),
+        ("user", "second"),
+        ("assistant", "c2"),
+        ("user", "third"),
+    ]
     # no context: exactly the training prompt's messages without the target turn
     assert inference_chatml(sample).messages == build_messages(sample, with_target=False)
 

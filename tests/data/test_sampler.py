@@ -81,12 +81,23 @@ def test_trainer_uses_the_sampler_and_trains(tiny_model_factory, sample_samples,
     lengths = dataset.lengths()
     budget = 2 * max(lengths)  # at most two samples a batch, one when long ones meet
     model = apply_lora(model, 4, 8, 0.0, ["q_proj", "v_proj"])
-    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], per_device_train_batch_size=1, max_steps=3,
-                             remove_unused_columns=False, use_cpu=True, disable_tqdm=True, logging_steps=1,
-                             save_strategy="no", learning_rate=1e-3, dataloader_num_workers=0)
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        report_to=[],
+        per_device_train_batch_size=1,
+        max_steps=3,
+        remove_unused_columns=False,
+        use_cpu=True,
+        disable_tqdm=True,
+        logging_steps=1,
+        save_strategy="no",
+        learning_rate=1e-3,
+        dataloader_num_workers=0,
+    )
     collator = DictCollator(build_collator(model.config))
-    trainer = HiggsAudioTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
-                                max_tokens_per_batch=budget)
+    trainer = HiggsAudioTrainer(
+        model=model, args=args, train_dataset=dataset, data_collator=collator, max_tokens_per_batch=budget
+    )
     loader = trainer.get_train_dataloader()
     batches = list(loader.batch_sampler)
     assert isinstance(loader.batch_sampler, TokenBudgetBatchSampler)
@@ -96,6 +107,6 @@ def test_trainer_uses_the_sampler_and_trains(tiny_model_factory, sample_samples,
         assert batch["input_ids"].shape[0] == len(batch_indices)
         for row, index in enumerate(batch_indices):
             ids = dataset[index].input_ids
-            assert torch.equal(batch["input_ids"][row, :len(ids)], ids)
+            assert torch.equal(batch["input_ids"][row, : len(ids)], ids)
     result = trainer.train()
     assert result.global_step == 3 and np.isfinite(result.training_loss)

@@ -5,8 +5,14 @@ import json
 import pytest
 
 from higgs_lora.data.sample import CloneSample
-from higgs_lora.data.text import (DEFAULT_TEXT_NORMALIZATION, TextNormalizer, implausible_speaking_rate,
-                                  normalize_sample, speaking_rate, spoken_chars)
+from higgs_lora.data.text import (
+    DEFAULT_TEXT_NORMALIZATION,
+    TextNormalizer,
+    implausible_speaking_rate,
+    normalize_sample,
+    speaking_rate,
+    spoken_chars,
+)
 
 VOCALISED = "السَّلَامُ عَلَيْكُمْ"
 
@@ -89,8 +95,12 @@ def test_every_command_that_reads_transcripts_takes_the_same_flag_and_train_stor
     from higgs_lora.train.config import TrainConfig
 
     parser = build_parser()
-    for argv in (["validate", "d.json"], ["infer", "--chatml_file", "d.json", "--output_dir", "o"],
-                 ["check-alignment", "--train_data", "d.json"], ["train", "--train_data", "d.json"]):
+    for argv in (
+        ["validate", "d.json"],
+        ["infer", "--chatml_file", "d.json", "--output_dir", "o"],
+        ["check-alignment", "--train_data", "d.json"],
+        ["train", "--train_data", "d.json"],
+    ):
         args = parser.parse_args(argv + ["--text_normalization", "tatweel,digits=western"])
         assert args.text_normalization == "tatweel,digits=western"
     args = parser.parse_args(["train", "--train_data", "d.json", "--text_normalization", "none"])

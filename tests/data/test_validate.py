@@ -105,7 +105,10 @@ def test_every_code_is_given_to_the_sample_that_has_it(broken):
     assert set(CODES) == {c for codes in want.values() for c in codes}  # the test covers the whole set
     assert [(w["index"], w["code"]) for w in report.warnings] == [(19, "implausible_speaking_rate")]
     assert report.to_dict()["invalid"][0] == {
-        "index": 1, "id": None, "errors": [{"code": "not_an_object", "message": report.invalid[0].errors[0][1]}]}
+        "index": 1,
+        "id": None,
+        "errors": [{"code": "not_an_object", "message": report.invalid[0].errors[0][1]}],
+    }
     assert not report.ok and report.valid == 3
 
 
@@ -125,8 +128,15 @@ def test_messages_name_the_file_and_the_id(broken, clips):
 
 
 def test_limits_are_configurable(broken):
-    report = validate_file(broken, min_duration=0.05, max_duration=60, silence_dbfs=-90, allow_remote_audio=True,
-                           min_chars_per_second=0, max_chars_per_second=1000)
+    report = validate_file(
+        broken,
+        min_duration=0.05,
+        max_duration=60,
+        silence_dbfs=-90,
+        allow_remote_audio=True,
+        min_chars_per_second=0,
+        max_chars_per_second=1000,
+    )
     valid = {i for i, _ in report.samples}
     assert {13, 14, 16, 17}.issubset(valid)  # short, long, quiet, remote (not checked) now pass
     assert 15 not in valid  # digital silence is below any threshold
@@ -189,8 +199,9 @@ def test_load_samples_raises_naming_every_bad_sample(broken):
 
 def test_load_samples_normalises_transcripts(tmp_path, clips):
     path = tmp_path / "ar.json"
-    path.write_text(json.dumps([_flat(ref_text="  مرحـــبا   بكم ", target_text="السَّلامُ ٣")], ensure_ascii=False),
-                    encoding="utf-8")
+    path.write_text(
+        json.dumps([_flat(ref_text="  مرحـــبا   بكم ", target_text="السَّلامُ ٣")], ensure_ascii=False), encoding="utf-8"
+    )
     (default,) = load_samples(path)
     assert (default.ref_text, default.target_text) == ("مرحبا بكم", "السَّلامُ ٣")
     (strict,) = load_samples(path, text_normalization="whitespace,tatweel,strip_diacritics,digits=western")
@@ -239,9 +250,11 @@ def test_parallel_and_serial_audio_checks_agree(clips):
 
 # ---------------------------------------------------------------- property-based: never raises, classifies all
 
-_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
-                     | st.text(max_size=8), lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c, max_size=3),
-                     max_leaves=6)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c, max_size=3),
+    max_leaves=6,
+)
 _AUDIO_NAMES = ["a.wav", "b.wav", "c.flac", "missing.wav", "https://x.org/y.wav", "", "../../etc/passwd"]
 
 
@@ -267,8 +280,10 @@ def _corrupted_record(draw):
         elif kind == "role" and isinstance(msgs[0], dict):
             msgs[draw(st.integers(0, len(msgs) - 1))] = {"role": draw(_json), "content": draw(_json)}
         elif kind == "content":
-            msgs[draw(st.integers(0, len(msgs) - 1))] = {"role": draw(st.sampled_from(["user", "assistant"])),
-                                                         "content": draw(_json)}
+            msgs[draw(st.integers(0, len(msgs) - 1))] = {
+                "role": draw(st.sampled_from(["user", "assistant"])),
+                "content": draw(_json),
+            }
         elif kind == "swap":
             i, j = draw(st.integers(0, len(msgs) - 1)), draw(st.integers(0, len(msgs) - 1))
             msgs[i], msgs[j] = msgs[j], msgs[i]
@@ -291,15 +306,17 @@ def _audio_bytes(draw):
     if data and draw(st.booleans()):  # overwrite a random stretch
         start = draw(st.integers(0, len(data) - 1))
         junk = draw(st.binary(min_size=1, max_size=200))
-        data[start:start + len(junk)] = junk
+        data[start : start + len(junk)] = junk
     if draw(st.booleans()):  # truncate
         data = data[: draw(st.integers(0, len(data)))]
     return bytes(data)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(records=st.lists(_corrupted_record(), min_size=1, max_size=6),
-       files=st.tuples(_audio_bytes(), _audio_bytes(), _audio_bytes()))
+@given(
+    records=st.lists(_corrupted_record(), min_size=1, max_size=6),
+    files=st.tuples(_audio_bytes(), _audio_bytes(), _audio_bytes()),
+)
 def test_property_validator_never_raises_and_classifies_every_sample(records, files):
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)

@@ -15,7 +15,12 @@ from boson_multimodal.model.higgs_audio.configuration_higgs_audio import HiggsAu
 
 from higgs_lora.data.audio import load_audio
 from higgs_lora.data.dataset import (
-    WHISPER_SAMPLE_RATE, DictCollator, VoiceCloningDataset, build_collator, encodes_whisper, make_chatml_sample,
+    WHISPER_SAMPLE_RATE,
+    DictCollator,
+    VoiceCloningDataset,
+    build_collator,
+    encodes_whisper,
+    make_chatml_sample,
 )
 from higgs_lora.data.sample import tokenize_chatml
 from higgs_lora.model.tiny import build_config
@@ -28,7 +33,8 @@ def tower_config():
     config.skip_audio_tower = False
     config.encode_whisper_embed = True
     config.audio_encoder_config = HiggsAudioEncoderConfig(
-        num_mel_bins=80, encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=32, d_model=16)
+        num_mel_bins=80, encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=32, d_model=16
+    )
     return config
 
 
@@ -44,7 +50,9 @@ def test_released_shape_has_no_whisper_and_refuses_to_force_it(tiny_config):
         build_collator(tiny_config, encode_whisper_embed=True)
 
 
-def test_dataset_supplies_16k_waveforms_per_clip_in_prompt_order(sample_samples, tiny_tokenizer, tiny_codec, tower_config):
+def test_dataset_supplies_16k_waveforms_per_clip_in_prompt_order(
+    sample_samples, tiny_tokenizer, tiny_codec, tower_config
+):
     assert encodes_whisper(tower_config)
     dataset = VoiceCloningDataset(sample_samples[:1], tiny_tokenizer, tiny_codec, with_waveforms=True)
     item = dataset[0]
@@ -58,7 +66,9 @@ def test_dataset_supplies_16k_waveforms_per_clip_in_prompt_order(sample_samples,
     assert VoiceCloningDataset(sample_samples[:1], tiny_tokenizer, tiny_codec)[0].audio_waveforms_concat.numel() == 0
 
 
-def test_training_batch_runs_through_the_tower_model(sample_samples, tiny_tokenizer, tiny_codec, tower_config, tower_model):
+def test_training_batch_runs_through_the_tower_model(
+    sample_samples, tiny_tokenizer, tiny_codec, tower_config, tower_model
+):
     dataset = VoiceCloningDataset(sample_samples[:2], tiny_tokenizer, tiny_codec, with_waveforms=True)
     collate = DictCollator(build_collator(tower_config))
     batch = collate([dataset[0], dataset[1]])
@@ -72,10 +82,14 @@ def test_training_batch_runs_through_the_tower_model(sample_samples, tiny_tokeni
 
 def test_user_turn_audio_reaches_the_tower(sample_samples, tiny_tokenizer, tiny_codec, tower_config, tower_model):
     s = sample_samples[0]
-    chatml = ChatMLSample(messages=[Message(role="user", content=AudioContent(audio_url=s.ref_audio)),
-                                    Message(role="user", content=s.target_text),
-                                    Message(role="assistant", content=AudioContent(audio_url=s.target_audio))],
-                          start_index=2)
+    chatml = ChatMLSample(
+        messages=[
+            Message(role="user", content=AudioContent(audio_url=s.ref_audio)),
+            Message(role="user", content=s.target_text),
+            Message(role="assistant", content=AudioContent(audio_url=s.target_audio)),
+        ],
+        start_index=2,
+    )
     input_ids, label_ids, paths = tokenize_chatml(chatml, tiny_tokenizer)
     codes = [tiny_codec.encode(p).numpy() for p in paths]
     waves = [load_audio(p, WHISPER_SAMPLE_RATE) for p in paths]

@@ -51,8 +51,17 @@ def fakes():
 
 
 # Whisper's language, task and control tokens, as the real multilingual tokenizer names them.
-WHISPER_SPECIALS = ["<|startoftranscript|>", "<|en|>", "<|ar|>", "<|translate|>", "<|transcribe|>",
-                    "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>", "<|notimestamps|>"]
+WHISPER_SPECIALS = [
+    "<|startoftranscript|>",
+    "<|en|>",
+    "<|ar|>",
+    "<|translate|>",
+    "<|transcribe|>",
+    "<|startoflm|>",
+    "<|startofprev|>",
+    "<|nocaptions|>",
+    "<|notimestamps|>",
+]
 
 
 def build_tiny_whisper(folder):
@@ -65,33 +74,65 @@ def build_tiny_whisper(folder):
     as the released generation_config.json does. It transcribes nonsense, through the real code path.
     """
     import torch
-    from transformers import (GenerationConfig, WhisperConfig, WhisperFeatureExtractor,
-                              WhisperForConditionalGeneration, WhisperProcessor, WhisperTokenizer)
+    from transformers import (
+        GenerationConfig,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+        WhisperTokenizer,
+    )
     from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
 
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps({c: i for i, c in enumerate(bytes_to_unicode().values())}),
-                                       encoding="utf-8")
+    (folder / "vocab.json").write_text(
+        json.dumps({c: i for i, c in enumerate(bytes_to_unicode().values())}), encoding="utf-8"
+    )
     (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
     end = "<|endoftext|>"
-    tokenizer = WhisperTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), unk_token=end,
-                                 bos_token=end, eos_token=end, pad_token=end)
+    tokenizer = WhisperTokenizer(
+        str(folder / "vocab.json"),
+        str(folder / "merges.txt"),
+        unk_token=end,
+        bos_token=end,
+        eos_token=end,
+        pad_token=end,
+    )
     tokenizer.add_special_tokens({"additional_special_tokens": WHISPER_SPECIALS})
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in [end] + WHISPER_SPECIALS}
-    config = WhisperConfig(vocab_size=len(tokenizer), num_mel_bins=80, d_model=16, encoder_layers=1, decoder_layers=1,
-                           encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
-                           max_source_positions=1500, max_target_positions=32, pad_token_id=ids[end],
-                           bos_token_id=ids[end], eos_token_id=ids[end],
-                           decoder_start_token_id=ids["<|startoftranscript|>"],
-                           suppress_tokens=None, begin_suppress_tokens=None,
-                           init_std=0.5)  # large random weights: the output depends on the forced language
+    config = WhisperConfig(
+        vocab_size=len(tokenizer),
+        num_mel_bins=80,
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_source_positions=1500,
+        max_target_positions=32,
+        pad_token_id=ids[end],
+        bos_token_id=ids[end],
+        eos_token_id=ids[end],
+        decoder_start_token_id=ids["<|startoftranscript|>"],
+        suppress_tokens=None,
+        begin_suppress_tokens=None,
+        init_std=0.5,
+    )  # large random weights: the output depends on the forced language
     torch.manual_seed(0)
     model = WhisperForConditionalGeneration(config)
     model.generation_config = GenerationConfig(
-        decoder_start_token_id=ids["<|startoftranscript|>"], eos_token_id=ids[end], pad_token_id=ids[end],
-        bos_token_id=ids[end], is_multilingual=True, no_timestamps_token_id=ids["<|notimestamps|>"],
+        decoder_start_token_id=ids["<|startoftranscript|>"],
+        eos_token_id=ids[end],
+        pad_token_id=ids[end],
+        bos_token_id=ids[end],
+        is_multilingual=True,
+        no_timestamps_token_id=ids["<|notimestamps|>"],
         lang_to_id={"<|en|>": ids["<|en|>"], "<|ar|>": ids["<|ar|>"]},
-        task_to_id={"translate": ids["<|translate|>"], "transcribe": ids["<|transcribe|>"]}, max_length=32)
+        task_to_id={"translate": ids["<|translate|>"], "transcribe": ids["<|transcribe|>"]},
+        max_length=32,
+    )
     model.save_pretrained(folder)
     WhisperProcessor(WhisperFeatureExtractor(feature_size=80), tokenizer).save_pretrained(folder)
     return folder

@@ -5,10 +5,16 @@ import numpy as np
 import pytest
 
 from higgs_lora.data.audio import load_audio
-from higgs_lora.eval.text_norm import detect_language
 from higgs_lora.eval.asr import (
-    AutoASR, MissingScorerError, PocketSphinxASR, WhisperASR, error_rates, load_asr, supports,
+    AutoASR,
+    MissingScorerError,
+    PocketSphinxASR,
+    WhisperASR,
+    error_rates,
+    load_asr,
+    supports,
 )
+from higgs_lora.eval.text_norm import detect_language
 
 
 def test_error_rates_count_substitutions_insertions_deletions():
@@ -50,8 +56,9 @@ def test_pocketsphinx_recognises_the_shipped_english_speech(shipped_clips):
     english = [(p, t) for p, _, lang, t in shipped_clips if lang == "en"]
     hyps = [asr.transcribe(load_audio(p, 24000), 24000, "en") for p, _ in english]
     matched = [error_rates(t, h, "en").wer for (_, t), h in zip(english, hyps)]
-    mismatched = [error_rates(english[j][1], h, "en").wer
-                  for i, h in enumerate(hyps) for j in range(len(english)) if j != i]
+    mismatched = [
+        error_rates(english[j][1], h, "en").wer for i, h in enumerate(hyps) for j in range(len(english)) if j != i
+    ]
     assert min(matched) <= 0.2, hyps
     assert np.mean(matched) < np.mean(mismatched) - 0.2, (matched, hyps)
     # Silence is not speech.
@@ -142,9 +149,12 @@ def test_transformers_whisper_transcribes_as_a_hand_written_greedy_decode(tiny_w
     processor = WhisperProcessor.from_pretrained(tiny_whisper)
     path = next(p for p, _, lang, _ in shipped_clips if lang == "ar")
     audio = load_audio(path, 16000)
-    by_hand = {lang: _greedy(model, processor, audio,
-                             ["<|startoftranscript|>", f"<|{lang}|>", "<|transcribe|>", "<|notimestamps|>"])
-               for lang in ("ar", "en")}
+    by_hand = {
+        lang: _greedy(
+            model, processor, audio, ["<|startoftranscript|>", f"<|{lang}|>", "<|transcribe|>", "<|notimestamps|>"]
+        )
+        for lang in ("ar", "en")
+    }
     assert by_hand["ar"] != by_hand["en"]  # the forced language matters, so the comparison below can see it
     assert asr.transcribe(load_audio(path, 24000), 24000, "ar") == by_hand["ar"]
     assert asr.transcribe(audio, 16000, "en") == by_hand["en"]
@@ -154,7 +164,7 @@ def test_whisper_cuts_audio_over_30_seconds_into_windows(tiny_whisper):
     asr = load_asr(f"whisper:{tiny_whisper}", device="cpu")
     audio = (np.random.default_rng(0).standard_normal(16000 * 35) * 0.1).astype(np.float32)
     whole = asr.transcribe(audio, 16000, "ar")
-    parts = [asr.transcribe(audio[:16000 * 30], 16000, "ar"), asr.transcribe(audio[16000 * 30:], 16000, "ar")]
+    parts = [asr.transcribe(audio[: 16000 * 30], 16000, "ar"), asr.transcribe(audio[16000 * 30 :], 16000, "ar")]
     assert whole == " ".join(p for p in parts if p)
 
 
@@ -205,9 +215,32 @@ def test_eval_scores_arabic_through_whisper_end_to_end(tiny_whisper, sample_data
     data = tmp_path / "ar.json"
     data.write_text(json.dumps(arabic, ensure_ascii=False), encoding="utf-8")
     out = tmp_path / "eval"
-    assert main(["eval", "--data", str(data), "--model_path", "tiny", "--audio_tokenizer", "tiny",
-                 "--baseline_model", "none", "--output_dir", str(out), "--speaker_encoder", "none",
-                 "--asr", f"whisper:{tiny_whisper}", "--max_new_tokens", "24", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--data",
+                str(data),
+                "--model_path",
+                "tiny",
+                "--audio_tokenizer",
+                "tiny",
+                "--baseline_model",
+                "none",
+                "--output_dir",
+                str(out),
+                "--speaker_encoder",
+                "none",
+                "--asr",
+                f"whisper:{tiny_whisper}",
+                "--max_new_tokens",
+                "24",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     with (out / "results.csv").open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 4 and {r["language"] for r in rows} == {"ar"}

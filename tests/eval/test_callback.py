@@ -2,7 +2,6 @@
 
 import json
 
-import pytest
 import torch
 from transformers import TrainerState, TrainingArguments
 
@@ -25,12 +24,21 @@ def _event_tags(folder):
     return tags
 
 
-def test_callback_samples_logs_and_restores_the_model(tiny_model_factory, tiny_tokenizer, sample_samples, tmp_path, fakes):
+def test_callback_samples_logs_and_restores_the_model(
+    tiny_model_factory, tiny_tokenizer, sample_samples, tmp_path, fakes
+):
     FakeEncoder, FakeASR = fakes
     model = apply_lora(tiny_model_factory(), 4, 8, 0.0, ["self_attn.q_proj"])
     model.train()
-    callback = SampleEvalCallback(sample_samples[:2], tiny_tokenizer, "tiny", tmp_path, every=2, max_new_tokens=20,
-                                  scorers=Scorers(FakeEncoder(), FakeASR()))
+    callback = SampleEvalCallback(
+        sample_samples[:2],
+        tiny_tokenizer,
+        "tiny",
+        tmp_path,
+        every=2,
+        max_new_tokens=20,
+        scorers=Scorers(FakeEncoder(), FakeASR()),
+    )
     args = TrainingArguments(output_dir=str(tmp_path), logging_dir=str(tmp_path / "runs"), report_to=[])
     state = TrainerState(global_step=1)
     callback.on_step_end(args, state, None, model=model)
@@ -61,10 +69,23 @@ def test_training_with_eval_every_steps(sample_data_path, tmp_path, monkeypatch,
     """The recipe registers the callback: a 2-step run with --eval_every_steps 1 logs two evaluations."""
     FakeEncoder, FakeASR = fakes
     monkeypatch.setattr(cb, "_optional_scorers", lambda: Scorers(FakeEncoder(), FakeASR()))
-    cfg = TrainConfig(train_data=str(sample_data_path), output_dir=str(tmp_path / "out"), base_model="tiny",
-                      audio_tokenizer="tiny", batch_size=2, gradient_accumulation_steps=1, max_steps=2,
-                      logging_steps=1, save_steps=100, dataloader_num_workers=0, eval_every_steps=1,
-                      eval_samples=1, eval_data=str(sample_data_path), eval_max_new_tokens=16, report_to="none")
+    cfg = TrainConfig(
+        train_data=str(sample_data_path),
+        output_dir=str(tmp_path / "out"),
+        base_model="tiny",
+        audio_tokenizer="tiny",
+        batch_size=2,
+        gradient_accumulation_steps=1,
+        max_steps=2,
+        logging_steps=1,
+        save_steps=100,
+        dataloader_num_workers=0,
+        eval_every_steps=1,
+        eval_samples=1,
+        eval_data=str(sample_data_path),
+        eval_max_new_tokens=16,
+        report_to="none",
+    )
     out = train(cfg)
     records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "eval_sim" in r] == [1, 2]
@@ -78,9 +99,14 @@ def test_no_callback_unless_asked():
 
 def test_callback_samples_go_through_the_runs_text_front_end(sample_data_path, sample_samples, tmp_path):
     """The prompts the callback builds use the training run's --text_normalization, as training does."""
-    cfg = TrainConfig(train_data=str(sample_data_path), eval_data=str(sample_data_path), eval_every_steps=1,
-                      eval_samples=1, text_normalization="whitespace,tatweel,strip_diacritics",
-                      output_dir=str(tmp_path / "o"))
+    cfg = TrainConfig(
+        train_data=str(sample_data_path),
+        eval_data=str(sample_data_path),
+        eval_every_steps=1,
+        eval_samples=1,
+        text_normalization="whitespace,tatweel,strip_diacritics",
+        output_dir=str(tmp_path / "o"),
+    )
     (callback,) = cb.eval_callbacks(cfg, None)
     default = sample_samples[0]
     assert default.target_text == "الْجَوُّ جَمِيلٌ الْيَوْمَ."  # the default front-end keeps the diacritics
@@ -88,8 +114,9 @@ def test_callback_samples_go_through_the_runs_text_front_end(sample_data_path, s
     assert callback.samples[0].ref_text == "مرحبا، كيف حالك؟"
 
 
-def test_callback_generates_with_the_dynamic_cache(tiny_model_factory, tiny_tokenizer, sample_samples, tmp_path,
-                                                   fakes, monkeypatch):
+def test_callback_generates_with_the_dynamic_cache(
+    tiny_model_factory, tiny_tokenizer, sample_samples, tmp_path, fakes, monkeypatch
+):
     """On CUDA "auto" would build static caches and capture CUDA graphs on the model being trained at
     every evaluation; the callback asks for the dynamic cache whatever the device."""
     from higgs_lora.infer import engine
@@ -104,8 +131,16 @@ def test_callback_generates_with_the_dynamic_cache(tiny_model_factory, tiny_toke
 
     monkeypatch.setattr(engine.VoiceCloner, "__init__", spy)
     model = apply_lora(tiny_model_factory(), 4, 8, 0.0, ["self_attn.q_proj"])
-    callback = SampleEvalCallback(sample_samples[:1], tiny_tokenizer, "tiny", tmp_path, every=1, max_new_tokens=8,
-                                  tensorboard=False, scorers=Scorers(FakeEncoder(), FakeASR()))
+    callback = SampleEvalCallback(
+        sample_samples[:1],
+        tiny_tokenizer,
+        "tiny",
+        tmp_path,
+        every=1,
+        max_new_tokens=8,
+        tensorboard=False,
+        scorers=Scorers(FakeEncoder(), FakeASR()),
+    )
     callback.evaluate(model, 1)
     assert modes == [("dynamic", "dynamic", False)]
     assert not model.get_base_model().decode_graph_runners

@@ -20,16 +20,30 @@ ILLEGAL = "CUDA error: an illegal memory access was encountered"
 GREEDY = ["--temperature", "0", "--ras_win_len", "0", "--max_new_tokens", "12"]
 
 
-@pytest.mark.parametrize("err", [RuntimeError(ASSERT), RuntimeError(ILLEGAL), torch.OutOfMemoryError("CUDA out of memory."),
-                                 RuntimeError("CUBLAS_STATUS_EXECUTION_FAILED when calling cublasGemmEx"),
-                                 MemoryError()])
+@pytest.mark.parametrize(
+    "err",
+    [
+        RuntimeError(ASSERT),
+        RuntimeError(ILLEGAL),
+        torch.OutOfMemoryError("CUDA out of memory."),
+        RuntimeError("CUBLAS_STATUS_EXECUTION_FAILED when calling cublasGemmEx"),
+        MemoryError(),
+    ],
+)
 def test_device_errors_are_device_errors(err):
     assert is_device_error(err)
 
 
-@pytest.mark.parametrize("err", [SampleError("empty_text", "empty"), FileNotFoundError("clip.wav"),
-                                 RuntimeError("codec exploded"), ValueError("bad sample rate"),
-                                 RuntimeError("Error opening 'x.wav': Format not recognised.")])
+@pytest.mark.parametrize(
+    "err",
+    [
+        SampleError("empty_text", "empty"),
+        FileNotFoundError("clip.wav"),
+        RuntimeError("codec exploded"),
+        ValueError("bad sample rate"),
+        RuntimeError("Error opening 'x.wav': Format not recognised."),
+    ],
+)
 def test_sample_errors_are_not(err):
     assert not is_device_error(err)
 
@@ -62,12 +76,26 @@ def three_samples(sample_data_path, tmp_path):
     return path
 
 
-@pytest.mark.parametrize("err", [RuntimeError(ASSERT), torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")])
+@pytest.mark.parametrize(
+    "err", [RuntimeError(ASSERT), torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")]
+)
 def test_infer_stops_at_a_device_error_and_keeps_what_was_done(three_samples, tmp_path, monkeypatch, capsys, err):
     calls = _failing_clone(monkeypatch, 1, err)
     out = tmp_path / "gen"
-    rc = main(["infer", "--chatml_file", str(three_samples), "--output_dir", str(out), "--model_path", "tiny",
-               "--audio_tokenizer", "tiny", *GREEDY])
+    rc = main(
+        [
+            "infer",
+            "--chatml_file",
+            str(three_samples),
+            "--output_dir",
+            str(out),
+            "--model_path",
+            "tiny",
+            "--audio_tokenizer",
+            "tiny",
+            *GREEDY,
+        ]
+    )
     assert rc == EXIT_DEVICE_ERROR != 0
     assert len(calls) == 2  # the third sample was never attempted
     document = json.loads((out / "results.json").read_text(encoding="utf-8"))
@@ -91,8 +119,20 @@ def test_infer_still_skips_sample_errors(three_samples, tmp_path, monkeypatch):
 
     monkeypatch.setattr(VoiceCloner, "clone", clone)
     out = tmp_path / "gen"
-    rc = main(["infer", "--chatml_file", str(three_samples), "--output_dir", str(out), "--model_path", "tiny",
-               "--audio_tokenizer", "tiny", *GREEDY])
+    rc = main(
+        [
+            "infer",
+            "--chatml_file",
+            str(three_samples),
+            "--output_dir",
+            str(out),
+            "--model_path",
+            "tiny",
+            "--audio_tokenizer",
+            "tiny",
+            *GREEDY,
+        ]
+    )
     document = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert rc == 0 and [r["index"] for r in document["samples"]] == [0, 2]
     assert document["skipped"][0]["reason"] == "unreadable_audio" and "stopped_by_device_error" not in document
@@ -101,15 +141,42 @@ def test_infer_still_skips_sample_errors(three_samples, tmp_path, monkeypatch):
 def test_debug_shows_the_device_error_traceback(three_samples, tmp_path, monkeypatch):
     _failing_clone(monkeypatch, 0, RuntimeError(ILLEGAL))
     with pytest.raises(DeviceError) as info:
-        main(["infer", "--chatml_file", str(three_samples), "--output_dir", str(tmp_path / "g"), "--model_path", "tiny",
-              "--audio_tokenizer", "tiny", "--debug", *GREEDY])
+        main(
+            [
+                "infer",
+                "--chatml_file",
+                str(three_samples),
+                "--output_dir",
+                str(tmp_path / "g"),
+                "--model_path",
+                "tiny",
+                "--audio_tokenizer",
+                "tiny",
+                "--debug",
+                *GREEDY,
+            ]
+        )
     assert isinstance(info.value.__cause__, RuntimeError) and ILLEGAL in str(info.value.__cause__)
 
 
 # --- eval ----------------------------------------------------------------------------------------
 
-EVAL = ["--model_path", "tiny", "--audio_tokenizer", "tiny", "--baseline_model", "tiny", "--speaker_encoder", "none",
-        "--asr", "none", "--max_samples", "3", "--max_new_tokens", "12"]
+EVAL = [
+    "--model_path",
+    "tiny",
+    "--audio_tokenizer",
+    "tiny",
+    "--baseline_model",
+    "tiny",
+    "--speaker_encoder",
+    "none",
+    "--asr",
+    "none",
+    "--max_samples",
+    "3",
+    "--max_new_tokens",
+    "12",
+]
 
 
 def test_eval_stops_at_a_device_error_and_keeps_what_was_done(three_samples, tmp_path, monkeypatch, capsys):
@@ -160,39 +227,56 @@ def _callback(tmp_path, samples, tokenizer, fakes):
     from higgs_lora.eval.metrics import Scorers
 
     FakeEncoder, FakeASR = fakes
-    return SampleEvalCallback(samples, tokenizer, "tiny", tmp_path, every=1, max_new_tokens=12, tensorboard=False,
-                              scorers=Scorers(FakeEncoder(), FakeASR()))
+    return SampleEvalCallback(
+        samples,
+        tokenizer,
+        "tiny",
+        tmp_path,
+        every=1,
+        max_new_tokens=12,
+        tensorboard=False,
+        scorers=Scorers(FakeEncoder(), FakeASR()),
+    )
 
 
-def test_callback_stops_training_at_a_device_error(tiny_model_factory, tiny_tokenizer, sample_samples, tmp_path,
-                                                   monkeypatch, fakes):
+def test_callback_stops_training_at_a_device_error(
+    tiny_model_factory, tiny_tokenizer, sample_samples, tmp_path, monkeypatch, fakes
+):
     from transformers import TrainerState, TrainingArguments
 
     _failing_clone(monkeypatch, 1, RuntimeError(ASSERT))
     callback = _callback(tmp_path, sample_samples[:3], tiny_tokenizer, fakes)
     model = tiny_model_factory().train()
     with pytest.raises(DeviceError, match="device error at training step 5, eval sample 1"):
-        callback.on_step_end(TrainingArguments(output_dir=str(tmp_path), report_to=[]), TrainerState(global_step=5),
-                             None, model=model)
+        callback.on_step_end(
+            TrainingArguments(output_dir=str(tmp_path), report_to=[]), TrainerState(global_step=5), None, model=model
+        )
     assert model.training  # left as found
     (record,) = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert record["step"] == 5 and "device-side assert" in record["eval_stopped_by_device_error"]
     assert "eval_sim" in record  # the one clip done is scored
 
 
-def test_callback_skips_a_sample_error(tiny_model_factory, tiny_tokenizer, sample_samples, tmp_path, monkeypatch, fakes):
+def test_callback_skips_a_sample_error(
+    tiny_model_factory, tiny_tokenizer, sample_samples, tmp_path, monkeypatch, fakes
+):
     from transformers import TrainerState, TrainingArguments
 
     _failing_clone_once(monkeypatch, 0, SampleError("unreadable_audio", "cannot read the clip"))
     callback = _callback(tmp_path, sample_samples[:2], tiny_tokenizer, fakes)
-    callback.on_step_end(TrainingArguments(output_dir=str(tmp_path), report_to=[]), TrainerState(global_step=1), None,
-                         model=tiny_model_factory())
+    callback.on_step_end(
+        TrainingArguments(output_dir=str(tmp_path), report_to=[]),
+        TrainerState(global_step=1),
+        None,
+        model=tiny_model_factory(),
+    )
     (record,) = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert record["eval_failed_samples"] == [0] and "eval_sim" in record
 
 
-def test_train_cli_exits_non_zero_with_one_line_after_a_device_error(sample_data_path, tmp_path, monkeypatch, capsys,
-                                                                     fakes):
+def test_train_cli_exits_non_zero_with_one_line_after_a_device_error(
+    sample_data_path, tmp_path, monkeypatch, capsys, fakes
+):
     from higgs_lora.eval import callback as cb
     from higgs_lora.eval.metrics import Scorers
 
@@ -200,10 +284,37 @@ def test_train_cli_exits_non_zero_with_one_line_after_a_device_error(sample_data
     monkeypatch.setattr(cb, "_optional_scorers", lambda: Scorers(FakeEncoder(), FakeASR()))
     _failing_clone(monkeypatch, 0, RuntimeError(ILLEGAL))
     out = tmp_path / "run"
-    rc = main(["train", "--train_data", str(sample_data_path), "--output_dir", str(out), "--base_model", "tiny",
-               "--audio_tokenizer", "tiny", "--batch_size", "2", "--gradient_accumulation_steps", "1", "--max_steps",
-               "3", "--eval_every_steps", "2", "--eval_samples", "1", "--eval_max_new_tokens", "12",
-               "--dataloader_num_workers", "0", "--report_to", "none", "--save_steps", "100"])
+    rc = main(
+        [
+            "train",
+            "--train_data",
+            str(sample_data_path),
+            "--output_dir",
+            str(out),
+            "--base_model",
+            "tiny",
+            "--audio_tokenizer",
+            "tiny",
+            "--batch_size",
+            "2",
+            "--gradient_accumulation_steps",
+            "1",
+            "--max_steps",
+            "3",
+            "--eval_every_steps",
+            "2",
+            "--eval_samples",
+            "1",
+            "--eval_max_new_tokens",
+            "12",
+            "--dataloader_num_workers",
+            "0",
+            "--report_to",
+            "none",
+            "--save_steps",
+            "100",
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == EXIT_DEVICE_ERROR, captured
     # (the training progress bar shares the console, so the line is looked for, not its start)
@@ -214,9 +325,9 @@ def test_train_cli_exits_non_zero_with_one_line_after_a_device_error(sample_data
     assert not (out / "adapter_model.safetensors").exists()
 
 
-def test_callback_reports_the_first_device_error_when_restoring_the_rng_fails_too(tiny_model_factory, tiny_tokenizer,
-                                                                                 sample_samples, tmp_path, monkeypatch,
-                                                                                 fakes):
+def test_callback_reports_the_first_device_error_when_restoring_the_rng_fails_too(
+    tiny_model_factory, tiny_tokenizer, sample_samples, tmp_path, monkeypatch, fakes
+):
     """On a GPU, restoring the CUDA RNG state after a device-side assert raises again: the line must
     still be the first error's."""
     import contextlib
@@ -234,5 +345,9 @@ def test_callback_reports_the_first_device_error_when_restoring_the_rng_fails_to
     _failing_clone(monkeypatch, 0, RuntimeError(ILLEGAL))
     callback = _callback(tmp_path, sample_samples[:1], tiny_tokenizer, fakes)
     with pytest.raises(DeviceError, match="illegal memory access"):
-        callback.on_step_end(TrainingArguments(output_dir=str(tmp_path), report_to=[]), TrainerState(global_step=3),
-                             None, model=tiny_model_factory())
+        callback.on_step_end(
+            TrainingArguments(output_dir=str(tmp_path), report_to=[]),
+            TrainerState(global_step=3),
+            None,
+            model=tiny_model_factory(),
+        )

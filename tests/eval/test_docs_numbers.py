@@ -37,18 +37,24 @@ def test_docs_ground_truth_rows_are_what_the_demo_scores(sample_data_path):
     scorers = Scorers.load("resemblyzer", "pocketsphinx")
     rows = []
     for index, sample in enumerate(samples):
-        row = scorers.score(load_audio(sample.target_audio, SCORING_SR), SCORING_SR, sample,
-                            audio_duration(sample.target_audio), None)
+        row = scorers.score(
+            load_audio(sample.target_audio, SCORING_SR), SCORING_SR, sample, audio_duration(sample.target_audio), None
+        )
         rows.append({"index": index, "speaker": sample.speaker or "", "system": GROUND_TRUTH, **row})
     _add_other_speaker_sim(rows, samples, scorers)
     truth = summarize(rows)[GROUND_TRUTH]
 
     doc = _doc_table()
-    assert set(doc) == {"SIM", "SIM of another speaker's recording (floor)", "WER (English samples)",
-                        "CER (English samples)"}
+    assert set(doc) == {
+        "SIM",
+        "SIM of another speaker's recording (floor)",
+        "WER (English samples)",
+        "CER (English samples)",
+    }
     assert float(doc["SIM"]) == pytest.approx(truth["sim"]["mean"], abs=6e-4)
     assert float(doc["SIM of another speaker's recording (floor)"]) == pytest.approx(
-        truth["sim_other_speaker"]["mean"], abs=6e-4)
+        truth["sim_other_speaker"]["mean"], abs=6e-4
+    )
     percent = lambda cell: float(re.fullmatch(r"([\d.]+)%", cell).group(1)) / 100  # noqa: E731
     assert truth["wer"]["n"] == 2  # the two English samples: pocketsphinx covers English only
     assert percent(doc["WER (English samples)"]) == pytest.approx(truth["wer"]["mean"], abs=6e-4)

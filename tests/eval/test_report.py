@@ -48,13 +48,34 @@ def test_asr_is_skipped_for_languages_it_does_not_cover(sample, fakes):
 def _rows():
     rows = []
     for i in range(4):
-        for system, sim, wer, stop in (("ground_truth", 0.9, 0.1, None), ("baseline", 0.5 + 0.01 * i, 0.6, i < 2),
-                                       ("fine_tuned", 0.7 - 0.1 * (i == 3), 0.3, True)):
-            rows.append({"index": i, "system": system, "speaker": "s", "language": "en", "sim": sim, "wer": wer,
-                         "cer": wer / 2, "duration_s": 1.0, "duration_ratio": 1.0 if system == "ground_truth" else 1.2,
-                         "stopped_at_eos": stop, "leading_silence_s": 0.1, "trailing_silence_s": 0.2,
-                         "clipped_fraction": 0.0, "peak": 0.9, "wav": f"audio/{system}/{i:04d}.wav",
-                         "target_text": "t", "transcript": "t", "ref_words": 10, "word_errors": int(10 * wer)})
+        for system, sim, wer, stop in (
+            ("ground_truth", 0.9, 0.1, None),
+            ("baseline", 0.5 + 0.01 * i, 0.6, i < 2),
+            ("fine_tuned", 0.7 - 0.1 * (i == 3), 0.3, True),
+        ):
+            rows.append(
+                {
+                    "index": i,
+                    "system": system,
+                    "speaker": "s",
+                    "language": "en",
+                    "sim": sim,
+                    "wer": wer,
+                    "cer": wer / 2,
+                    "duration_s": 1.0,
+                    "duration_ratio": 1.0 if system == "ground_truth" else 1.2,
+                    "stopped_at_eos": stop,
+                    "leading_silence_s": 0.1,
+                    "trailing_silence_s": 0.2,
+                    "clipped_fraction": 0.0,
+                    "peak": 0.9,
+                    "wav": f"audio/{system}/{i:04d}.wav",
+                    "target_text": "t",
+                    "transcript": "t",
+                    "ref_words": 10,
+                    "word_errors": int(10 * wer),
+                }
+            )
             if system == "ground_truth":
                 rows[-1]["sim_other_speaker"] = 0.4
     return rows
@@ -64,7 +85,11 @@ def test_summary_and_paired_comparison():
     rows = _rows()
     s = summarize(rows)
     assert list(s) == ["ground_truth", "baseline", "fine_tuned"]
-    assert s["baseline"]["eos_rate"] == 0.5 and s["fine_tuned"]["eos_rate"] == 1.0 and s["ground_truth"]["eos_rate"] is None
+    assert (
+        s["baseline"]["eos_rate"] == 0.5
+        and s["fine_tuned"]["eos_rate"] == 1.0
+        and s["ground_truth"]["eos_rate"] is None
+    )
     assert s["fine_tuned"]["sim"]["mean"] == pytest.approx((0.7 * 3 + 0.6) / 4)
     assert s["baseline"]["wer_corpus"] == pytest.approx(0.6)
     c = paired(rows, "sim", "higher")

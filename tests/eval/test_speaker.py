@@ -27,9 +27,13 @@ def test_resemblyzer_sim_separates_the_shipped_speakers(shipped_clips):
         (same if speakers[i] == speakers[j] else cross).append(cosine(embeddings[i], embeddings[j]))
     assert np.mean(same) > np.mean(cross) + 0.15, (np.mean(same), np.mean(cross))
     for i, spk in enumerate(speakers):
-        own = np.mean([cosine(embeddings[i], embeddings[j]) for j in range(len(speakers)) if j != i and speakers[j] == spk])
+        own = np.mean(
+            [cosine(embeddings[i], embeddings[j]) for j in range(len(speakers)) if j != i and speakers[j] == spk]
+        )
         for other in set(speakers) - {spk}:
-            theirs = np.mean([cosine(embeddings[i], embeddings[j]) for j in range(len(speakers)) if speakers[j] == other])
+            theirs = np.mean(
+                [cosine(embeddings[i], embeddings[j]) for j in range(len(speakers)) if speakers[j] == other]
+            )
             assert own > theirs, (i, spk, other, own, theirs)
     # The same clip at another sampling rate is the same voice.
     p = shipped_clips[0][0]
@@ -49,10 +53,21 @@ def test_wavlm_encoder_runs_a_local_xvector_checkpoint(tmp_path):
     """The WavLM plumbing on a tiny random WavLMForXVector saved to disk (real weights need the hub)."""
     from transformers import Wav2Vec2FeatureExtractor, WavLMConfig, WavLMForXVector
 
-    config = WavLMConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                         conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 4), num_conv_pos_embeddings=16,
-                         num_conv_pos_embedding_groups=2, tdnn_dim=(16, 16), tdnn_kernel=(3, 1), tdnn_dilation=(1, 1),
-                         xvector_output_dim=12)
+    config = WavLMConfig(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(16, 16),
+        conv_stride=(5, 4),
+        conv_kernel=(10, 4),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        tdnn_dim=(16, 16),
+        tdnn_kernel=(3, 1),
+        tdnn_dilation=(1, 1),
+        xvector_output_dim=12,
+    )
     WavLMForXVector(config).save_pretrained(tmp_path)
     Wav2Vec2FeatureExtractor(sampling_rate=16000).save_pretrained(tmp_path)
     encoder = load_speaker_encoder(f"wavlm:{tmp_path}")

@@ -15,8 +15,7 @@ def test_short_text_is_one_chunk_and_empty_text_none():
 
 def test_splits_at_arabic_and_latin_sentence_ends_and_packs_up_to_the_cap():
     text = "الجملة الأولى هنا؟ الجملة الثانية هنا. The third one! الرابعة۔ والخامسة"
-    assert split_text(text, 25) == ["الجملة الأولى هنا؟", "الجملة الثانية هنا.", "The third one! الرابعة۔",
-                                    "والخامسة"]
+    assert split_text(text, 25) == ["الجملة الأولى هنا؟", "الجملة الثانية هنا.", "The third one! الرابعة۔", "والخامسة"]
     chunks = split_text(text, 40)
     assert all(len(c) <= 40 for c in chunks) and len(chunks) == 2
     assert " ".join(chunks).split() == text.split()

@@ -55,7 +55,7 @@ def test_input_ids_are_the_inference_prompt(tiny_tokenizer, tiny_codec, tiny_con
     assert ids.shape == (1, len(prompt)) and ids[0].tolist() == prompt
     assert paths == [sample.ref_audio]
     suffix = tiny_tokenizer.encode(GENERATION_PREFIX, add_special_tokens=False)
-    assert prompt[-len(suffix):] == suffix
+    assert prompt[-len(suffix) :] == suffix
     assert prompt[-1] == tiny_config.audio_out_bos_token_id
     # the reference clip is one assistant audio turn: a single <|AUDIO_OUT|> placeholder, no <|AUDIO|>
     assert prompt.count(tiny_config.audio_out_token_idx) == 1
@@ -64,8 +64,9 @@ def test_input_ids_are_the_inference_prompt(tiny_tokenizer, tiny_codec, tiny_con
     assert "label_ids" not in inputs and "label_audio_ids" not in inputs
 
 
-def test_audio_out_ids_are_the_reference_codes_with_stream_tokens_and_delay(tiny_tokenizer, tiny_codec, tiny_config,
-                                                                            sample):
+def test_audio_out_ids_are_the_reference_codes_with_stream_tokens_and_delay(
+    tiny_tokenizer, tiny_codec, tiny_config, sample
+):
     maker = InferenceInputs(tiny_tokenizer, tiny_codec, tiny_config)
     reference = tiny_codec.encode(sample.ref_audio)
     (codes,) = maker.reference_codes(sample)
@@ -126,8 +127,12 @@ def test_generate_calls_model_with_serve_engine_settings(cloner, sample, monkeyp
         return kwargs["input_ids"], [stream]
 
     monkeypatch.setattr(cloner.model, "generate", fake_generate)
-    result = cloner.generate(sample, GenerationSettings(max_new_tokens=77, temperature=0.7, top_k=20, top_p=0.9,
-                                                        ras_win_len=7, ras_win_max_num_repeat=2, seed=3))
+    result = cloner.generate(
+        sample,
+        GenerationSettings(
+            max_new_tokens=77, temperature=0.7, top_k=20, top_p=0.9, ras_win_len=7, ras_win_max_num_repeat=2, seed=3
+        ),
+    )
     assert seen["max_new_tokens"] == 77 and seen["do_sample"] is True
     assert (seen["temperature"], seen["top_k"], seen["top_p"], seen["seed"]) == (0.7, 20, 0.9, 3)
     assert (seen["ras_win_len"], seen["ras_win_max_num_repeat"]) == (7, 2)
@@ -163,9 +168,15 @@ def test_the_prompted_audio_segment_is_kept(cloner, sample, max_new_tokens):
     # a second <|audio_out_bos|> stream; with 20 new tokens that second stream has 4 columns, with 30 it has 14.
     inputs = cloner.prepare_inputs(sample)
     # With the serve engine's stop strings the random model goes on past its first stream.
-    _, segments = cloner.model.generate(**inputs, max_new_tokens=max_new_tokens, use_cache=True,
-                                        stop_strings=UPSTREAM_STOP_STRINGS, tokenizer=cloner.tokenizer,
-                                        do_sample=False, ras_win_len=None)
+    _, segments = cloner.model.generate(
+        **inputs,
+        max_new_tokens=max_new_tokens,
+        use_cache=True,
+        stop_strings=UPSTREAM_STOP_STRINGS,
+        tokenizer=cloner.tokenizer,
+        do_sample=False,
+        ras_win_len=None,
+    )
     assert len(segments) >= 2, "precondition: the random tiny model opens a second audio segment"
     first = cloner.strip_stream_tokens(segments[0]).numpy()
     result = cloner.generate(sample, GenerationSettings(max_new_tokens=max_new_tokens, **GREEDY))
@@ -220,8 +231,14 @@ def test_generate_arabic_speech_takes_model_adapter_and_codec_from_keywords(samp
     from higgs_lora.infer import engine
 
     wav, sr = engine.generate_arabic_speech(
-        sample.ref_text, sample.ref_audio, sample.target_text, temperature=0.0, model_path="tiny",
-        audio_tokenizer="tiny", max_new_tokens=12)
+        sample.ref_text,
+        sample.ref_audio,
+        sample.target_text,
+        temperature=0.0,
+        model_path="tiny",
+        audio_tokenizer="tiny",
+        max_new_tokens=12,
+    )
     assert sr == 24000 and wav.dtype == np.float32 and wav.ndim == 1
     # at most 12 columns: at most 3 frames once the BOS, delay and last columns are stripped
     assert 0 < len(wav) <= (12 - C - 1) * 960 and len(wav) % 960 == 0
@@ -233,8 +250,9 @@ def test_generate_arabic_speech_refuses_empty_text_with_the_validation_reason(sa
     from higgs_lora.infer import engine
 
     with pytest.raises(SampleError, match="empty_text") as info:
-        engine.generate_arabic_speech(sample.ref_text, sample.ref_audio, text, model_path="tiny",
-                                      audio_tokenizer="tiny")
+        engine.generate_arabic_speech(
+            sample.ref_text, sample.ref_audio, text, model_path="tiny", audio_tokenizer="tiny"
+        )
     assert info.value.reason == "empty_text"
 
 
@@ -247,9 +265,7 @@ def test_design_snippet_with_tiny_in_the_environment(sample, monkeypatch):
     monkeypatch.delenv("HIGGS_LORA_LORA_PATH", raising=False)
     ref_text, ref_audio_path, target_text = sample.ref_text, sample.ref_audio, sample.target_text
 
-    result = arb_inference.generate_arabic_speech(
-        ref_text, ref_audio_path, target_text
-    )
+    result = arb_inference.generate_arabic_speech(ref_text, ref_audio_path, target_text)
 
     assert result is not None
     assert len(result[0]) > 0  # Generated audio
@@ -268,7 +284,9 @@ def test_static_cache_gives_the_codes_of_the_dynamic_cache(tiny_model_factory, t
     assert static.cache_mode == "static" and list(static.kv_caches) == [64, 1024] and not static.cuda_graphs
     # one cache layer per text layer and per DualFFN layer, as the serve engine sizes them
     config = model.config
-    assert len(static.kv_caches[64].key_cache) == config.text_config.num_hidden_layers + len(config.audio_dual_ffn_layers)
+    assert len(static.kv_caches[64].key_cache) == config.text_config.num_hidden_layers + len(
+        config.audio_dual_ffn_layers
+    )
     settings = GenerationSettings(max_new_tokens=40, **GREEDY)
     for _ in range(2):  # twice: the caches are reset between calls
         a, b = dynamic.generate(sample, settings), static.generate(sample, settings)
@@ -285,8 +303,9 @@ def test_static_cache_gives_the_codes_of_the_dynamic_cache(tiny_model_factory, t
     assert len(ra.chunks) >= 2 and np.array_equal(ra.codes, rb.codes)
 
 
-def test_static_cache_falls_back_to_dynamic_when_the_sequence_cannot_fit(tiny_model_factory, tiny_tokenizer,
-                                                                         tiny_codec, sample):
+def test_static_cache_falls_back_to_dynamic_when_the_sequence_cannot_fit(
+    tiny_model_factory, tiny_tokenizer, tiny_codec, sample
+):
     model = tiny_model_factory()
     static = VoiceCloner(model, tiny_tokenizer, tiny_codec, cache="static", cache_lengths=(64,))
     settings = GenerationSettings(max_new_tokens=20, **GREEDY)
@@ -316,7 +335,7 @@ def test_long_text_chunks_generate_concatenate_and_keep_the_context_bounded(clon
         assert prompt.startswith(reference_turns)
         assert prompt.count("<|AUDIO_OUT|>") == 1 + min(i, 2)
         # the context turns are the previous chunks' texts, in order, then the chunk itself
-        expected_texts = result.texts[max(0, i - 2): i + 1]
+        expected_texts = result.texts[max(0, i - 2) : i + 1]
         positions = [prompt.index(t) for t in expected_texts]
         assert positions == sorted(positions)
         assert prompt.rstrip().endswith("<|audio_out_bos|>")
@@ -333,8 +352,9 @@ def test_context_chunks_zero_keeps_only_the_reference(cloner, sample):
     from dataclasses import replace
 
     long = replace(sample, target_text=" ".join([sample.target_text] * 3))
-    _, _, result = cloner.clone(long, GenerationSettings(max_new_tokens=20, **GREEDY),
-                                ChunkSettings(max_chars=40, context_chunks=0))
+    _, _, result = cloner.clone(
+        long, GenerationSettings(max_new_tokens=20, **GREEDY), ChunkSettings(max_chars=40, context_chunks=0)
+    )
     assert len(result.chunks) >= 2 and all(g.prompt_audio_segments == 1 for g in result.chunks)
 
 
@@ -354,8 +374,9 @@ def test_token_cap_from_the_text_length_stops_a_model_that_never_ends(cloner, sa
     from higgs_lora.constants import TEXT_CAP_SLACK_FRAMES as SLACK_FRAMES
 
     budgets = []
-    monkeypatch.setattr(cloner.net, "generate", lambda **kw: budgets.append(kw["max_new_tokens"]) or (
-        kw["input_ids"], []))
+    monkeypatch.setattr(
+        cloner.net, "generate", lambda **kw: budgets.append(kw["max_new_tokens"]) or (kw["input_ids"], [])
+    )
     short = replace(sample, target_text="مرحبا")
     cloner.generate(short, GenerationSettings(max_new_tokens=10_000))
     assert budgets == [FRAMES_PER_CHAR * len("مرحبا") + SLACK_FRAMES]
@@ -391,14 +412,33 @@ class _EagerGraphRunner(torch.nn.Module):
         self.model(past_key_values=past_key_values, is_decoding_audio_token=is_decoding_audio_token, **inputs)
         self.captured_dtype = inputs["hidden_states"].dtype
 
-    def forward(self, hidden_states, causal_mask, position_ids, audio_discrete_codes_mask, cache_position,
-                audio_attention_mask, fast_forward_attention_mask, **kwargs):
+    def forward(
+        self,
+        hidden_states,
+        causal_mask,
+        position_ids,
+        audio_discrete_codes_mask,
+        cache_position,
+        audio_attention_mask,
+        fast_forward_attention_mask,
+        **kwargs,
+    ):
         type(self).calls += 1
-        out = self.model(hidden_states=hidden_states, causal_mask=causal_mask, position_ids=position_ids,
-                         audio_discrete_codes_mask=audio_discrete_codes_mask, cache_position=cache_position,
-                         past_key_values=self.cache, use_cache=True, audio_attention_mask=audio_attention_mask,
-                         fast_forward_attention_mask=fast_forward_attention_mask, output_attentions=False,
-                         output_hidden_states=False, is_decoding_audio_token=self.audio, is_using_cuda_graph=True)
+        out = self.model(
+            hidden_states=hidden_states,
+            causal_mask=causal_mask,
+            position_ids=position_ids,
+            audio_discrete_codes_mask=audio_discrete_codes_mask,
+            cache_position=cache_position,
+            past_key_values=self.cache,
+            use_cache=True,
+            audio_attention_mask=audio_attention_mask,
+            fast_forward_attention_mask=fast_forward_attention_mask,
+            output_attentions=False,
+            output_hidden_states=False,
+            is_decoding_audio_token=self.audio,
+            is_using_cuda_graph=True,
+        )
         return out[0], None, None
 
 
@@ -412,8 +452,9 @@ def eager_graphs(monkeypatch):
     return _EagerGraphRunner
 
 
-def test_graph_path_with_an_unmerged_adapter_gives_the_codes_of_the_dynamic_cache(tiny_model_factory, tiny_tokenizer,
-                                                                                   tiny_codec, sample, eager_graphs):
+def test_graph_path_with_an_unmerged_adapter_gives_the_codes_of_the_dynamic_cache(
+    tiny_model_factory, tiny_tokenizer, tiny_codec, sample, eager_graphs
+):
     """What `capture_model` does on CUDA, emulated: decode steps go through the runners captured on
     the static caches (LoRA layers inside), reset between calls, promoted across buckets."""
     from higgs_lora.model.load import apply_lora

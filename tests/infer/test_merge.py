@@ -13,8 +13,6 @@ from higgs_lora.model.load import apply_lora
 from higgs_lora.train.recipe import RUN_CONFIG
 
 
-
-
 @pytest.fixture(scope="module")
 def adapter(tmp_path_factory, tiny_model_factory):
     """A saved PEFT adapter with non-zero lora_B (as after training), plus the run config training writes."""
@@ -108,6 +106,7 @@ def test_bf16_merge_reports_the_rounding_of_the_update(adapter, tmp_path):
     from peft import PeftModel
 
     from higgs_lora.model.load import load_model
+
     peft_model = PeftModel.from_pretrained(load_model("tiny", device="cpu", dtype="fp32"), str(adapter))
     layer = peft_model.base_model.model.layers[0].self_attn.q_proj
     w, dw = layer.get_base_layer().weight.detach(), layer.get_delta_weight("default").detach()
@@ -160,8 +159,12 @@ def test_cli_merge(adapter, tmp_path, capsys):
     from higgs_lora.cli import main
 
     out = tmp_path / "cli_merged"
-    assert main(["merge", "--base_model", "tiny", "--lora_path", str(adapter), "--output_path", str(out),
-                 "--dtype", "bf16"]) == 0
+    assert (
+        main(
+            ["merge", "--base_model", "tiny", "--lora_path", str(adapter), "--output_path", str(out), "--dtype", "bf16"]
+        )
+        == 0
+    )
     assert (out / "model.safetensors").is_file()
     printed = capsys.readouterr()
     assert "saved as bfloat16" in printed.out and "adapter's update by" in printed.out
@@ -185,17 +188,25 @@ def test_cli_merge_without_base_model_uses_the_runs_base(adapter, tmp_path, caps
     assert "settings from the training run" in capsys.readouterr().err
     # a contradicting flag wins, with a warning
     monkeypatch.setattr(merge_module, "load_model", lambda name, **kw: seen.append(name) or real("tiny", **kw))
-    monkeypatch.setattr(merge_module, "load_tokenizer", lambda name: __import__(
-        "higgs_lora.model.load", fromlist=["x"]).load_tokenizer("tiny"))
+    monkeypatch.setattr(
+        merge_module,
+        "load_tokenizer",
+        lambda name: __import__("higgs_lora.model.load", fromlist=["x"]).load_tokenizer("tiny"),
+    )
     monkeypatch.setattr(merge_module, "_stored_dtype", lambda name: "float32")
-    assert main(["merge", "--lora_path", str(adapter), "--output_path", str(tmp_path / "o2"),
-                 "--base_model", "other/base"]) == 0
+    assert (
+        main(
+            ["merge", "--lora_path", str(adapter), "--output_path", str(tmp_path / "o2"), "--base_model", "other/base"]
+        )
+        == 0
+    )
     assert seen[-1] == "other/base"
     assert "warning: --base_model 'other/base' differs from the training run's 'tiny'" in capsys.readouterr().err
 
 
-def test_merged_folder_serves_in_boson_serve_engine_with_the_codes_of_base_plus_adapter(merged, adapter,
-                                                                                      sample_samples, monkeypatch):
+def test_merged_folder_serves_in_boson_serve_engine_with_the_codes_of_base_plus_adapter(
+    merged, adapter, sample_samples, monkeypatch
+):
     """What a user shipping the merged folder gets: boson's own serve engine (static caches on CPU)
     samples the same codes, seed for seed, as our engine with the base model + unmerged adapter."""
     from higgs_lora.model.compat import ensure_audio_tokenizer_importable
@@ -209,15 +220,17 @@ def test_merged_folder_serves_in_boson_serve_engine_with_the_codes_of_base_plus_
 
     # The serve engine insists on boson's real audio tokenizer (a hub download): plug in the tiny codec.
     monkeypatch.setattr(serve_engine, "load_higgs_audio_tokenizer", lambda *a, **kw: TinyCodec())
-    engine = serve_engine.HiggsAudioServeEngine(str(merged), "tiny", device="cpu", torch_dtype=torch.float32,
-                                                kv_cache_lengths=[512, 2048])
+    engine = serve_engine.HiggsAudioServeEngine(
+        str(merged), "tiny", device="cpu", torch_dtype=torch.float32, kv_cache_lengths=[512, 2048]
+    )
     sample = sample_samples[0]
     ours = VoiceCloner.load("tiny", lora_path=str(adapter), audio_tokenizer="tiny", device="cpu", dtype="fp32")
     base = VoiceCloner.load("tiny", audio_tokenizer="tiny", device="cpu", dtype="fp32")
     sampling = dict(temperature=0.8, top_k=50, top_p=0.95, ras_win_len=7, seed=5)
     ref = ours.generate(sample, GenerationSettings(max_new_tokens=40, cap_by_text=False, **sampling))
-    response = engine.generate(inference_chatml(sample), max_new_tokens=40, force_audio_gen=True,
-                               stop_strings=STOP_STRINGS, **sampling)
+    response = engine.generate(
+        inference_chatml(sample), max_new_tokens=40, force_audio_gen=True, stop_strings=STOP_STRINGS, **sampling
+    )
     assert response.generated_audio_tokens.shape == ref.raw_codes.shape
     assert np.array_equal(response.generated_audio_tokens, ref.raw_codes)
     # ... and the adapter matters: the base model alone samples something else from the same seed
@@ -244,7 +257,9 @@ def test_sharded_merged_folder_loads_and_carries_its_notes(adapter, merged, tmp_
     merge_adapter("tiny", adapter, out, dtype="fp32", max_shard_size="1MB")
     shards = sorted(p.name for p in out.glob("model-*.safetensors"))
     assert len(shards) >= 2 and (out / "model.safetensors.index.json").is_file()
-    assert {"config.json", "tokenizer_config.json", RUN_CONFIG, "higgs_lora_merge.json"} <= {p.name for p in out.iterdir()}
+    assert {"config.json", "tokenizer_config.json", RUN_CONFIG, "higgs_lora_merge.json"} <= {
+        p.name for p in out.iterdir()
+    }
     a = HiggsAudioModel.from_pretrained(out).state_dict()
     b = HiggsAudioModel.from_pretrained(merged).state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -8,8 +8,12 @@ from higgs_lora.defaults import AUDIO_TOKENIZER, BASE_MODEL, DEFAULT_SYSTEM_PROM
 from higgs_lora.infer.run_settings import find_run_config, resolve, resolve_inference
 from higgs_lora.train.config import RUN_CONFIG
 
-RUN = {"base_model": "some/base", "audio_tokenizer": "some/codec", "system_prompt": "",
-       "text_normalization": {"arabic": True}}
+RUN = {
+    "base_model": "some/base",
+    "audio_tokenizer": "some/codec",
+    "system_prompt": "",
+    "text_normalization": {"arabic": True},
+}
 
 
 @pytest.fixture
@@ -24,8 +28,12 @@ def test_without_flags_the_run_settings_are_used_and_said(run_dir):
     s = resolve_inference(None, str(run_dir), None, None)
     assert (s["model_path"], s["audio_tokenizer"], s["system_prompt"]) == ("some/base", "some/codec", "")
     assert s["lora_path"] == str(run_dir) and s["text_normalization"] == {"arabic": True}
-    assert s.sources == {"system_prompt": "run", "audio_tokenizer": "run", "text_normalization": "run",
-                         "model_path": "run"}
+    assert s.sources == {
+        "system_prompt": "run",
+        "audio_tokenizer": "run",
+        "text_normalization": "run",
+        "model_path": "run",
+    }
     assert len(s.messages) == 1 and "settings from the training run" in s.messages[0] and "some/codec" in s.messages[0]
 
 
@@ -40,8 +48,11 @@ def test_a_contradicting_flag_wins_with_a_warning(run_dir):
 
 def test_no_run_file_means_builtin_defaults(tmp_path):
     s = resolve_inference(None, None, None, None)
-    assert (s["model_path"], s["audio_tokenizer"], s["system_prompt"]) == (BASE_MODEL, AUDIO_TOKENIZER,
-                                                                           DEFAULT_SYSTEM_PROMPT)
+    assert (s["model_path"], s["audio_tokenizer"], s["system_prompt"]) == (
+        BASE_MODEL,
+        AUDIO_TOKENIZER,
+        DEFAULT_SYSTEM_PROMPT,
+    )
     assert s.messages == [] and s.run_config_path is None
 
 

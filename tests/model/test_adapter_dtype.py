@@ -17,7 +17,11 @@ class _CastBytes(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        if func.overloadpacket is torch.ops.aten._to_copy and args[0].is_floating_point() and out.dtype != args[0].dtype:
+        if (
+            func.overloadpacket is torch.ops.aten._to_copy
+            and args[0].is_floating_point()
+            and out.dtype != args[0].dtype
+        ):
             self.bytes += out.nbytes
         return out
 

@@ -6,11 +6,10 @@ adds a kernel or moves an op between lists fails here, instead of changing silen
 tests mean.
 """
 
+import cuda_autocast as C
 import pytest
 import torch
 import torch.nn.functional as F
-
-import cuda_autocast as C
 from cuda_autocast import cuda_autocast_dtype, cuda_autocast_fp32_ops
 
 B, F32 = torch.bfloat16, torch.float32
@@ -36,24 +35,47 @@ def test_no_op_is_in_two_lists():
 
 
 FP32_CALLS = {
-    "sum": lambda x: torch.sum(x), "softmax": lambda x: torch.softmax(x, -1), "log_softmax": lambda x: F.log_softmax(x, -1),
-    "exp": torch.exp, "log": torch.log, "pow": lambda x: torch.pow(x, 2), "__pow__": lambda x: x ** 2,
-    "cumsum": lambda x: torch.cumsum(x, 0), "prod": lambda x: torch.prod(x), "rsqrt": torch.rsqrt,
-    "layer_norm": lambda x: F.layer_norm(x, (4,)), "group_norm": lambda x: F.group_norm(x.view(1, 4, 4), 2),
-    "norm": lambda x: torch.norm(x), "mse_loss": lambda x: F.mse_loss(x, x), "softplus": F.softplus,
-    "logsumexp": lambda x: torch.logsumexp(x, 0), "rms_norm": lambda x: F.rms_norm(x, (4,)),
-    "huber_loss": lambda x: F.huber_loss(x, x), "linalg_vector_norm": lambda x: torch.linalg.vector_norm(x),
+    "sum": lambda x: torch.sum(x),
+    "softmax": lambda x: torch.softmax(x, -1),
+    "log_softmax": lambda x: F.log_softmax(x, -1),
+    "exp": torch.exp,
+    "log": torch.log,
+    "pow": lambda x: torch.pow(x, 2),
+    "__pow__": lambda x: x**2,
+    "cumsum": lambda x: torch.cumsum(x, 0),
+    "prod": lambda x: torch.prod(x),
+    "rsqrt": torch.rsqrt,
+    "layer_norm": lambda x: F.layer_norm(x, (4,)),
+    "group_norm": lambda x: F.group_norm(x.view(1, 4, 4), 2),
+    "norm": lambda x: torch.norm(x),
+    "mse_loss": lambda x: F.mse_loss(x, x),
+    "softplus": F.softplus,
+    "logsumexp": lambda x: torch.logsumexp(x, 0),
+    "rms_norm": lambda x: F.rms_norm(x, (4,)),
+    "huber_loss": lambda x: F.huber_loss(x, x),
+    "linalg_vector_norm": lambda x: torch.linalg.vector_norm(x),
     "interpolate": lambda x: F.interpolate(x.view(1, 1, 4, 4), scale_factor=2),
 }
-LOWER_CALLS = {"mm": lambda x: torch.mm(x, x), "matmul": lambda x: x @ x, "linear": lambda x: F.linear(x, x),
-               "addmm": lambda x: torch.addmm(x, x, x)}
-PROMOTE_CALLS = {"addcmul": lambda a, b: torch.addcmul(a, b, b), "addcdiv": lambda a, b: torch.addcdiv(a, b, b),
-                 "atan2": torch.atan2, "scatter_add": lambda a, b: a.scatter_add(0, b.new_zeros(4, 4).long(), b)}
+LOWER_CALLS = {
+    "mm": lambda x: torch.mm(x, x),
+    "matmul": lambda x: x @ x,
+    "linear": lambda x: F.linear(x, x),
+    "addmm": lambda x: torch.addmm(x, x, x),
+}
+PROMOTE_CALLS = {
+    "addcmul": lambda a, b: torch.addcmul(a, b, b),
+    "addcdiv": lambda a, b: torch.addcdiv(a, b, b),
+    "atan2": torch.atan2,
+    "scatter_add": lambda a, b: a.scatter_add(0, b.new_zeros(4, 4).long(), b),
+}
 # Ops whose fake CUDA run needs a CUDA build of torch ("not linked with support for cuda devices"):
 # for these the emulation follows the documented lists.
-NOT_PROBED = {"dot": lambda a, b: torch.dot(a[0], b[0]), "vdot": lambda a, b: torch.vdot(a[0], b[0]),
-              "cross": lambda a, b: torch.cross(a[:, :3], b[:, :3], dim=1), "index_put": lambda a, b: a.index_put(
-                  (torch.tensor([0]),), b[0])}
+NOT_PROBED = {
+    "dot": lambda a, b: torch.dot(a[0], b[0]),
+    "vdot": lambda a, b: torch.vdot(a[0], b[0]),
+    "cross": lambda a, b: torch.cross(a[:, :3], b[:, :3], dim=1),
+    "index_put": lambda a, b: a.index_put((torch.tensor([0]),), b[0]),
+}
 
 
 @pytest.mark.parametrize("name", sorted(FP32_CALLS))
@@ -85,7 +107,7 @@ def test_the_emulation_applies_cuda_autocast_choices_on_cpu():
     x, f = _t(B), _t(F32)
     with cuda_autocast_fp32_ops(), torch.autocast("cpu", dtype=B):
         assert torch.sum(x).dtype == x.sum().dtype == F32
-        assert F.layer_norm(x, (4,)).dtype == torch.softmax(x, -1).dtype == (x ** 2).dtype == F32
+        assert F.layer_norm(x, (4,)).dtype == torch.softmax(x, -1).dtype == (x**2).dtype == F32
         assert torch.logsumexp(x, 0).dtype == F32  # on CUDA's list, not in the docs' one
         assert torch.addcmul(f, x, x).dtype == F32 and torch.addcmul(x, x, x).dtype == B  # promote
         assert x.index_put((torch.tensor([0]),), f[0]).dtype == F32  # promote, by the documented list

@@ -84,8 +84,9 @@ class FakeHub:
         self.calls: list[dict] = []
 
     def __call__(self, repo_id, revision=None, allow_patterns=None, local_dir=None, **kwargs):
-        self.calls.append({"repo_id": repo_id, "revision": revision, "allow_patterns": allow_patterns,
-                           "local_dir": local_dir})
+        self.calls.append(
+            {"repo_id": repo_id, "revision": revision, "allow_patterns": allow_patterns, "local_dir": local_dir}
+        )
         if repo_id not in self.folders:
             raise OSError(f"We couldn't connect to 'https://huggingface.co' to load {repo_id}")
         source = self.folders[repo_id]
@@ -181,8 +182,18 @@ def test_codec_folder_with_and_without_model_pth(codec_state):
 
 def test_new_format_is_one_line_and_exit_2_from_the_cli(tmp_path, sample_data_path, capsys):
     new = new_model_snapshot(tmp_path)
-    rc = main(["check-alignment", "--train_data", str(sample_data_path), "--base_model", str(new),
-               "--audio_tokenizer", "tiny", "--skip_overfit"])
+    rc = main(
+        [
+            "check-alignment",
+            "--train_data",
+            str(sample_data_path),
+            "--base_model",
+            str(new),
+            "--audio_tokenizer",
+            "tiny",
+            "--skip_overfit",
+        ]
+    )
     assert rc == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "higgs_audio_v2" in err[0]
@@ -194,8 +205,13 @@ def test_new_format_is_one_line_and_exit_2_from_the_cli(tmp_path, sample_data_pa
 def test_model_tokenizer_and_codec_downloads_ask_for_the_pinned_revision(tmp_path, codec_state, fake_hub):
     from higgs_lora.data.codes import load_codec
 
-    fake = fake_hub({MODEL_REPO: old_model_snapshot(tmp_path), TOKENIZER_REPO: codec_state["old"],
-                     TEACHER_REPO: codec_state["teacher"]})
+    fake = fake_hub(
+        {
+            MODEL_REPO: old_model_snapshot(tmp_path),
+            TOKENIZER_REPO: codec_state["old"],
+            TEACHER_REPO: codec_state["teacher"],
+        }
+    )
     tokenizer = load_tokenizer(BASE_MODEL)
     model = load_model(BASE_MODEL, device="cpu", dtype="fp32")
     codec = load_codec(AUDIO_TOKENIZER, device="cpu")
@@ -217,8 +233,20 @@ def test_model_tokenizer_and_codec_downloads_ask_for_the_pinned_revision(tmp_pat
 
 def test_check_alignment_skip_overfit_fetches_no_weights(tmp_path, sample_data_path, fake_hub):
     fake = fake_hub({MODEL_REPO: old_model_snapshot(tmp_path)})
-    rc = main(["check-alignment", "--train_data", str(sample_data_path), "--base_model", BASE_MODEL,
-               "--audio_tokenizer", "tiny", "--skip_overfit", "--max_samples", "2"])
+    rc = main(
+        [
+            "check-alignment",
+            "--train_data",
+            str(sample_data_path),
+            "--base_model",
+            BASE_MODEL,
+            "--audio_tokenizer",
+            "tiny",
+            "--skip_overfit",
+            "--max_samples",
+            "2",
+        ]
+    )
     assert rc == 0
     model_calls = [c for c in fake.calls if c["repo_id"] == MODEL_REPO]
     assert model_calls and {c["revision"] for c in model_calls} == {MODEL_REVISION}
@@ -245,8 +273,13 @@ def test_unreachable_hub_names_the_id_and_the_way_out(fake_hub):
 
 
 def test_download_stages_verifies_and_prints_the_folders(tmp_path, codec_state, fake_hub, capsys):
-    fake = fake_hub({MODEL_REPO: old_model_snapshot(tmp_path), TOKENIZER_REPO: codec_state["old"],
-                     TEACHER_REPO: codec_state["teacher"]})
+    fake = fake_hub(
+        {
+            MODEL_REPO: old_model_snapshot(tmp_path),
+            TOKENIZER_REPO: codec_state["old"],
+            TEACHER_REPO: codec_state["teacher"],
+        }
+    )
     out = tmp_path / "weights"
     assert main(["download", "--output_dir", str(out)]) == 0
     model_dir, codec_dir = out / MODEL_REPO.split("/")[1], out / TOKENIZER_REPO.split("/")[1]
@@ -254,8 +287,10 @@ def test_download_stages_verifies_and_prints_the_folders(tmp_path, codec_state, 
     assert str(model_dir) in text and str(codec_dir) in text
     assert (model_dir / "model.safetensors").is_file() and not (model_dir / "demo.wav").exists()
     assert (codec_dir / "model.pth").is_file() and (codec_dir / "semantic_teacher" / "config.json").is_file()
-    assert {(c["repo_id"], c["revision"]) for c in fake.calls} >= {(MODEL_REPO, MODEL_REVISION),
-                                                                 (TOKENIZER_REPO, TOKENIZER_REVISION)}
+    assert {(c["repo_id"], c["revision"]) for c in fake.calls} >= {
+        (MODEL_REPO, MODEL_REVISION),
+        (TOKENIZER_REPO, TOKENIZER_REVISION),
+    }
     # The staged folders are all an offline machine needs: the hub is gone now.
     fake_hub({})
     from higgs_lora.data.codes import load_codec

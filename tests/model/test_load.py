@@ -19,12 +19,18 @@ from higgs_lora.model.load import (
 from higgs_lora.train.loss import compute_loss
 
 PER_LAYER = [
-    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-    "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",
-    "audio_mlp.gate_proj", "audio_mlp.up_proj", "audio_mlp.down_proj",
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+    "audio_mlp.gate_proj",
+    "audio_mlp.up_proj",
+    "audio_mlp.down_proj",
 ]
 HEADS = ["audio_decoder_proj.text_lm_head", "audio_decoder_proj.audio_lm_head"]
-
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +40,9 @@ def inputs(tiny_dataset, tiny_config):
 
 def _lora_modules(peft_model):
     prefix = "base_model.model."
-    return {n[len(prefix):] if n.startswith(prefix) else n for n, m in peft_model.named_modules() if hasattr(m, "lora_A")}
+    return {
+        n[len(prefix) :] if n.startswith(prefix) else n for n, m in peft_model.named_modules() if hasattr(m, "lora_A")
+    }
 
 
 def test_default_targets_wrap_exactly_the_released_modules(tiny_model_factory):
@@ -167,7 +175,9 @@ def test_checkpointing_the_first_k_of_n_layers_gives_identical_gradients(tiny_mo
     assert n >= 2
     k = n - 1
     assert enable_activation_checkpointing(partial, k) == k
-    assert [getattr(layer, "_higgs_lora_checkpointed", False) for layer in decoder_layers(partial)] == [True] * k + [False]
+    assert [getattr(layer, "_higgs_lora_checkpointed", False) for layer in decoder_layers(partial)] == [True] * k + [
+        False
+    ]
 
     calls = []
     real = torch.utils.checkpoint.checkpoint
@@ -243,4 +253,3 @@ def test_load_model_puts_weights_in_the_requested_dtype():
     model = load_model("tiny", device="cpu", dtype="bf16")
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
     assert next(model.parameters()).device.type == "cpu"
-

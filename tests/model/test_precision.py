@@ -6,23 +6,22 @@ list; its blind spots are listed in tests/cuda_autocast.py: these tests are not 
 """
 
 import json
-
 import os
 
 import pytest
 import torch
+from cuda_autocast import cuda_autocast_fp32_ops
 
 from higgs_lora.data.dataset import DictCollator, build_collator
 from higgs_lora.model.load import apply_lora, load_model
 from higgs_lora.model.precision import Precision, match_audio_embedding_dtype, resolve_precision
 from higgs_lora.train.trainer import HiggsAudioTrainer
 
-from cuda_autocast import cuda_autocast_fp32_ops
-
 
 def _bare_bf16_tiny():
     """The tiny model in bf16 as boson builds it, without this project's loading code."""
     from boson_multimodal.model.higgs_audio import HiggsAudioModel
+
     from higgs_lora.model.tiny import ensure_tiny_model
 
     return HiggsAudioModel.from_pretrained(str(ensure_tiny_model()), torch_dtype=torch.bfloat16)
@@ -57,9 +56,19 @@ def test_match_audio_embedding_dtype_fixes_the_forward_and_is_idempotent(batch):
 def _training_args(tmp_path, **kw):
     from transformers import TrainingArguments
 
-    return TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=2, max_steps=2, learning_rate=1e-2,
-                             logging_steps=1, save_strategy="no", report_to=[], remove_unused_columns=False,
-                             dataloader_num_workers=0, use_cpu=True, **kw)
+    return TrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=2,
+        max_steps=2,
+        learning_rate=1e-2,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        use_cpu=True,
+        **kw,
+    )
 
 
 def test_bf16_trainer_step_with_cuda_autocast_fp32_ops_emulated(tmp_path, tiny_dataset, tiny_config):
@@ -72,8 +81,12 @@ def test_bf16_trainer_step_with_cuda_autocast_fp32_ops_emulated(tmp_path, tiny_d
     assert trainable and all(p.dtype == torch.float32 for p in trainable.values())
     frozen = [p.dtype for p in model.parameters() if not p.requires_grad]
     assert set(frozen) == {torch.bfloat16}
-    trainer = HiggsAudioTrainer(model=model, args=_training_args(tmp_path, **precision.training_arguments()),
-                                train_dataset=tiny_dataset, data_collator=DictCollator(build_collator(tiny_config)))
+    trainer = HiggsAudioTrainer(
+        model=model,
+        args=_training_args(tmp_path, **precision.training_arguments()),
+        train_dataset=tiny_dataset,
+        data_collator=DictCollator(build_collator(tiny_config)),
+    )
     with cuda_autocast_fp32_ops():
         result = trainer.train()
     assert result.global_step == 2 and torch.isfinite(torch.tensor(result.training_loss))
@@ -130,9 +143,21 @@ def recipe_runs(tmp_path_factory):
     data = create_sample_data(root / "d.json", n_samples=4)
     runs = {}
     for name in ("bf16", "no"):
-        cfg = TrainConfig(train_data=str(data), output_dir=str(root / name), base_model="tiny", audio_tokenizer="tiny",
-                          batch_size=2, gradient_accumulation_steps=2, max_steps=3, logging_steps=1, save_steps=10**9,
-                          dataloader_num_workers=0, report_to="none", mixed_precision=name, learning_rate=1e-3)
+        cfg = TrainConfig(
+            train_data=str(data),
+            output_dir=str(root / name),
+            base_model="tiny",
+            audio_tokenizer="tiny",
+            batch_size=2,
+            gradient_accumulation_steps=2,
+            max_steps=3,
+            logging_steps=1,
+            save_steps=10**9,
+            dataloader_num_workers=0,
+            report_to="none",
+            mixed_precision=name,
+            learning_rate=1e-3,
+        )
         with cuda_autocast_fp32_ops():
             runs[name] = train(cfg)
     return runs
@@ -168,8 +193,12 @@ def test_an_fp32_trainer_after_a_bf16_one_runs_without_autocast(tmp_path):
 
     TrainingArguments(output_dir=str(tmp_path / "a"), bf16=True, use_cpu=True, report_to=[])
     assert os.environ["ACCELERATE_MIXED_PRECISION"] == "bf16"
-    args = TrainingArguments(output_dir=str(tmp_path / "b"), use_cpu=True, report_to=[],
-                             **resolve_precision("no", "cpu").training_arguments())
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "b"),
+        use_cpu=True,
+        report_to=[],
+        **resolve_precision("no", "cpu").training_arguments(),
+    )
     from accelerate import Accelerator
 
     assert Accelerator(cpu=True).mixed_precision == "no" and not args.bf16

@@ -32,8 +32,14 @@ def test_model_modules_match_the_released_layout(tiny_model_factory):
     model = tiny_model_factory()
     names = {n for n, _ in model.named_modules()}
     assert all(type(layer).__name__ == "HiggsAudioDualFFNDecoderLayer" for layer in model.layers)
-    for suffix in ("self_attn.q_proj", "mlp.gate_proj", "audio_mlp.down_proj",
-                   "audio_decoder_proj.text_lm_head", "audio_decoder_proj.audio_lm_head", "audio_codebook_embeddings"):
+    for suffix in (
+        "self_attn.q_proj",
+        "mlp.gate_proj",
+        "audio_mlp.down_proj",
+        "audio_decoder_proj.text_lm_head",
+        "audio_decoder_proj.audio_lm_head",
+        "audio_codebook_embeddings",
+    ):
         assert any(n.endswith(suffix) for n in names), suffix
     for absent in ("audio_tower", "audio_encoder_proj", "audio_attn"):
         assert not any(absent in n for n in names), absent
@@ -58,9 +64,18 @@ def test_special_token_ids_match_the_config(tiny_tokenizer, tiny_config, token, 
 
 
 def test_special_tokens_keep_the_llama3_order(tiny_tokenizer):
-    real = {"<|begin_of_text|>": 128000, "<|end_of_text|>": 128001, "<|start_header_id|>": 128006,
-            "<|end_header_id|>": 128007, "<|eot_id|>": 128009, "<|audio_bos|>": 128011, "<|audio_eos|>": 128012,
-            "<|audio_out_bos|>": 128013, "<|AUDIO|>": 128015, "<|AUDIO_OUT|>": 128016}
+    real = {
+        "<|begin_of_text|>": 128000,
+        "<|end_of_text|>": 128001,
+        "<|start_header_id|>": 128006,
+        "<|end_header_id|>": 128007,
+        "<|eot_id|>": 128009,
+        "<|audio_bos|>": 128011,
+        "<|audio_eos|>": 128012,
+        "<|audio_out_bos|>": 128013,
+        "<|AUDIO|>": 128015,
+        "<|AUDIO_OUT|>": 128016,
+    }
     for token, real_id in real.items():
         assert tiny_tokenizer.convert_tokens_to_ids(token) == real_id - 128000 + 256 == special_id(token)
 
@@ -72,7 +87,9 @@ def test_vocab_size_equals_tokenizer_length(tiny_tokenizer, tiny_config, tiny_mo
     assert model.audio_decoder_proj.text_lm_head.out_features == len(tiny_tokenizer)
 
 
-@pytest.mark.parametrize("text", ["plain ascii", "مرحبا بالعالم، كيف حالك؟", "emoji 😀🎤 mixed عربي", "tabs\tand\nnewlines  "])
+@pytest.mark.parametrize(
+    "text", ["plain ascii", "مرحبا بالعالم، كيف حالك؟", "emoji 😀🎤 mixed عربي", "tabs\tand\nnewlines  "]
+)
 def test_byte_level_round_trip(tiny_tokenizer, text):
     ids = tiny_tokenizer.encode(text, add_special_tokens=False)
     assert len(ids) == len(text.encode("utf-8"))  # one token per byte
@@ -89,7 +106,13 @@ def test_fresh_tokenizer_matches_the_saved_one(tiny_tokenizer):
 
 def test_build_config_ids_stay_inside_the_vocabulary():
     c = build_config()
-    for attr in ("audio_in_token_idx", "audio_out_token_idx", "audio_out_bos_token_id", "audio_eos_token_id", "pad_token_id"):
+    for attr in (
+        "audio_in_token_idx",
+        "audio_out_token_idx",
+        "audio_out_bos_token_id",
+        "audio_eos_token_id",
+        "pad_token_id",
+    ):
         assert 256 <= getattr(c, attr) < c.text_config.vocab_size
 
 

@@ -41,8 +41,13 @@ def test_export_writes_the_native_layout(exported):
     tokenizer = load_tokenizer("tiny")
     assert config["audio_delay_token_id"] == tokenizer.convert_tokens_to_ids("<|reserved_special_token_6|>")
     names = set(load_file(str(exported / "model.safetensors")))
-    assert {"text_lm_head.weight", "audio_lm_head.weight", "model.embed_audio_tokens.embed_audio_tokens.weight",
-            "model.layers.0.audio_mlp.up_proj.weight", "model.norm.weight"} <= names
+    assert {
+        "text_lm_head.weight",
+        "audio_lm_head.weight",
+        "model.embed_audio_tokens.embed_audio_tokens.weight",
+        "model.layers.0.audio_mlp.up_proj.weight",
+        "model.norm.weight",
+    } <= names
     assert not any(n.startswith(("audio_decoder_proj.", "layers.", "audio_codebook")) for n in names)
     assert (exported / "chat_template.jinja").is_file() and (exported / "processor_config.json").is_file()
 
@@ -63,11 +68,21 @@ def test_round_trip_is_bit_identical(exported, tmp_path, with_record, caplog):
     assert all(torch.equal(back[k], original[k]) and back[k].dtype == original[k].dtype for k in original)
     model = load_model(str(boson), device="cpu", dtype="fp32")
     tiny = load_model("tiny", device="cpu", dtype="fp32")
-    for key in ("audio_num_codebooks", "audio_codebook_size", "audio_out_token_idx", "audio_in_token_idx",
-                "audio_eos_token_id", "audio_out_bos_token_id", "pad_token_id", "use_delay_pattern"):
+    for key in (
+        "audio_num_codebooks",
+        "audio_codebook_size",
+        "audio_out_token_idx",
+        "audio_in_token_idx",
+        "audio_eos_token_id",
+        "audio_out_bos_token_id",
+        "pad_token_id",
+        "use_delay_pattern",
+    ):
         assert getattr(model.config, key) == getattr(tiny.config, key), key
     assert model.config.text_config.rope_scaling == tiny.config.text_config.rope_scaling
-    assert load_tokenizer(str(boson)).encode("مرحبا <|AUDIO_OUT|>") == load_tokenizer("tiny").encode("مرحبا <|AUDIO_OUT|>")
+    assert load_tokenizer(str(boson)).encode("مرحبا <|AUDIO_OUT|>") == load_tokenizer("tiny").encode(
+        "مرحبا <|AUDIO_OUT|>"
+    )
     # once: the second call reuses the folder without converting again
     caplog.clear()
     with caplog.at_level("WARNING"):
@@ -77,20 +92,50 @@ def test_round_trip_is_bit_identical(exported, tmp_path, with_record, caplog):
 
 def test_released_config_maps_both_ways():
     released = json.loads(native_config.RELEASED_CONFIG.read_text())
-    ids = {"<|begin_of_text|>": 128000, "<|eot_id|>": 128009, "<|AUDIO|>": 128015, "<|audio_eos|>": 128012,
-           native_config.DELAY_TOKEN: 128014}
+    ids = {
+        "<|begin_of_text|>": 128000,
+        "<|eot_id|>": 128009,
+        "<|AUDIO|>": 128015,
+        "<|audio_eos|>": 128012,
+        native_config.DELAY_TOKEN: 128014,
+    }
     native = native_config.to_native(released, ids)
-    assert (native["hidden_size"], native["num_hidden_layers"], native["num_key_value_heads"], native["vocab_size"]) == \
-        (3072, 28, 8, 128256)
+    assert (
+        native["hidden_size"],
+        native["num_hidden_layers"],
+        native["num_key_value_heads"],
+        native["vocab_size"],
+    ) == (3072, 28, 8, 128256)
     assert native["codebook_size"] == 1026 and native["audio_token_id"] == 128016
     assert native["rope_parameters"] == {**released["text_config"]["rope_scaling"], "rope_theta": 500000.0}
     back = native_config.to_boson(native, ids)
-    for key in ("audio_num_codebooks", "audio_codebook_size", "audio_out_token_idx", "audio_in_token_idx",
-                "audio_eos_token_id", "audio_out_bos_token_id", "audio_dual_ffn_layers", "audio_adapter_type",
-                "use_delay_pattern", "skip_audio_tower", "encode_audio_in_tokens"):
+    for key in (
+        "audio_num_codebooks",
+        "audio_codebook_size",
+        "audio_out_token_idx",
+        "audio_in_token_idx",
+        "audio_eos_token_id",
+        "audio_out_bos_token_id",
+        "audio_dual_ffn_layers",
+        "audio_adapter_type",
+        "use_delay_pattern",
+        "skip_audio_tower",
+        "encode_audio_in_tokens",
+    ):
         assert back[key] == released[key], key
-    for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-                "head_dim", "vocab_size", "rope_theta", "rope_scaling", "rms_norm_eps", "max_position_embeddings"):
+    for key in (
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "head_dim",
+        "vocab_size",
+        "rope_theta",
+        "rope_scaling",
+        "rms_norm_eps",
+        "max_position_embeddings",
+    ):
         assert back["text_config"][key] == released["text_config"][key], key
 
 
@@ -138,8 +183,12 @@ def test_native_hub_snapshot_is_converted_for_training_and_inference(exported, t
     try:
         folder = hub.model_folder("bosonai/higgs-audio-v2-generation-3B-base@main")
         assert (folder / MARKER).is_file()
-        assert json.loads(hub.model_config_path("bosonai/higgs-audio-v2-generation-3B-base@main").read_text())[
-            "model_type"] == "higgs_audio"
+        assert (
+            json.loads(hub.model_config_path("bosonai/higgs-audio-v2-generation-3B-base@main").read_text())[
+                "model_type"
+            ]
+            == "higgs_audio"
+        )
         model = load_model("bosonai/higgs-audio-v2-generation-3B-base@main", device="cpu", dtype="fp32")
         assert model.config.audio_num_codebooks == 8
     finally:

@@ -102,8 +102,13 @@ def _closing_model(folder: Path, tokenizer):
 
 def _released_token_ids() -> dict:
     # The released tokenizer's ids (upstream-facts.md); the delay token is reserved_special_token_6.
-    return {"<|begin_of_text|>": 128000, "<|eot_id|>": 128009, "<|AUDIO|>": 128015, "<|audio_eos|>": 128012,
-            native_config.DELAY_TOKEN: 128014}
+    return {
+        "<|begin_of_text|>": 128000,
+        "<|eot_id|>": 128009,
+        "<|AUDIO|>": 128015,
+        "<|audio_eos|>": 128012,
+        native_config.DELAY_TOKEN: 128014,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -121,12 +126,19 @@ def oracle(tmp_path_factory):
     native_batch = to_native_layout(batch, config.audio_num_codebooks, config.audio_out_token_idx, delay)
 
     ids, _ = inference_prompt(CloneSample("Hello and welcome.", "ref.wav", "How are you today?"), tokenizer)
-    prompt = batch_to_inputs(build_collator(config)([make_chatml_sample(
-        ids, None, [np.random.default_rng(1).integers(0, 1024, (8, 11))])]))
+    prompt = batch_to_inputs(
+        build_collator(config)([make_chatml_sample(ids, None, [np.random.default_rng(1).integers(0, 1024, (8, 11))])])
+    )
     with torch.no_grad():
-        _, boson_audio = base.generate(**prompt, max_new_tokens=FRAMES, use_cache=True, do_sample=False,
-                                       tokenizer=tokenizer, stop_strings=["<|end_of_text|>", "<|eot_id|>"],
-                                       ras_win_len=None)
+        _, boson_audio = base.generate(
+            **prompt,
+            max_new_tokens=FRAMES,
+            use_cache=True,
+            do_sample=False,
+            tokenizer=tokenizer,
+            stop_strings=["<|end_of_text|>", "<|eot_id|>"],
+            ras_win_len=None,
+        )
     native_prompt = to_native_layout(prompt, config.audio_num_codebooks, config.audio_out_token_idx, delay)
 
     adapter = _train_adapter(load_model("tiny", device="cpu", dtype="fp32"), batch, root / "adapter")
@@ -134,9 +146,15 @@ def oracle(tmp_path_factory):
 
     closing = _closing_model(root / "closing", tokenizer)
     with torch.no_grad():
-        closing_seq, closing_audio = closing.generate(**prompt, max_new_tokens=FRAMES, use_cache=True, do_sample=False,
-                                                      tokenizer=tokenizer, ras_win_len=None,
-                                                      stop_strings=["<|end_of_text|>", "<|eot_id|>"])
+        closing_seq, closing_audio = closing.generate(
+            **prompt,
+            max_new_tokens=FRAMES,
+            use_cache=True,
+            do_sample=False,
+            tokenizer=tokenizer,
+            ras_win_len=None,
+            stop_strings=["<|end_of_text|>", "<|eot_id|>"],
+        )
     export(str(root / "closing"), root / "native-closing")
 
     released = json.loads(RELEASED.read_text())
@@ -144,19 +162,32 @@ def oracle(tmp_path_factory):
         boson_released = HiggsAudioModel(HiggsAudioConfig(**released))
     released_shapes = {k: tuple(v.shape) for k, v in weights.rename(boson_released.state_dict(), "native").items()}
 
-    jobs = [{"kind": "forward", "model_dir": str(report.output_dir), **native_batch},
-            {"kind": "generate", "model_dir": str(report.output_dir), "frames": FRAMES, **native_prompt},
-            {"kind": "forward", "model_dir": str(root / "native-lora"), **native_batch},
-            {"kind": "meta", "config": native_config.to_native(released, _released_token_ids())},
-            {"kind": "generate", "model_dir": str(root / "native-closing"), "frames": FRAMES, **native_prompt}]
+    jobs = [
+        {"kind": "forward", "model_dir": str(report.output_dir), **native_batch},
+        {"kind": "generate", "model_dir": str(report.output_dir), "frames": FRAMES, **native_prompt},
+        {"kind": "forward", "model_dir": str(root / "native-lora"), **native_batch},
+        {"kind": "meta", "config": native_config.to_native(released, _released_token_ids())},
+        {"kind": "generate", "model_dir": str(root / "native-closing"), "frames": FRAMES, **native_prompt},
+    ]
     results = run_jobs(jobs, root / "jobs")
     for result in results:
         assert "error" not in result, result.get("traceback")
-    return {"root": root, "export": report, "tokenizer": tokenizer, "config": config, "batch": batch,
-            "native_batch": native_batch, "boson": _boson_logits(base, batch), "boson_audio": boson_audio,
-            "native_prompt": native_prompt, "adapter": _boson_logits(adapter, batch), "results": results,
-            "released_shapes": released_shapes, "closing": (closing_seq[0, len(ids):].tolist(), closing_audio),
-            "prompt_ids": ids}
+    return {
+        "root": root,
+        "export": report,
+        "tokenizer": tokenizer,
+        "config": config,
+        "batch": batch,
+        "native_batch": native_batch,
+        "boson": _boson_logits(base, batch),
+        "boson_audio": boson_audio,
+        "native_prompt": native_prompt,
+        "adapter": _boson_logits(adapter, batch),
+        "results": results,
+        "released_shapes": released_shapes,
+        "closing": (closing_seq[0, len(ids) :].tolist(), closing_audio),
+        "prompt_ids": ids,
+    }
 
 
 def _native_logits(oracle, index):
@@ -190,7 +221,7 @@ def test_text_and_audio_logits_match(oracle):
 
 def test_greedy_continuation_matches_for_20_frames(oracle):
     boson = oracle["boson_audio"][0]  # (C, frames): the segment the prompt's <|audio_out_bos|> opened
-    native = oracle["results"][1]["audio_sequences"][0][oracle["native_prompt"]["audio_input_ids"].shape[1]:].t()
+    native = oracle["results"][1]["audio_sequences"][0][oracle["native_prompt"]["audio_input_ids"].shape[1] :].t()
     assert boson.shape == native.shape == (8, FRAMES)
     assert torch.equal(boson, native)
     # both open the stream with an all-BOS column and run the delay pattern (codebook c starts at column c+1)
@@ -205,14 +236,14 @@ def test_stream_closing_differs_by_the_all_eos_column_and_the_text_tokens(oracle
     tokenizer, config = oracle["tokenizer"], oracle["config"]
     boson_text, boson_audio = oracle["closing"]
     result = oracle["results"][4]
-    native = result["audio_sequences"][0][oracle["native_prompt"]["audio_input_ids"].shape[1]:].t()
+    native = result["audio_sequences"][0][oracle["native_prompt"]["audio_input_ids"].shape[1] :].t()
     eos, c = config.audio_stream_eos_id, config.audio_num_codebooks
     [segment] = boson_audio
     assert segment.shape == (c, c + 1)  # BOS column, then codebook k closes k columns after codebook 0
     assert native.shape == (c, c + 2) and torch.equal(native[:, : c + 1], segment)
     assert (native[:, -1] == eos).all() and not (segment[:, -1] == eos).all()
     assert tokenizer.decode(boson_text).startswith("<|AUDIO_OUT|><|audio_eos|>")
-    native_text = result["sequences"][0][oracle["native_prompt"]["input_ids"].shape[1]:].tolist()
+    native_text = result["sequences"][0][oracle["native_prompt"]["input_ids"].shape[1] :].tolist()
     delay = _delay_id(tokenizer)
     assert native_text == [config.audio_out_token_idx] + [delay] * c + [tokenizer.convert_tokens_to_ids("<|eot_id|>")]
 
@@ -220,7 +251,7 @@ def test_stream_closing_differs_by_the_all_eos_column_and_the_text_tokens(oracle
 def test_merged_exported_adapter_matches_the_unmerged_adapter(oracle):
     adapter_text, adapter_audio = oracle["adapter"]
     native_text, native_audio = _native_logits(oracle, 2)
-    assert torch.allclose(adapter_text[-native_text.shape[0]:], native_text, atol=TOL, rtol=0)
+    assert torch.allclose(adapter_text[-native_text.shape[0] :], native_text, atol=TOL, rtol=0)
     assert torch.allclose(adapter_audio, native_audio, atol=TOL, rtol=0)
     base_audio = oracle["boson"][1]
     assert (adapter_audio - base_audio).abs().max() > 100 * TOL  # the adapter changed the model
@@ -314,11 +345,15 @@ def test_codec_encodes_and_decodes_like_boson(codec_folder, waves, tmp_path):
     assert np.abs(imported.decode(codes)[0, 0] - wave).max() < WAVE_TOL
     state, original = imported.tokenizer.state_dict(), codec.tokenizer.state_dict()
     assert set(state) == set(original)
-    assert all(torch.allclose(state[k].float(), original[k].float(), atol=1e-6) for k in original if not k.endswith("_v"))
+    assert all(
+        torch.allclose(state[k].float(), original[k].float(), atol=1e-6) for k in original if not k.endswith("_v")
+    )
 
 
 SAMPLES = [
-    CloneSample("مرحبا بكم في البرنامج.", "ref0", "كيف حالك اليوم؟", system_prompt="Generate audio following instruction."),
+    CloneSample(
+        "مرحبا بكم في البرنامج.", "ref0", "كيف حالك اليوم؟", system_prompt="Generate audio following instruction."
+    ),
     CloneSample("مرحبا بكم في البرنامج.", "ref0", "كيف حالك اليوم؟"),
     CloneSample("Hello and welcome to the show.", "ref1", "How are you today?", system_prompt="Speak."),
     CloneSample("Hello and welcome to the show.", "ref1", "How are you today?"),
@@ -340,18 +375,52 @@ def test_check_alignment_native_parity_runs_the_native_processor(codec_folder, w
     from higgs_lora.data.convert import canonical_record
 
     data = tmp_path / "data.jsonl"
-    lines = [canonical_record(s.ref_text, str(waves[int(s.ref_audio[-1])]), s.target_text, str(waves[0]),
-                              s.system_prompt or "") for s in SAMPLES]
+    lines = [
+        canonical_record(
+            s.ref_text, str(waves[int(s.ref_audio[-1])]), s.target_text, str(waves[0]), s.system_prompt or ""
+        )
+        for s in SAMPLES
+    ]
     data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in lines) + "\n", encoding="utf-8")
     report = tmp_path / "r.json"
-    rc = main(["check-alignment", "--train_data", str(data), "--base_model", "tiny", "--audio_tokenizer",
-               str(codec_folder), "--skip_overfit", "--native_parity", "--native_min_code_agreement",
-               str(MIN_CODE_AGREEMENT), "--report", str(report), "--device", "cpu"])
+    rc = main(
+        [
+            "check-alignment",
+            "--train_data",
+            str(data),
+            "--base_model",
+            "tiny",
+            "--audio_tokenizer",
+            str(codec_folder),
+            "--skip_overfit",
+            "--native_parity",
+            "--native_min_code_agreement",
+            str(MIN_CODE_AGREEMENT),
+            "--report",
+            str(report),
+            "--device",
+            "cpu",
+        ]
+    )
     checks = json.loads(report.read_text(encoding="utf-8"))["checks"]
     assert rc == 0 and checks["native_prompt_parity"]["ok"], checks["native_prompt_parity"]
     assert len(checks["native_prompt_parity"]["details"]) == len(SAMPLES)
-    assert main(["check-alignment", "--train_data", str(data), "--base_model", "tiny", "--audio_tokenizer", "tiny",
-                 "--skip_overfit", "--native_parity"]) == 2  # the stand-in codec has no native twin: one line
+    assert (
+        main(
+            [
+                "check-alignment",
+                "--train_data",
+                str(data),
+                "--base_model",
+                "tiny",
+                "--audio_tokenizer",
+                "tiny",
+                "--skip_overfit",
+                "--native_parity",
+            ]
+        )
+        == 2
+    )  # the stand-in codec has no native twin: one line
 
 
 def test_prompt_layout_differs_only_by_the_delay_token():
@@ -360,12 +429,14 @@ def test_prompt_layout_differs_only_by_the_delay_token():
     tokenizer = load_tokenizer("tiny")
     config = load_model("tiny", device="cpu").config
     ids, _ = inference_prompt(SAMPLES[2], tokenizer)
-    inputs = batch_to_inputs(build_collator(config)([make_chatml_sample(ids, None, [np.zeros((8, 5), dtype=np.int64)])]))
+    inputs = batch_to_inputs(
+        build_collator(config)([make_chatml_sample(ids, None, [np.zeros((8, 5), dtype=np.int64)])])
+    )
     native = to_native_layout(inputs, 8, config.audio_out_token_idx, _delay_id(tokenizer))["input_ids"][0].tolist()
     at = ids.index(config.audio_out_token_idx)
     columns = 5 + 2 + 7  # BOS column, codes, EOS column, delay pattern
-    assert native[:at] == ids[:at] and native[at + columns:] == ids[at + 1:]
-    assert native[at: at + columns] == [config.audio_out_token_idx] * 7 + [_delay_id(tokenizer)] * 7
+    assert native[:at] == ids[:at] and native[at + columns :] == ids[at + 1 :]
+    assert native[at : at + columns] == [config.audio_out_token_idx] * 7 + [_delay_id(tokenizer)] * 7
 
 
 def test_native_template_trims_user_text():
@@ -378,8 +449,9 @@ def test_native_template_trims_user_text():
     env = Environment()
     env.globals["raise_exception"] = lambda msg: (_ for _ in ()).throw(ValueError(msg))
     render = env.from_string(CHAT_TEMPLATE).render
-    text = render(messages=[{"role": "user", "content": "  padded  "}], bos_token="<|begin_of_text|>",
-                  add_generation_prompt=True)
+    text = render(
+        messages=[{"role": "user", "content": "  padded  "}], bos_token="<|begin_of_text|>", add_generation_prompt=True
+    )
     tokenizer = load_tokenizer("tiny")
     ids, _ = inference_prompt(CloneSample("  padded  ", "r.wav", "x"), tokenizer)
     assert "\n\npadded<|eot_id|>" in text

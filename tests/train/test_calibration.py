@@ -23,8 +23,9 @@ def test_every_figure_says_its_scheme_and_the_planner_uses_this_table():
 
 def test_default_mfu_comes_from_the_current_scheme_not_the_superseded_one():
     current = [m for m in C.MEASUREMENTS if m.scheme == C.BF16_AUTOCAST and m.step_s]
-    superseded = [m for m in C.MEASUREMENTS if m.scheme == C.NO_AUTOCAST and m.step_s and m.batch == 4
-                  and not m.checkpointing]
+    superseded = [
+        m for m in C.MEASUREMENTS if m.scheme == C.NO_AUTOCAST and m.step_s and m.batch == 4 and not m.checkpointing
+    ]
     assert current and superseded
     assert C.DEFAULT_MFU == round(C.planner_mfu(current[0]), 2)
     assert abs(C.DEFAULT_MFU - C.planner_mfu(superseded[0])) > 0.02  # the old default (0.15) followed these
@@ -43,11 +44,21 @@ def test_a_cpu_report_does_not_recalibrate_the_planner():
 def _as_gpu_report(measurement: C.Measurement) -> dict:
     """The fixture's format, its training rows replaced by one measurement as gpu-check would report it."""
     report = copy.deepcopy(json.loads(FIXTURE.read_text(encoding="utf-8")))
-    report.update(shape="released", precision="bf16",
-                  device={"device": "cuda", "name": "NVIDIA H200", "torch": "x", "memory_gb": 139.8})
-    row = dict(report["train"][0], phase="batch4", batch=measurement.batch, checkpointing=measurement.checkpointing,
-               longest_sample=measurement.padded_length, median_step_s=measurement.step_s,
-               peak_memory_gb=measurement.peak_gib, full_logits=measurement.full_logits)
+    report.update(
+        shape="released",
+        precision="bf16",
+        device={"device": "cuda", "name": "NVIDIA H200", "torch": "x", "memory_gb": 139.8},
+    )
+    row = dict(
+        report["train"][0],
+        phase="batch4",
+        batch=measurement.batch,
+        checkpointing=measurement.checkpointing,
+        longest_sample=measurement.padded_length,
+        median_step_s=measurement.step_s,
+        peak_memory_gb=measurement.peak_gib,
+        full_logits=measurement.full_logits,
+    )
     report["train"] = [row, {"phase": "batch4_checkpointing", "ok": False, "error": "OutOfMemoryError"}]
     return report
 

@@ -9,12 +9,23 @@ from transformers import Trainer
 
 from higgs_lora.train import checkpoints
 from higgs_lora.train.checkpoints import (
-    MARKER, check_output_dir, incomplete_reason, latest_checkpoint, resolve_resume,
+    MARKER,
+    check_output_dir,
+    incomplete_reason,
+    latest_checkpoint,
+    resolve_resume,
 )
 from higgs_lora.train.recipe import TrainConfig, train
 
-TINY = dict(base_model="tiny", audio_tokenizer="tiny", batch_size=2, gradient_accumulation_steps=1,
-            logging_steps=1, dataloader_num_workers=0, report_to="none")
+TINY = dict(
+    base_model="tiny",
+    audio_tokenizer="tiny",
+    batch_size=2,
+    gradient_accumulation_steps=1,
+    logging_steps=1,
+    dataloader_num_workers=0,
+    report_to="none",
+)
 
 
 def _fake_checkpoint(folder, step, complete=True):
@@ -85,8 +96,23 @@ def test_fresh_run_into_an_earlier_run_is_refused_and_nothing_deleted(data4, tmp
     ckpt = _fake_checkpoint(out, 2)
     (out / "metrics.jsonl").write_text('{"step": 1}\n')
     before = sorted(p.relative_to(out) for p in out.rglob("*"))
-    rc = main(["train", "--train_data", str(data4), "--output_dir", str(out), "--base_model", "tiny",
-               "--audio_tokenizer", "tiny", "--max_steps", "1", "--report_to", "none"])
+    rc = main(
+        [
+            "train",
+            "--train_data",
+            str(data4),
+            "--output_dir",
+            str(out),
+            "--base_model",
+            "tiny",
+            "--audio_tokenizer",
+            "tiny",
+            "--max_steps",
+            "1",
+            "--report_to",
+            "none",
+        ]
+    )
     assert rc == 2
     err = capsys.readouterr().err
     assert "already holds a training run" in err and "--overwrite_output_dir" in err and "latest" in err
@@ -106,8 +132,9 @@ def test_fresh_run_into_an_earlier_run_is_refused_and_nothing_deleted(data4, tmp
 def reference(data4, tmp_path_factory):
     """An uninterrupted four-step run, a checkpoint every step."""
     out = tmp_path_factory.mktemp("ckpt_ref") / "out"
-    train(TrainConfig(train_data=str(data4), output_dir=str(out), max_steps=4, save_steps=1, save_total_limit=5,
-                      **TINY))
+    train(
+        TrainConfig(train_data=str(data4), output_dir=str(out), max_steps=4, save_steps=1, save_total_limit=5, **TINY)
+    )
     return out
 
 
@@ -128,8 +155,17 @@ def test_resume_latest_after_a_kill_continues_metrics_and_matches(reference, dat
     shutil.copytree(reference / "checkpoint-2", out / "checkpoint-2")
     lines = (reference / "metrics.jsonl").read_text().splitlines()[:3]
     (out / "metrics.jsonl").write_text("\n".join(lines) + "\n" + '{"step": 4, "lo')  # torn last line
-    train(TrainConfig(train_data=str(data4), output_dir=str(out), max_steps=4, save_steps=1, save_total_limit=5,
-                      resume_from_checkpoint="latest", **TINY))
+    train(
+        TrainConfig(
+            train_data=str(data4),
+            output_dir=str(out),
+            max_steps=4,
+            save_steps=1,
+            save_total_limit=5,
+            resume_from_checkpoint="latest",
+            **TINY,
+        )
+    )
     assert _steps(out) == [1, 2, 3, 4]  # no gap, no repeat, torn line gone
     _assert_same_adapter(reference / "adapter_model.safetensors", out / "adapter_model.safetensors")
 
@@ -165,8 +201,11 @@ def test_overwrite_output_dir_starts_over(reference, data4, tmp_path):
 
     out = tmp_path / "out"
     shutil.copytree(reference, out)
-    train(TrainConfig(train_data=str(data4), output_dir=str(out), max_steps=1, save_steps=1,
-                      overwrite_output_dir=True, **TINY))
+    train(
+        TrainConfig(
+            train_data=str(data4), output_dir=str(out), max_steps=1, save_steps=1, overwrite_output_dir=True, **TINY
+        )
+    )
     # the old run's later checkpoints are gone, so `latest` cannot pick them up; metrics restart
     assert [p.name for p in checkpoints.list_checkpoints(out)] == ["checkpoint-1"]
     assert _steps(out) == [1]
@@ -189,8 +228,16 @@ def test_resume_loads_nothing_through_pickle_without_weights_only(reference, dat
     import shutil
 
     shutil.copytree(reference / "checkpoint-3", out / "checkpoint-3")
-    train(TrainConfig(train_data=str(data4), output_dir=str(out), max_steps=4, save_steps=1,
-                      resume_from_checkpoint="latest", **TINY))
+    train(
+        TrainConfig(
+            train_data=str(data4),
+            output_dir=str(out),
+            max_steps=4,
+            save_steps=1,
+            resume_from_checkpoint="latest",
+            **TINY,
+        )
+    )
     assert len(calls) >= 3  # optimizer, scheduler, RNG state went through the check
     _assert_same_adapter(reference / "adapter_model.safetensors", out / "adapter_model.safetensors")
 
@@ -199,8 +246,11 @@ def test_resume_loads_nothing_through_pickle_without_weights_only(reference, dat
 
 
 def _snapshot(folder):
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_resuming_a_run_that_finished_mid_epoch_changes_nothing(data4, tmp_path, capsys):
@@ -208,9 +258,33 @@ def test_resuming_a_run_that_finished_mid_epoch_changes_nothing(data4, tmp_path,
     from higgs_lora.cli import main
 
     out = tmp_path / "out"
-    argv = ["train", "--train_data", str(data4), "--output_dir", str(out), "--max_steps", "3", "--eval_split", "0.25",
-            "--base_model", "tiny", "--audio_tokenizer", "tiny", "--batch_size", "2", "--logging_steps", "1",
-            "--dataloader_num_workers", "0", "--report_to", "none", "--save_steps", "2", "--save_total_limit", "2"]
+    argv = [
+        "train",
+        "--train_data",
+        str(data4),
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        "3",
+        "--eval_split",
+        "0.25",
+        "--base_model",
+        "tiny",
+        "--audio_tokenizer",
+        "tiny",
+        "--batch_size",
+        "2",
+        "--logging_steps",
+        "1",
+        "--dataloader_num_workers",
+        "0",
+        "--report_to",
+        "none",
+        "--save_steps",
+        "2",
+        "--save_total_limit",
+        "2",
+    ]
     assert main(argv) == 0
     before = _snapshot(out)
     assert "checkpoint-3/trainer_state.json" in before

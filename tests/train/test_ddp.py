@@ -31,13 +31,30 @@ from safetensors.torch import load_file
 from higgs_lora.train.recipe import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[2]
-COMMON = ["--base_model", "tiny", "--audio_tokenizer", "tiny", "--max_steps", "2", "--lora_dropout", "0",
-          "--warmup_ratio", "0", "--learning_rate", "1e-3", "--dataloader_num_workers", "0", "--logging_steps", "1",
-          "--save_steps", "1000"]
+COMMON = [
+    "--base_model",
+    "tiny",
+    "--audio_tokenizer",
+    "tiny",
+    "--max_steps",
+    "2",
+    "--lora_dropout",
+    "0",
+    "--warmup_ratio",
+    "0",
+    "--learning_rate",
+    "1e-3",
+    "--dataloader_num_workers",
+    "0",
+    "--logging_steps",
+    "1",
+    "--save_steps",
+    "1000",
+]
 
 # Each process dumps its own LoRA weights after training (test-only: loaded through PYTHONPATH by every
 # worker that torchrun starts; the launcher process has no RANK and skips it).
-SITECUSTOMIZE = '''
+SITECUSTOMIZE = """
 import os
 if os.environ.get("HIGGS_LORA_TEST_DUMP") and "RANK" in os.environ:
     from safetensors.torch import save_file
@@ -53,7 +70,7 @@ if os.environ.get("HIGGS_LORA_TEST_DUMP") and "RANK" in os.environ:
         return result
 
     _trainer.HiggsAudioTrainer.train = train
-'''
+"""
 
 
 def _equal_weight_data(folder: Path) -> Path:
@@ -63,13 +80,21 @@ def _equal_weight_data(folder: Path) -> Path:
     records = []
     for i in range(8):
         t = np.arange(24000) / 24000
-        ref = (0.3 * np.sin(2 * np.pi * (150 + 40 * i) * np.arange(int(24000 * (1.2 + 0.1 * i))) / 24000)).astype(np.float32)
+        ref = (0.3 * np.sin(2 * np.pi * (150 + 40 * i) * np.arange(int(24000 * (1.2 + 0.1 * i))) / 24000)).astype(
+            np.float32
+        )
         target = (0.3 * np.sin(2 * np.pi * (200 + 30 * i) * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
         sf.write(folder / f"ref{i}.wav", ref, 24000)
         sf.write(folder / f"tgt{i}.wav", target, 24000)
-        records.append({"ref_text": f"reference number {i}", "ref_audio": f"ref{i}.wav",
-                        "target_text": "short" if i % 2 else "a somewhat longer target sentence",
-                        "target_audio": f"tgt{i}.wav", "speaker": f"spk{i % 4}"})
+        records.append(
+            {
+                "ref_text": f"reference number {i}",
+                "ref_audio": f"ref{i}.wav",
+                "target_text": "short" if i % 2 else "a somewhat longer target sentence",
+                "target_audio": f"tgt{i}.wav",
+                "speaker": f"spk{i % 4}",
+            }
+        )
     path = folder / "data.json"
     path.write_text(json.dumps(records), encoding="utf-8")
     return path
@@ -90,25 +115,67 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path
     hook.mkdir()
     dumps.mkdir()
     (hook / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    env = dict(os.environ, NPROC="2", OMP_NUM_THREADS="1", MASTER_PORT=_free_port(), PYTHON=sys.executable,
-               CHECKPOINTING="0", HIGGS_LORA_TEST_DUMP=str(dumps),
-               PYTHONPATH=os.pathsep.join([str(hook), str(REPO), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        NPROC="2",
+        OMP_NUM_THREADS="1",
+        MASTER_PORT=_free_port(),
+        PYTHON=sys.executable,
+        CHECKPOINTING="0",
+        HIGGS_LORA_TEST_DUMP=str(dumps),
+        PYTHONPATH=os.pathsep.join([str(hook), str(REPO), os.environ.get("PYTHONPATH", "")]),
+    )
     # 2 per device x 2 accumulation x 2 processes = 8 = the whole data set per step.
     proc = subprocess.run(
-        ["bash", "scripts/launch_8xh200_training.sh", "--train_data", str(data), "--output_dir", str(ddp_out),
-         "--batch_size", "2", "--gradient_accumulation_steps", "2", "--report_to", "tensorboard",
-         "--eval_data", str(data), "--eval_steps", "1", *COMMON],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=280,
+        [
+            "bash",
+            "scripts/launch_8xh200_training.sh",
+            "--train_data",
+            str(data),
+            "--output_dir",
+            str(ddp_out),
+            "--batch_size",
+            "2",
+            "--gradient_accumulation_steps",
+            "2",
+            "--report_to",
+            "tensorboard",
+            "--eval_data",
+            str(data),
+            "--eval_steps",
+            "1",
+            *COMMON,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     # The same global batch in one process, grouped differently: 4 per micro-batch x 2 accumulation.
     def run_single(batch_size, accumulation, **extra):
         out = tmp_path / f"single_{batch_size}x{accumulation}"
-        train(TrainConfig(train_data=str(data), output_dir=str(out), base_model="tiny", audio_tokenizer="tiny", **extra,
-                          batch_size=batch_size, gradient_accumulation_steps=accumulation, max_steps=2,
-                          lora_dropout=0.0, warmup_ratio=0.0, learning_rate=1e-3, dataloader_num_workers=0,
-                          logging_steps=1, save_steps=1000, report_to="none"))
+        train(
+            TrainConfig(
+                train_data=str(data),
+                output_dir=str(out),
+                base_model="tiny",
+                audio_tokenizer="tiny",
+                **extra,
+                batch_size=batch_size,
+                gradient_accumulation_steps=accumulation,
+                max_steps=2,
+                lora_dropout=0.0,
+                warmup_ratio=0.0,
+                learning_rate=1e-3,
+                dataloader_num_workers=0,
+                logging_steps=1,
+                save_steps=1000,
+                report_to="none",
+            )
+        )
         return out
 
     single_out = run_single(4, 2, eval_data=str(data), eval_steps=1)
@@ -158,11 +225,27 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path
 @pytest.mark.timeout(200)
 @pytest.mark.parametrize("heads", ["labelled", "full"])  # train's path (heads at labelled rows) and upstream's
 def test_a_rank_with_a_text_only_batch_does_not_hang(sample_data_path, heads):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    )
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", _free_port(),
-         "tests/train/ddp_text_only_worker.py", str(sample_data_path), heads],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=180,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            _free_port(),
+            "tests/train/ddp_text_only_worker.py",
+            str(sample_data_path),
+            heads,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     done = re.findall(r"rank (\d) done: max diff to rank 0 (\S+); moved ([0-9.e+-]+?)(?=rank|\s|$)", proc.stdout)

@@ -7,7 +7,9 @@ from higgs_lora.train.eval_split import held_out, split_eval
 
 
 def _samples(speakers):
-    return [CloneSample(f"ref {i}", f"r{i}.wav", f"text {i}", f"t{i}.wav", speaker=spk) for i, spk in enumerate(speakers)]
+    return [
+        CloneSample(f"ref {i}", f"r{i}.wav", f"text {i}", f"t{i}.wav", speaker=spk) for i, spk in enumerate(speakers)
+    ]
 
 
 SPEAKERS = ["a"] * 6 + ["b"] * 5 + ["c"] * 4 + ["d"] * 3 + ["e"] * 2  # 20 samples
@@ -28,7 +30,9 @@ def test_split_is_deterministic_and_depends_on_the_seed():
     samples = _samples(SPEAKERS)
     first = split_eval(samples, 0.2, seed=1)
     assert split_eval(list(samples), 0.2, seed=1).eval == first.eval
-    assert split_eval(list(reversed(samples)), 0.2, seed=1).eval == list(reversed(first.eval))  # order-independent choice
+    assert split_eval(list(reversed(samples)), 0.2, seed=1).eval == list(
+        reversed(first.eval)
+    )  # order-independent choice
     held = {frozenset(s.speaker for s in split_eval(samples, 0.05, seed=k).eval) for k in range(10)}
     assert len(held) > 1
 
@@ -75,22 +79,37 @@ def test_eval_split_writes_the_held_out_samples_and_the_end_block_suggests_them(
     from higgs_lora.train.recipe import TrainConfig, train
 
     out = tmp_path / "run"
-    train(TrainConfig(train_data=str(data4), output_dir=str(out), base_model="tiny", audio_tokenizer="tiny",
-                      batch_size=2, max_steps=1, eval_split=0.25, dataloader_num_workers=0, report_to="none"))
+    train(
+        TrainConfig(
+            train_data=str(data4),
+            output_dir=str(out),
+            base_model="tiny",
+            audio_tokenizer="tiny",
+            batch_size=2,
+            max_steps=1,
+            eval_split=0.25,
+            dataloader_num_workers=0,
+            report_to="none",
+        )
+    )
     held = out / HELD_OUT
     expected = split_eval(load_samples(data4), 0.25, seed=TrainConfig.seed).eval
     written = load_samples(held)  # a data file every command reads
-    assert [(s.target_text, s.target_audio, s.ref_audio) for s in written] == \
-           [(s.target_text, s.target_audio, s.ref_audio) for s in expected]
+    assert [(s.target_text, s.target_audio, s.ref_audio) for s in written] == [
+        (s.target_text, s.target_audio, s.ref_audio) for s in expected
+    ]
     text = capsys.readouterr().out
     assert f"eval --data {held}" in text and f"eval --data {data4}" not in text
     assert "scores the training samples" not in text
     assert f"--data {held} --output_dir eval/" in (out / "README.md").read_text(encoding="utf-8")  # the card too
     # eval, pointed at the run, tells trained-on samples from held-out ones
-    assert trained_on_warning(EvalConfig(data=str(held), model_path="tiny", output_dir="e", lora_path=str(out)),
-                              written) is None
-    warning = trained_on_warning(EvalConfig(data=str(data4), model_path="tiny", output_dir="e", lora_path=str(out)),
-                                 load_samples(data4))
+    assert (
+        trained_on_warning(EvalConfig(data=str(held), model_path="tiny", output_dir="e", lora_path=str(out)), written)
+        is None
+    )
+    warning = trained_on_warning(
+        EvalConfig(data=str(data4), model_path="tiny", output_dir="e", lora_path=str(out)), load_samples(data4)
+    )
     assert warning.startswith(f"warning: {4 - len(written)} of 4 eval samples were in this model's training data")
     assert str(held) in warning
 
@@ -101,11 +120,22 @@ def test_without_a_held_out_set_the_end_block_says_the_score_is_on_training_data
     from higgs_lora.train.recipe import TrainConfig, train
 
     out = tmp_path / "run"
-    train(TrainConfig(train_data=str(data4), output_dir=str(out), base_model="tiny", audio_tokenizer="tiny",
-                      batch_size=2, max_steps=1, dataloader_num_workers=0, report_to="none"))
+    train(
+        TrainConfig(
+            train_data=str(data4),
+            output_dir=str(out),
+            base_model="tiny",
+            audio_tokenizer="tiny",
+            batch_size=2,
+            max_steps=1,
+            dataloader_num_workers=0,
+            report_to="none",
+        )
+    )
     assert "scores the training samples" in capsys.readouterr().out
-    warning = trained_on_warning(EvalConfig(data=str(data4), model_path="tiny", output_dir="e", lora_path=str(out)),
-                                 load_samples(data4))
+    warning = trained_on_warning(
+        EvalConfig(data=str(data4), model_path="tiny", output_dir="e", lora_path=str(out)), load_samples(data4)
+    )
     assert "4 of 4 eval samples" in warning and "--eval_split" in warning
 
 
@@ -121,11 +151,17 @@ def test_the_printed_command_runs(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(repo), PATH="/usr/bin:/bin")  # an environment never activated
     for path in ("/usr/bin:/bin", f"{Path(sys.executable).parent}:/usr/bin:/bin"):
         env["PATH"] = path
-        command = subprocess.run([sys.executable, "-c", "from higgs_lora.entry_point import runnable_command as r; "
-                                  "print(r())"], env=env, capture_output=True, text=True, check=True).stdout.strip()
+        command = subprocess.run(
+            [sys.executable, "-c", "from higgs_lora.entry_point import runnable_command as r; print(r())"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         if path.startswith(str(Path(sys.executable).parent)) and (Path(sys.executable).parent / "higgs-lora").is_file():
             assert command == "higgs-lora"
-        proc = subprocess.run(f"{command} validate --help", shell=True, env=env, capture_output=True, text=True,
-                              cwd=tmp_path, timeout=120)
+        proc = subprocess.run(
+            f"{command} validate --help", shell=True, env=env, capture_output=True, text=True, cwd=tmp_path, timeout=120
+        )
         assert proc.returncode == 0 and "--for_inference" in proc.stdout, (command, proc.stderr[-500:])
     assert runnable_command()

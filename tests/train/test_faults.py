@@ -21,11 +21,31 @@ from higgs_lora.train.faults import EXIT_INTERRUPTED, SKIPPED_SAMPLES, NonFinite
 from higgs_lora.train.recipe import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = dict(base_model="tiny", audio_tokenizer="tiny", batch_size=2, gradient_accumulation_steps=1,
-            logging_steps=1, dataloader_num_workers=0, report_to="none")
-CLI_TINY = ["--base_model", "tiny", "--audio_tokenizer", "tiny", "--batch_size", "2",
-            "--gradient_accumulation_steps", "1", "--logging_steps", "1", "--dataloader_num_workers", "0",
-            "--report_to", "none"]
+TINY = dict(
+    base_model="tiny",
+    audio_tokenizer="tiny",
+    batch_size=2,
+    gradient_accumulation_steps=1,
+    logging_steps=1,
+    dataloader_num_workers=0,
+    report_to="none",
+)
+CLI_TINY = [
+    "--base_model",
+    "tiny",
+    "--audio_tokenizer",
+    "tiny",
+    "--batch_size",
+    "2",
+    "--gradient_accumulation_steps",
+    "1",
+    "--logging_steps",
+    "1",
+    "--dataloader_num_workers",
+    "0",
+    "--report_to",
+    "none",
+]
 
 
 def _free_port() -> str:
@@ -96,8 +116,9 @@ def test_skip_invalid_drops_exactly_the_invalid_samples_and_reports_them(tmp_pat
     assert "3 samples to train on, 3 skipped" in capsys.readouterr().out  # the start summary says so too
     # every valid sample reached training: none lost
     records = json.loads(data.read_text(encoding="utf-8"))
-    valid_targets = {str((data.parent / records[i]["messages"][4]["content"]["audio_url"]).resolve())
-                     for i in (0, 2, 5)}
+    valid_targets = {
+        str((data.parent / records[i]["messages"][4]["content"]["audio_url"]).resolve()) for i in (0, 2, 5)
+    }
     assert {str(Path(s.target_audio).resolve()) for s in seen} == valid_targets
     assert (out / "adapter_model.safetensors").is_file()
 
@@ -123,8 +144,9 @@ def _inject_nan(monkeypatch, bad_calls):
 def test_a_nan_step_is_skipped_without_touching_weights_or_optimizer(data4, tmp_path, monkeypatch, capsys):
     _inject_nan(monkeypatch, {2})  # batch 2, no accumulation: call 2 is optimizer step 2
     out = tmp_path / "out"
-    train(TrainConfig(train_data=str(data4), output_dir=str(out), max_steps=4, save_steps=1, save_total_limit=5,
-                      **TINY))
+    train(
+        TrainConfig(train_data=str(data4), output_dir=str(out), max_steps=4, save_steps=1, save_total_limit=5, **TINY)
+    )
     c1, c2, c3 = (out / f"checkpoint-{s}" for s in (1, 2, 3))
     assert _max_diff(c1 / "adapter_model.safetensors", c2 / "adapter_model.safetensors") == 0.0
     assert _max_diff(c2 / "adapter_model.safetensors", c3 / "adapter_model.safetensors") > 0  # training went on
@@ -143,8 +165,17 @@ def test_n_nonfinite_steps_in_a_row_abort_with_a_clear_message(data4, tmp_path, 
     _inject_nan(monkeypatch, set(range(2, 100)))
     out = tmp_path / "out"
     with pytest.raises(TrainingAborted, match="3 optimizer steps in a row had a non-finite") as info:
-        train(TrainConfig(train_data=str(data4), output_dir=str(out), max_steps=8, save_steps=1,
-                          save_total_limit=10, max_nonfinite_steps=3, **TINY))
+        train(
+            TrainConfig(
+                train_data=str(data4),
+                output_dir=str(out),
+                max_steps=8,
+                save_steps=1,
+                save_total_limit=10,
+                max_nonfinite_steps=3,
+                **TINY,
+            )
+        )
     assert "at step 4" in str(info.value) and "--resume_from_checkpoint latest" in str(info.value)
     assert latest_checkpoint(out) == out / "checkpoint-3"  # steps 2, 3 skipped and saved; 4 aborts
 
@@ -231,8 +262,18 @@ def uninterrupted(data4, tmp_path_factory):
 
 def _start(data, out, *extra):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    cmd = [sys.executable, str(REPO / "trainer" / "train.py"), "--train_data", str(data), "--output_dir", str(out),
-           "--max_steps", str(STEPS), *CLI_TINY, *extra]
+    cmd = [
+        sys.executable,
+        str(REPO / "trainer" / "train.py"),
+        "--train_data",
+        str(data),
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        str(STEPS),
+        *CLI_TINY,
+        *extra,
+    ]
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -263,8 +304,17 @@ def test_kill_9_then_resume_latest_matches_the_uninterrupted_run(data4, uninterr
     resumed_from = latest_checkpoint(out)
     step = int(resumed_from.name.split("-")[1])
     assert 3 <= step < STEPS  # killed mid-run, and a complete checkpoint survived
-    train(TrainConfig(train_data=str(data4), output_dir=str(out), max_steps=STEPS, save_steps=1,
-                      save_total_limit=2, resume_from_checkpoint="latest", **TINY))
+    train(
+        TrainConfig(
+            train_data=str(data4),
+            output_dir=str(out),
+            max_steps=STEPS,
+            save_steps=1,
+            save_total_limit=2,
+            resume_from_checkpoint="latest",
+            **TINY,
+        )
+    )
     assert [r["step"] for r in _metrics(out)] == list(range(1, STEPS + 1))
     assert _max_diff(uninterrupted / "adapter_model.safetensors", out / "adapter_model.safetensors") <= 1e-6
 
@@ -284,8 +334,16 @@ def test_sigterm_saves_a_checkpoint_exits_cleanly_and_latest_resumes(data4, unin
     step = int(ckpt.name.split("-")[1])
     assert 2 <= step < STEPS
     assert not (out / "adapter_model.safetensors").exists()  # no "final" adapter from an unfinished run
-    train(TrainConfig(train_data=str(data4), output_dir=str(out), max_steps=STEPS, save_steps=1000,
-                      resume_from_checkpoint="latest", **TINY))
+    train(
+        TrainConfig(
+            train_data=str(data4),
+            output_dir=str(out),
+            max_steps=STEPS,
+            save_steps=1000,
+            resume_from_checkpoint="latest",
+            **TINY,
+        )
+    )
     assert [r["step"] for r in _metrics(out)] == list(range(1, STEPS + 1))
     assert _max_diff(uninterrupted / "adapter_model.safetensors", out / "adapter_model.safetensors") <= 1e-6
 
@@ -311,11 +369,23 @@ def test_ctrl_c_in_a_terminal_reaches_the_data_loader_workers_too_and_still_save
     """A terminal sends SIGINT to the whole process group: the workers must not die of it mid-epoch."""
     out = tmp_path / "out"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    cmd = [sys.executable, str(REPO / "trainer" / "train.py"), "--train_data", str(data4), "--output_dir", str(out),
-           "--max_steps", str(STEPS), *CLI_TINY, "--save_steps", "1000"]
+    cmd = [
+        sys.executable,
+        str(REPO / "trainer" / "train.py"),
+        "--train_data",
+        str(data4),
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        str(STEPS),
+        *CLI_TINY,
+        "--save_steps",
+        "1000",
+    ]
     cmd[cmd.index("--dataloader_num_workers") + 1] = "2"
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # its own process group, as a shell job has
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )  # its own process group, as a shell job has
     _wait_for(lambda: _logged_steps(out) >= 2, proc)
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=120)
@@ -325,7 +395,7 @@ def test_ctrl_c_in_a_terminal_reaches_the_data_loader_workers_too_and_still_save
     assert ckpt is not None and incomplete_reason(ckpt) is None
 
 
-SITECUSTOMIZE = '''
+SITECUSTOMIZE = """
 import os
 if os.environ.get("RANK") == "1":
     import higgs_lora.train.trainer as t
@@ -337,7 +407,7 @@ if os.environ.get("RANK") == "1":
             raise RuntimeError("injected failure on this rank")
         return real(self, *args, **kwargs)
     t.HiggsAudioTrainer.compute_loss = failing
-'''
+"""
 
 
 @pytest.mark.timeout(300)
@@ -349,10 +419,31 @@ def test_one_rank_dying_ends_the_torchrun_job_with_the_rank_named(data4, tmp_pat
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=f"{inject}{os.pathsep}{REPO}")
     start = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", _free_port(),
-         str(REPO / "trainer" / "train.py"), "--train_data", str(data4), "--output_dir", str(out),
-         "--max_steps", "50", "--save_steps", "1000", *CLI_TINY],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=280)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            _free_port(),
+            str(REPO / "trainer" / "train.py"),
+            "--train_data",
+            str(data4),
+            "--output_dir",
+            str(out),
+            "--max_steps",
+            "50",
+            "--save_steps",
+            "1000",
+            *CLI_TINY,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
     elapsed = time.monotonic() - start
     assert proc.returncode != 0
     err = proc.stderr
@@ -366,10 +457,31 @@ def test_sigterm_to_torchrun_saves_one_checkpoint_agreed_by_both_ranks(data4, tm
     out = tmp_path / "out"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", _free_port(),
-         str(REPO / "trainer" / "train.py"), "--train_data", str(data4), "--output_dir", str(out),
-         "--max_steps", "200", "--save_steps", "1000", *CLI_TINY],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            _free_port(),
+            str(REPO / "trainer" / "train.py"),
+            "--train_data",
+            str(data4),
+            "--output_dir",
+            str(out),
+            "--max_steps",
+            "200",
+            "--save_steps",
+            "1000",
+            *CLI_TINY,
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _wait_for(lambda: _logged_steps(out) >= 2, proc)
     proc.send_signal(signal.SIGTERM)  # what a cluster scheduler does; torchrun forwards it to the workers
     _, err = proc.communicate(timeout=120)

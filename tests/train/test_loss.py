@@ -112,15 +112,18 @@ def _toy():
     for t in range(labels.shape[1] - 1):
         if labels[0, t + 1] != -100:
             logits[0, t, labels[0, t + 1]] = BIG
-    n_cb, codes = 3, torch.tensor([[-100, 5, 9, 1025, -100, -100],
-                                   [-100, -100, 4, 4, 1025, -100],
-                                   [-100, -100, -100, 0, 8, 1025]])
+    n_cb, codes = (
+        3,
+        torch.tensor([[-100, 5, 9, 1025, -100, -100], [-100, -100, 4, 4, 1025, -100], [-100, -100, -100, 0, 8, 1025]]),
+    )
     audio_logits = torch.zeros(codes.shape[1], n_cb, 1026)
     for k in range(codes.shape[1] - 1):
         for c in range(n_cb):
             if codes[c, k + 1] != -100:
                 audio_logits[k, c, codes[c, k + 1]] = BIG
-    out = SimpleNamespace(logits=logits.requires_grad_(), expanded_labels=labels, audio_logits=audio_logits.requires_grad_())
+    out = SimpleNamespace(
+        logits=logits.requires_grad_(), expanded_labels=labels, audio_logits=audio_logits.requires_grad_()
+    )
     return out, codes
 
 

@@ -22,8 +22,10 @@ def tiny_shape(tiny_config):
 
 def _estimates(shape, sizes, batch, **kw):
     b, length = G.longest_batch(sizes, batch)
-    return (P.estimate_memory(shape, b, length, checkpointing=False, weight_bytes=4, **kw),
-            P.estimate_memory(shape, b, length, checkpointing=True, weight_bytes=4, **kw))
+    return (
+        P.estimate_memory(shape, b, length, checkpointing=False, weight_bytes=4, **kw),
+        P.estimate_memory(shape, b, length, checkpointing=True, weight_bytes=4, **kw),
+    )
 
 
 def test_sizes_of_the_tiny_dataset(tiny_dataset):
@@ -75,8 +77,10 @@ def test_only_as_many_layers_as_the_batch_needs_are_checkpointed():
     assert not P.fits(P.estimate_memory(shape, 4, 2564, 64, checkpointing=k - 1), capacity)  # the fewest
     assert f"turning activation checkpointing ON for {k} of 28 decoder layers" in decision.message
     # fewer layers recomputed: a cheaper step than checkpointing every layer
-    assert P.estimate_step(shape, 4, 2564, 64, checkpointing=k).flops < P.estimate_step(shape, 4, 2564, 64,
-                                                                                         checkpointing=True).flops
+    assert (
+        P.estimate_step(shape, 4, 2564, 64, checkpointing=k).flops
+        < P.estimate_step(shape, 4, 2564, 64, checkpointing=True).flops
+    )
     # --use_gradient_checkpointing on still checkpoints every layer
     assert G.decide_memory(shape, sizes, 4, capacity, lora_r=64, checkpointing=True).checkpointed_layers == 28
     # a card with room for the plain step: none
@@ -171,9 +175,22 @@ def guard_data(tmp_path_factory, tiny_config, tiny_tokenizer, tiny_codec):
 
 
 def _cfg(path, out, **kw):
-    return TrainConfig(train_data=str(path), output_dir=str(out), base_model="tiny", audio_tokenizer="tiny",
-                       batch_size=2, gradient_accumulation_steps=1, max_steps=1, logging_steps=1, lora_r=4,
-                       lora_alpha=8, save_steps=10**9, dataloader_num_workers=0, report_to="none", **kw)
+    return TrainConfig(
+        train_data=str(path),
+        output_dir=str(out),
+        base_model="tiny",
+        audio_tokenizer="tiny",
+        batch_size=2,
+        gradient_accumulation_steps=1,
+        max_steps=1,
+        logging_steps=1,
+        lora_r=4,
+        lora_alpha=8,
+        save_steps=10**9,
+        dataloader_num_workers=0,
+        report_to="none",
+        **kw,
+    )
 
 
 def test_recipe_turns_checkpointing_on_when_memory_is_short(guard_data, tmp_path, monkeypatch, caplog):
@@ -200,13 +217,23 @@ def test_recipe_stops_before_training_when_nothing_fits(guard_data, tmp_path, mo
     assert not (tmp_path / "out" / "metrics.jsonl").exists()
 
 
-@pytest.mark.parametrize("mode, capacity, expected", [
-    ("auto", "plenty", 0), ("auto", "between", 1), ("on", "plenty", 2), ("on", "between", 2),
-    ("off", "plenty", 0), ("off", "between", ValueError),
-    ("auto", None, 0), ("on", None, 2), ("off", None, 0),
-])
-def test_checkpointing_mode_auto_on_off(guard_data, tiny_config, tiny_tokenizer, tiny_codec, monkeypatch, mode,
-                                        capacity, expected):
+@pytest.mark.parametrize(
+    "mode, capacity, expected",
+    [
+        ("auto", "plenty", 0),
+        ("auto", "between", 1),
+        ("on", "plenty", 2),
+        ("on", "between", 2),
+        ("off", "plenty", 0),
+        ("off", "between", ValueError),
+        ("auto", None, 0),
+        ("on", None, 2),
+        ("off", None, 0),
+    ],
+)
+def test_checkpointing_mode_auto_on_off(
+    guard_data, tiny_config, tiny_tokenizer, tiny_codec, monkeypatch, mode, capacity, expected
+):
     """auto: the guard decides how many of the tiny model's 2 layers; on: all; off: none, and a batch that
     needs it stops the run naming the flag. No capacity (CPU): auto means off."""
     from higgs_lora.data.dataset import VoiceCloningDataset

@@ -199,19 +199,31 @@ def test_resumed_run_keeps_records_up_to_its_step_and_drops_later_ones(tmp_path)
 # --- console ---------------------------------------------------------------------------------
 
 
-LOGS = {"loss": 2.34567, "text_loss": 1.5, "audio_loss": 0.84, "audio_loss_cb0": 0.9, "consistency_loss": 0.0,
-        "learning_rate": 4.5e-4, "grad_norm": 1.2345, "tokens_per_second": 12345.6, "samples_per_second": 3.2,
-        "memory_gb": 12.5, "epoch": 0.5}
+LOGS = {
+    "loss": 2.34567,
+    "text_loss": 1.5,
+    "audio_loss": 0.84,
+    "audio_loss_cb0": 0.9,
+    "consistency_loss": 0.0,
+    "learning_rate": 4.5e-4,
+    "grad_norm": 1.2345,
+    "tokens_per_second": 12345.6,
+    "samples_per_second": 3.2,
+    "memory_gb": 12.5,
+    "epoch": 0.5,
+}
 
 
 def test_console_line_is_compact():
     line = console_line(LOGS, 10, 200)
-    assert line == ("step 10/200  loss 2.3457  text 1.5000  audio 0.8400  lr 4.50e-04  grad 1.234  "
-                    "tok/s 12,346  mem GB 12.50")
+    assert line == (
+        "step 10/200  loss 2.3457  text 1.5000  audio 0.8400  lr 4.50e-04  grad 1.234  tok/s 12,346  mem GB 12.50"
+    )
     assert "cb0" not in line and "{" not in line  # per-codebook parts stay in metrics.jsonl / TensorBoard
     assert "consistency 0.2500" in console_line({**LOGS, "consistency_loss": 0.25}, 10, 200)
     assert console_line({"eval_loss": 2.0, "eval_text_loss": 1.0, "eval_audio_loss": 1.0, "epoch": 1.0}, 20, 200) == (
-        "eval at step 20  loss 2.0000  text 1.0000  audio 1.0000")
+        "eval at step 20  loss 2.0000  text 1.0000  audio 1.0000"
+    )
     assert console_line({"train_runtime": 3.0, "train_loss": 2.0}, 20, 20) is None
 
 

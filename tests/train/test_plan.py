@@ -16,14 +16,19 @@ def _real_counts(model):
 def test_tiny_counts_match_the_real_model_module_by_module(tiny_model_factory):
     model = tiny_model_factory()
     shape = P.ModelShape.from_config(model.config.to_dict())
-    real = {name: sum(p.numel() for p in m.parameters(recurse=False))
-            for name, m in model.named_modules() if any(True for _ in m.parameters(recurse=False))}
+    real = {
+        name: sum(p.numel() for p in m.parameters(recurse=False))
+        for name, m in model.named_modules()
+        if any(True for _ in m.parameters(recurse=False))
+    }
     planned = {w.name: w.numel for w in P.model_weights(shape)}
     assert planned == real
     assert P.count_params(shape).total == sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize("r,targets", [(8, None), (4, ["self_attn.q_proj", "audio_mlp.down_proj", "audio_codebook_embeddings"])])
+@pytest.mark.parametrize(
+    "r,targets", [(8, None), (4, ["self_attn.q_proj", "audio_mlp.down_proj", "audio_codebook_embeddings"])]
+)
 def test_tiny_lora_counts_match_peft(tiny_model_factory, r, targets):
     from higgs_lora.model.load import apply_lora
 
@@ -127,7 +132,9 @@ def test_plan_warns_when_it_does_not_fit():
     assert f"{active:.2f} G active params/token" in text
     # the printed active parameters follow --lora_targets, as the step time does
     heads_only = P.make_plan(config, 4, 1000, 64, targets=["text_lm_head"])
-    assert f"{P.active_params_per_token(ok.shape, 64, ['text_lm_head']) / 1e9:.2f} G active" in P.format_plan(heads_only)
+    assert f"{P.active_params_per_token(ok.shape, 64, ['text_lm_head']) / 1e9:.2f} G active" in P.format_plan(
+        heads_only
+    )
 
 
 def test_load_config_dict(tmp_path):
@@ -140,4 +147,3 @@ def test_load_config_dict(tmp_path):
         P.load_config_dict(str(tmp_path / ".."))
     with pytest.raises(FileNotFoundError):
         P.load_config_dict("nobody/not-a-model")
-

@@ -8,8 +8,9 @@ from higgs_lora.train.gpus import GPUS, gpu_with_memory
 from higgs_lora.train.plan import load_config_dict, make_plan
 
 
-def test_lengths_from_file_headers_match_the_dataset_built_from_codes(sample_data_path, sample_samples,
-                                                                      tiny_tokenizer, tiny_codec, tmp_path):
+def test_lengths_from_file_headers_match_the_dataset_built_from_codes(
+    sample_data_path, sample_samples, tiny_tokenizer, tiny_codec, tmp_path
+):
     """Two paths to the same number: the plan reads text and audio durations, the dataset tokenizes and
     encodes. A clip's frame count from its duration may differ from the codec's by one frame."""
     from higgs_lora.data.dataset import VoiceCloningDataset
@@ -49,8 +50,18 @@ def test_plan_sizes_the_sequence_from_the_data(sample_data_path, capsys):
     assert "4 x 100 positions" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("gpu,fits", [("rtx4090", False), ("rtx5090", False), ("l40s", False), ("a100-40gb", False),
-                                      ("a100-80gb", True), ("h100", True), ("h200", True)])
+@pytest.mark.parametrize(
+    "gpu,fits",
+    [
+        ("rtx4090", False),
+        ("rtx5090", False),
+        ("l40s", False),
+        ("a100-40gb", False),
+        ("a100-80gb", True),
+        ("h100", True),
+        ("h200", True),
+    ],
+)
 def test_the_cards_people_have(gpu, fits, capsys):
     """Released model, batch 4 x 1,070 positions, r=64, no checkpointing: 63 GiB measured on an H200
     (train.plan.CALIBRATION_POINTS), so only the 80 GB and larger cards hold it."""

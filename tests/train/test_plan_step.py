@@ -15,8 +15,18 @@ import torch
 
 from higgs_lora.train import plan as P
 
-SHAPE = dict(hidden=256, layers=4, intermediate=1024, heads=4, kv_heads=2, lora_r=16, batch=2,
-             ref_s=(1.0, 1.4), tgt_s=(1.0, 1.4), chars=(10, 20))
+SHAPE = dict(
+    hidden=256,
+    layers=4,
+    intermediate=1024,
+    heads=4,
+    kv_heads=2,
+    lora_r=16,
+    batch=2,
+    ref_s=(1.0, 1.4),
+    tgt_s=(1.0, 1.4),
+    chars=(10, 20),
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +45,12 @@ def measured(tmp_path_factory):
     # the text rows the planner counts per sample are the rows the step gathers
     assert heads.labelled_inputs(batch)[heads.TEXT_COUNT] == SHAPE["batch"] * P.TEXT_ROWS_PER_SAMPLE
     peaks = {}
-    for name, legacy, layers in (("upstream", True, 0), ("project", False, 0), ("project_k2", False, 2),
-                                 ("project_k3", False, 3)):
+    for name, legacy, layers in (
+        ("upstream", True, 0),
+        ("project", False, 0),
+        ("project_k2", False, 2),
+        ("project_k3", False, 3),
+    ):
         model = S.build_model(config, SHAPE["lora_r"], legacy)
         trainer, prepared = S.build_trainer(model, work, legacy, SHAPE["batch"])
         enable_activation_checkpointing(prepared, layers)

@@ -12,8 +12,16 @@ from higgs_lora.train import preflight as pf
 from higgs_lora.train import recipe
 from higgs_lora.train.recipe import TrainConfig, train
 
-TINY = dict(base_model="tiny", audio_tokenizer="tiny", batch_size=2, gradient_accumulation_steps=1,
-            logging_steps=1, dataloader_num_workers=0, report_to="none", max_steps=1)
+TINY = dict(
+    base_model="tiny",
+    audio_tokenizer="tiny",
+    batch_size=2,
+    gradient_accumulation_steps=1,
+    logging_steps=1,
+    dataloader_num_workers=0,
+    report_to="none",
+    max_steps=1,
+)
 
 
 @pytest.fixture
@@ -24,6 +32,7 @@ def data(tmp_path):
 @pytest.fixture
 def no_loading(monkeypatch):
     """Any model/tokenizer/codec load fails the test: preflight errors must come first."""
+
     def must_not_load(*args, **kwargs):
         raise AssertionError("weights loaded before the preflight failed")
 
@@ -37,8 +46,11 @@ def test_lora_parameter_estimate_is_exact_for_the_tiny_model(tiny_model_factory)
 
     config = json.loads((ensure_tiny_model() / "config.json").read_text())
     # bare suffixes ("q_proj") match as PEFT matches them
-    for r, targets in ((8, DEFAULT_LORA_TARGETS), (4, ["self_attn.q_proj", "audio_mlp.down_proj"]),
-                       (4, ["q_proj", "down_proj"])):
+    for r, targets in (
+        (8, DEFAULT_LORA_TARGETS),
+        (4, ["self_attn.q_proj", "audio_mlp.down_proj"]),
+        (4, ["q_proj", "down_proj"]),
+    ):
         trainable, _ = count_parameters(apply_lora(tiny_model_factory(), r, 2 * r, 0.0, targets))
         assert pf.estimate_lora_parameters(config, r, targets) == trainable
 
@@ -101,8 +113,13 @@ def test_model_folder_without_config(data, tmp_path, no_loading):
     with pytest.raises(ValueError, match="model.*no config.json"):
         train(TrainConfig(**{**TINY, "base_model": str(empty)}, train_data=str(data), output_dir=str(tmp_path / "o")))
     with pytest.raises(ValueError, match="missing: no such folder"):
-        train(TrainConfig(**{**TINY, "base_model": str(tmp_path / "missing")}, train_data=str(data),
-                          output_dir=str(tmp_path / "o")))
+        train(
+            TrainConfig(
+                **{**TINY, "base_model": str(tmp_path / "missing")},
+                train_data=str(data),
+                output_dir=str(tmp_path / "o"),
+            )
+        )
 
 
 def test_unreachable_hub_id_says_which_and_how_to_fix(data, tmp_path, monkeypatch, no_loading):
@@ -116,8 +133,13 @@ def test_unreachable_hub_id_says_which_and_how_to_fix(data, tmp_path, monkeypatc
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
     hub.fetch.cache_clear()
     with pytest.raises(ValueError) as info:
-        train(TrainConfig(**{**TINY, "base_model": "someone/not-cached-model"}, train_data=str(data),
-                          output_dir=str(tmp_path / "o")))
+        train(
+            TrainConfig(
+                **{**TINY, "base_model": "someone/not-cached-model"},
+                train_data=str(data),
+                output_dir=str(tmp_path / "o"),
+            )
+        )
     hub.fetch.cache_clear()
     message = str(info.value)
     assert "someone/not-cached-model" in message and "cannot fetch" in message
@@ -129,15 +151,29 @@ def test_codec_folder_missing_files(data, tmp_path, no_loading):
     codec.mkdir()
     (codec / "config.json").write_text("{}")
     with pytest.raises(ValueError, match="codec.*model.pth"):
-        train(TrainConfig(**{**TINY, "audio_tokenizer": str(codec)}, train_data=str(data),
-                          output_dir=str(tmp_path / "o")))
+        train(
+            TrainConfig(**{**TINY, "audio_tokenizer": str(codec)}, train_data=str(data), output_dir=str(tmp_path / "o"))
+        )
 
 
 def test_cli_reports_preflight_errors_in_one_line(data, tmp_path, capsys):
     from higgs_lora.cli import main
 
-    rc = main(["train", "--train_data", str(data), "--output_dir", str(tmp_path / "o"), "--base_model",
-               str(tmp_path / "missing"), "--audio_tokenizer", "tiny", "--max_steps", "1"])
+    rc = main(
+        [
+            "train",
+            "--train_data",
+            str(data),
+            "--output_dir",
+            str(tmp_path / "o"),
+            "--base_model",
+            str(tmp_path / "missing"),
+            "--audio_tokenizer",
+            "tiny",
+            "--max_steps",
+            "1",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1 and "no such folder" in err
 
@@ -161,8 +197,21 @@ def test_model_folder_with_only_config_names_what_is_missing_train(data, tmp_pat
     from higgs_lora.cli import main
 
     folder = _partial_copy(tmp_path, ["config.json"])
-    rc = main(["train", "--train_data", str(data), "--output_dir", str(tmp_path / "o"), "--base_model", str(folder),
-               "--audio_tokenizer", "tiny", "--max_steps", "1"])
+    rc = main(
+        [
+            "train",
+            "--train_data",
+            str(data),
+            "--output_dir",
+            str(tmp_path / "o"),
+            "--base_model",
+            str(folder),
+            "--audio_tokenizer",
+            "tiny",
+            "--max_steps",
+            "1",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "Traceback" not in err and "KeyError" not in err and len(err.splitlines()) == 1
     assert "incomplete model folder" in err and "tokenizer_config.json" in err and "model.safetensors" in err
@@ -172,8 +221,18 @@ def test_model_folder_with_only_config_names_what_is_missing_check_alignment(dat
     from higgs_lora.cli import main
 
     folder = _partial_copy(tmp_path, ["config.json"])
-    rc = main(["check-alignment", "--train_data", str(data), "--base_model", str(folder), "--audio_tokenizer", "tiny",
-               "--skip_overfit"])
+    rc = main(
+        [
+            "check-alignment",
+            "--train_data",
+            str(data),
+            "--base_model",
+            str(folder),
+            "--audio_tokenizer",
+            "tiny",
+            "--skip_overfit",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "Traceback" not in err and "KeyError" not in err
     assert "incomplete model folder" in err and "tokenizer_config.json" in err
@@ -183,10 +242,13 @@ def test_model_folder_with_only_config_names_what_is_missing_check_alignment(dat
 def test_missing_shards_listed_in_the_index_are_named(tmp_path):
     from higgs_lora.model.hub import check_model_complete
 
-    folder = _partial_copy(tmp_path, ["config.json", "tokenizer.json", "tokenizer_config.json",
-                                      "special_tokens_map.json"])
-    index = {"metadata": {}, "weight_map": {"a.weight": "model-00001-of-00002.safetensors",
-                                            "b.weight": "model-00002-of-00002.safetensors"}}
+    folder = _partial_copy(
+        tmp_path, ["config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
+    )
+    index = {
+        "metadata": {},
+        "weight_map": {"a.weight": "model-00001-of-00002.safetensors", "b.weight": "model-00002-of-00002.safetensors"},
+    }
     (folder / "model.safetensors.index.json").write_text(json.dumps(index))
     (folder / "model-00001-of-00002.safetensors").write_bytes(b"x")
     with pytest.raises(ValueError) as info:
@@ -204,5 +266,6 @@ def test_codec_folder_with_a_partial_semantic_teacher_is_named(data, tmp_path, n
     (codec / "model.pth").write_bytes(b"x")
     (codec / "semantic_teacher" / "config.json").write_text("{}")
     with pytest.raises(ValueError, match="semantic_teacher/ lacks its weights"):
-        train(TrainConfig(**{**TINY, "audio_tokenizer": str(codec)}, train_data=str(data),
-                          output_dir=str(tmp_path / "o")))
+        train(
+            TrainConfig(**{**TINY, "audio_tokenizer": str(codec)}, train_data=str(data), output_dir=str(tmp_path / "o"))
+        )

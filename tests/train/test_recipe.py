@@ -17,10 +17,17 @@ from higgs_lora.model.load import DEFAULT_LORA_TARGETS
 from higgs_lora.train import recipe
 from higgs_lora.train.recipe import RUN_CONFIG, TrainConfig, quick_test_overrides, read_run_config, train
 
-TINY = dict(base_model="tiny", audio_tokenizer="tiny", batch_size=2, gradient_accumulation_steps=1,
-            logging_steps=1, dataloader_num_workers=0)
+TINY = dict(
+    base_model="tiny",
+    audio_tokenizer="tiny",
+    batch_size=2,
+    gradient_accumulation_steps=1,
+    logging_steps=1,
+    dataloader_num_workers=0,
+)
 METRIC_KEYS = {"step", "loss", "text_loss", "audio_loss", "learning_rate", "grad_norm"} | {
-    f"audio_loss_cb{c}" for c in range(8)}
+    f"audio_loss_cb{c}" for c in range(8)
+}
 
 
 def _metrics(folder):
@@ -31,8 +38,17 @@ def _metrics(folder):
 @pytest.fixture(scope="module")
 def run(data4, tmp_path_factory):
     out = tmp_path_factory.mktemp("recipe") / "out"
-    cfg = TrainConfig(train_data=str(data4), output_dir=str(out), max_steps=4, save_steps=1, save_total_limit=4,
-                      text_loss_weight=0.5, audio_loss_weight=2.0, report_to="tensorboard", **TINY)
+    cfg = TrainConfig(
+        train_data=str(data4),
+        output_dir=str(out),
+        max_steps=4,
+        save_steps=1,
+        save_total_limit=4,
+        text_loss_weight=0.5,
+        audio_loss_weight=2.0,
+        report_to="tensorboard",
+        **TINY,
+    )
     returned = train(cfg)
     return cfg, returned, out
 
@@ -124,8 +140,12 @@ def test_adapter_folder_card_says_what_was_trained_and_how_to_use_it(run):
     assert "More Information Needed" not in card  # PEFT's empty template is replaced
     assert "`tiny`" in card and f"r={cfg.lora_r}" in card and str(cfg.train_data) in card
     assert "4 optimizer steps" in card
-    for command in ("higgs-lora clone --lora_path", "higgs-lora infer --lora_path", "higgs-lora merge --lora_path",
-                    "higgs-lora eval --lora_path"):
+    for command in (
+        "higgs-lora clone --lora_path",
+        "higgs-lora infer --lora_path",
+        "higgs-lora merge --lora_path",
+        "higgs-lora eval --lora_path",
+    ):
         assert command in card
 
 
@@ -209,8 +229,14 @@ def test_learning_rate_warms_up_then_decays_to_zero(run):
 def test_resume_mid_epoch_reproduces_the_uninterrupted_run(run, tmp_path):
     cfg, _, out = run
     resumed_out = tmp_path / "resumed"
-    resumed = TrainConfig(**{**vars(cfg), "output_dir": str(resumed_out), "report_to": "none",
-                             "resume_from_checkpoint": str(out / "checkpoint-3")})
+    resumed = TrainConfig(
+        **{
+            **vars(cfg),
+            "output_dir": str(resumed_out),
+            "report_to": "none",
+            "resume_from_checkpoint": str(out / "checkpoint-3"),
+        }
+    )
     train(resumed)
     # only step 4 was trained after the resume
     assert [r["step"] for r in _metrics(resumed_out)] == [4]
@@ -246,15 +272,24 @@ def test_gradient_checkpointing_trains_with_identical_first_step(run, data4, tmp
 
     def spy(model, layers=None):
         n = real(model, layers)
-        calls.append((n, [getattr(layer, "_higgs_lora_checkpointed", False) for layer in
-                          model.get_base_model().layers]))
+        calls.append(
+            (n, [getattr(layer, "_higgs_lora_checkpointed", False) for layer in model.get_base_model().layers])
+        )
         return n
 
     monkeypatch.setattr(recipe, "enable_activation_checkpointing", spy)
     cfg, _, out = run
     gc_out = tmp_path / "gc"
-    gc_cfg = TrainConfig(**{**vars(cfg), "output_dir": str(gc_out), "max_steps": 1, "save_steps": 10**9,
-                            "report_to": "none", "use_gradient_checkpointing": True})
+    gc_cfg = TrainConfig(
+        **{
+            **vars(cfg),
+            "output_dir": str(gc_out),
+            "max_steps": 1,
+            "save_steps": 10**9,
+            "report_to": "none",
+            "use_gradient_checkpointing": True,
+        }
+    )
     train(gc_cfg)
     assert calls == [(2, [True, True])]  # the tiny model's two decoder layers are patched in place
     (first,) = _metrics(gc_out)
@@ -266,10 +301,23 @@ def test_gradient_checkpointing_trains_with_identical_first_step(run, data4, tmp
 
 
 def test_quick_test_overrides():
-    cfg = quick_test_overrides(TrainConfig(train_data="x", batch_size=8, gradient_accumulation_steps=4,
-                                           logging_steps=10, save_steps=500, dataloader_num_workers=4))
-    assert (cfg.max_steps, cfg.batch_size, cfg.gradient_accumulation_steps, cfg.logging_steps,
-            cfg.dataloader_num_workers) == (3, 2, 1, 1, 0)
+    cfg = quick_test_overrides(
+        TrainConfig(
+            train_data="x",
+            batch_size=8,
+            gradient_accumulation_steps=4,
+            logging_steps=10,
+            save_steps=500,
+            dataloader_num_workers=4,
+        )
+    )
+    assert (
+        cfg.max_steps,
+        cfg.batch_size,
+        cfg.gradient_accumulation_steps,
+        cfg.logging_steps,
+        cfg.dataloader_num_workers,
+    ) == (3, 2, 1, 1, 0)
     assert cfg.save_steps > 1000  # no checkpoint during a quick test
     assert quick_test_overrides(TrainConfig(train_data="x", batch_size=1)).batch_size == 1
 
@@ -344,8 +392,12 @@ def test_train_stops_on_audio_that_fails_to_encode_unless_skip_invalid(data4, tm
         train(TrainConfig(output_dir=str(tmp_path / "a"), **base))
     out = train(TrainConfig(output_dir=str(tmp_path / "b"), skip_invalid=True, **base))
     skipped = json.loads((out / "skipped_encoding.json").read_text())
-    assert 1 in [s["index"] for s in skipped] and all("decoder exploded" in r for s in skipped for r in s["files"].values())
+    assert 1 in [s["index"] for s in skipped] and all(
+        "decoder exploded" in r for s in skipped for r in s["files"].values()
+    )
     assert (out / "adapter_model.safetensors").is_file()
+
+
 def test_skipped_encoding_names_file_indices_after_validation_dropped_an_earlier_sample(data4, monkeypatch):
     from higgs_lora.data.codes import TinyCodec
 
@@ -363,8 +415,17 @@ def test_skipped_encoding_names_file_indices_after_validation_dropped_an_earlier
 
     monkeypatch.setattr(recipe, "load_codec", lambda *a, **k: Failing())
     out = data4.parent / "first_invalid_out"
-    train(TrainConfig(train_data=str(data), output_dir=str(out), skip_invalid=True, max_steps=1, save_steps=100,
-                      cache_dir=str(out / "cache"), **{**TINY, "report_to": "none"}))
+    train(
+        TrainConfig(
+            train_data=str(data),
+            output_dir=str(out),
+            skip_invalid=True,
+            max_steps=1,
+            save_steps=100,
+            cache_dir=str(out / "cache"),
+            **{**TINY, "report_to": "none"},
+        )
+    )
     assert [s["index"] for s in json.loads((out / "skipped_samples.json").read_text())["skipped"]] == [0]
     assert [s["index"] for s in json.loads((out / "skipped_encoding.json").read_text())] == [2]
 
@@ -374,14 +435,32 @@ def test_skipped_encoding_names_file_indices_after_validation_dropped_an_earlier
 
 def test_eval_split_consistency_and_summaries(sample_data_path, tmp_path, capsys):
     out = tmp_path / "out"
-    cfg = TrainConfig(train_data=str(sample_data_path), output_dir=str(out), max_steps=2, save_steps=10**9,
-                      eval_split=0.3, eval_steps=1, consistency_loss_weight=0.5, report_to="none", **TINY)
+    cfg = TrainConfig(
+        train_data=str(sample_data_path),
+        output_dir=str(out),
+        max_steps=2,
+        save_steps=10**9,
+        eval_split=0.3,
+        eval_steps=1,
+        consistency_loss_weight=0.5,
+        report_to="none",
+        **TINY,
+    )
     train(cfg)
     printed = capsys.readouterr().out
     records = _metrics(out)
     # eval_steps 2 on a 3-step run: evaluated at step 2 and once more on the final adapter
-    train(TrainConfig(**{**vars(cfg), "output_dir": str(tmp_path / "final"), "max_steps": 3, "eval_steps": 2,
-                         "consistency_loss_weight": 0.0}))
+    train(
+        TrainConfig(
+            **{
+                **vars(cfg),
+                "output_dir": str(tmp_path / "final"),
+                "max_steps": 3,
+                "eval_steps": 2,
+                "consistency_loss_weight": 0.0,
+            }
+        )
+    )
     assert [r["step"] for r in _metrics(tmp_path / "final") if "eval_loss" in r] == [2, 3]
     capsys.readouterr()
     train_records = [r for r in records if "loss" in r]
@@ -394,12 +473,17 @@ def test_eval_split_consistency_and_summaries(sample_data_path, tmp_path, capsys
     assert train_records[0]["consistency_loss"] == pytest.approx(0.0, abs=1e-6)  # fresh adapter: the base model
     for r in eval_records:
         assert r["eval_loss"] == pytest.approx(
-            r["eval_text_loss"] + r["eval_audio_loss"] + 0.5 * r["eval_consistency_loss"], abs=1e-3)
+            r["eval_text_loss"] + r["eval_audio_loss"] + 0.5 * r["eval_consistency_loss"], abs=1e-3
+        )
         assert {f"eval_audio_loss_cb{c}" for c in range(8)} <= r.keys()
     assert eval_records[-1]["eval_consistency_loss"] > 0  # the adapter has moved by then
     # The start block comes once, before the first step's line; the end block once, after the last.
     assert printed.count("higgs-lora train\n") == 1 and printed.count("higgs-lora train: done") == 1
-    start, first_step, done = printed.index("higgs-lora train\n"), printed.index("step 1/2"), printed.index("train: done")
+    start, first_step, done = (
+        printed.index("higgs-lora train\n"),
+        printed.index("step 1/2"),
+        printed.index("train: done"),
+    )
     assert start < first_step < done
     assert "by speaker" in printed and "2 per device x 1 accumulation x 1 process = 2 samples per step" in printed
     assert "eval at step 1" in printed and "{'loss'" not in printed  # compact lines, no raw dicts

@@ -7,9 +7,20 @@ from higgs_lora.train.recipe import TrainConfig, train
 
 def test_a_run_prints_no_stock_notices_and_its_card_says_what_ran(data4, tmp_path, capfd):
     out = tmp_path / "run"
-    train(TrainConfig(train_data=str(data4), output_dir=str(out), base_model="tiny", audio_tokenizer="tiny",
-                      batch_size=2, max_steps=2, max_tokens_per_batch=4000, mixed_precision="no",
-                      dataloader_num_workers=0, report_to="none"))
+    train(
+        TrainConfig(
+            train_data=str(data4),
+            output_dir=str(out),
+            base_model="tiny",
+            audio_tokenizer="tiny",
+            batch_size=2,
+            max_steps=2,
+            max_tokens_per_batch=4000,
+            mixed_precision="no",
+            dataloader_num_workers=0,
+            report_to="none",
+        )
+    )
     captured = capfd.readouterr()
     printed = captured.out + captured.err
     assert "max_steps is given" not in printed

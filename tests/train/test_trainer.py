@@ -12,8 +12,6 @@ from higgs_lora.train.loss import compute_loss
 from higgs_lora.train.trainer import HiggsAudioTrainer, MetricsJsonlCallback
 
 
-
-
 @pytest.fixture(scope="module")
 def model(tiny_model_factory):
     return tiny_model_factory()
@@ -27,8 +25,14 @@ def batches(tiny_dataset, tiny_config):
 
 @pytest.fixture
 def trainer(model, tmp_path):
-    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], per_device_train_batch_size=2,
-                             remove_unused_columns=False, use_cpu=True, disable_tqdm=True)
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        report_to=[],
+        per_device_train_batch_size=2,
+        remove_unused_columns=False,
+        use_cpu=True,
+        disable_tqdm=True,
+    )
     return HiggsAudioTrainer(model=model, args=args, text_loss_weight=0.5, audio_loss_weight=2.0)
 
 
@@ -114,8 +118,11 @@ def test_metrics_callback_writes_only_on_process_zero(tmp_path):
 def test_metrics_callback_records_training_and_eval_logs_only(tmp_path):
     path = tmp_path / "metrics.jsonl"
     callback = MetricsJsonlCallback(path)
-    _on_log(callback, _state(True, step=1, epoch=0.5),
-            {"loss": 2.5, "learning_rate": 1e-4, "grad_norm": float("nan"), "note": "text", "text_loss": 1.0})
+    _on_log(
+        callback,
+        _state(True, step=1, epoch=0.5),
+        {"loss": 2.5, "learning_rate": 1e-4, "grad_norm": float("nan"), "note": "text", "text_loss": 1.0},
+    )
     _on_log(callback, _state(True, step=2), {"train_runtime": 3.0, "train_loss": 2.0})  # end-of-training summary
     _on_log(callback, _state(True, step=2), {"eval_loss": 2.0, "eval_text_loss": 0.5})
     _on_log(callback, _state(True, step=2), None)
@@ -132,8 +139,14 @@ def test_metrics_callback_records_training_and_eval_logs_only(tmp_path):
 
 
 def _consistency_trainer(model, tmp_path, weight=1.0):
-    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], per_device_train_batch_size=2,
-                             remove_unused_columns=False, use_cpu=True, disable_tqdm=True)
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        report_to=[],
+        per_device_train_batch_size=2,
+        remove_unused_columns=False,
+        use_cpu=True,
+        disable_tqdm=True,
+    )
     return HiggsAudioTrainer(model=model, args=args, consistency_loss_weight=weight)
 
 
@@ -157,8 +170,9 @@ def test_consistency_loss_zero_for_a_fresh_adapter_positive_after_training(tiny_
     loss = trainer.compute_loss(model, batches[2])
     summary = trainer._train_meter.summary("cpu")
     assert summary["consistency_loss"] > 1e-4
-    assert float(loss) == pytest.approx(summary["text_loss"] + summary["audio_loss"] + summary["consistency_loss"],
-                                        abs=1e-4)
+    assert float(loss) == pytest.approx(
+        summary["text_loss"] + summary["audio_loss"] + summary["consistency_loss"], abs=1e-4
+    )
     # disabling the adapter for the base forward is only a context: the adapter is back on afterwards
     lora_layers = [m for m in model.modules() if hasattr(m, "lora_A")]
     assert lora_layers and not any(m.disable_adapters for m in lora_layers)

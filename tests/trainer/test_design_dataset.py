@@ -42,13 +42,14 @@ def test_chatml_format(VoiceCloningDataset, data_path, tokenizer, audio_tokenize
     sample = dataset[0]
 
     # Verify structure
-    assert hasattr(sample, 'input_ids')
-    assert hasattr(sample, 'audio_ids_concat')
-    assert hasattr(sample, 'audio_waveforms_concat')
+    assert hasattr(sample, "input_ids")
+    assert hasattr(sample, "audio_ids_concat")
+    assert hasattr(sample, "audio_waveforms_concat")
 
 
-def test_design_dataset_is_the_training_dataset(VoiceCloningDataset, data_path, tokenizer, audio_tokenizer,
-                                                sample_samples, tiny_dataset):
+def test_design_dataset_is_the_training_dataset(
+    VoiceCloningDataset, data_path, tokenizer, audio_tokenizer, sample_samples, tiny_dataset
+):
     """Same items as the package's dataset (what `higgs-lora train` feeds), from a path or a list, codec by name."""
     from_path = VoiceCloningDataset(data_path, tokenizer, audio_tokenizer)
     from_list = VoiceCloningDataset(sample_samples[:2], tokenizer, "tiny")

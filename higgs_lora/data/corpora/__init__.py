@@ -65,15 +65,17 @@ def detect(name: str, format: str = "auto") -> str:
         return "kaldi"
     if hf.shard_files(path):
         return "hf"
-    raise ValueError(f"{path}: none of the layouts convert reads (metadata.csv; a Common Voice release's "
-                     "validated.tsv with clips/; a Kaldi data dir's wav.scp, text and utt2spk; parquet or arrow "
-                     "shards of a Hugging Face dataset); name one with --format")
+    raise ValueError(
+        f"{path}: none of the layouts convert reads (metadata.csv; a Common Voice release's "
+        "validated.tsv with clips/; a Kaldi data dir's wav.scp, text and utt2spk; parquet or arrow "
+        "shards of a Hugging Face dataset); name one with --format"
+    )
 
 
 def rows(kind: str, name: str, options: Options, report) -> tuple[str, object]:
     """(the name the report gives the source, its ClipRows) for a corpus input of layout `kind`."""
-    from . import commonvoice, hf, kaldi
     from ..convert import metadata_rows
+    from . import commonvoice, hf, kaldi
 
     path = Path(name)
     if kind == "folder":

@@ -17,6 +17,7 @@ REQUIRED = ("client_id", "path", "sentence")
 
 def find_release(folder: Path) -> Path | None:
     """The release folder: `folder` itself, or its only language folder (cv-corpus-N/ar/)."""
+
     def is_release(p: Path) -> bool:
         return p.is_dir() and (p / "clips").is_dir() and any((p / f"{s}.tsv").is_file() for s in SPLITS)
 
@@ -49,12 +50,15 @@ def rows(source: Path, options, report):
     else:
         folder = find_release(source)
         if folder is None:
-            raise FileNotFoundError(f"{source}: not a Common Voice release (no validated.tsv/train.tsv/... with clips/)")
+            raise FileNotFoundError(
+                f"{source}: not a Common Voice release (no validated.tsv/train.tsv/... with clips/)"
+            )
         tsv = folder / f"{options.split or 'validated'}.tsv"
     if not tsv.is_file():
         present = sorted(p.stem for p in folder.glob("*.tsv"))
-        raise FileNotFoundError(f"{tsv}: no such split in this release (it has {', '.join(present) or 'no TSVs'}); "
-                                "choose one with --split")
+        raise FileNotFoundError(
+            f"{tsv}: no such split in this release (it has {', '.join(present) or 'no TSVs'}); choose one with --split"
+        )
     invalidated = folder / "invalidated.tsv"
     invalid = _paths(invalidated) if invalidated.is_file() and invalidated != tsv else set()
     return str(tsv), _rows(tsv, folder / "clips", invalid, report)
@@ -67,8 +71,7 @@ def _rows(tsv: Path, clips: Path, invalid: set[str], report):
         reader = _reader(f)
         missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
         if missing:
-            raise ValueError(f"{tsv}: no {', '.join(missing)} column (has {reader.fieldnames}); "
-                             "not a Common Voice TSV")
+            raise ValueError(f"{tsv}: no {', '.join(missing)} column (has {reader.fieldnames}); not a Common Voice TSV")
         for lineno, row in enumerate(reader, 2):
             speaker, name = row.get("client_id") or "", row.get("path") or ""
             where = f"line {lineno}"

@@ -11,8 +11,17 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-TEXT_COLUMNS = ("sentence", "text", "transcription", "transcript", "normalized_text", "text_normalized",
-                "raw_transcription", "raw_text", "utterance")
+TEXT_COLUMNS = (
+    "sentence",
+    "text",
+    "transcription",
+    "transcript",
+    "normalized_text",
+    "text_normalized",
+    "raw_transcription",
+    "raw_text",
+    "utterance",
+)
 SPEAKER_COLUMNS = ("speaker_id", "client_id", "speaker", "spk_id", "speaker_name", "reader_id", "user_id")
 AUDIO_COLUMNS = ("audio", "speech", "wav", "file")
 BATCH_ROWS = 64  # clips per record batch: memory is a few dozen clips whatever the shard size
@@ -34,12 +43,22 @@ def shard_files(folder: Path, split: str | None = None) -> list[Path]:
     else the train split's when the shards are split-named, else all."""
     if folder.is_file():
         return [folder]
-    files = sorted(p for p in folder.rglob("*") if p.suffix in (".parquet", ".arrow") and p.is_file()
-                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    files = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix in (".parquet", ".arrow")
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
 
     def of(name):
-        return [p for p in files if name in p.relative_to(folder).parent.parts or p.name.startswith(f"{name}-")
-                or p.name.startswith(f"{name}.")]
+        return [
+            p
+            for p in files
+            if name in p.relative_to(folder).parent.parts
+            or p.name.startswith(f"{name}-")
+            or p.name.startswith(f"{name}.")
+        ]
 
     if split:
         return of(split)
@@ -56,11 +75,16 @@ def download(repo_id: str, split: str | None) -> Path:
 
         folder = Path(snapshot_download(repo_id, repo_type="dataset", allow_patterns=patterns))
         if not shard_files(folder, split):
-            folder = Path(snapshot_download(repo_id, repo_type="dataset", revision="refs/convert/parquet",
-                                            allow_patterns=patterns))
+            folder = Path(
+                snapshot_download(
+                    repo_id, repo_type="dataset", revision="refs/convert/parquet", allow_patterns=patterns
+                )
+            )
     except Exception as exc:  # network, auth, unknown id: all are the user's to fix
-        raise OSError(f"{repo_id}: not a local path, and the Hugging Face hub did not give it as a dataset "
-                      f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise OSError(
+            f"{repo_id}: not a local path, and the Hugging Face hub did not give it as a dataset "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
     return folder
 
 
@@ -111,10 +135,14 @@ def _columns(shard: Path, options) -> tuple[str, str, str | None]:
     if audio is None:
         raise ValueError(f"{shard}: no audio column found (columns: {', '.join(names)}); name it with --audio_column")
     if text is None:
-        raise ValueError(f"{shard}: no transcript column found (columns: {', '.join(names)}); name it with --text_column")
+        raise ValueError(
+            f"{shard}: no transcript column found (columns: {', '.join(names)}); name it with --text_column"
+        )
     if speaker is None and options.speaker is None:
-        raise ValueError(f"{shard}: no speaker column found (columns: {', '.join(names)}); name it with "
-                         "--speaker_column, or pass --speaker NAME if one person speaks every clip")
+        raise ValueError(
+            f"{shard}: no speaker column found (columns: {', '.join(names)}); name it with "
+            "--speaker_column, or pass --speaker NAME if one person speaks every clip"
+        )
     return audio, text, speaker
 
 
@@ -127,8 +155,15 @@ def rows(source: Path, options, report, label: str | None = None):
     return label or str(source), _rows(shards, columns, options, report)
 
 
-_MAGIC = ((b"RIFF", ".wav"), (b"fLaC", ".flac"), (b"OggS", ".ogg"), (b"ID3", ".mp3"), (b"\xff\xfb", ".mp3"),
-          (b"\xff\xf3", ".mp3"), (b"\xff\xf2", ".mp3"))
+_MAGIC = (
+    (b"RIFF", ".wav"),
+    (b"fLaC", ".flac"),
+    (b"OggS", ".ogg"),
+    (b"ID3", ".mp3"),
+    (b"\xff\xfb", ".mp3"),
+    (b"\xff\xf3", ".mp3"),
+    (b"\xff\xf2", ".mp3"),
+)
 
 
 def _suffix(head: bytes, name: str | None) -> str:

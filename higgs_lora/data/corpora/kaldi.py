@@ -37,8 +37,10 @@ def _speakers(folder: Path, options) -> dict[str, str] | None:
         return {utt: spk for spk, utts in _table(folder / "spk2utt").items() for utt in utts.split()}
     if options.speaker is not None:
         return None
-    raise FileNotFoundError(f"{folder}: no utt2spk nor spk2utt (who speaks each utterance); "
-                            "pass --speaker NAME if one person speaks them all")
+    raise FileNotFoundError(
+        f"{folder}: no utt2spk nor spk2utt (who speaks each utterance); "
+        "pass --speaker NAME if one person speaks them all"
+    )
 
 
 def _resolve(entry: str, folder: Path) -> Path:
@@ -72,8 +74,10 @@ def rows(folder: Path, options, report):
         for cmd in pipes.values():
             examples.setdefault(cmd.split()[0], cmd)
         for program, n in sorted(by_program.items()):
-            report.notes.append(f"{folder / 'wav.scp'}: {n} recording(s) are pipe commands, refused (not run): "
-                                f"{examples[program]!r}; write their audio to files and list the files instead")
+            report.notes.append(
+                f"{folder / 'wav.scp'}: {n} recording(s) are pipe commands, refused (not run): "
+                f"{examples[program]!r}; write their audio to files and list the files instead"
+            )
     return str(folder), _rows(folder, wav_scp, texts, speakers, segments, pipes, options, report)
 
 
@@ -135,8 +139,13 @@ def _cut(path: Path, utts, source, options, report):
             first = max(0, round(start * rate))
             last = total if end is None or end < 0 else min(total, round(end * rate))  # end -1: to the end
             if last <= first:
-                report.drop(source, where, "segment_outside_recording",
-                            f"{utt}: {start:g}-{end:g} s is not inside {path} ({total / rate:.2f} s)", speaker)
+                report.drop(
+                    source,
+                    where,
+                    "segment_outside_recording",
+                    f"{utt}: {start:g}-{end:g} s is not inside {path} ({total / rate:.2f} s)",
+                    speaker,
+                )
                 continue
             seconds = (last - first) / rate
             out = options.window.reason(seconds)
@@ -144,7 +153,9 @@ def _cut(path: Path, utts, source, options, report):
                 report.drop(source, where, out[0], f"{utt}: {out[1]}", speaker)
                 continue
             # Named by the recording (path, size, mtime) and the frames: a second convert re-uses the clip.
-            key = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{first}|{last}".encode()).hexdigest()
+            key = hashlib.sha1(
+                f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{first}|{last}".encode()
+            ).hexdigest()
             clip = options.clips_dir / "kaldi" / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', utt)[:80]}-{key[:16]}.wav"
 
             def write(out_file, first=first, last=last):
