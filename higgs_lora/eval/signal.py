@@ -11,17 +11,27 @@ CLIP_LEVEL = 0.999  # |sample| at or above this counts as clipped (PCM_16 full s
 
 
 def frame_rms_db(wav: np.ndarray, sr: int) -> np.ndarray:
+    """RMS level in dBFS (1.0 = full scale) of each whole 10 ms frame from the first sample; a partial tail is dropped."""
+    import librosa
+
     hop = max(1, int(round(sr * FRAME_SECONDS)))
-    n = len(wav) // hop
-    if n == 0:
+    if len(wav) < hop:
         return np.zeros(0)
-    frames = np.asarray(wav[: n * hop], dtype=np.float64).reshape(n, hop)
-    rms = np.sqrt((frames**2).mean(axis=1))
-    return 20 * np.log10(np.maximum(rms, 1e-10))
+    rms = librosa.feature.rms(
+        y=np.asarray(wav, dtype=np.float64), frame_length=hop, hop_length=hop, center=False, dtype=np.float64
+    )[0]
+    return librosa.amplitude_to_db(rms, ref=1.0, amin=1e-10, top_db=None)
 
 
 def silence_edges(wav: np.ndarray, sr: int, threshold_dbfs: float = FRAME_SILENCE_DBFS) -> tuple[float, float]:
-    """Seconds of silence before the first and after the last non-silent frame (whole length if all silent)."""
+    """Seconds of silence before the first and after the last non-silent frame (whole length if all silent).
+
+    Not `librosa.effects.trim(wav, top_db=-threshold_dbfs, ref=1.0)`: `ref=1.0` would make its threshold
+    the same absolute dBFS, but trim always frames with `center=True` (frames centred on multiples of
+    the hop, zero-padded at both ends), so its edges move by up to half a frame and a partial last frame
+    counts, and it reports an all-silent clip as [0, 0] rather than silent end to end. The frames
+    themselves are librosa's (`frame_rms_db`); only the edge arithmetic is here.
+    """
     db = frame_rms_db(wav, sr)
     loud = np.flatnonzero(db > threshold_dbfs)
     duration = len(wav) / sr

@@ -1,7 +1,14 @@
-"""The one precision scheme, used identically by training, check-alignment and gpu-check.
+"""The precision scheme of training: `resolve_precision` picks it, `Precision` applies it.
 
-Inference (`infer`, `clone`, `eval`) loads the same bf16 weights on CUDA (`load.resolve_dtype`) and
-generates without autocast, as boson's serve engine does; `match_audio_embedding_dtype` is applied there too.
+Where it is used: `train.recipe.train` resolves it, loads the base weights in `weights_dtype`, applies
+`prepare` to the LoRA model and gives Trainer `training_arguments()`. check-alignment's fit and
+gpu-check's train and alignment phases run through `train.recipe.train`, so they get that same code;
+gpu-check's inference phase only loads its weights in `weights_dtype`; `bench/step.py`'s step
+comparison calls `prepare` and `training_arguments` on `Precision("bf16", "cpu")` itself.
+
+Inference (`infer`, `clone`, `eval`) does not use `Precision`: `load.resolve_dtype` picks bf16 weights
+on CUDA (fp16 where the GPU lacks bf16) and it generates without autocast, as boson's serve engine
+does; `load.load_model` applies `match_audio_embedding_dtype` for every caller.
 
 `bf16` (the default on CUDA): frozen base weights stored in bf16, LoRA parameters (and everything
 else that trains) and their AdamW state in fp32, the forward under bf16 autocast (the LoRA matmuls
@@ -25,7 +32,6 @@ audio embeddings back to the text embedding dtype without touching boson's files
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 from dataclasses import dataclass
@@ -63,10 +69,6 @@ class Precision:
             "fp16": "fp16 (fp16 base weights + fp16 autocast with loss scaling; LoRA, optimizer and loss in fp32)",
         }[self.name]
 
-    @property
-    def autocast_dtype(self) -> torch.dtype | None:
-        return None if self.name == "no" else _DTYPES[self.name]
-
     def training_arguments(self) -> dict:
         """What Trainer needs: bf16=True / fp16=True make it run the forward under autocast (fp16 with GradScaler).
 
@@ -77,12 +79,6 @@ class Precision:
         """
         os.environ["ACCELERATE_MIXED_PRECISION"] = self.name
         return {"bf16": self.name == "bf16", "fp16": self.name == "fp16"}
-
-    def autocast(self):
-        """The forward context for code that runs the model outside Trainer (checks, gpu-check)."""
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device_type, dtype=self.autocast_dtype)
 
     def prepare(self, model):
         """Apply the scheme to a (PEFT-wrapped or bare) model whose base weights are already in `weights_dtype`."""

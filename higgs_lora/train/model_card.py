@@ -1,7 +1,9 @@
 """OUTPUT_DIR/README.md: what was trained on what, with which settings, and how to use it.
 
 PEFT's `save_pretrained` writes an empty model-card template there; the adapter's folder is what users
-share, so it gets a card that says what the adapter is instead.
+share, so it gets a card that says what the adapter is instead: huggingface_hub's `ModelCard`, its YAML
+metadata (`ModelCardData`: a PEFT LoRA adapter, its base model where that is a hub repo, text-to-speech)
+above the text.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from .eval_split import HELD_OUT
 
 
 def adapter_card(run: dict, output_dir: str, steps: int, samples: int, final_loss: float | None) -> str:
-    """Markdown for an adapter folder from the run settings (`higgs_lora_run.json`)."""
+    """The model card (README.md) for an adapter folder from the run settings (`higgs_lora_run.json`)."""
+    from huggingface_hub import ModelCard, ModelCardData
+
     from ..model.precision import Precision
 
     out = shlex.quote(str(output_dir))
@@ -23,6 +27,12 @@ def adapter_card(run: dict, output_dir: str, steps: int, samples: int, final_los
         f"`{name}` sha256 `{digest[:12]}…`" for name, digest in (base.get("weights_sha256") or {}).items()
     )
     system_prompt = run.get("system_prompt")
+    data = ModelCardData(
+        library_name="peft",
+        base_model=base.get("repo"),  # a hub repo only: a local folder or `tiny` is no hub reference
+        pipeline_tag="text-to-speech",
+        tags=["lora", "voice-cloning", "higgs-lora"],
+    )
     lines = [
         "# Higgs Audio v2 voice-cloning LoRA adapter (higgs-lora)",
         "",
@@ -75,4 +85,5 @@ def adapter_card(run: dict, output_dir: str, steps: int, samples: int, final_los
         "derivative of them.",
         "",
     ]
-    return "\n".join(lines)
+    text = "\n".join(lines)
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n{text}"))

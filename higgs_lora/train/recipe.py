@@ -57,7 +57,7 @@ from .metrics import CompactProgressCallback
 from .model_card import adapter_card
 from .preflight import preflight
 from .summary import RunFacts, StartSummaryCallback, audio_hours, end_block, is_rank_zero, quiet_known_notices
-from .trainer import HiggsAudioTrainer, MetricsJsonlCallback, allow_checkpoint_rng_state
+from .trainer import HiggsAudioTrainer, MetricsJsonlCallback
 
 
 def quick_test_overrides(cfg: TrainConfig) -> TrainConfig:
@@ -289,7 +289,6 @@ def train(
     trainer.remove_callback(ProgressCallback)  # raw dicts on the console: compact lines instead
     trainer.add_callback(CompactProgressCallback)
     trainer.nonfinite_guard = guard
-    allow_checkpoint_rng_state()
     stage("training step")
     checkpoints.remove_stale_staging(out)
     started = time.monotonic()

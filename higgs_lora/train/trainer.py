@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import os
 from pathlib import Path
 
@@ -97,8 +97,18 @@ class HiggsAudioTrainer(Trainer):
         return result
 
     def _load_optimizer_and_scheduler(self, checkpoint):
-        with _plain_cpu_map_location():
-            return super()._load_optimizer_and_scheduler(checkpoint)
+        _restore_indexed_cpu_locations()
+        return super()._load_optimizer_and_scheduler(checkpoint)
+
+    def _load_rng_state(self, checkpoint):
+        """Trainer 4.46 reads rng_state.pth with plain `torch.load`, weights-only by default since torch 2.6;
+        the numpy RNG state in it needs these numpy globals allowed, for this load only. Without them,
+        resuming fails with "Unsupported global: numpy._core.multiarray._reconstruct"."""
+        multiarray = getattr(np, "_core", np.core).multiarray
+        with torch.serialization.safe_globals(
+            [multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+        ):
+            return super()._load_rng_state(checkpoint)
 
     def log(self, logs: dict, *args, **kwargs) -> None:
         # Trainer logs the mean loss since the last log; add the parts averaged over the same micro-steps.
@@ -140,28 +150,22 @@ class HiggsAudioTrainer(Trainer):
             torch.distributed.barrier()  # nobody resumes or saves again before the rename
 
 
-def allow_checkpoint_rng_state() -> None:
-    """Let torch 2.6+'s weights-only unpickler read the numpy RNG state Trainer saves in checkpoints.
+@functools.cache
+def _restore_indexed_cpu_locations() -> None:
+    """Let torch.load restore storages to "cpu:<index>", which it otherwise rejects ("don't know how to
+    restore data location ... (tagged with cpu:0)").
 
-    Trainer 4.46 calls plain `torch.load(rng_state.pth)`; without this, resuming fails with
-    "Unsupported global: numpy._core.multiarray._reconstruct".
+    Under DDP on CPU accelerate's device is `cpu:<rank>` (index 0 on every rank), and Trainer passes
+    `args.device` as the optimizer state's map_location when world_size > 1. Every CPU index is the
+    one CPU, so the storage stays as loaded. `register_package` is torch's hook for storage locations;
+    the deserializer answers only "cpu:<digits>" (None for anything else), so no other load changes.
+    Registered once per process.
     """
-    multiarray = getattr(np, "_core", np.core).multiarray
-    torch.serialization.add_safe_globals([multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))])
 
+    def deserialize(storage, location: str):
+        if location.startswith("cpu:") and location[4:].isdigit():
+            return storage
+        return None
 
-@contextlib.contextmanager
-def _plain_cpu_map_location():
-    """Under DDP on CPU Trainer maps optimizer state to "cpu:<rank>", which torch.load rejects."""
-    original = torch.load
-
-    def load(*args, map_location=None, **kwargs):
-        if isinstance(map_location, torch.device) and map_location.type == "cpu":
-            map_location = "cpu"
-        return original(*args, map_location=map_location, **kwargs)
-
-    torch.load = load
-    try:
-        yield
-    finally:
-        torch.load = original
+    # priority 100: after torch's own (10 to 26 in torch 2.13), none of which answers "cpu:<index>".
+    torch.serialization.register_package(100, lambda storage: None, deserialize)

@@ -21,6 +21,20 @@ def test_all_silent_clip_is_silent_end_to_end():
     assert silence_edges(np.zeros(SR), SR) == (1.0, 1.0)
 
 
+def test_the_threshold_is_absolute_dbfs_not_relative_to_the_peak():
+    """A clip that is quiet throughout (-46 dBFS RMS) is all pause; a peak-relative threshold would find it loud."""
+    quiet = _tone(1.0, amp=0.007)
+    assert silence_edges(quiet, SR) == (1.0, 1.0)
+    assert silence_edges(np.concatenate([quiet, _tone(0.5)]), SR) == (1.0, 0.0)
+
+
+def test_frames_start_at_the_first_sample():
+    """Sound from 0.305 s lies in the frame 0.30-0.31 s: 0.30 s of pause. A grid of frames centred on
+    multiples of 10 ms (librosa.effects.trim's) puts 0.300-0.305 s in a frame of its own and says 0.31 s."""
+    wav = np.concatenate([np.zeros(int(0.305 * SR)), _tone(1.0)])
+    assert silence_edges(wav, SR)[0] == 0.3
+
+
 def test_clipping_counts_full_scale_samples():
     wav = _tone(1.0, amp=0.5)
     assert clipped_fraction(wav) == 0.0

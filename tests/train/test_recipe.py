@@ -140,6 +140,11 @@ def test_adapter_folder_card_says_what_was_trained_and_how_to_use_it(run):
     assert "More Information Needed" not in card  # PEFT's empty template is replaced
     assert "`tiny`" in card and f"r={cfg.lora_r}" in card and str(cfg.train_data) in card
     assert "4 optimizer steps" in card
+    from huggingface_hub import ModelCard
+
+    meta = ModelCard.load(out / "README.md").data
+    assert meta.library_name == "peft" and meta.pipeline_tag == "text-to-speech" and "lora" in meta.tags
+    assert meta.base_model is None  # `tiny` is no hub repo, so the metadata names none
     for command in (
         "higgs-lora clone --lora_path",
         "higgs-lora infer --lora_path",
@@ -147,6 +152,19 @@ def test_adapter_folder_card_says_what_was_trained_and_how_to_use_it(run):
         "higgs-lora eval --lora_path",
     ):
         assert command in card
+
+
+def test_adapter_card_metadata_names_a_hub_base_model_by_repo():
+    from huggingface_hub import ModelCard
+
+    from higgs_lora.train.model_card import adapter_card
+
+    base = {"repo": "bosonai/higgs-audio-v2-generation-3B-base", "revision": "10840182ca4ad5d9d9113b60b9bb3c1ef1ba3f84"}
+    run = {"base_model": f"{base['repo']}@{base['revision']}", "provenance": {"base_model": base}}
+    card = ModelCard(adapter_card(run, "out", steps=1, samples=1, final_loss=None))
+    assert card.data.base_model == base["repo"]  # the repo id the hub links to, without @revision
+    assert card.text.startswith("# Higgs Audio v2 voice-cloning LoRA adapter")
+    assert f"at revision `{base['revision']}`" in card.text
 
 
 def test_tokenizer_is_saved_with_the_adapter(run):

@@ -213,3 +213,54 @@ def test_consistency_needs_a_peft_model(model, batches, tmp_path):
     trainer = _consistency_trainer(model, tmp_path)
     with pytest.raises(ValueError, match="LoRA"):
         trainer.compute_loss(model, batches[0])
+
+
+def _stepped_trainer(tmp_path):
+    """A trainer whose AdamW has taken a step, so its saved state holds tensors (a fresh one's has none)."""
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, disable_tqdm=True)
+    trainer = HiggsAudioTrainer(model=torch.nn.Linear(3, 2), args=args)
+    trainer.create_optimizer_and_scheduler(num_training_steps=4)
+    for p in trainer.model.parameters():
+        p.grad = torch.ones_like(p)
+    trainer.optimizer.step()
+    return trainer
+
+
+def test_optimizer_state_resumes_under_cpu_ddp_where_the_device_is_an_indexed_cpu(tmp_path, monkeypatch):
+    """Under DDP on CPU accelerate's device is `cpu:0` and Trainer (world_size > 1) passes it to torch.load
+    as map_location, which torch.load alone rejects: "don't know how to restore ... (tagged with cpu:0)"."""
+    saved = _stepped_trainer(tmp_path)
+    ckpt = tmp_path / "checkpoint-1"
+    ckpt.mkdir()
+    torch.save(saved.optimizer.state_dict(), ckpt / "optimizer.pt")
+    torch.save(saved.lr_scheduler.state_dict(), ckpt / "scheduler.pt")
+
+    resumed = HiggsAudioTrainer(model=torch.nn.Linear(3, 2), args=saved.args)
+    resumed.create_optimizer_and_scheduler(num_training_steps=4)
+    monkeypatch.setattr(TrainingArguments, "world_size", property(lambda self: 2))
+    monkeypatch.setattr(TrainingArguments, "device", property(lambda self: torch.device("cpu", 0)))
+    resumed._load_optimizer_and_scheduler(str(ckpt))
+    loaded, expected = resumed.optimizer.state_dict()["state"], saved.optimizer.state_dict()["state"]
+    assert loaded.keys() == expected.keys()
+    for key in expected:
+        assert loaded[key]["exp_avg"].device == torch.device("cpu")
+        assert torch.equal(loaded[key]["exp_avg"], expected[key]["exp_avg"])
+
+
+def test_numpy_rng_globals_are_allowed_for_the_rng_state_load_only(tmp_path):
+    """rng_state.pth holds numpy's RNG state, which the weights-only unpickler rejects ("Unsupported global:
+    numpy._core.multiarray._reconstruct") unless numpy's globals are allowed; they are, while Trainer reads
+    that file, and not left allowed for every later torch.load."""
+    import random
+
+    import numpy as np
+
+    numpy_globals = {getattr(np, "_core", np.core).multiarray._reconstruct, np.ndarray}
+    np.random.seed(1)
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "cpu": torch.get_rng_state()}
+    torch.save(state, tmp_path / "rng_state.pth")
+    expected = np.random.random()
+    np.random.seed(2)
+    _stepped_trainer(tmp_path)._load_rng_state(str(tmp_path))
+    assert np.random.random() == expected  # the numpy state was restored
+    assert not numpy_globals & set(torch.serialization.get_safe_globals())
