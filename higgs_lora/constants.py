@@ -49,7 +49,7 @@ def target_token_cap(
     return min(max_new_tokens, math.ceil(max_length_ratio * target_seconds * frames_per_second) + num_codebooks + 2)
 
 
-# Training FLOPs, the planner's convention (train/plan.py), which gpu-check's MFU now shares so the
+# Training FLOPs, the planner's convention (train/step_estimate.py), which gpu-check's MFU now shares so the
 # two figures compare: a multiply-add is 2 FLOPs, so a forward costs 2 x the active parameters per
 # token (+ attention scores where counted), and a training step 3 x the forward (the backward counted
 # as twice the forward), plus one more forward of the layers under gradient checkpointing.

@@ -52,7 +52,8 @@ def test_unknown_card_has_no_peak():
 def test_training_flops_match_the_planner():
     """Bug caught: gpu-check (which counts with training_flops) and the planner counting a step's FLOPs
     differently, as they did (4N against 6N), so the two MFU figures could not be compared."""
-    from higgs_lora.train.plan import ModelShape, active_params_per_token, estimate_step, released_config
+    from higgs_lora.train.model_shape import ModelShape, active_params_per_token, released_config
+    from higgs_lora.train.step_estimate import estimate_step
 
     shape = ModelShape.from_config(released_config())
     batch, seq = 2, 100

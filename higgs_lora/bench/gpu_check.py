@@ -195,8 +195,8 @@ def _audio_share(dataset) -> tuple[float, float]:
 
 
 def train_phase(name: str, ctx: dict, data: str, batch_size: int, steps: int, checkpointing: bool) -> dict:
-    from ..train.plan import TEXT_ROWS_PER_SAMPLE
     from ..train.recipe import TrainConfig, train
+    from ..train.step_estimate import TEXT_ROWS_PER_SAMPLE
 
     device, precision = ctx["device"], ctx["precision"]
     model = load_check_model(ctx["model_dir"], device, precision.weights_dtype)

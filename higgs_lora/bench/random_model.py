@@ -24,7 +24,7 @@ _DTYPE_NAMES = {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.floa
 
 
 def shipped_config() -> dict:
-    from ..train.plan import released_config  # the one shipped copy (higgs_lora/model/configs/)
+    from ..train.model_shape import released_config  # the one shipped copy (higgs_lora/model/configs/)
 
     return released_config()
 

@@ -12,7 +12,8 @@ SUMMARY = "memory and time plan of a training run, offline from the model config
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..train.plan import DEFAULT_MFU, GPUS
+    from ..train.calibration import DEFAULT_MFU
+    from ..train.gpus import GPUS
 
     p.add_argument(
         "--base_model",
@@ -66,7 +67,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from ..train.gpus import gpu_with_memory
-    from ..train.plan import format_plan, load_config_dict, make_plan
+    from ..train.model_shape import load_config_dict
+    from ..train.plan import format_plan, make_plan
 
     config = load_config_dict(args.base_model)
     seq_len, data_lines = args.seq_len or 1024, []

@@ -1,8 +1,9 @@
 """The GPU measurements the planner is calibrated on, each with the precision scheme it ran under, and
 the recalibration from a `higgs-lora gpu-check` report.
 
-One place for these facts: `train.plan` takes DEFAULT_MFU, ACTIVATION_CALIBRATION and the memory points
-from here, `docs/gpu.md` and `docs/scaling.md` quote them.
+One place for these facts: `train.step_estimate` takes DEFAULT_MFU and `train.memory_estimate`
+ACTIVATION_CALIBRATION from here, the memory estimate's test the memory points; `docs/gpu.md` and
+`docs/scaling.md` quote them.
 
 Schemes (see `model/precision.py`):
 - NO_AUTOCAST: bf16 base weights, fp32 LoRA, the forward without autocast. Superseded: it is what ran
@@ -29,6 +30,9 @@ import json
 import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from .gpus import GPUS
+from .model_shape import ModelShape, released_config
 
 NO_AUTOCAST = "no-autocast (bf16 weights, fp32 LoRA, autocast off; superseded)"
 BF16_AUTOCAST = "bf16 autocast (bf16 weights, fp32 LoRA, audio embeddings cast back to bf16)"
@@ -73,7 +77,7 @@ DEFAULT_MFU = 0.20
 # full-logits head term counted apart (it scales the per-layer term only).
 ACTIVATION_CALIBRATION = 0.8
 # (what, batch, padded length, checkpointing, peak GiB, full logits) for every memory figure, both
-# schemes: the estimate of the step each ran is held within 25 % of each (tests/train/test_plan.py).
+# schemes: the estimate of the step each ran is held within 25 % of each (tests/train/test_memory_estimate.py).
 CALIBRATION_POINTS = [
     (m.what, m.batch, m.padded_length, m.checkpointing, m.peak_gib, m.full_logits) for m in MEASUREMENTS
 ]
@@ -81,7 +85,7 @@ CALIBRATION_POINTS = [
 
 def planner_mfu(m: Measurement, lora_r: int = 64) -> float:
     """The MFU the planner would need to predict `m.step_s` (its own FLOP count, the GPU's bf16 peak)."""
-    from .plan import GPUS, ModelShape, estimate_step, released_config
+    from .step_estimate import estimate_step  # it imports DEFAULT_MFU from here
 
     if m.step_s is None:
         raise ValueError(f"{m.what}: no step time measured")
@@ -93,8 +97,6 @@ def planner_mfu(m: Measurement, lora_r: int = 64) -> float:
 
 
 def _gpu_key(name: str) -> str | None:
-    from .plan import GPUS
-
     return next((key for key in GPUS if key in name.lower()), None)
 
 
@@ -163,7 +165,7 @@ def recalibrate(report: dict | str | Path) -> Recalibration:
     training phases, and how far the memory estimate is from each measured peak (ACTIVATION_CALIBRATION
     is refitted by hand from these ratios; a ratio outside 0.75-1.25 fails the planner's test once the
     measurement is added to MEASUREMENTS)."""
-    from .plan import ModelShape, estimate_memory, released_config
+    from .memory_estimate import estimate_memory  # it imports ACTIVATION_CALIBRATION from here
 
     measurements = measurements_from_report(report)
     shape = ModelShape.from_config(released_config())

@@ -11,12 +11,13 @@ for a byte-level BPE tokenizer such as Llama 3's.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..constants import FRAMES_PER_SECOND
 from .memory_guard import SampleSize
-from .plan import seconds_to_columns
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,11 @@ class DataSizes:
         if not self.text_tokens_exact:
             lines.append("  (text counted as UTF-8 bytes, an upper bound: the model's tokenizer could not be loaded)")
         return lines
+
+
+def seconds_to_columns(seconds: float, codebooks: int) -> int:
+    """Sequence positions one clip of `seconds` takes: frames + stream BOS/EOS + delay pattern (codebooks - 1)."""
+    return math.ceil(seconds * FRAMES_PER_SECOND) + codebooks + 1
 
 
 def _tokenizer_or_none(base_model: str):

@@ -34,3 +34,12 @@ def gpu_with_memory(gpu: str, memory_gb: float | None) -> dict:
             raise ValueError(f"--gpu_memory_gb must be positive, got {memory_gb}")
         spec.update(memory_gib=memory_gb, name=f"{memory_gb:g} GiB card (peak FLOP/s of the {spec['name']})")
     return spec
+
+
+def gpu_spec(gpu: str | dict) -> dict:
+    """A card by name, or a spec dict as given (gpu_with_memory: --gpu_memory_gb)."""
+    if isinstance(gpu, dict):
+        return gpu
+    if gpu not in GPUS:
+        raise ValueError(f"unknown GPU {gpu!r}; known: {', '.join(GPUS)}")
+    return GPUS[gpu]

@@ -2,9 +2,9 @@
 
 Before training, the longest batch the data can produce (the `batch_size` longest samples, all
 padded to the longest; with `--max_tokens_per_batch`, the longest sample with as many others as the
-token budget lets its batch hold) is estimated with `train.plan.estimate_memory`, the estimate `higgs-lora
+token budget lets its batch hold) is estimated with `train.memory_estimate.estimate_memory`, the estimate `higgs-lora
 plan` prints, against the GPU's memory. If it does not fit, activation checkpointing is turned on
-(logged) for as few decoder layers as the batch needs (`plan.layers_to_checkpoint`: each checkpointed
+(logged) for as few decoder layers as the batch needs (`memory_estimate.layers_to_checkpoint`: each checkpointed
 layer runs its forward again in backward, so checkpointing all of them costs ~1.5x the step time
 where a few may be enough); if it still does not fit with every layer checkpointed, training stops
 before it starts with the longest samples and the `--batch_size` (or `--max_tokens_per_batch`) /
@@ -23,17 +23,10 @@ import os
 from dataclasses import dataclass
 from typing import Sequence
 
-from .plan import (
-    FRAMES_PER_SECOND,
-    GIB,
-    USABLE_FRACTION,
-    MemoryEstimate,
-    ModelShape,
-    estimate_memory,
-    estimate_step,
-    fits,
-    layers_to_checkpoint,
-)
+from ..constants import FRAMES_PER_SECOND
+from .memory_estimate import GIB, USABLE_FRACTION, MemoryEstimate, estimate_memory, fits, layers_to_checkpoint
+from .model_shape import ModelShape
+from .step_estimate import estimate_step
 
 log = logging.getLogger(__name__)
 

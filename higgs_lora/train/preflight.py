@@ -59,7 +59,7 @@ def estimate_lora_parameters(config: dict, r: int, targets: list[str]) -> int:
     The planner refuses configs with a Whisper tower (it has no memory model for it); adapters inside
     a tower are then left out of this estimate, which only sizes the checkpoints on disk.
     """
-    from .plan import ModelShape, count_params
+    from .model_shape import ModelShape, count_params
 
     return count_params(ModelShape.from_config({**config, "skip_audio_tower": True}), r, targets).lora
 

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from higgs_lora.cli import main
-from higgs_lora.train import plan as P
+from higgs_lora.train.memory_estimate import GIB, estimate_memory
+from higgs_lora.train.model_shape import ModelShape, released_config
 
 
 def test_plan_for_the_default_model_prints_exact_counts_offline(capsys, monkeypatch):
@@ -30,8 +31,8 @@ def test_plan_for_the_default_model_prints_exact_counts_offline(capsys, monkeypa
     assert rc == 0
     assert "total 5,938,221,056 (base 5,771,283,456 + LoRA 166,937,600)" in out
     assert "fits" in out and "WARNING" not in out
-    expected = P.estimate_memory(P.ModelShape.from_config(P.released_config()), 4, 1070, 64, checkpointing=True)
-    assert f"{expected.total / P.GIB:8.2f} GiB" in out
+    expected = estimate_memory(ModelShape.from_config(released_config()), 4, 1070, 64, checkpointing=True)
+    assert f"{expected.total / GIB:8.2f} GiB" in out
     assert "8 GPU(s)" in out
 
 

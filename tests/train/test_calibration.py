@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 
 from higgs_lora.train import calibration as C
-from higgs_lora.train import plan as P
+from higgs_lora.train import memory_estimate, step_estimate
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "gpu_check_report_small_cpu.json"
 
 
 def test_every_figure_says_its_scheme_and_the_planner_uses_this_table():
     assert {m.scheme for m in C.MEASUREMENTS} == {C.NO_AUTOCAST, C.BF16_AUTOCAST}
-    assert P.DEFAULT_MFU is C.DEFAULT_MFU and P.CALIBRATION_POINTS is C.CALIBRATION_POINTS
-    assert P.ACTIVATION_CALIBRATION is C.ACTIVATION_CALIBRATION
+    assert step_estimate.DEFAULT_MFU is C.DEFAULT_MFU
+    assert memory_estimate.ACTIVATION_CALIBRATION is C.ACTIVATION_CALIBRATION
     assert len(C.CALIBRATION_POINTS) == len(C.MEASUREMENTS)
 
 

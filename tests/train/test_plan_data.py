@@ -3,9 +3,22 @@
 import pytest
 
 from higgs_lora.cli import main
-from higgs_lora.train.data_sizes import data_sizes
+from higgs_lora.constants import FRAMES_PER_SECOND
+from higgs_lora.train.data_sizes import data_sizes, seconds_to_columns
 from higgs_lora.train.gpus import GPUS, gpu_with_memory
-from higgs_lora.train.plan import load_config_dict, make_plan
+from higgs_lora.train.model_shape import load_config_dict
+from higgs_lora.train.plan import make_plan
+
+
+def test_seconds_to_columns_agrees_with_the_dataset(tiny_dataset, tiny_tokenizer):
+    from higgs_lora.data.sample import tokenize_chatml
+
+    assert seconds_to_columns(30, 8) == 759  # 750 frames + stream BOS/EOS + 7 delay columns
+    for i, sample in enumerate(tiny_dataset.samples):
+        text, _, paths = tokenize_chatml(tiny_dataset.chatml(sample), tiny_tokenizer)
+        seconds = [tiny_dataset.codes(p).shape[1] / FRAMES_PER_SECOND for p in paths]
+        # each clip replaces its one placeholder token
+        assert tiny_dataset.lengths()[i] == len(text) + sum(seconds_to_columns(s, 8) - 1 for s in seconds)
 
 
 def test_lengths_from_file_headers_match_the_dataset_built_from_codes(
@@ -64,7 +77,7 @@ def test_plan_sizes_the_sequence_from_the_data(sample_data_path, capsys):
 )
 def test_the_cards_people_have(gpu, fits, capsys):
     """Released model, batch 4 x 1,070 positions, r=64, no checkpointing: 63 GiB measured on an H200
-    (train.plan.CALIBRATION_POINTS), so only the 80 GB and larger cards hold it."""
+    (train.calibration.CALIBRATION_POINTS), so only the 80 GB and larger cards hold it."""
     rc = main(["plan", "--gpu", gpu, "--batch_size", "4", "--seq_len", "1070"])
     out = capsys.readouterr().out
     assert rc == (0 if fits else 1)

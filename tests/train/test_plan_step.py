@@ -13,7 +13,9 @@ fail if the planner counted B×T×V logits for the step that runs now (that woul
 import pytest
 import torch
 
-from higgs_lora.train import plan as P
+from higgs_lora.train.memory_estimate import estimate_memory
+from higgs_lora.train.model_shape import ModelShape
+from higgs_lora.train.step_estimate import TEXT_ROWS_PER_SAMPLE
 
 SHAPE = dict(
     hidden=256,
@@ -43,7 +45,7 @@ def measured(tmp_path_factory):
     assert config.text_config.vocab_size == 128_256  # the released vocabulary: what makes B×T×V matter
     batch = S.build_batch(SHAPE, config, work)
     # the text rows the planner counts per sample are the rows the step gathers
-    assert heads.labelled_inputs(batch)[heads.TEXT_COUNT] == SHAPE["batch"] * P.TEXT_ROWS_PER_SAMPLE
+    assert heads.labelled_inputs(batch)[heads.TEXT_COUNT] == SHAPE["batch"] * TEXT_ROWS_PER_SAMPLE
     peaks = {}
     for name, legacy, layers in (
         ("upstream", True, 0),
@@ -62,14 +64,14 @@ def measured(tmp_path_factory):
         assert torch.isfinite(loss)
         peaks[name] = peak_live_bytes(prof)
         del prof, model, trainer, prepared
-    shape = P.ModelShape.from_config(config.to_dict())
+    shape = ModelShape.from_config(config.to_dict())
     b, length = batch["input_ids"].shape
     return shape, b, length, peaks
 
 
 def _estimate(measured, **kw):
     shape, b, length, _ = measured
-    e = P.estimate_memory(shape, b, length, SHAPE["lora_r"], weight_bytes=2, **kw)
+    e = estimate_memory(shape, b, length, SHAPE["lora_r"], weight_bytes=2, **kw)
     return e.activations + e.lora_grads  # what the step allocates: the model and its weights exist before
 
 
