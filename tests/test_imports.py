@@ -9,7 +9,8 @@ Layers, bottom first (a module may import its own layer and any layer below):
   3 train      the recipe, loss, checkpoints, the planner
   4 infer      the generation engine (reads a run's config from train)
   5 eval, checks, native, bench: consumers of the pipeline (evaluation, the alignment checks, the transformers
-               bridge, benchmarks); peers, so they may import each other
+               bridge, benchmarks); peers, so they may import each other. A folder's layer covers every module in
+               it (checks/run.py is layer 5 like checks/parity.py).
   6 cli        the commands; __main__
 """
 
@@ -105,6 +106,16 @@ def test_no_import_runs_back_up_the_layers():
     assert not new, "imports running back up the layers:\n" + "\n".join(new)
     gone = sorted(ALLOWED - set(upward))
     assert not gone, f"fixed back-edges still allow-listed in tests/test_imports.py: {gone}"
+
+
+def test_every_layer_names_a_module_of_the_package():
+    """Bug caught: a layer entry outliving its module (renamed, removed, or a folder now, like checks/) would
+    go unnoticed; every entry must be a top-level module or folder of the package, and each of those have one."""
+    present = {p.stem for p in PACKAGE.glob("*.py")} | {
+        p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()
+    }
+    assert set(LAYERS) == present
+    assert layer("higgs_lora.checks.run") == layer("higgs_lora.checks") == LAYERS["checks"]
 
 
 def test_the_walk_sees_function_level_and_relative_imports(tmp_path):

@@ -13,7 +13,7 @@ per token match the real model. Phases, all through the project's code paths:
 - infer: `infer.engine.VoiceCloner` as users serve it: base + an unmerged fp32 LoRA adapter, the
   engine's cache choice (static KV cache + CUDA graphs on CUDA), the real codec class (random weights)
   on CUDA; generated columns/s, real-time factor, and codec decode time reported separately;
-- alignment: `checks.run_checks` (prompt parity, label audit, teacher-forced overfit through the
+- alignment: `checks.run.run_checks` (prompt parity, label audit, teacher-forced overfit through the
   training path).
 
 `shape="small"` runs the same phases at a scaled-down shape (CPU, a minute or two).
@@ -258,7 +258,7 @@ def train_phase(name: str, ctx: dict, data: str, batch_size: int, steps: int, ch
 
 
 def alignment_phase(ctx: dict) -> dict:
-    from ..checks import run_checks
+    from ..checks.run import run_checks
     from ..data.codes import TinyCodec
 
     device, precision = ctx["device"], ctx["precision"]

@@ -125,7 +125,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from ..checks import run_checks
+    from ..checks.run import run_checks
     from ..data.codes import load_codec
     from ..data.validate import load_samples
     from ..infer.run_settings import resolve

@@ -166,7 +166,7 @@ def compare_prompts(
 def alignment_check(model_name: str, codec_name: str, min_code_agreement: float = 1.0):
     """check-alignment's `--native_parity`: this project's inference prompt against transformers' native
     processor (independent code) for every sample, as one CheckResult."""
-    from ..checks import CheckResult
+    from ..checks.result import CheckResult
 
     def check(samples, tokenizer, codec, config, infer_inputs):
         records = native_prompt_parity(samples, model_name, codec_name, min_code_agreement=min_code_agreement)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ..constants import IGNORE_INDEX
 
-IGNORE = IGNORE_INDEX  # the name checks.py imports
+IGNORE = IGNORE_INDEX  # the name checks/parity.py imports
 
 
 @dataclass

@@ -91,7 +91,7 @@ def train(
     `cfg.audio_tokenizer` (check-alignment's, which answers from the codes it already computed).
     `collator_factory` (in place of `data.dataset.build_collator`, same signature) and `loss_fn` (in place of
     `train.loss.compute_loss`, over upstream's full logits: the heads of `train.heads` are then left
-    out): for tests only, the seams through which tests/test_checks.py injects a broken collator or loss
+    out): for tests only, the seams through which tests/checks/ inject a broken collator or loss
     to show check-alignment catching it; users never set them. Raises TrainingInterrupted after a SIGTERM (a
     checkpoint was saved), TrainingAborted on faults.
     """
