@@ -46,7 +46,9 @@ import torch
 from .data.dataset import DictCollator, VoiceCloningDataset, batch_to_inputs, build_collator, make_chatml_sample
 from .data.sample import CloneSample, inference_prompt
 from .data.text import normalize_sample
-from .infer.engine import ChunkSettings, GenerationSettings, InferenceInputs, VoiceCloner
+from .infer.engine import VoiceCloner
+from .infer.inputs import InferenceInputs
+from .infer.settings import ChunkSettings, GenerationSettings
 from .model.precision import Precision, resolve_precision
 from .train.config import TrainConfig
 from .train.faults import TrainingAborted
