@@ -20,8 +20,8 @@ from higgs_lora import cli  # noqa: E402
 def generate_arabic_speech(
     ref_text, ref_audio_path, target_text, temperature=0.3, top_k=50, top_p=0.95, seed=None, **kwargs
 ):
-    """The design's entry point (see `higgs_lora.infer.engine.generate_arabic_speech`); torch loads on first call."""
-    from higgs_lora.infer.engine import generate_arabic_speech as generate
+    """The design's entry point (see `higgs_lora.infer.api.generate_arabic_speech`); torch loads on first call."""
+    from higgs_lora.infer.api import generate_arabic_speech as generate
 
     return generate(ref_text, ref_audio_path, target_text, temperature, top_k, top_p, seed, **kwargs)
 

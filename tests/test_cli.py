@@ -726,7 +726,8 @@ def test_clone_writes_one_wav(tmp_path, capsys, sample_samples):
     assert sr == 24000 and len(wav) > 0 and len(wav) % 960 == 0
     assert f"wrote {out}" in capsys.readouterr().out
     # through the same prompt builder and engine as infer: identical audio for the same sample
-    from higgs_lora.infer.engine import GenerationSettings, VoiceCloner
+    from higgs_lora.infer.engine import VoiceCloner
+    from higgs_lora.infer.settings import GenerationSettings
 
     cloner = VoiceCloner.load("tiny", audio_tokenizer="tiny", device="cpu")
     expected, _, _ = cloner.clone(sample, GenerationSettings(max_new_tokens=11, temperature=0, ras_win_len=0))

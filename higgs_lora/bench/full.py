@@ -103,7 +103,7 @@ def serve_engine_loads(merged: Path, device: str, sample):
     """boson's own serve engine loads the merged folder and generates (what a user shipping it runs)."""
     from ..data.codes import TinyCodec
     from ..data.sample import inference_chatml
-    from ..infer.engine import STOP_STRINGS
+    from ..infer.stream import STOP_STRINGS
     from ..model.compat import ensure_audio_tokenizer_importable
 
     ensure_audio_tokenizer_importable()

@@ -46,7 +46,9 @@ def codec_for(ctx: dict):
 
 
 def infer_phase(ctx: dict, columns: int) -> dict:
-    from ..infer.engine import GenerationSettings, VoiceCloner, load_adapter
+    from ..infer.adapter import load_adapter
+    from ..infer.engine import VoiceCloner
+    from ..infer.settings import GenerationSettings
 
     device, precision = ctx["device"], ctx["precision"]
     adapter = Path(ctx["workdir"]) / "adapter"

@@ -22,7 +22,9 @@ import numpy as np
 import torch
 
 from ..data.sample import CloneSample
-from ..infer.engine import ChunkSettings, GenerationSettings, InferenceInputs, VoiceCloner
+from ..infer.engine import VoiceCloner
+from ..infer.inputs import InferenceInputs
+from ..infer.settings import ChunkSettings, GenerationSettings
 from ..train.config import TrainConfig
 from ..train.faults import TrainingAborted
 from .judge import as_inference_runs, teacher_forced_agreement, teacher_forced_inputs

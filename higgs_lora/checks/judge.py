@@ -15,7 +15,7 @@ import torch
 
 from ..data.dataset import batch_to_inputs, make_chatml_sample
 from ..data.sample import CloneSample, inference_prompt
-from ..infer.engine import InferenceInputs
+from ..infer.inputs import InferenceInputs
 from .result import CheckResult
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..data.sample import CloneSample
-from ..infer.engine import InferenceInputs
+from ..infer.inputs import InferenceInputs
 from ..train.loss import IGNORE
 from .result import CheckResult
 

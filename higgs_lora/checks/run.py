@@ -14,7 +14,7 @@ from typing import Callable
 from ..data.dataset import DictCollator, VoiceCloningDataset, build_collator
 from ..data.sample import CloneSample
 from ..data.text import normalize_sample
-from ..infer.engine import InferenceInputs
+from ..infer.inputs import InferenceInputs
 from ..model.precision import Precision, resolve_precision
 from ..train.config import TrainConfig
 from ..train.loss import compute_loss

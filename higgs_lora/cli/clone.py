@@ -24,7 +24,7 @@ def run(args) -> int:
     from ..data.formats import SampleError
     from ..data.sample import CloneSample
     from ..data.text import normalize_sample
-    from ..infer.engine import check_text
+    from ..infer.inputs import check_text
     from .generation_args import load_cloner, resolve_settings
 
     check_text(args.text)

@@ -101,8 +101,8 @@ def check_paths(model_path: str | None, lora_path: str | None) -> None:
 
 def resolve_settings(args):
     """Run settings (printing what came from where), generation and chunking settings; loads nothing."""
-    from ..infer.engine import ChunkSettings, GenerationSettings
     from ..infer.run_settings import resolve_inference
+    from ..infer.settings import ChunkSettings, GenerationSettings
 
     check_paths(args.model_path, args.lora_path)
     settings = resolve_inference(

@@ -121,8 +121,9 @@ class SampleEvalCallback(TrainerCallback):
         import torch
 
         from ..data.audio import write_wav
-        from ..infer.engine import GenerationSettings, VoiceCloner
+        from ..infer.engine import VoiceCloner
         from ..infer.errors import DeviceError, first_line, is_device_error
+        from ..infer.settings import GenerationSettings
 
         t0 = time.time()
         device = next(model.parameters()).device

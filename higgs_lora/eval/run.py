@@ -100,8 +100,9 @@ def generate_all(
     from tqdm.auto import tqdm
 
     from ..data.audio import write_wav
-    from ..infer.engine import GenerationSettings, VoiceCloner
+    from ..infer.engine import VoiceCloner
     from ..infer.errors import DeviceError, first_line, is_device_error
+    from ..infer.settings import GenerationSettings
     from ..interrupts import UntilCtrlC
 
     cloner = VoiceCloner.load(model_path, lora_path, cfg.audio_tokenizer, device=cfg.device, dtype=cfg.dtype)

@@ -70,7 +70,7 @@ def native_prompt_parity(
 
     from ..data.audio import mono_wave
     from ..data.codes import load_codec
-    from ..infer.engine import InferenceInputs
+    from ..infer.inputs import InferenceInputs
     from ..model.load import load_tokenizer, resolve_model_path
     from .codec import export_codec
     from .config import DELAY_TOKEN

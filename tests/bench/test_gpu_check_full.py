@@ -30,19 +30,19 @@ REGENERATE = "check_alignment_regenerate"
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
-    from higgs_lora.infer.engine import VoiceCloner
+    from higgs_lora.infer import caches
 
     tmp = tmp_path_factory.mktemp("full")
     built = []
-    original = VoiceCloner._build_caches
+    original = caches.build_caches
 
-    def spy(self, lengths):
-        built.append(self.device.type)
-        return original(self, lengths)
+    def spy(config, lengths, device, dtype):
+        built.append(device.type)
+        return original(config, lengths, device, dtype)
 
     mp = pytest.MonkeyPatch()
     mp.setenv("CUDA_VISIBLE_DEVICES", "")  # gpu-check narrows it; restored after
-    mp.setattr(VoiceCloner, "_build_caches", spy)
+    mp.setattr(caches, "build_caches", spy)
     try:
         rc = main(
             [

@@ -6,6 +6,7 @@ import functools
 import json
 
 import pytest
+import torch
 from alignment_kit import UnmaskedReferenceDataset, by_name, flipped_delay_collator, run_tiny
 
 from higgs_lora.checks.run import TrainingSide, run_checks
@@ -66,7 +67,8 @@ def test_bf16_regeneration_with_the_static_cache_infer_uses_on_cuda(samples, tin
 def test_the_static_cache_crash_the_judge_used_to_hit(tiny_tokenizer, tiny_codec, samples):
     """The defect itself, pinned: the cloner on the static cache under bf16 autocast fails; the way
     infer runs it (no autocast) works. If upstream ever makes the first work, this test says so."""
-    from higgs_lora.infer.engine import GenerationSettings, VoiceCloner
+    from higgs_lora.infer.engine import VoiceCloner
+    from higgs_lora.infer.settings import GenerationSettings
     from higgs_lora.model.load import load_model
     from higgs_lora.model.precision import resolve_precision
 

@@ -51,11 +51,11 @@ def test_wrappers_show_their_own_name_and_start_light(script, prog):
 
 
 def test_the_design_python_entry_point_still_imports_from_arb_inference(monkeypatch):
-    """`from arb_inference import generate_arabic_speech` reaches the engine's function (loaded on first call)."""
-    import higgs_lora.infer.engine as engine
+    """`from arb_inference import generate_arabic_speech` reaches infer.api's function (loaded on first call)."""
+    import higgs_lora.infer.api as api
 
     calls = []
-    monkeypatch.setattr(engine, "generate_arabic_speech", lambda *a, **k: calls.append((a, k)) or ("wav", 24000))
+    monkeypatch.setattr(api, "generate_arabic_speech", lambda *a, **k: calls.append((a, k)) or ("wav", 24000))
     monkeypatch.syspath_prepend(str(REPO))
     from arb_inference import generate_arabic_speech
 

@@ -216,7 +216,9 @@ def test_merged_folder_serves_in_boson_serve_engine_with_the_codes_of_base_plus_
 
     from higgs_lora.data.codes import TinyCodec
     from higgs_lora.data.sample import inference_chatml
-    from higgs_lora.infer.engine import STOP_STRINGS, GenerationSettings, VoiceCloner
+    from higgs_lora.infer.engine import VoiceCloner
+    from higgs_lora.infer.settings import GenerationSettings
+    from higgs_lora.infer.stream import STOP_STRINGS
 
     # The serve engine insists on boson's real audio tokenizer (a hub download): plug in the tiny codec.
     monkeypatch.setattr(serve_engine, "load_higgs_audio_tokenizer", lambda *a, **kw: TinyCodec())
