@@ -43,7 +43,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .data.dataset import DictCollator, VoiceCloningDataset, batch_to_inputs, build_collator, make_chatml_sample
+from .data.collator import DictCollator, batch_to_inputs, build_collator, make_chatml_sample
+from .data.dataset import VoiceCloningDataset
 from .data.sample import CloneSample, inference_prompt
 from .data.text import normalize_sample
 from .infer.engine import ChunkSettings, GenerationSettings, InferenceInputs, VoiceCloner

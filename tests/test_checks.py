@@ -19,7 +19,8 @@ import pytest
 import torch
 
 from higgs_lora.checks import FIT_SETTINGS, AlignmentReport, CheckResult, TrainingSide, run_checks
-from higgs_lora.data.dataset import VoiceCloningDataset, build_collator
+from higgs_lora.data.collator import build_collator
+from higgs_lora.data.dataset import VoiceCloningDataset
 from higgs_lora.data.sample import training_chatml
 from higgs_lora.train.loss import compute_loss
 

@@ -2,7 +2,7 @@
 
 The prompt is `data.sample.inference_prompt` (the training ChatML up to the target's
 <|audio_out_bos|>), the reference audio is encoded by the same codec call as the training code
-cache, and the batch comes from `data.dataset.build_collator`, as in boson's serve engine. The
+cache, and the batch comes from `data.collator.build_collator`, as in boson's serve engine. The
 model then runs `HiggsAudioModel.generate` with the serve engine's stop strings and RAS settings;
 the delay pattern is reverted and the stream BOS/EOS columns stripped before decoding.
 
@@ -40,7 +40,7 @@ from boson_multimodal.model.higgs_audio.utils import revert_delay_pattern
 
 from ..constants import text_token_cap
 from ..data.codes import AudioCodec, encode_file, load_codec
-from ..data.dataset import batch_to_inputs, build_collator, make_chatml_sample
+from ..data.collator import batch_to_inputs, build_collator, make_chatml_sample
 from ..data.formats import SampleError
 from ..data.sample import CloneSample, inference_prompt
 from ..data.text import normalize_sample
