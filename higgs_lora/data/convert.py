@@ -23,7 +23,8 @@ from pathlib import Path
 
 from ..defaults import DEFAULT_SYSTEM_PROMPT
 from .audio_check import MAX_SECONDS, MIN_SECONDS, is_remote
-from .formats import component_errors, extract, iter_records, resolve_audio
+from .data_file import iter_records
+from .formats import component_errors, extract, resolve_audio
 
 METADATA = "metadata.csv"
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")

@@ -32,7 +32,7 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-from ..data.cache import start_distributed
+from ..data.cache_sharding import start_distributed
 from ..data.codes import load_codec
 from ..data.collator import DictCollator, build_collator
 from ..data.dataset import VoiceCloningDataset
