@@ -33,7 +33,8 @@ def cache_speedup(plan_name: str = "bench", workdir: str | Path | None = None, m
     """Batches from the dataset + collator reading the code cache, against the same batches with every clip
     encoded live by boson's real `HiggsAudioTokenizer` class (random weights, offline)."""
     from ..data.codes import encode_file
-    from ..data.dataset import DictCollator, VoiceCloningDataset, build_collator
+    from ..data.collator import DictCollator, build_collator
+    from ..data.dataset import VoiceCloningDataset
     from ..model.load import load_tokenizer
     from .gpu_check import make_samples
     from .step import SHAPES, build_config

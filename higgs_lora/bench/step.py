@@ -71,7 +71,8 @@ def build_config(shape: dict):
 
 def build_batch(shape: dict, config, workdir: Path, seed: int = 0):
     from ..data.codes import TinyCodec
-    from ..data.dataset import DictCollator, VoiceCloningDataset, build_collator
+    from ..data.collator import DictCollator, build_collator
+    from ..data.dataset import VoiceCloningDataset
     from ..model.load import load_tokenizer
     from .gpu_check import make_samples
 

@@ -13,7 +13,7 @@ import contextlib
 import numpy as np
 import torch
 
-from ..data.dataset import batch_to_inputs, make_chatml_sample
+from ..data.collator import batch_to_inputs, make_chatml_sample
 from ..data.sample import CloneSample, inference_prompt
 from ..infer.inputs import InferenceInputs
 from .result import CheckResult

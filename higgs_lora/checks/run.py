@@ -11,7 +11,8 @@ import os
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from ..data.dataset import DictCollator, VoiceCloningDataset, build_collator
+from ..data.collator import DictCollator, build_collator
+from ..data.dataset import VoiceCloningDataset
 from ..data.sample import CloneSample
 from ..data.text import normalize_sample
 from ..infer.inputs import InferenceInputs

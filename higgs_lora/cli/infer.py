@@ -37,7 +37,7 @@ def add_arguments(p) -> None:
 def _records_ids(path) -> list:
     """Each record's "id" where the reader gives records as dicts (else None)."""
     try:
-        from ..data.formats import read_records
+        from ..data.data_file import read_records
 
         return [r.get("id") if isinstance(r, dict) else None for r in read_records(path)]
     except Exception:  # ids are a nicety: a reader that cannot list them must not stop the run
@@ -67,7 +67,7 @@ def run(args) -> int:
     from .generation_args import load_cloner, resolve_settings
 
     if not Path(args.chatml_file).is_file():
-        from ..data.formats import not_a_data_file
+        from ..data.data_file import not_a_data_file
 
         reason = not_a_data_file(args.chatml_file)
         raise FileNotFoundError(
@@ -93,7 +93,7 @@ def run(args) -> int:
         )
     cloner = load_cloner(args, settings)
     if args.cache_dir:  # the codes training read, not a second encode
-        from ..data.cache import cached_codec
+        from ..data.cached_codec import cached_codec
 
         cloner.codec = cloner.prepare_inputs.codec = cached_codec(
             cloner.codec,

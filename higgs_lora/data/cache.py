@@ -13,8 +13,11 @@ Layout under ``CACHE_DIR/<codec identity hash>/``:
   (``os.replace`` is atomic), so a kill mid-write never leaves an entry that reads as valid.
 - Resumable: a path whose size and mtime match its record and whose entry exists is not read again.
 - Sharded: under torch.distributed each rank encodes the paths whose path hash falls to it, waits at
-  a barrier (a gloo group with a long timeout: encoding can take hours), then reads everyone's records.
+  a barrier (a gloo group with a long timeout: encoding can take hours), then reads everyone's records
+  (`cache_sharding`).
 - A clip that fails to decode is recorded with its reason and skipped; the caller decides what to do.
+
+Inference reads the cache through `cached_codec`; `check_cache` remembers which clips decoded cleanly.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+
+from .cache_sharding import distributed_context, path_owner
 
 CACHE_FORMAT = 1
 INT16_MAX = np.iinfo(np.int16).max
@@ -58,11 +63,6 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
-
-
-def path_owner(path: str, world_size: int) -> int:
-    """The rank that encodes `path`: a stable hash of the path, so shares are balanced and fixed."""
-    return int(hashlib.sha1(path.encode("utf-8")).hexdigest()[:8], 16) % world_size
 
 
 def _atomic_write(target: Path, write) -> None:
@@ -201,7 +201,8 @@ class CodeCache:
             return None
         return CacheEntry(path, record["key"], int(record["frames"]), int(record["codebooks"]))
 
-    def _done(self, path: str) -> CacheEntry | None:
+    def encoded_entry(self, path: str) -> CacheEntry | None:
+        """The path's entry when its codes are cached and current (None when missing, stale or failed)."""
         entry = self.lookup(path)
         return entry if entry is not None and entry.error is None else None
 
@@ -243,7 +244,7 @@ class CodeCache:
     def get_or_encode(self, codec, path: str, require: bool = False) -> np.ndarray:
         """Inference's path: the cached codes of `path`, encoding (and storing) them on a miss."""
         path = str(path)
-        entry = self._done(path)
+        entry = self.encoded_entry(path)
         if entry is None:
             if require:
                 raise CacheMissingError(f"{path}: not in the code cache {self.root} (--require_cache)")
@@ -280,7 +281,7 @@ class CodeCache:
             todo = []
             for path in unique:
                 if path_owner(path, world_size) == rank:
-                    entry = self._done(path)
+                    entry = self.encoded_entry(path)
                     if entry is None:
                         todo.append(path)
                     else:
@@ -307,34 +308,6 @@ class CodeCache:
         return report
 
 
-def distributed_context():
-    """(rank, world_size, barrier) from torch.distributed when initialised, else (0, 1, None)."""
-    try:
-        import torch.distributed as dist
-    except ImportError:  # pragma: no cover
-        return 0, 1, None
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return 0, 1, None
-    from datetime import timedelta
-
-    # Encoding a share can take hours; the default group's timeout (10-30 min) would kill the wait.
-    group = dist.new_group(backend="gloo", timeout=timedelta(days=2))
-    return dist.get_rank(), dist.get_world_size(), lambda: dist.barrier(group=group)
-
-
-def start_distributed(timeout_s: int = 1800) -> None:
-    """Under torchrun, start the process group now, exactly as Trainer would later (accelerate's
-    PartialState, default backend, TrainingArguments' default ddp_timeout), so the cache build before
-    training can be shared out; Trainer then finds it started. No-op in a single process."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return
-    from datetime import timedelta
-
-    from accelerate import PartialState
-
-    PartialState(timeout=timedelta(seconds=timeout_s))
-
-
 def missing_message(count: int, total: int, cache_dir, data: str | None, audio_tokenizer: str | None) -> str:
     cmd = f"higgs-lora tokenize {data or 'DATA'} --audio_tokenizer {audio_tokenizer or 'T'} --cache_dir {cache_dir}"
     return (
@@ -352,52 +325,3 @@ def failed_message(failed: dict[str, str], sample_indices: list[int], limit: int
         lines.append(f"  ... and {len(failed) - limit} more")
     lines.append("fix or remove them, or pass --skip_invalid to train on the other samples")
     return "\n".join(lines)
-
-
-class CachedCodec:
-    """A codec whose `encode(path)` reads the code cache first (and stores what it had to encode).
-
-    Inference wraps its codec with this for `--cache_dir`, so `codes.encode_file` stays the one codec
-    call and returns exactly the codes training read. Waveform input and `decode` pass straight through.
-    """
-
-    def __init__(self, codec, cache: CodeCache, require: bool = False):
-        self.codec = codec
-        self.cache = cache
-        self.require = require
-
-    def __getattr__(self, name):
-        return getattr(self.codec, name)
-
-    def encode(self, audio_path_or_wv, sr: int | None = None):
-        import torch
-
-        if isinstance(audio_path_or_wv, (str, os.PathLike)):
-            codes = self.cache.get_or_encode(self.codec, str(audio_path_or_wv), require=self.require)
-            return torch.from_numpy(np.array(codes, dtype=np.int64))
-        return self.codec.encode(audio_path_or_wv, sr)
-
-    def decode(self, vq_code):
-        return self.codec.decode(vq_code)
-
-
-def cached_codec(
-    codec,
-    cache_dir,
-    require: bool,
-    paths: Iterable[str],
-    data_path: str | None = None,
-    audio_tokenizer: str | None = None,
-) -> CachedCodec:
-    """`codec` behind the cache at `cache_dir`; with `require`, a clear error now if any of `paths` is missing."""
-    cache = CodeCache.for_codec(cache_dir, codec)
-    if require:
-        unique = list(dict.fromkeys(str(p) for p in paths))
-        missing = [p for p in unique if cache._done(p) is None]
-        if missing:
-            raise CacheMissingError(
-                missing_message(
-                    len(missing), len(unique), cache_dir, data_path, audio_tokenizer or getattr(codec, "name", None)
-                )
-            )
-    return CachedCodec(codec, cache, require)

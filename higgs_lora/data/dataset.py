@@ -1,4 +1,4 @@
-"""Tokens + codes -> ChatMLDatasetSample, and the one collator factory (settings read from the model config).
+"""Training samples: tokens + codes -> ChatMLDatasetSample (`VoiceCloningDataset`).
 
 `VoiceCloningDataset` tokenizes each sample's training ChatML with boson's `prepare_chatml_sample`
 and takes its audio codes from the on-disk code cache (`data.cache`): each distinct clip is encoded
@@ -10,6 +10,7 @@ upstream collator writes -100 into `label_ids` in place, so handing it the same 
 Bad data never ends a long run silently or late: clips that fail to encode are listed (file, reason,
 affected samples) before training, and dropped only with `skip_invalid`; a sample whose cache entry
 is damaged or gone at read time is replaced by another sample and counted, up to `max_bad_samples`.
+The collator is built in `data.collator`; the dropped samples are written by `data.skipped`.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ import sys
 from typing import Sequence
 
 import numpy as np
-import torch
-from boson_multimodal.data_collator.higgs_audio_collator import HiggsAudioSampleCollator
 from boson_multimodal.dataset.chatml_dataset import ChatMLDatasetSample
 from torch.utils.data import Dataset
 
@@ -28,145 +27,12 @@ from ..constants import IGNORE_INDEX as IGNORE
 from .audio import load_audio
 from .cache import CacheMissingError, CodeCache, failed_message, missing_message
 from .codes import AudioCodec
+from .collator import make_chatml_sample
+from .labels import pack_labels, unpack_labels
 from .sample import CloneSample, tokenize_chatml, training_chatml
+from .whisper import WHISPER_SAMPLE_RATE
 
 log = logging.getLogger(__name__)
-
-WHISPER_SAMPLE_RATE = 16000
-
-# Model inputs the collated batch feeds to HiggsAudioModel.forward (reward and group locs are unused).
-MODEL_INPUT_KEYS = (
-    "input_ids",
-    "attention_mask",
-    "audio_features",
-    "audio_feature_attention_mask",
-    "audio_out_ids",
-    "audio_out_ids_start",
-    "audio_in_ids",
-    "audio_in_ids_start",
-    "label_ids",
-    "label_audio_ids",
-)
-
-
-def encodes_whisper(config) -> bool:
-    """The model conditions on Whisper features: its config asks for them and it has a tower to take them."""
-    return bool(getattr(config, "encode_whisper_embed", False)) and not getattr(config, "skip_audio_tower", True)
-
-
-class WhisperFeatures:
-    """What the collator reads of a WhisperProcessor (`.feature_extractor`), without its tokenizer files."""
-
-    def __init__(self, feature_extractor):
-        self.feature_extractor = feature_extractor
-
-
-def default_whisper_processor(config) -> WhisperFeatures:
-    """Whisper's log-mel feature extractor, built offline with its default settings (16 kHz, 30 s
-    windows) and as many mel bins as the model's audio tower takes (128 for whisper-large-v3)."""
-    from transformers import WhisperFeatureExtractor
-
-    return WhisperFeatures(WhisperFeatureExtractor(feature_size=int(config.audio_encoder_config.num_mel_bins)))
-
-
-def build_collator(
-    config, whisper_processor=None, encode_whisper_embed: bool | None = None
-) -> HiggsAudioSampleCollator:
-    """The collator exactly as the serve engine builds it, for training and inference alike.
-
-    Whisper features only when the model has a tower for them (the released model has none and
-    conditions on discrete codes); codebook count, delay pattern and token ids from the config.
-    `encode_whisper_embed` may only confirm what the config says: forcing Whisper onto a model
-    without a tower (what the design's collator snippet does) is refused, as is turning it off for
-    one that has it.
-    """
-    encode_whisper = encodes_whisper(config)
-    if encode_whisper_embed is not None and bool(encode_whisper_embed) != encode_whisper:
-        if encode_whisper_embed:
-            why = (
-                "it has no audio tower (skip_audio_tower=True), as in the released Higgs Audio v2, which conditions "
-                "on the reference's discrete codes"
-                if getattr(config, "skip_audio_tower", True)
-                else "its config has encode_whisper_embed=False"
-            )
-            raise ValueError(
-                f"cannot encode Whisper embeddings for this model: {why}; Whisper features would "
-                "feed nothing it was trained to read, and inference would not match training"
-            )
-        raise ValueError(
-            "this model encodes Whisper features (it has an audio tower and encode_whisper_embed=True); "
-            "training without them would not match inference"
-        )
-    if encode_whisper and whisper_processor is None:
-        whisper_processor = default_whisper_processor(config)
-    return HiggsAudioSampleCollator(
-        whisper_processor=whisper_processor if encode_whisper else None,
-        encode_whisper_embed=encode_whisper,
-        audio_in_token_id=config.audio_in_token_idx,
-        audio_out_token_id=config.audio_out_token_idx,
-        audio_stream_bos_id=config.audio_stream_bos_id,
-        audio_stream_eos_id=config.audio_stream_eos_id,
-        pad_token_id=config.pad_token_id,
-        return_audio_in_tokens=False,
-        use_delay_pattern=config.use_delay_pattern,
-        audio_num_codebooks=config.audio_num_codebooks,
-        round_to=1,
-    )
-
-
-def batch_to_inputs(batch) -> dict:
-    """Collator output (a dataclass) -> forward kwargs, field by field (dataclasses.asdict deep-copies)."""
-    return {k: getattr(batch, k) for k in MODEL_INPUT_KEYS if getattr(batch, k) is not None}
-
-
-def make_chatml_sample(
-    input_ids,
-    label_ids,
-    codes: Sequence[np.ndarray],
-    waveforms: Sequence[np.ndarray] | None = None,
-    waveform_sample_rate: int = WHISPER_SAMPLE_RATE,
-) -> ChatMLDatasetSample:
-    """A ChatMLDatasetSample of fresh tensors; `codes` are the (C, T) arrays of the audio, in prompt order,
-    `waveforms` (for models that encode Whisper features) one mono wave per clip in the same order."""
-    lengths = [c.shape[1] for c in codes]
-    starts = np.cumsum([0] + lengths[:-1]) if codes else np.zeros(0, dtype=np.int64)
-    if waveforms:
-        wav_starts = np.cumsum([0] + [len(w) for w in waveforms[:-1]])
-        wav = torch.from_numpy(np.concatenate([np.asarray(w, dtype=np.float32) for w in waveforms]))
-        wav_start = torch.tensor(wav_starts, dtype=torch.long)
-        rates = torch.full((len(waveforms),), waveform_sample_rate, dtype=torch.long)
-    else:
-        wav, wav_start, rates = torch.zeros(0), torch.zeros(0, dtype=torch.long), torch.zeros(0)
-    return ChatMLDatasetSample(
-        input_ids=torch.tensor(input_ids, dtype=torch.long),
-        label_ids=None if label_ids is None else torch.tensor(label_ids, dtype=torch.long),
-        audio_ids_concat=(
-            torch.from_numpy(np.concatenate([np.asarray(c, dtype=np.int64) for c in codes], axis=1))
-            if codes
-            else torch.zeros((0, 0), dtype=torch.long)
-        ),
-        audio_ids_start=torch.tensor(starts, dtype=torch.long),
-        audio_waveforms_concat=wav,
-        audio_waveforms_start=wav_start,
-        audio_sample_rate=rates,
-        audio_speaker_indices=torch.zeros(0, dtype=torch.long),
-    )
-
-
-def _pack_labels(input_ids, label_ids):
-    """Labels are the input ids where trained and -100 elsewhere: keep one bit a token (a full copy otherwise)."""
-    ids, labels = np.asarray(input_ids), np.asarray(label_ids)
-    mask = labels != IGNORE
-    if labels.shape == ids.shape and np.array_equal(labels[mask], ids[mask]):
-        return np.packbits(mask)
-    return labels.astype(np.int32)
-
-
-def _unpack_labels(input_ids, packed) -> np.ndarray:
-    if packed.dtype != np.uint8:
-        return packed
-    mask = np.unpackbits(packed, count=len(input_ids)).astype(bool)
-    return np.where(mask, input_ids, IGNORE)
 
 
 class BadSamplesError(RuntimeError):
@@ -218,7 +84,7 @@ class VoiceCloningDataset(Dataset):
             tokens.append(
                 (
                     np.array(input_ids, dtype=np.int32),
-                    _pack_labels(input_ids, label_ids),
+                    pack_labels(input_ids, label_ids),
                     [shared_paths.setdefault(p, p) for p in audio_paths],
                 )
             )
@@ -307,7 +173,7 @@ class VoiceCloningDataset(Dataset):
         input_ids, labels, paths = self._tokens[index]
         codes = [self._load_codes(p) for p in paths]
         waveforms = [load_audio(p, WHISPER_SAMPLE_RATE) for p in paths] if self.with_waveforms else None
-        return make_chatml_sample(input_ids, _unpack_labels(input_ids, labels), codes, waveforms)
+        return make_chatml_sample(input_ids, unpack_labels(input_ids, labels), codes, waveforms)
 
     def __getitem__(self, index: int) -> ChatMLDatasetSample:
         n = len(self)
@@ -338,31 +204,3 @@ class VoiceCloningDataset(Dataset):
                 f"{self.max_bad_samples}; rebuild the code cache (higgs-lora tokenize) or fix the "
                 f"files. {listed}"
             )
-
-
-SKIPPED_ENCODING = "skipped_encoding.json"
-
-
-def write_skipped(dataset: VoiceCloningDataset, folder) -> None:
-    """OUTPUT_DIR/skipped_encoding.json (main process) when samples were dropped because a clip failed to
-    encode: nothing lost silently. (Samples dropped by validation are in skipped_samples.json.)"""
-    import json
-    import os
-    from pathlib import Path
-
-    if not dataset.skipped or int(os.environ.get("RANK", "0")) != 0:
-        return
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    (Path(folder) / SKIPPED_ENCODING).write_text(
-        json.dumps(dataset.skipped, indent=2, ensure_ascii=False), encoding="utf-8"
-    )
-
-
-class DictCollator:
-    """Trainer wants dict batches: the upstream collator, then its fields as forward kwargs."""
-
-    def __init__(self, collator: HiggsAudioSampleCollator):
-        self.collator = collator
-
-    def __call__(self, samples):
-        return batch_to_inputs(self.collator(samples))

@@ -14,7 +14,8 @@ from pathlib import Path
 from ..constants import CLIP_SILENCE_DBFS
 from ..defaults import DEFAULT_SYSTEM_PROMPT
 from .audio_check import MAX_SECONDS, MIN_SECONDS, AudioInfo, AudioLimits, check_many, is_remote
-from .formats import FOR_INFERENCE_HINT, component_errors, extract, iter_records, record_id, resolve_audio, to_sample
+from .data_file import iter_records
+from .formats import FOR_INFERENCE_HINT, component_errors, extract, record_id, resolve_audio, to_sample
 from .text import MAX_CHARS_PER_SECOND, MIN_CHARS_PER_SECOND, TextNormalizer, implausible_speaking_rate
 
 # The fixed, documented set of reasons a sample is invalid (README: "Reason codes").

@@ -178,7 +178,8 @@ def write_partial(out: Path, generated: dict, system: str, index: int, err: Base
 def trained_targets(run: dict, run_dir: Path) -> set[str]:
     """The target clips a training run learned from: its --train_data minus what it held out (the run
     folder's held_out.jsonl, or its --eval_data). Read from the files' records: no audio is decoded."""
-    from ..data.formats import extract, iter_records, resolve_audio
+    from ..data.data_file import iter_records
+    from ..data.formats import extract, resolve_audio
     from ..train.eval_split import HELD_OUT
 
     def targets(path) -> set[str]:

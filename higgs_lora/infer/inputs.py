@@ -3,7 +3,7 @@ inputs of `HiggsAudioModel.generate`, and the check that refuses an empty target
 
 The prompt is `data.sample.inference_prompt` (the training ChatML up to the target's
 <|audio_out_bos|>), the reference audio is encoded by the same codec call as the training code
-cache (`data.codes.encode_file`), and the batch comes from `data.dataset.build_collator`, as in
+cache (`data.codes.encode_file`), and the batch comes from `data.collator.build_collator`, as in
 boson's serve engine. One sample per batch (see `infer.engine` for why).
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..data.codes import AudioCodec, encode_file
-from ..data.dataset import batch_to_inputs, build_collator, make_chatml_sample
+from ..data.collator import batch_to_inputs, build_collator, make_chatml_sample
 from ..data.formats import SampleError
 from ..data.sample import CloneSample, inference_prompt
 

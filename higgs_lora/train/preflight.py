@@ -87,7 +87,7 @@ def check_disk_space(output_dir: str | Path, lora_parameters: int, save_total_li
 def check_data_readable(train_data: str | Path) -> None:
     path = Path(train_data)
     if not path.is_file():
-        from ..data.formats import not_a_data_file
+        from ..data.data_file import not_a_data_file
 
         reason = not_a_data_file(path)
         raise FileNotFoundError(

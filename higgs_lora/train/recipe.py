@@ -9,7 +9,7 @@ Features, in the order they run:
   text front-end (`data.text`) applied where samples load, as at inference;
 - codes from the on-disk code cache (`data.cache`, default OUTPUT_DIR/code_cache), built first and sharded
   across ranks; `--max_tokens_per_batch` turns on length-aware batches (`data.sampler`);
-- the collator built from the model config (`data.dataset.build_collator`), as the serve engine builds it;
+- the collator built from the model config (`data.collator.build_collator`), as the serve engine builds it;
 - PEFT LoRA on attention, text FFN, DualFFN audio FFN and both heads; the precision scheme
   (`model.precision`: bf16 weights + autocast, fp32 LoRA); a memory check of the longest batch that turns on
   activation checkpointing or stops (`train.memory_guard`);
@@ -32,9 +32,12 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-from ..data.cache import start_distributed
+from ..data.cache_sharding import start_distributed
 from ..data.codes import load_codec
-from ..data.dataset import DictCollator, VoiceCloningDataset, build_collator, encodes_whisper, write_skipped
+from ..data.collator import DictCollator, build_collator
+from ..data.dataset import VoiceCloningDataset
+from ..data.skipped import write_skipped
+from ..data.whisper import encodes_whisper
 from ..eval.callback import eval_callbacks
 from ..model.hub import provenance
 from ..model.load import (
@@ -89,7 +92,7 @@ def train(
     `callbacks`: extra TrainerCallbacks (gpu-check's step timer); `on_stage(name)` is told each stage as
     it starts (data, model, codec, training step, save); `codec`: an already loaded codec for
     `cfg.audio_tokenizer` (check-alignment's, which answers from the codes it already computed).
-    `collator_factory` (in place of `data.dataset.build_collator`, same signature) and `loss_fn` (in place of
+    `collator_factory` (in place of `data.collator.build_collator`, same signature) and `loss_fn` (in place of
     `train.loss.compute_loss`, over upstream's full logits: the heads of `train.heads` are then left
     out): for tests only, the seams through which tests/checks/ inject a broken collator or loss
     to show check-alignment catching it; users never set them. Raises TrainingInterrupted after a SIGTERM (a

@@ -8,7 +8,8 @@ import copy
 import dataclasses
 
 from higgs_lora.checks.run import run_checks
-from higgs_lora.data.dataset import VoiceCloningDataset, build_collator
+from higgs_lora.data.collator import build_collator
+from higgs_lora.data.dataset import VoiceCloningDataset
 from higgs_lora.data.sample import training_chatml
 
 NAMES = ["prompt_parity", "label_audit", "overfit_regenerate"]

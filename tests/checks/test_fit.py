@@ -15,7 +15,7 @@ from alignment_kit import NAMES, UnmaskedReferenceDataset, by_name, flipped_dela
 
 from higgs_lora.checks.fit import FIT_SETTINGS
 from higgs_lora.checks.run import TrainingSide, run_checks
-from higgs_lora.data.dataset import build_collator
+from higgs_lora.data.collator import build_collator
 from higgs_lora.train.loss import compute_loss
 
 

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from higgs_lora.data.cache import CacheMissingError, CodeCache, codec_identity, file_sha256, path_owner
+from higgs_lora.data.cache import CacheMissingError, CodeCache, codec_identity, file_sha256
+from higgs_lora.data.cache_sharding import path_owner
 from higgs_lora.data.codes import TinyCodec
-from higgs_lora.data.dataset import BadSamplesError, DictCollator, VoiceCloningDataset, build_collator
+from higgs_lora.data.collator import DictCollator, build_collator
+from higgs_lora.data.dataset import BadSamplesError, VoiceCloningDataset
 from higgs_lora.data.sample import CloneSample
 
 

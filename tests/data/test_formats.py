@@ -1,11 +1,12 @@
-"""Readers: accepted file layouts and sample layouts, reduced to CloneSample components."""
+"""Sample layouts reduced to CloneSample components, every problem a reason code."""
 
 import json
 from pathlib import Path
 
 import pytest
 
-from higgs_lora.data.formats import DataFileError, SampleError, read_records, sample_from_record
+from higgs_lora.data.data_file import read_records
+from higgs_lora.data.formats import SampleError, sample_from_record
 from higgs_lora.data.sample import CloneSample
 
 DEFAULT = "Default prompt."
@@ -56,36 +57,6 @@ def test_sample_data_file_parses_to_existing_files(sample_data_path):
     for s in samples:
         assert Path(s.ref_audio).is_file() and Path(s.target_audio).is_file()
         assert s.ref_audio != s.target_audio
-
-
-@pytest.mark.parametrize("layout", ["list", "samples", "jsonl", "single"])
-def test_file_layouts_are_all_read(tmp_path, layout):
-    records = [_record(), _record(system="x")]
-    path = tmp_path / "d.json"
-    if layout == "list":
-        path.write_text(json.dumps(records))
-    elif layout == "samples":
-        path.write_text(json.dumps({"samples": records, "version": 1}))
-    elif layout == "jsonl":
-        path.write_text("\n".join(json.dumps(r) for r in records) + "\n\n")
-    else:
-        records = records[:1]
-        path.write_text(json.dumps(records[0]))
-    assert read_records(path) == records
-
-
-def test_missing_and_malformed_files_are_named(tmp_path):
-    with pytest.raises(DataFileError, match="absent.json"):
-        read_records(tmp_path / "absent.json")
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"messages": []}\n{not json\n')
-    with pytest.raises(DataFileError, match="line 2") as err:
-        read_records(bad)
-    assert "bad.jsonl" in str(err.value)
-    scalar = tmp_path / "scalar.json"
-    scalar.write_text('{"foo": 1}')
-    with pytest.raises(DataFileError, match="scalar.json"):
-        read_records(scalar)
 
 
 def test_flat_record(tmp_path):
@@ -244,40 +215,3 @@ def test_system_message_wins_over_default_and_missing_system_uses_default():
     assert _parse(_record(system="Mine.")).system_prompt == "Mine."
     assert _parse(_record()).system_prompt == DEFAULT
     assert sample_from_record(_record(), Path("/b"), "").system_prompt == ""
-
-
-def test_single_line_jsonl_with_a_flat_record(tmp_path):
-    record = {"ref_text": "a", "ref_audio": "r.wav", "target_text": "b", "target_audio": "t.wav"}
-    path = tmp_path / "one.jsonl"
-    path.write_text(json.dumps(record) + "\n")
-    assert read_records(path) == [record]
-
-
-def test_utf8_bom_is_accepted(tmp_path):
-    records = [_record()]
-    path = tmp_path / "bom.json"
-    path.write_text("\ufeff" + json.dumps(records), encoding="utf-8")
-    assert read_records(path) == records
-
-
-def test_jsonl_is_streamed_record_by_record(tmp_path):
-    from higgs_lora.data.formats import iter_records
-
-    path = tmp_path / "big.jsonl"
-    path.write_text(json.dumps(_record()) + "\n" + json.dumps(_record(system="x")) + "\n{broken\n")
-    records = iter_records(path)
-    # the first records arrive before the reader has seen the broken line: nothing reads the file whole
-    assert next(records) == _record()
-    assert next(records) == _record(system="x")
-    with pytest.raises(DataFileError, match="line 3"):
-        next(records)
-
-
-def test_pretty_printed_single_object_and_invalid_utf8(tmp_path):
-    path = tmp_path / "one.json"
-    path.write_text(json.dumps(_record(), indent=2))
-    assert read_records(path) == [_record()]
-    bad = tmp_path / "latin1.jsonl"
-    bad.write_bytes(b'{"ref_text": "caf\xe9"}\n')
-    with pytest.raises(DataFileError, match="UTF-8"):
-        read_records(bad)

@@ -6,7 +6,7 @@ import pytest
 from boson_multimodal.data_types import AudioContent, ChatMLSample, Message
 from boson_multimodal.dataset.chatml_dataset import prepare_chatml_sample
 
-from higgs_lora.data.dataset import build_collator, make_chatml_sample
+from higgs_lora.data.collator import build_collator, make_chatml_sample
 from higgs_lora.data.sample import (
     GENERATION_PREFIX,
     CloneSample,

@@ -72,7 +72,8 @@ def test_tiny_data_sets_still_give_every_rank_a_batch():
 def test_trainer_uses_the_sampler_and_trains(tiny_model_factory, sample_samples, tiny_tokenizer, tiny_codec, tmp_path):
     from transformers import TrainingArguments
 
-    from higgs_lora.data.dataset import DictCollator, VoiceCloningDataset, build_collator
+    from higgs_lora.data.collator import DictCollator, build_collator
+    from higgs_lora.data.dataset import VoiceCloningDataset
     from higgs_lora.model.load import apply_lora
     from higgs_lora.train.trainer import HiggsAudioTrainer
 

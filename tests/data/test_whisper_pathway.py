@@ -14,15 +14,10 @@ from boson_multimodal.model.higgs_audio import HiggsAudioModel
 from boson_multimodal.model.higgs_audio.configuration_higgs_audio import HiggsAudioEncoderConfig
 
 from higgs_lora.data.audio import load_audio
-from higgs_lora.data.dataset import (
-    WHISPER_SAMPLE_RATE,
-    DictCollator,
-    VoiceCloningDataset,
-    build_collator,
-    encodes_whisper,
-    make_chatml_sample,
-)
+from higgs_lora.data.collator import DictCollator, build_collator, make_chatml_sample
+from higgs_lora.data.dataset import VoiceCloningDataset
 from higgs_lora.data.sample import tokenize_chatml
+from higgs_lora.data.whisper import WHISPER_SAMPLE_RATE, encodes_whisper
 from higgs_lora.model.tiny import build_config
 from higgs_lora.train.loss import compute_loss
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from higgs_lora.data.dataset import DictCollator, build_collator
+from higgs_lora.data.collator import DictCollator, build_collator
 from higgs_lora.infer.merge import merge_adapter
 from higgs_lora.model.load import apply_lora
 from higgs_lora.train.recipe import RUN_CONFIG

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from higgs_lora.data.dataset import DictCollator, build_collator
+from higgs_lora.data.collator import DictCollator, build_collator
 from higgs_lora.model.load import apply_lora, load_model
 from higgs_lora.model.precision import Precision, match_audio_embedding_dtype, upcast_trainable
 from higgs_lora.train.loss import compute_loss

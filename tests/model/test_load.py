@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.utils.checkpoint
 
-from higgs_lora.data.dataset import batch_to_inputs, build_collator
+from higgs_lora.data.collator import batch_to_inputs, build_collator
 from higgs_lora.model.load import (
     DEFAULT_LORA_TARGETS,
     apply_lora,

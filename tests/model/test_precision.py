@@ -12,7 +12,7 @@ import pytest
 import torch
 from cuda_autocast import cuda_autocast_fp32_ops
 
-from higgs_lora.data.dataset import DictCollator, build_collator
+from higgs_lora.data.collator import DictCollator, build_collator
 from higgs_lora.model.load import apply_lora, load_model
 from higgs_lora.model.precision import Precision, match_audio_embedding_dtype, resolve_precision
 from higgs_lora.train.trainer import HiggsAudioTrainer

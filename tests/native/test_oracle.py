@@ -30,7 +30,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from higgs_lora.data.dataset import batch_to_inputs, build_collator, make_chatml_sample
+from higgs_lora.data.collator import batch_to_inputs, build_collator, make_chatml_sample
 from higgs_lora.data.sample import CloneSample, inference_prompt, tokenize_chatml, training_chatml
 from higgs_lora.model.load import apply_lora, load_model, load_tokenizer
 from higgs_lora.native import config as native_config

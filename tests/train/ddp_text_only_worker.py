@@ -16,7 +16,8 @@ import torch.distributed as dist
 sys.path.insert(0, os.getcwd())
 
 from higgs_lora.data.codes import TinyCodec  # noqa: E402
-from higgs_lora.data.dataset import DictCollator, VoiceCloningDataset, build_collator, make_chatml_sample  # noqa: E402
+from higgs_lora.data.collator import DictCollator, build_collator, make_chatml_sample  # noqa: E402
+from higgs_lora.data.dataset import VoiceCloningDataset  # noqa: E402
 from higgs_lora.data.validate import load_samples  # noqa: E402
 from higgs_lora.model.load import apply_lora, load_model, load_tokenizer  # noqa: E402
 from higgs_lora.train.loss import compute_loss  # noqa: E402

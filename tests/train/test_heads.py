@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from higgs_lora.data.dataset import DictCollator, build_collator
+from higgs_lora.data.collator import DictCollator, build_collator
 from higgs_lora.model.load import apply_lora
 from higgs_lora.train import heads
 from higgs_lora.train.loss import compute_loss

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from higgs_lora.data.dataset import batch_to_inputs, build_collator
+from higgs_lora.data.collator import batch_to_inputs, build_collator
 from higgs_lora.train.loss import audio_losses, compute_loss, text_loss
 
 
@@ -206,7 +206,7 @@ def test_consistency_loss_is_the_kl_from_the_base_on_target_frames_only(forward)
 
 def test_text_only_batch_keeps_the_audio_head_in_the_graph(tiny_model_factory, tiny_tokenizer, tiny_config):
     """A rank whose batch has no audio must still give every LoRA parameter a gradient, or DDP hangs."""
-    from higgs_lora.data.dataset import make_chatml_sample
+    from higgs_lora.data.collator import make_chatml_sample
     from higgs_lora.model.load import apply_lora
 
     model = apply_lora(tiny_model_factory(), 4, 8, 0.0)

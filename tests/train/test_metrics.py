@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import TrainerControl, TrainerState
 
-from higgs_lora.data.dataset import DictCollator, build_collator
+from higgs_lora.data.collator import DictCollator, build_collator
 from higgs_lora.train import metrics
 from higgs_lora.train.loss import compute_loss
 from higgs_lora.train.metrics import (

@@ -55,7 +55,8 @@ def run(data4, tmp_path_factory):
 
 def _dataset_batch(data_path):
     from higgs_lora.data.codes import load_codec
-    from higgs_lora.data.dataset import DictCollator, VoiceCloningDataset, build_collator
+    from higgs_lora.data.collator import DictCollator, build_collator
+    from higgs_lora.data.dataset import VoiceCloningDataset
     from higgs_lora.data.validate import load_samples
     from higgs_lora.model.load import load_model, load_tokenizer
 

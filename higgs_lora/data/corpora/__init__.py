@@ -1,7 +1,7 @@
-"""Corpus layouts `convert` reads, each in its own module, all feeding the same path (data/convert.py):
+"""Corpus layouts `convert` reads, each in its own module, all feeding the same path (data/clips.py):
 rows of (clip file, transcript, speaker) -> durations from the headers -> pairing within each speaker.
 
-- folder: a folder of clips with `metadata.csv` (data/convert.py)
+- folder: a folder of clips with `metadata.csv`
 - commonvoice: a Common Voice release folder (`validated.tsv` ..., `clips/*.mp3`)
 - kaldi: a Kaldi data dir (`wav.scp`, `text`, `utt2spk`, optional `segments`)
 - hf: Hugging Face dataset shards (parquet, or a `save_to_disk` folder's arrow files), or a hub dataset id
@@ -31,7 +31,7 @@ class Options:
     audio_column: str | None = None
     speaker: str | None = None  # one speaker for every clip, where the layout names none
     clips_dir: Path = Path(CLIPS_DIR)
-    window: object = None  # convert.DurationWindow
+    window: object = None  # clips.DurationWindow
 
 
 def detect(name: str, format: str = "auto") -> str:
@@ -74,13 +74,12 @@ def detect(name: str, format: str = "auto") -> str:
 
 def rows(kind: str, name: str, options: Options, report) -> tuple[str, object]:
     """(the name the report gives the source, its ClipRows) for a corpus input of layout `kind`."""
-    from ..convert import metadata_rows
-    from . import commonvoice, hf, kaldi
+    from . import commonvoice, folder, hf, kaldi
 
     path = Path(name)
     if kind == "folder":
         csv_path = path / "metadata.csv" if path.is_dir() else path
-        return str(csv_path), metadata_rows(path, options.speaker, report)
+        return str(csv_path), folder.metadata_rows(path, options.speaker, report)
     if kind == "commonvoice":
         return commonvoice.rows(path, options, report)
     if kind == "kaldi":

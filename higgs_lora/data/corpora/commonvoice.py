@@ -65,7 +65,7 @@ def rows(source: Path, options, report):
 
 
 def _rows(tsv: Path, clips: Path, invalid: set[str], report):
-    from ..convert import ClipRow
+    from ..clips import ClipRow
 
     with open(tsv, encoding="utf-8", newline="") as f:
         reader = _reader(f)

@@ -175,7 +175,7 @@ def _suffix(head: bytes, name: str | None) -> str:
 
 
 def _rows(shards, columns, options, report):
-    from ..convert import ClipRow
+    from ..clips import ClipRow
     from . import write_once
 
     pa = _pyarrow()

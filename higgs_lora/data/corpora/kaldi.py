@@ -82,7 +82,7 @@ def rows(folder: Path, options, report):
 
 
 def _rows(folder, wav_scp, texts, speakers, segments, pipes, options, report):
-    from ..convert import ClipRow
+    from ..clips import ClipRow
 
     source = str(folder)
     by_recording: dict[str, list] = defaultdict(list)
@@ -118,7 +118,7 @@ def _rows(folder, wav_scp, texts, speakers, segments, pipes, options, report):
 def _cut(path: Path, utts, source, options, report):
     import soundfile as sf
 
-    from ..convert import ClipRow
+    from ..clips import ClipRow
     from . import write_once
 
     if not path.is_file():
