@@ -45,8 +45,8 @@ from ..data.formats import SampleError
 from ..data.sample import CloneSample, inference_prompt
 from ..data.text import normalize_sample
 from ..defaults import AUDIO_TOKENIZER
-from ..model.hub import warn_if_other_base
 from ..model.load import default_device, load_model, load_tokenizer
+from ..model.provenance import warn_if_other_base
 from ..train.config import read_run_config
 from .chunking import DEFAULT_CHUNK_MAX_CHARS, DEFAULT_CONTEXT_CHUNKS, DEFAULT_CROSSFADE_S, crossfade_concat, split_text
 

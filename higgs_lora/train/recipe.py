@@ -36,7 +36,6 @@ from ..data.cache import start_distributed
 from ..data.codes import load_codec
 from ..data.dataset import DictCollator, VoiceCloningDataset, build_collator, encodes_whisper, write_skipped
 from ..eval.callback import eval_callbacks
-from ..model.hub import provenance
 from ..model.load import (
     apply_lora,
     count_parameters,
@@ -46,6 +45,7 @@ from ..model.load import (
     load_tokenizer,
 )
 from ..model.precision import resolve_precision
+from ..model.provenance import provenance
 from . import checkpoints
 from . import heads as labelled_heads
 from .config import RUN_CONFIG, TrainConfig, read_run_config  # noqa: F401  (re-exported)
