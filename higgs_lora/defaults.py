@@ -4,7 +4,7 @@ Importable without torch: the CLI shows these in `--help`.
 """
 
 # Pinned to the last revisions boson_multimodal 0.1.1 can read: Boson rewrote both repositories in
-# place on 2026-04-04 for transformers' native format (model/hub.py has the details).
+# place on 2026-04-04 for transformers' native format (model/refs.py has the details).
 MODEL_REPO = "bosonai/higgs-audio-v2-generation-3B-base"
 MODEL_REVISION = "10840182ca4ad5d9d9113b60b9bb3c1ef1ba3f84"  # 2025-07-28
 TOKENIZER_REPO = "bosonai/higgs-audio-v2-tokenizer"

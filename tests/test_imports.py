@@ -4,7 +4,7 @@ function-level imports included, and each import of a higher layer is named with
 Layers, bottom first (a module may import its own layer and any layer below):
   0 shared     constants, defaults, interrupts, ranks, entry_point: facts and process plumbing, no pipeline stage
   1 model      weights, hub downloads, boson import shims, precision, the tiny model. Below data because the
-               audio codec data encodes with is a model fetched by model.hub, and nothing in model reads data.
+               audio codec data encodes with is a model fetched by model.resolve, and nothing in model reads data.
   2 data       formats, validation, audio codes, the cache, the dataset and collator
   3 train      the recipe, loss, checkpoints, the planner
   4 infer      the generation engine (reads a run's config from train)
@@ -49,8 +49,8 @@ ALLOWED = {
     # A native-format (transformers >= 5.3) folder is converted on load. The converters (native/imports.py,
     # codec.py, config.py, weights.py, tensors.py) belong under model/; native/ would then keep export
     # and parity only.
-    ("higgs_lora.model.hub", "higgs_lora.native.imports"),
-    ("higgs_lora.model.hub", "higgs_lora.native.codec"),
+    ("higgs_lora.model.folder_checks", "higgs_lora.native.imports"),
+    ("higgs_lora.model.folder_checks", "higgs_lora.native.codec"),
     # `bench --full` times the real commands as a user runs them, through the CLI's own entry point.
     ("higgs_lora.bench.full", "higgs_lora.cli"),
 }

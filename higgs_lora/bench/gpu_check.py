@@ -16,6 +16,9 @@ per token match the real model. Phases, all through the project's code paths:
 - alignment: `checks.run.run_checks` (prompt parity, label audit, teacher-forced overfit through the
   training path).
 
+The phases live in bench/training.py, bench/inference.py and bench/alignment.py, the FLOP model in
+bench/flops.py, the printed table in bench/report.py; this module runs them and writes the JSON report.
+
 `shape="small"` runs the same phases at a scaled-down shape (CPU, a minute or two).
 `force_cuda_choices=True` makes a CPU run take the paths CUDA takes where a CPU can run them (static
 KV cache, bf16 autocast), so a CPU test exercises them. `bench/full.py` (`gpu-check --full`) drives the
@@ -27,8 +30,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-import math
-import statistics
 import tempfile
 import time
 import traceback
@@ -36,32 +37,16 @@ from pathlib import Path
 
 import torch
 
-from ..constants import (
-    FLOPS_PER_MULTIPLY_ADD,
-    peak_flops_for,
-    training_flops,
-)
+from ..constants import peak_flops_for
 from ..model import tiny
 from ..model.precision import Precision, resolve_precision
-from .random_model import (  # noqa: F401
-    SHAPES,
-    attention_implementation,
-    build_config,
-    build_meta_model,
-    load_check_model,
-    release,
-    write_model_folder,
-)
+from .alignment import alignment_phase
+from .flops import FLOP_FORMULA, parameter_groups
+from .random_model import SHAPES, build_config, build_meta_model, write_model_folder
+from .report import device_info, table
 from .samples import make_samples, write_chatml
+from .training import train_phase
 
-FLOP_FORMULA = (
-    "FLOPs per token = 3 x 2 x active parameters, the planner's convention (2 per multiply-add in the "
-    "forward, the backward counted as twice the forward; attention scores and checkpointing's recomputed "
-    "forward are left out). "
-    "Active parameters: every non-embedding parameter except the FFN branch a token does not take "
-    "(text tokens use the text MLP, audio tokens the DualFFN audio MLP), weighted by the batch's share "
-    "of audio positions, counted on the built model. MFU = FLOPs per token x tokens/s / GPU peak."
-)
 # Per shape: clip lengths (s), text length (chars), steps, generated columns, alignment fit budget.
 PLANS = {
     "released": dict(
@@ -85,222 +70,6 @@ PLANS = {
         align=dict(max_steps=60, check_every=10),
     ),
 }
-
-
-def parameter_groups(model) -> dict:
-    """Exact parameter counts of the built model by role (for the FLOP estimate)."""
-    groups = {"total": 0, "embeddings": 0, "text_mlp": 0, "audio_mlp": 0, "audio_head": 0, "text_head": 0}
-    for name, p in model.named_parameters():
-        n = p.numel()
-        groups["total"] += n
-        if "embed_tokens" in name or "audio_codebook_embeddings" in name:
-            groups["embeddings"] += n
-        elif ".audio_mlp." in name:
-            groups["audio_mlp"] += n
-        elif ".mlp." in name:
-            groups["text_mlp"] += n
-        elif "audio_lm_head" in name:
-            groups["audio_head"] += n
-        elif "text_lm_head" in name:
-            groups["text_head"] += n
-    # The config says tie_word_embeddings, yet HiggsAudioModel builds its own text_lm_head (it cannot
-    # tie: get_input_embeddings raises), counted above with the per-position parameters. Only a head
-    # really sharing the embedding matrix (listed once, as an embedding) is added back.
-    head = getattr(getattr(model, "audio_decoder_proj", None), "text_lm_head", None)
-    if head is not None and head.weight is model.embed_tokens.weight:
-        groups["tied_text_head"] = head.weight.numel()
-    return groups
-
-
-def active_params_per_token(groups: dict, audio_share: float, text_head_share: float = 1.0) -> float:
-    """Weights the mean position multiplies with: `audio_share` of positions go through the audio FFN and
-    head, the rest through the text FFN; the text head runs on `text_head_share` of them (train.heads:
-    the labelled rows only; 1.0 is upstream's head at every position)."""
-    head = groups.get("text_head", 0) + groups.get("tied_text_head", 0)
-    shared = (
-        groups["total"]
-        - groups["embeddings"]
-        - groups["text_mlp"]
-        - groups["audio_mlp"]
-        - groups["audio_head"]
-        - groups.get("text_head", 0)
-    )
-    return (
-        shared
-        + text_head_share * head
-        + (1 - audio_share) * groups["text_mlp"]
-        + audio_share * (groups["audio_mlp"] + groups["audio_head"])
-    )
-
-
-# --- phases -----------------------------------------------------------------------------------------
-
-
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def _peak_gb(device: str):
-    return round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.startswith("cuda") else None
-
-
-def _reset_peak(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-
-
-def step_timer(device: str):
-    from transformers import TrainerCallback
-
-    class StepTimer(TrainerCallback):
-        """Wall time of every optimizer step (synchronised), the peak memory over the steps, and the
-        dataset the run trained on.
-
-        The peak counter is reset when training begins (model, optimizer state and data are in place)
-        and read after every step; the maximum of those reads is the steps' peak whatever else happens
-        in between (logging, evaluation) as long as nothing resets the counter, which training's own
-        memory log no longer does."""
-
-        def __init__(self):
-            self.times, self.dataset, self.peak_bytes = [], None, None
-
-        def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
-            self.dataset = getattr(train_dataloader, "dataset", None)
-            _reset_peak(device)
-
-        def on_step_begin(self, *args, **kwargs):
-            _sync(device)
-            self._t = time.perf_counter()
-
-        def on_step_end(self, *args, **kwargs):
-            _sync(device)
-            self.times.append(time.perf_counter() - self._t)
-            if device.startswith("cuda"):
-                self.peak_bytes = max(self.peak_bytes or 0, torch.cuda.max_memory_allocated())
-
-        @property
-        def peak_gb(self):
-            return None if self.peak_bytes is None else round(self.peak_bytes / 2**30, 2)
-
-    return StepTimer()
-
-
-def _audio_share(dataset) -> tuple[float, float]:
-    """Mean sequence length the model sees per sample, and the share of it that is audio columns."""
-    lengths = dataset.lengths()
-    text = [int(dataset[i].input_ids.shape[0]) for i in range(len(dataset))]  # placeholders count as text here
-    audio = [total - t for total, t in zip(lengths, text)]
-    return sum(lengths) / len(lengths), sum(audio) / max(1, sum(lengths))
-
-
-def train_phase(name: str, ctx: dict, data: str, batch_size: int, steps: int, checkpointing: bool) -> dict:
-    from ..train.recipe import TrainConfig, train
-    from ..train.step_estimate import TEXT_ROWS_PER_SAMPLE
-
-    device, precision = ctx["device"], ctx["precision"]
-    model = load_check_model(ctx["model_dir"], device, precision.weights_dtype)
-    attention = attention_implementation(model)
-    timer = step_timer(device)
-    out = Path(ctx["workdir"]) / name
-    # base_model names the folder the model was loaded from, so the commands train prints next can run.
-    cfg = TrainConfig(
-        train_data=data,
-        output_dir=str(out),
-        base_model=str(ctx["model_dir"]),
-        audio_tokenizer="tiny",
-        batch_size=batch_size,
-        gradient_accumulation_steps=1,
-        max_steps=steps,
-        logging_steps=1,
-        save_steps=10**9,
-        lora_r=64,
-        lora_alpha=128,
-        use_gradient_checkpointing=checkpointing,
-        dataloader_num_workers=ctx["workers"],
-        report_to="none",
-        learning_rate=5e-4,
-        mixed_precision=precision.name,
-        warmup_ratio=0.0,
-    )
-    t0 = time.time()
-    train(cfg, model=model, tokenizer=ctx["tokenizer"], callbacks=[timer])
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    warm = timer.times[2:] or timer.times  # the first steps include allocator and kernel warm-up
-    step_s = statistics.median(warm)
-    mean_len, audio_share = _audio_share(timer.dataset)
-    tokens = mean_len * batch_size
-    active = active_params_per_token(ctx["groups"], audio_share, min(1.0, TEXT_ROWS_PER_SAMPLE / mean_len))
-    flops = training_flops(FLOPS_PER_MULTIPLY_ADD * active * tokens) / step_s
-    peak = ctx["peak_flops"]
-    row = {
-        "phase": name,
-        "batch": batch_size,
-        "checkpointing": checkpointing,
-        "steps": len(timer.times),
-        "median_step_s": round(step_s, 4),
-        "tokens_per_step": round(tokens),
-        "tokens_per_s": round(tokens / step_s),
-        "samples_per_s": round(batch_size / step_s, 2),
-        "peak_memory_gb": timer.peak_gb,
-        "longest_sample": max(timer.dataset.lengths()),
-        "attention": attention,
-        "audio_share": round(audio_share, 3),
-        "active_params": round(active),
-        "tflops": round(flops / 1e12, 2),
-        "mfu": round(flops / peak, 4) if peak else None,
-        "first_loss": rows[0].get("loss") if rows else None,
-        "last_loss": rows[-1].get("loss") if rows else None,
-        "wall_s": round(time.time() - t0, 1),
-    }
-    del model
-    return row
-
-
-def alignment_phase(ctx: dict) -> dict:
-    from ..checks.run import run_checks
-    from ..data.codes import TinyCodec
-
-    device, precision = ctx["device"], ctx["precision"]
-    model = load_check_model(
-        ctx["model_dir"], device, precision.weights_dtype
-    )  # the fit (train's recipe) adds the LoRA
-    t0 = time.time()
-    report = run_checks(
-        ctx["short"],
-        model,
-        ctx["tokenizer"],
-        TinyCodec(),
-        mode="teacher_forced",
-        precision=precision,
-        log=ctx["log"],
-        **ctx["plan"]["align"],
-    )
-    data = report.to_json()
-    del model
-    fit = next((c for c in report.checks if c.name.startswith("overfit")), None)
-    settings = data.get("overfit") or {}
-    return {
-        "ok": data["ok"],
-        "seconds": round(time.time() - t0, 1),
-        "params": f"LoRA r={settings.get('lora_r')}",
-        "settings": settings or None,
-        "checks": {k: {"ok": v["ok"], "summary": v["summary"]} for k, v in data["checks"].items()},
-        "history": fit.details.get("history") if fit else None,
-    }
-
-
-def device_info(device: str) -> dict:
-    info = {"device": device, "torch": torch.__version__}
-    if device.startswith("cuda"):
-        props = torch.cuda.get_device_properties(torch.device(device))
-        info.update(name=props.name, memory_gb=round(props.total_memory / 2**30, 1), cuda=torch.version.cuda)
-    else:
-        info.update(name="cpu", threads=torch.get_num_threads())
-    import transformers
-
-    info["transformers"] = transformers.__version__
-    return info
 
 
 def run_gpu_check(
@@ -431,59 +200,3 @@ def run_gpu_check(
         Path(output).write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
         log(f"report written to {output}")
     return report
-
-
-def _fmt(v, spec=""):
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    return format(v, spec)
-
-
-def table(report: dict) -> str:
-    d = report["device"]
-    lines = [
-        f"gpu-check ({report['shape']} shape, {report['parameters']['total']:,} params, {report['precision']}) "
-        f"on {d.get('name')}: {report['total_s']} s"
-    ]
-    if report["train"]:
-        lines.append(f"{'train':<26}{'step s':>8}{'tok/s':>9}{'samp/s':>8}{'peak GB':>9}{'TFLOP/s':>9}{'MFU':>7}")
-    for r in report["train"]:
-        if "median_step_s" not in r:
-            lines.append(f"{r.get('phase', '?'):<26}FAILED: {r.get('error', '')[:90]}")
-            continue
-        lines.append(
-            f"{r['phase']:<26}{r['median_step_s']:>8.3f}{r['tokens_per_s']:>9,}{r['samples_per_s']:>8.2f}"
-            f"{_fmt(r['peak_memory_gb'], '.1f'):>9}{r['tflops']:>9.1f}{_fmt(r['mfu'], '.1%'):>7}"
-        )
-    inf = report.get("infer")
-    if inf:
-        lines.append(
-            "infer: FAILED: " + inf["error"][:90]
-            if "error" in inf
-            else f"infer ({inf['adapter']} {inf['adapter_dtype']} adapter on {inf['base_dtype']}, {inf['cache']} cache"
-            f"{', CUDA graphs' if inf['cuda_graphs'] else ''}): {inf['generated_columns']} columns in "
-            f"{inf['seconds']} s = {inf['columns_per_s']} columns/s, {inf['realtime_factor']}x real time; "
-            f"{inf['codec']} decode of {inf['decoded_columns']} columns {inf['decode_seconds']} s"
-        )
-    if report.get("attention"):
-        lines.append(f"attention: {report['attention']}")
-    al = report.get("alignment")
-    if al:
-        if "error" in al:
-            lines.append("alignment: FAILED: " + al["error"][:90])
-        else:
-            s = al["settings"] or {}
-            lines.append(
-                f"alignment: {'OK' if al['ok'] else 'FAILED'} in {al['seconds']} s ({s.get('mode')}, {al['params']} weights, "
-                f"lr {s.get('learning_rate')}, {s.get('precision')})"
-            )
-            lines += [f"  [{'PASS' if c['ok'] else 'FAIL'}] {k}: {c['summary']}" for k, c in al["checks"].items()]
-    if report.get("steps"):
-        lines.append("steps (--full: each CLI command once):")
-    for st in report.get("steps", []):
-        state = "PASS" if st["ok"] else ("skip" if st.get("skipped") else "FAIL")
-        mem = f", peak {st['peak_memory_gb']} GB" if st.get("peak_memory_gb") is not None else ""
-        lines.append(
-            f"  [{state}] {st['name']} ({st['seconds']} s{mem})" + (f": {st['error'][:100]}" if st["error"] else "")
-        )
-    return "\n".join(lines)

@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 
 from ..constants import FRAMES_PER_SECOND
-from .gpu_check import _peak_gb, _reset_peak, _sync
 from .random_model import attention_implementation, load_check_model
+from .timing import peak_gb, reset_peak, sync
 
 
 def save_random_adapter(model, folder: Path):
@@ -61,21 +61,21 @@ def infer_phase(ctx: dict, columns: int) -> dict:
     cloner = VoiceCloner(model, ctx["tokenizer"], codec, cache=ctx["cache"])
     sample = ctx["short"][0]
     cloner.generate(sample, GenerationSettings(max_new_tokens=16, temperature=0.7, seed=0))  # warm-up
-    _reset_peak(device)
-    _sync(device)
+    reset_peak(device)
+    sync(device)
     t0 = time.perf_counter()
     g = cloner.generate(sample, GenerationSettings(max_new_tokens=columns, temperature=0.7, seed=0))
-    _sync(device)
+    sync(device)
     dt = time.perf_counter() - t0
     n = int(g.raw_codes.shape[1])
     codes = g.codes
     if codes.shape[1] == 0:  # a random model may stop at once: decode what it would have said
         codes = g.raw_codes.clip(0, cloner.config.audio_codebook_size - 1).cpu().numpy()
     cloner.decode(codes[:, : min(codes.shape[1], 8)])  # warm-up
-    _sync(device)
+    sync(device)
     t1 = time.perf_counter()
     wav = cloner.decode(codes)
-    _sync(device)
+    sync(device)
     decode_s = time.perf_counter() - t1
     row = {
         "prompt_tokens": len(g.prompt_ids),
@@ -85,7 +85,7 @@ def infer_phase(ctx: dict, columns: int) -> dict:
         "columns_per_s": round(n / dt, 1),
         "realtime_factor": round((n / FRAMES_PER_SECOND) / dt, 3),
         "stopped_at_eos": g.stopped,
-        "peak_memory_gb": _peak_gb(device),
+        "peak_memory_gb": peak_gb(device),
         "adapter": "unmerged",
         "adapter_dtype": str(adapter_dtype).replace("torch.", ""),
         "base_dtype": str(precision.weights_dtype).replace("torch.", ""),

@@ -36,7 +36,7 @@ def cache_speedup(plan_name: str = "bench", workdir: str | Path | None = None, m
     from ..data.collator import DictCollator, build_collator
     from ..data.dataset import VoiceCloningDataset
     from ..model.load import load_tokenizer
-    from .gpu_check import make_samples
+    from .samples import make_samples
     from .step import SHAPES, build_config
 
     plan = CACHE_PLAN[plan_name]

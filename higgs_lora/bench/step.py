@@ -54,7 +54,7 @@ SHAPES = {
 
 def build_config(shape: dict):
     """The released configuration (its text vocabulary and 8×1026 audio heads) at a smaller width and depth."""
-    from .gpu_check import build_config as released
+    from .random_model import build_config as released
 
     config = released("released")
     text = config.text_config
@@ -74,7 +74,7 @@ def build_batch(shape: dict, config, workdir: Path, seed: int = 0):
     from ..data.collator import DictCollator, build_collator
     from ..data.dataset import VoiceCloningDataset
     from ..model.load import load_tokenizer
-    from .gpu_check import make_samples
+    from .samples import make_samples
 
     samples = make_samples(workdir, "s", (shape["batch"], shape["ref_s"], shape["tgt_s"], shape["chars"]), seed)
     dataset = VoiceCloningDataset(

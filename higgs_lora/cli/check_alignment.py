@@ -129,9 +129,10 @@ def run(args) -> int:
     from ..data.codes import load_codec
     from ..data.validate import load_samples
     from ..infer.run_settings import resolve
-    from ..model.hub import check_codec_source, check_model_complete, model_folder
+    from ..model.folder_checks import check_model_complete
     from ..model.load import default_device, load_model, load_tokenizer
     from ..model.precision import resolve_precision
+    from ..model.resolve import check_codec_source, model_folder
 
     if args.overfit_params is not None:
         raise ValueError(

@@ -33,7 +33,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from ..model.hub import download
+    from ..model.staging import download
 
     model_dir, codec_dir = download(args.output_dir, args.base_model, args.audio_tokenizer)
     print(f"verified {args.base_model}\n      -> {model_dir}   (pass as --base_model / --model_path)")

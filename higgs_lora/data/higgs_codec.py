@@ -95,12 +95,12 @@ class HiggsAudioCodec:
 
     @classmethod
     def load(cls, name_or_path: str | os.PathLike = AUDIO_TOKENIZER, device: str | torch.device | None = None):
-        """Load a hub id (`repo@revision`, see model/hub.py) or a local folder holding ``config.json`` and ``model.pth``.
+        """Load a hub id (`repo@revision`, see model/refs.py) or a local folder holding ``config.json`` and ``model.pth``.
 
         boson's loader takes no revision, so a hub id is fetched here at its revision and boson gets the
-        folder; the HuBERT its constructor loads by name comes from `hub.semantic_teacher_folder`.
+        folder; the HuBERT its constructor loads by name comes from `model.resolve.semantic_teacher_folder`.
         """
-        from ..model.hub import codec_folder, semantic_teacher_folder
+        from ..model.resolve import codec_folder, semantic_teacher_folder
 
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -119,7 +119,7 @@ def whisper_source(model: str) -> tuple[str, Path]:
     Raises MissingScorerError, one line with the ways out, when the files cannot be had (offline, not cached)."""
     from huggingface_hub import snapshot_download
 
-    from ..model.hub import parse_ref
+    from ..model.refs import parse_ref
 
     if Path(model).expanduser().is_dir():
         return model, Path(model).expanduser()

@@ -30,8 +30,8 @@ from ..constants import text_token_cap
 from ..data.codes import AudioCodec, load_codec
 from ..data.sample import CloneSample
 from ..defaults import AUDIO_TOKENIZER
-from ..model.hub import warn_if_other_base
 from ..model.load import default_device, load_model, load_tokenizer
+from ..model.provenance import warn_if_other_base
 from ..train.config import read_run_config
 from . import caches
 from .adapter import load_adapter

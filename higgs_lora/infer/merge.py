@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from ..model.hub import warn_if_other_base
 from ..model.load import load_model, load_tokenizer, resolve_dtype, resolve_model_path
+from ..model.provenance import warn_if_other_base
 from ..train.config import RUN_CONFIG, read_run_config
 
 log = logging.getLogger(__name__)

@@ -9,14 +9,14 @@ import torch
 import torch.utils.checkpoint
 
 from ..defaults import DEFAULT_LORA_TARGETS
-from .hub import model_folder
 from .precision import match_audio_embedding_dtype
+from .resolve import model_folder
 
 log = logging.getLogger(__name__)
 
 
 def resolve_model_path(name_or_path: str) -> str:
-    """Local folder for `tiny`, a folder or a hub id (`repo@revision`; see model/hub.py), format-checked."""
+    """Local folder for `tiny`, a folder or a hub id (`repo@revision`; see model/refs.py), format-checked."""
     return str(model_folder(name_or_path))
 
 

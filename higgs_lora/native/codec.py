@@ -8,7 +8,7 @@ Two things change besides names:
   language model's are).
 - native carries the HuBERT semantic teacher inside the codec (`semantic_model.*`) and its config in
   `semantic_model_config`; boson loads it by name, so an import writes it to `semantic_teacher/`,
-  where this project's codec loader looks first (model/hub.py).
+  where this project's codec loader looks first (model/resolve.py).
 """
 
 from __future__ import annotations
@@ -198,7 +198,7 @@ def config_to_boson(native: dict) -> dict:
 def export_codec(name: str, out: Path) -> Path:
     """The boson-format codec `name` (folder or hub id) as a native folder `out`."""
 
-    from ..model.hub import codec_folder, semantic_teacher_folder
+    from ..model.resolve import codec_folder, semantic_teacher_folder
 
     folder = codec_folder(name)
     boson_cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
@@ -253,7 +253,7 @@ def to_boson_codec_folder(native: Path, name: str | None = None) -> Path:
     """A native codec folder converted (once) to boson's layout next to it, its HuBERT in semantic_teacher/."""
     from safetensors.torch import load_file
 
-    from ..model.hub import SEMANTIC_TEACHER_DIR
+    from ..model.refs import SEMANTIC_TEACHER_DIR
     from .imports import converted_folder
 
     native = Path(native)

@@ -59,8 +59,9 @@ def export(
 ) -> ExportReport:
     import torch
 
-    from ..model.hub import model_folder, provenance
     from ..model.load import load_tokenizer
+    from ..model.provenance import provenance
+    from ..model.resolve import model_folder
 
     out = Path(output_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:

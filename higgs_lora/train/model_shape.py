@@ -44,7 +44,7 @@ def load_config_dict(base_model: str) -> dict:
         return json.loads(path.read_text(encoding="utf-8"))
     if base_model in (BASE_MODEL, MODEL_REPO):  # same shapes at every revision
         return released_config()
-    from ..model.hub import parse_ref
+    from ..model.refs import parse_ref
 
     ref = parse_ref(base_model)
     try:

@@ -40,7 +40,8 @@ def check_output_writable(output_dir: str | Path) -> Path:
 def model_config(name_or_path: str) -> dict:
     """config.json of the model (a folder, `tiny`, or a hub id at its pinned revision: config only, no weights);
     a local folder must also hold the tokenizer and every weight shard (a partial copy fails here, not mid-load)."""
-    from ..model.hub import check_model_complete, model_config_path
+    from ..model.folder_checks import check_model_complete
+    from ..model.resolve import model_config_path
 
     config = json.loads(model_config_path(name_or_path).read_text(encoding="utf-8"))
     check_model_complete(name_or_path)
@@ -48,7 +49,7 @@ def model_config(name_or_path: str) -> dict:
 
 
 def check_codec(name_or_path: str) -> None:
-    from ..model.hub import check_codec_source
+    from ..model.resolve import check_codec_source
 
     check_codec_source(name_or_path)
 

@@ -39,7 +39,6 @@ from ..data.dataset import VoiceCloningDataset
 from ..data.skipped import write_skipped
 from ..data.whisper import encodes_whisper
 from ..eval.callback import eval_callbacks
-from ..model.hub import provenance
 from ..model.load import (
     apply_lora,
     count_parameters,
@@ -49,6 +48,7 @@ from ..model.load import (
     load_tokenizer,
 )
 from ..model.precision import resolve_precision
+from ..model.provenance import provenance
 from . import checkpoints
 from . import heads as labelled_heads
 from .config import RUN_CONFIG, TrainConfig, read_run_config  # noqa: F401  (re-exported)

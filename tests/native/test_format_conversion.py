@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from higgs_lora.cli import main
-from higgs_lora.model import hub
+from higgs_lora.model import resolve
 from higgs_lora.model.load import load_model, load_tokenizer
 from higgs_lora.model.tiny import ensure_tiny_model
 from higgs_lora.native import codec as native_codec
@@ -179,12 +179,12 @@ def test_native_hub_snapshot_is_converted_for_training_and_inference(exported, t
 
     snapshot = _strip_record(exported, tmp_path)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda **kw: str(snapshot))
-    hub.fetch.cache_clear()
+    resolve.fetch.cache_clear()
     try:
-        folder = hub.model_folder("bosonai/higgs-audio-v2-generation-3B-base@main")
+        folder = resolve.model_folder("bosonai/higgs-audio-v2-generation-3B-base@main")
         assert (folder / MARKER).is_file()
         assert (
-            json.loads(hub.model_config_path("bosonai/higgs-audio-v2-generation-3B-base@main").read_text())[
+            json.loads(resolve.model_config_path("bosonai/higgs-audio-v2-generation-3B-base@main").read_text())[
                 "model_type"
             ]
             == "higgs_audio"
@@ -192,7 +192,7 @@ def test_native_hub_snapshot_is_converted_for_training_and_inference(exported, t
         model = load_model("bosonai/higgs-audio-v2-generation-3B-base@main", device="cpu", dtype="fp32")
         assert model.config.audio_num_codebooks == 8
     finally:
-        hub.fetch.cache_clear()
+        resolve.fetch.cache_clear()
 
 
 def test_cli_export_with_an_adapter(tmp_path, capsys):

@@ -128,10 +128,10 @@ def test_unreachable_hub_id_says_which_and_how_to_fix(data, tmp_path, monkeypatc
     def offline(*args, **kwargs):
         raise huggingface_hub.errors.LocalEntryNotFoundError("offline")
 
-    from higgs_lora.model import hub
+    from higgs_lora.model import resolve
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
-    hub.fetch.cache_clear()
+    resolve.fetch.cache_clear()
     with pytest.raises(ValueError) as info:
         train(
             TrainConfig(
@@ -140,7 +140,7 @@ def test_unreachable_hub_id_says_which_and_how_to_fix(data, tmp_path, monkeypatc
                 output_dir=str(tmp_path / "o"),
             )
         )
-    hub.fetch.cache_clear()
+    resolve.fetch.cache_clear()
     message = str(info.value)
     assert "someone/not-cached-model" in message and "cannot fetch" in message
     assert "local folder" in message and "tiny" in message
@@ -240,7 +240,7 @@ def test_model_folder_with_only_config_names_what_is_missing_check_alignment(dat
 
 
 def test_missing_shards_listed_in_the_index_are_named(tmp_path):
-    from higgs_lora.model.hub import check_model_complete
+    from higgs_lora.model.folder_checks import check_model_complete
 
     folder = _partial_copy(
         tmp_path, ["config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
