@@ -6,7 +6,7 @@ import argparse
 
 from ..defaults import AUDIO_TOKENIZER, BASE_MODEL
 from ..train.config import TrainConfig
-from .common import add_text_normalization
+from .common import add_mixed_precision, add_text_normalization
 
 NAME = "check-alignment"
 SUMMARY = "prove training and inference see the same thing"
@@ -89,14 +89,7 @@ def add_arguments(p) -> None:
         default=None,
         help="judge the fit every N steps (default: 25 on the tiny model, 5 on larger ones)",
     )
-    p.add_argument(
-        "--mixed_precision",
-        nargs="?",
-        const="bf16",
-        default="auto",
-        choices=["auto", "bf16", "fp16", "no"],
-        help="precision of the fit, as in training (auto: bf16 on CUDA, no on CPU)",
-    )
+    add_mixed_precision(p, "precision of the fit, as in training (auto: bf16 on CUDA, no on CPU)")
     p.add_argument(
         "--native_parity",
         action="store_true",

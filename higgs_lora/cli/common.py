@@ -21,6 +21,14 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text
 
 
+PRECISION_CHOICES = ["auto", "bf16", "fp16", "no"]
+
+
+def add_mixed_precision(p: argparse.ArgumentParser, help: str, default: str = "auto") -> None:
+    """`--mixed_precision [SCHEME]`, the flag train, check-alignment and gpu-check share (bare flag = bf16)."""
+    p.add_argument("--mixed_precision", nargs="?", const="bf16", default=default, choices=PRECISION_CHOICES, help=help)
+
+
 def add_system_prompt(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--system_prompt",

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 
+from .common import add_mixed_precision
+
 NAME = "gpu-check"
 SUMMARY = "measure training, inference and check-alignment at the released model's shape on one GPU (offline)"
 
@@ -19,14 +21,7 @@ def add_arguments(p) -> None:
     )
     p.add_argument("--output", default=None, metavar="R.json", help="write the JSON report here")
     p.add_argument("--device", default=None, help="cuda, cuda:N or cpu (default: cuda if available)")
-    p.add_argument(
-        "--mixed_precision",
-        nargs="?",
-        const="bf16",
-        default="auto",
-        choices=["auto", "bf16", "fp16", "no"],
-        help="precision scheme, as in training (auto: bf16 on CUDA, no on CPU)",
-    )
+    add_mixed_precision(p, "precision scheme, as in training (auto: bf16 on CUDA, no on CPU)")
     p.add_argument(
         "--steps",
         type=int,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..defaults import AUDIO_TOKENIZER, BASE_MODEL, DEFAULT_LORA_TARGETS
 from ..train.config import TrainConfig
-from .common import add_system_prompt, add_text_normalization
+from .common import add_mixed_precision, add_system_prompt, add_text_normalization
 
 NAME = "train"
 SUMMARY = "LoRA fine-tuning (use torchrun for several GPUs)"
@@ -81,12 +81,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="weight of the KL between the adapted and the base model's audio distributions on target "
         "frames (keeps zero-shot cloning; costs one extra forward per micro-batch; 0 = off)",
     )
-    p.add_argument(
-        "--mixed_precision",
-        nargs="?",
-        const="bf16",
+    add_mixed_precision(
+        p,
         default=d.mixed_precision,
-        choices=["auto", "bf16", "fp16", "no"],
         help="bf16: bf16 base weights + bf16 autocast, LoRA and optimizer in fp32; fp16: the same with loss "
         "scaling (GPUs without bf16); no: fp32. Bare flag = bf16; auto = bf16 on CUDA (fp16 where the GPU has "
         "no bf16), no on CPU",
