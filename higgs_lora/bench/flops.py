@@ -12,7 +12,8 @@ FLOP_FORMULA = (
     "forward are left out). "
     "Active parameters: every non-embedding parameter except the FFN branch a token does not take "
     "(text tokens use the text MLP, audio tokens the DualFFN audio MLP), weighted by the batch's share "
-    "of audio positions, counted on the built model. MFU = FLOPs per token x tokens/s / GPU peak."
+    "of audio positions, counted on the built model; the text head only on the labelled rows the step "
+    "applies it to (3 per sample, train.heads). MFU = FLOPs per token x tokens/s / GPU peak."
 )
 
 
