@@ -1,4 +1,4 @@
-"""gpu-check's alignment phase: `checks.run_checks` (prompt parity, label audit, teacher-forced overfit
+"""gpu-check's alignment phase: `checks.run.run_checks` (prompt parity, label audit, teacher-forced overfit
 through the training path) on the random-weight model."""
 
 from __future__ import annotations
