@@ -138,12 +138,18 @@ def test_eval_meter_weights_batches_by_size(forward):
 def test_cpu_memory_follows_what_the_process_holds():
     """Bug caught: a CPU reading that does not track this process's resident memory (CUDA's counter, which
     reads 0 without CUDA, or a constant) would log a flat line while the run grows."""
-    import numpy as np
+    import mmap
 
+    size, page = 384 * 2**20, mmap.PAGESIZE
     before = memory_gb("cpu")
-    held = np.ones(384 * 2**20 // 8)  # 384 MiB, every page written so it is resident
+    # A fresh anonymous mapping, every page written: new resident memory the heap cannot serve from pages
+    # it already holds (a numpy array could reuse memory freed by an earlier test, and RSS would not move).
+    held = mmap.mmap(-1, size)
+    for offset in range(0, size, page):
+        held[offset] = 1
     after = memory_gb("cpu")
-    assert after - before > 0.3 and held[-1] == 1.0
+    assert after - before > 0.3 and held[size - page] == 1
+    held.close()
 
 
 def test_cuda_memory_log_reads_the_peak_and_never_resets_it(monkeypatch):
