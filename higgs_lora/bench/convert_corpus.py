@@ -18,21 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-HEADER = [
-    "client_id",
-    "path",
-    "sentence_id",
-    "sentence",
-    "sentence_domain",
-    "up_votes",
-    "down_votes",
-    "age",
-    "gender",
-    "accents",
-    "variant",
-    "locale",
-    "segment",
-]
+from ..data.corpora.commonvoice import RELEASE_COLUMNS
 
 
 def make_release(root: Path, rows: int, speakers: int = 200, seconds: float = 0.5) -> dict[str, str]:
@@ -45,7 +31,7 @@ def make_release(root: Path, rows: int, speakers: int = 200, seconds: float = 0.
     one = root / "one.mp3"
     t = np.arange(int(seconds * 48000)) / 48000
     sf.write(str(one), (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 48000, format="MP3")
-    texts, lines = {}, ["\t".join(HEADER)]
+    texts, lines = {}, ["\t".join(RELEASE_COLUMNS)]
     for i in range(rows):
         name = f"common_voice_ar_{i}.mp3"
         try:

@@ -17,6 +17,7 @@ from higgs_lora.bench.convert_corpus import make_release
 from higgs_lora.cli import main
 from higgs_lora.data import corpora
 from higgs_lora.data.convert import convert
+from higgs_lora.data.corpora.commonvoice import RELEASE_COLUMNS
 from higgs_lora.data.validate import validate_file
 
 # Diacritics (harakat, shadda, tanwin) and the quote characters Common Voice sentences carry.
@@ -60,25 +61,9 @@ def _turns(record, out):
 
 # ---------------------------------------------------------------- Common Voice
 
-CV_HEADER = [
-    "client_id",
-    "path",
-    "sentence_id",
-    "sentence",
-    "sentence_domain",
-    "up_votes",
-    "down_votes",
-    "age",
-    "gender",
-    "accents",
-    "variant",
-    "locale",
-    "segment",
-]
-
 
 def _tsv(path, rows):
-    lines = ["\t".join(CV_HEADER)] + [
+    lines = ["\t".join(RELEASE_COLUMNS)] + [
         "\t".join([r[0], r[1], "sid", r[2], "", str(r[3]), str(r[4])] + [""] * 4 + ["ar", ""]) for r in rows
     ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

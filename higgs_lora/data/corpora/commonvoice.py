@@ -13,6 +13,23 @@ from pathlib import Path
 
 SPLITS = ("validated", "train", "dev", "test", "other")
 REQUIRED = ("client_id", "path", "sentence")
+# The columns of a release's TSVs as Common Voice ships them (what the benchmark and tests write); the
+# reader needs only REQUIRED and reads the votes when present.
+RELEASE_COLUMNS = [
+    "client_id",
+    "path",
+    "sentence_id",
+    "sentence",
+    "sentence_domain",
+    "up_votes",
+    "down_votes",
+    "age",
+    "gender",
+    "accents",
+    "variant",
+    "locale",
+    "segment",
+]
 
 
 def find_release(folder: Path) -> Path | None:
