@@ -3,28 +3,14 @@
 import json
 
 import pytest
+from chatml_records import chatml_record
 
 from higgs_lora.data.data_file import DataFileError, iter_records, read_records
 
 
-def _audio(url):
-    return {"type": "audio", "audio_url": url}
-
-
-def _record(system=None, n_turns=4, target="t.wav"):
-    messages = [] if system is None else [{"role": "system", "content": system}]
-    messages += [
-        {"role": "user", "content": "reference words"},
-        {"role": "assistant", "content": _audio("audio/r.wav")},
-        {"role": "user", "content": "target words"},
-        {"role": "assistant", "content": _audio(target)},
-    ][:n_turns]
-    return {"messages": messages, "speaker": "spk1"}
-
-
 @pytest.mark.parametrize("layout", ["list", "samples", "jsonl", "single"])
 def test_file_layouts_are_all_read(tmp_path, layout):
-    records = [_record(), _record(system="x")]
+    records = [chatml_record(), chatml_record(system="x")]
     path = tmp_path / "d.json"
     if layout == "list":
         path.write_text(json.dumps(records))
@@ -60,7 +46,7 @@ def test_single_line_jsonl_with_a_flat_record(tmp_path):
 
 
 def test_utf8_bom_is_accepted(tmp_path):
-    records = [_record()]
+    records = [chatml_record()]
     path = tmp_path / "bom.json"
     path.write_text("\ufeff" + json.dumps(records), encoding="utf-8")
     assert read_records(path) == records
@@ -68,19 +54,19 @@ def test_utf8_bom_is_accepted(tmp_path):
 
 def test_jsonl_is_streamed_record_by_record(tmp_path):
     path = tmp_path / "big.jsonl"
-    path.write_text(json.dumps(_record()) + "\n" + json.dumps(_record(system="x")) + "\n{broken\n")
+    path.write_text(json.dumps(chatml_record()) + "\n" + json.dumps(chatml_record(system="x")) + "\n{broken\n")
     records = iter_records(path)
     # the first records arrive before the reader has seen the broken line: nothing reads the file whole
-    assert next(records) == _record()
-    assert next(records) == _record(system="x")
+    assert next(records) == chatml_record()
+    assert next(records) == chatml_record(system="x")
     with pytest.raises(DataFileError, match="line 3"):
         next(records)
 
 
 def test_pretty_printed_single_object_and_invalid_utf8(tmp_path):
     path = tmp_path / "one.json"
-    path.write_text(json.dumps(_record(), indent=2))
-    assert read_records(path) == [_record()]
+    path.write_text(json.dumps(chatml_record(), indent=2))
+    assert read_records(path) == [chatml_record()]
     bad = tmp_path / "latin1.jsonl"
     bad.write_bytes(b'{"ref_text": "caf\xe9"}\n')
     with pytest.raises(DataFileError, match="UTF-8"):

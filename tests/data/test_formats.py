@@ -4,27 +4,13 @@ import json
 from pathlib import Path
 
 import pytest
+from chatml_records import audio_part, chatml_record
 
 from higgs_lora.data.data_file import read_records
 from higgs_lora.data.formats import SampleError, sample_from_record
 from higgs_lora.data.sample import CloneSample
 
 DEFAULT = "Default prompt."
-
-
-def _audio(url):
-    return {"type": "audio", "audio_url": url}
-
-
-def _record(system=None, n_turns=4, target="t.wav"):
-    messages = [] if system is None else [{"role": "system", "content": system}]
-    messages += [
-        {"role": "user", "content": "reference words"},
-        {"role": "assistant", "content": _audio("audio/r.wav")},
-        {"role": "user", "content": "target words"},
-        {"role": "assistant", "content": _audio(target)},
-    ][:n_turns]
-    return {"messages": messages, "speaker": "spk1"}
 
 
 def _parse(record, base=Path("/base"), require_target=True):
@@ -35,7 +21,7 @@ def test_canonical_chatml_becomes_components_with_paths_relative_to_the_json(tmp
     folder = tmp_path / "data"
     folder.mkdir()
     path = folder / "train.json"
-    path.write_text(json.dumps([_record(system="Speak.", target="/abs/target.wav")]), encoding="utf-8")
+    path.write_text(json.dumps([chatml_record(system="Speak.", target="/abs/target.wav")]), encoding="utf-8")
 
     (record,) = read_records(path)
     sample = sample_from_record(record, path.parent, DEFAULT)
@@ -76,7 +62,7 @@ def test_flat_record(tmp_path):
 
 @pytest.mark.parametrize("with_system", [True, False])
 def test_four_message_design_sample_is_refused_with_a_fix(with_system):
-    record = _record(system="Speak." if with_system else None, n_turns=3)
+    record = chatml_record(system="Speak." if with_system else None, n_turns=3)
     with pytest.raises(SampleError) as err:
         _parse(record)
     assert err.value.reason == "no_target_audio"
@@ -85,7 +71,7 @@ def test_four_message_design_sample_is_refused_with_a_fix(with_system):
 
 
 def test_last_assistant_message_that_is_text_is_no_target():
-    record = _record()
+    record = chatml_record()
     record["messages"][-1]["content"] = "some text"
     with pytest.raises(SampleError) as err:
         _parse(record)
@@ -107,7 +93,7 @@ def test_last_assistant_message_that_is_text_is_no_target():
     ],
 )
 def test_wrong_roles_get_every_code_that_applies(roles, codes):
-    contents = {"user": "words", "assistant": _audio("a.wav"), "system": "sys", "narrator": "x"}
+    contents = {"user": "words", "assistant": audio_part("a.wav"), "system": "sys", "narrator": "x"}
     record = {"messages": [{"role": r, "content": contents[r]} for r in roles]}
     with pytest.raises(SampleError) as err:
         _parse(record)
@@ -134,7 +120,7 @@ def test_malformed_records_get_their_code(record, code):
 
 
 def test_reference_turn_must_be_audio():
-    record = _record()
+    record = chatml_record()
     record["messages"][1]["content"] = "text instead of audio"
     with pytest.raises(SampleError) as err:
         _parse(record)
@@ -143,7 +129,7 @@ def test_reference_turn_must_be_audio():
 
 @pytest.mark.parametrize("where", ["top", "misc"])
 def test_design_four_messages_with_target_audio_field(where):
-    record = _record(system="Speak.", n_turns=3)
+    record = chatml_record(system="Speak.", n_turns=3)
     if where == "top":
         record["target_audio"] = "tgt.wav"
     else:
@@ -164,11 +150,11 @@ def test_public_trainer_layout_strips_the_instruction_and_keeps_texts():
                 "role": "user",
                 "content": [
                     {"type": "text", "text": "ref words"},
-                    _audio("r.wav"),
+                    audio_part("r.wav"),
                     {"type": "text", "text": "Please speak this in the voice above: target words"},
                 ],
             },
-            {"role": "assistant", "content": [{"type": "text", "text": "target words"}, _audio("t.wav")]},
+            {"role": "assistant", "content": [{"type": "text", "text": "target words"}, audio_part("t.wav")]},
         ]
     }
     s = _parse(record)
@@ -181,13 +167,13 @@ def test_public_trainer_layout_strips_the_instruction_and_keeps_texts():
 
 
 def test_remote_audio_urls_are_kept_as_urls():
-    record = _record(target="https://example.org/t.wav")
+    record = chatml_record(target="https://example.org/t.wav")
     assert _parse(record).target_audio == "https://example.org/t.wav"
 
 
 @pytest.mark.parametrize("which", [0, 2])
 def test_empty_text_is_reported(which):
-    record = _record()
+    record = chatml_record()
     record["messages"][which]["content"] = "   "
     with pytest.raises(SampleError) as err:
         _parse(record)
@@ -195,23 +181,23 @@ def test_empty_text_is_reported(which):
 
 
 def test_require_target_false_accepts_four_messages():
-    s = _parse(_record(n_turns=3), require_target=False)
+    s = _parse(chatml_record(n_turns=3), require_target=False)
     assert s.target_audio is None
     assert s.target_text == "target words"
     assert s.ref_audio == str(Path("/base/audio/r.wav"))
     # a full sample still keeps its target when it is not required
-    assert _parse(_record(), require_target=False).target_audio == str(Path("/base/t.wav"))
+    assert _parse(chatml_record(), require_target=False).target_audio == str(Path("/base/t.wav"))
 
 
 def test_text_content_objects_are_accepted():
-    record = _record(system=[{"type": "text", "text": "Typed system."}])
+    record = chatml_record(system=[{"type": "text", "text": "Typed system."}])
     record["messages"][1]["content"] = {"type": "text", "text": "typed ref"}
-    record["messages"][2]["content"] = [_audio("one.wav")]
+    record["messages"][2]["content"] = [audio_part("one.wav")]
     s = _parse(record)
     assert (s.system_prompt, s.ref_text, s.ref_audio) == ("Typed system.", "typed ref", str(Path("/base/one.wav")))
 
 
 def test_system_message_wins_over_default_and_missing_system_uses_default():
-    assert _parse(_record(system="Mine.")).system_prompt == "Mine."
-    assert _parse(_record()).system_prompt == DEFAULT
-    assert sample_from_record(_record(), Path("/b"), "").system_prompt == ""
+    assert _parse(chatml_record(system="Mine.")).system_prompt == "Mine."
+    assert _parse(chatml_record()).system_prompt == DEFAULT
+    assert sample_from_record(chatml_record(), Path("/b"), "").system_prompt == ""
