@@ -195,32 +195,31 @@ def count_params(shape: ModelShape, lora_r: int = 0, targets: list[str] | None =
     return ParamCounts(base, lora)
 
 
-def active_params_per_token(shape: ModelShape, lora_r: int = 0, targets: list[str] | None = None) -> int:
-    """Weights one token multiplies with: attention + one FFN per layer, LoRA branches, the text head."""
+def decoder_params_per_token(shape: ModelShape, lora_r: int = 0, targets: list[str] | None = None) -> int:
+    """Weights one position multiplies with in the decoder: attention + one FFN per layer and their LoRA branches."""
     s, h = shape, shape.hidden
     q, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim
     per_layer = h * q + 2 * h * kv + q * h + 3 * h * s.intermediate
     lora = 0
     if lora_r:
-        mods = [
-            w
-            for w in lora_modules(shape, targets)
-            if w.name.startswith("layers.0.") or not w.name.startswith("layers.")
-        ]
+        mods = [w for w in lora_modules(shape, targets) if w.name.startswith("layers.0.")]
         # a token sees one FFN: drop the audio FFN's adapters when the text FFN is adapted too
         if any(".mlp." in w.name for w in mods):
             mods = [w for w in mods if ".audio_mlp." not in w.name]
-        in_layer = sum(lora_r * (w.fan_in + w.fan_out) for w in mods if w.name.startswith("layers."))
-        heads = sum(lora_r * (w.fan_in + w.fan_out) for w in mods if w.name.endswith("text_lm_head"))
-        lora = s.layers * in_layer + heads
-    return s.layers * per_layer + h * s.vocab + lora
+        lora = s.layers * sum(lora_r * (w.fan_in + w.fan_out) for w in mods)
+    return s.layers * per_layer + lora
 
 
 def text_head_params(shape: ModelShape, lora_r: int = 0, targets: list[str] | None = None) -> int:
-    """The part of active_params_per_token that is the text head and its LoRA."""
+    """The text head and its LoRA: what a position the head is applied to multiplies with on top."""
     lora = (
         sum(lora_r * (w.fan_in + w.fan_out) for w in lora_modules(shape, targets) if w.name.endswith("text_lm_head"))
         if lora_r
         else 0
     )
     return shape.hidden * shape.vocab + lora
+
+
+def active_params_per_token(shape: ModelShape, lora_r: int = 0, targets: list[str] | None = None) -> int:
+    """Weights one token multiplies with when the text head runs at every position (upstream's step)."""
+    return decoder_params_per_token(shape, lora_r, targets) + text_head_params(shape, lora_r, targets)

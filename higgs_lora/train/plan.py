@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from .calibration import DEFAULT_MFU
 from .gpus import gpu_spec
 from .memory_estimate import GIB, USABLE_FRACTION, MemoryEstimate, estimate_memory, fits, layers_to_checkpoint
-from .model_shape import ModelShape, ParamCounts, active_params_per_token, count_params, text_head_params
+from .model_shape import ModelShape, ParamCounts, count_params, decoder_params_per_token
 from .step_estimate import TEXT_ROWS_PER_SAMPLE, StepEstimate, estimate_step
 
 
@@ -115,8 +115,8 @@ def format_plan(plan: Plan) -> str:
     lines += [
         f"FLOPs per micro-batch per GPU: {st.flops / 1e12:.1f} TFLOP "
         f"(3 x forward{' + recomputed forward' if plan.checkpointing else ''}; "
-        f"{(active_params_per_token(s, plan.lora_r, plan.targets) - text_head_params(s, plan.lora_r, plan.targets)) / 1e9:.2f}"
-        f" G active params/token + the text head on {TEXT_ROWS_PER_SAMPLE} labelled rows per sample)",
+        f"{decoder_params_per_token(s, plan.lora_r, plan.targets) / 1e9:.2f} G active params/token"
+        f" + the text head on {TEXT_ROWS_PER_SAMPLE} labelled rows per sample)",
         f"time at {plan.mfu:.0%} MFU of {spec['peak_flops'] / 1e12:.0f} TFLOP/s bf16: {st.seconds:.2f} s per micro-batch",
         f"throughput: {st.tokens_per_s:,.0f} tokens/s, {st.samples_per_s:.2f} samples/s per GPU; "
         f"{plan.gpus} GPU(s): {st.tokens_per_s * plan.gpus:,.0f} tokens/s, {st.samples_per_s * plan.gpus:.2f} samples/s",

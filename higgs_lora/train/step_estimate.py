@@ -1,11 +1,11 @@
 """FLOPs and time of one training micro-step, from the model's shape (torch-free).
 
 Matrix products only, 2 FLOPs per multiply-add (the convention of `constants.training_flops`):
-    forward  = tokens * (2*(N_active - head) + 4*L*layers*heads*head_dim) + head_rows * 2*head
+    forward  = tokens * (2*N_decoder + 4*L*layers*heads*head_dim) + head_rows * 2*head
     backward = 2 * forward (input gradients through the frozen base + the small LoRA weight gradients)
     each checkpointed decoder layer runs its forward once more (the head does not).
-N_active (`model_shape.active_params_per_token`): attention, one FFN per layer, the LoRA branches and
-the text head; `head` is the text head and its LoRA, applied to TEXT_ROWS_PER_SAMPLE rows per sample
+N_decoder (`model_shape.decoder_params_per_token`): attention, one FFN per layer and their LoRA
+branches; `head` (`model_shape.text_head_params`) is the text head and its LoRA, applied to TEXT_ROWS_PER_SAMPLE rows per sample
 (`train.heads`), or to every position with `full_logits=True` (upstream's step). The audio head and
 the embeddings are not counted. tests/train/test_step_estimate.py compares the forward with torch's
 FlopCounterMode on a small real HiggsAudioModel.
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from .calibration import DEFAULT_MFU
 from .gpus import gpu_spec
-from .model_shape import ModelShape, active_params_per_token, text_head_params
+from .model_shape import ModelShape, decoder_params_per_token, text_head_params
 
 # Text targets per voice-cloning sample in the shifted loss: <|audio_out_bos|>, <|audio_eos|> and
 # <|eot_id|> (the rows train.heads applies the text head to, whose logits the memory estimate counts too;
@@ -56,7 +56,7 @@ def estimate_step(
     head = text_head_params(shape, lora_r, targets)
     head_rows = tokens if full_logits else min(tokens, batch_size * TEXT_ROWS_PER_SAMPLE)
     attention = 4 * seq_len * shape.layers * shape.heads * shape.head_dim
-    layers_forward = tokens * (2 * (active_params_per_token(shape, lora_r, targets) - head) + attention)
+    layers_forward = tokens * (2 * decoder_params_per_token(shape, lora_r, targets) + attention)
     forward = layers_forward + head_rows * 2 * head
     recomputed = shape.layers if checkpointing is True else int(checkpointing)
     flops = 3 * forward + layers_forward * recomputed / shape.layers
