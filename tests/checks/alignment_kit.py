@@ -15,6 +15,15 @@ from higgs_lora.data.sample import training_chatml
 NAMES = ["prompt_parity", "label_audit", "overfit_regenerate"]
 
 
+def check_alignment_tiny(data, *flags: str) -> int:
+    """`higgs-lora check-alignment` on `data` with the tiny model and codec, plus `flags`; its exit code."""
+    from higgs_lora.cli import main
+
+    return main(
+        ["check-alignment", "--train_data", str(data), "--base_model", "tiny", "--audio_tokenizer", "tiny", *flags]
+    )
+
+
 def run_tiny(samples, model_factory, tokenizer, codec, side=None, overfit=True, **kwargs):
     return run_checks(
         samples, model_factory(), tokenizer, codec, side=side, overfit=overfit, log=lambda *a: None, **kwargs

@@ -11,7 +11,14 @@ import json
 
 import pytest
 import torch
-from alignment_kit import NAMES, UnmaskedReferenceDataset, by_name, flipped_delay_collator, run_tiny
+from alignment_kit import (
+    NAMES,
+    UnmaskedReferenceDataset,
+    by_name,
+    check_alignment_tiny,
+    flipped_delay_collator,
+    run_tiny,
+)
 
 from higgs_lora.checks.fit import FIT_SETTINGS
 from higgs_lora.checks.run import TrainingSide, run_checks
@@ -227,7 +234,6 @@ def test_a_side_that_skips_the_normaliser_fails_in_both_modes(
 def test_the_fit_is_trains_recipe_with_the_users_train_flags(cli_data, tmp_path, monkeypatch):
     """Flags only train's recipe reads reach the fit: the LoRA rank and targets (recipe's apply_lora) and
     the loss weights (recipe's HiggsAudioTrainer); and the fit is a real run of recipe.train."""
-    from higgs_lora.cli import main
     from higgs_lora.train import recipe
 
     seen = {}
@@ -247,35 +253,27 @@ def test_the_fit_is_trains_recipe_with_the_users_train_flags(cli_data, tmp_path,
     monkeypatch.setattr(recipe, "train", spy_train)
     monkeypatch.setattr(recipe, "HiggsAudioTrainer", SpyTrainer)
     report = tmp_path / "r.json"
-    rc = main(
-        [
-            "check-alignment",
-            "--train_data",
-            str(cli_data),
-            "--base_model",
-            "tiny",
-            "--audio_tokenizer",
-            "tiny",
-            "--max_samples",
-            "2",
-            "--overfit_mode",
-            "teacher_forced",
-            "--max_steps",
-            "3",
-            "--check_every",
-            "3",
-            "--lora_r",
-            "4",
-            "--lora_targets",
-            "self_attn.q_proj",
-            "audio_mlp.up_proj",
-            "--text_loss_weight",
-            "0.5",
-            "--audio_loss_weight",
-            "2.0",
-            "--report",
-            str(report),
-        ]
+    rc = check_alignment_tiny(
+        cli_data,
+        "--max_samples",
+        "2",
+        "--overfit_mode",
+        "teacher_forced",
+        "--max_steps",
+        "3",
+        "--check_every",
+        "3",
+        "--lora_r",
+        "4",
+        "--lora_targets",
+        "self_attn.q_proj",
+        "audio_mlp.up_proj",
+        "--text_loss_weight",
+        "0.5",
+        "--audio_loss_weight",
+        "2.0",
+        "--report",
+        str(report),
     )
     assert rc in (0, 1) and "cfg" in seen
     assert seen["adapter"]["r"] == 4 and seen["adapter"]["lora_alpha"] == 8

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from alignment_kit import NAMES
+from alignment_kit import NAMES, check_alignment_tiny
 
 from higgs_lora.checks.result import CheckResult
 from higgs_lora.checks.run import run_checks
@@ -42,24 +42,8 @@ def test_an_extra_parity_check_runs_on_the_inference_samples_and_counts(
 
 
 def test_cli_check_alignment_passes_and_writes_the_report(cli_data, tmp_path):
-    from higgs_lora.cli import main
-
     report = tmp_path / "report.json"
-    rc = main(
-        [
-            "check-alignment",
-            "--train_data",
-            str(cli_data),
-            "--base_model",
-            "tiny",
-            "--audio_tokenizer",
-            "tiny",
-            "--report",
-            str(report),
-            "--max_steps",
-            "150",
-        ]
-    )
+    rc = check_alignment_tiny(cli_data, "--report", str(report), "--max_steps", "150")
     data = json.loads(report.read_text(encoding="utf-8"))
     assert rc == 0 and data["ok"] is True
     assert list(data["checks"]) == NAMES and data["samples"] == 3
@@ -67,25 +51,8 @@ def test_cli_check_alignment_passes_and_writes_the_report(cli_data, tmp_path):
 
 
 def test_cli_check_alignment_skip_overfit(cli_data, tmp_path):
-    from higgs_lora.cli import main
-
     report = tmp_path / "report.json"
-    rc = main(
-        [
-            "check-alignment",
-            "--train_data",
-            str(cli_data),
-            "--base_model",
-            "tiny",
-            "--audio_tokenizer",
-            "tiny",
-            "--report",
-            str(report),
-            "--skip_overfit",
-            "--max_samples",
-            "2",
-        ]
-    )
+    rc = check_alignment_tiny(cli_data, "--report", str(report), "--skip_overfit", "--max_samples", "2")
     data = json.loads(report.read_text(encoding="utf-8"))
     assert rc == 0 and data["ok"] is True
     assert list(data["checks"]) == NAMES[:2] and data["samples"] == 2
@@ -95,54 +62,29 @@ def test_cli_check_alignment_skip_overfit(cli_data, tmp_path):
 def test_cli_skip_overfit_loads_no_weights(cli_data, tmp_path, monkeypatch):
     from boson_multimodal.model.higgs_audio import HiggsAudioModel
 
-    from higgs_lora.cli import main
-
     def refuse(*args, **kwargs):
         raise AssertionError("--skip_overfit loaded model weights")
 
     monkeypatch.setattr(HiggsAudioModel, "from_pretrained", refuse)
     monkeypatch.setattr("higgs_lora.model.load.load_model", refuse)
-    rc = main(
-        [
-            "check-alignment",
-            "--train_data",
-            str(cli_data),
-            "--base_model",
-            "tiny",
-            "--audio_tokenizer",
-            "tiny",
-            "--skip_overfit",
-            "--report",
-            str(tmp_path / "r.json"),
-        ]
-    )
+    rc = check_alignment_tiny(cli_data, "--skip_overfit", "--report", str(tmp_path / "r.json"))
     assert rc == 0 and json.loads((tmp_path / "r.json").read_text())["ok"] is True
 
 
 def test_cli_teacher_forced_reports_its_settings(cli_data, tmp_path):
-    from higgs_lora.cli import main
-
     report = tmp_path / "report.json"
-    rc = main(
-        [
-            "check-alignment",
-            "--train_data",
-            str(cli_data),
-            "--base_model",
-            "tiny",
-            "--audio_tokenizer",
-            "tiny",
-            "--report",
-            str(report),
-            "--overfit_mode",
-            "teacher_forced",
-            "--max_steps",
-            "60",
-            "--check_every",
-            "10",
-            "--max_samples",
-            "2",
-        ]
+    rc = check_alignment_tiny(
+        cli_data,
+        "--report",
+        str(report),
+        "--overfit_mode",
+        "teacher_forced",
+        "--max_steps",
+        "60",
+        "--check_every",
+        "10",
+        "--max_samples",
+        "2",
     )
     data = json.loads(report.read_text(encoding="utf-8"))
     assert rc == 0 and data["ok"] is True
@@ -165,7 +107,6 @@ def test_check_alignment_passes_on_data_laid_out_differently(tmp_path):
     import soundfile as sf
     import soxr
 
-    from higgs_lora.cli import main
     from higgs_lora.data.sample_data import ASSETS, load_manifest
 
     clips = [c for c in load_manifest()["clips"] if c["speaker"] == "spk2"]
@@ -192,43 +133,13 @@ def test_check_alignment_passes_on_data_laid_out_differently(tmp_path):
     data = tmp_path / "outside.jsonl"
     data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records), encoding="utf-8")
     report = tmp_path / "report.json"
-    rc = main(
-        [
-            "check-alignment",
-            "--train_data",
-            str(data),
-            "--base_model",
-            "tiny",
-            "--audio_tokenizer",
-            "tiny",
-            "--system_prompt",
-            "",
-            "--max_steps",
-            "150",
-            "--report",
-            str(report),
-        ]
-    )
+    rc = check_alignment_tiny(data, "--system_prompt", "", "--max_steps", "150", "--report", str(report))
     body = json.loads(report.read_text(encoding="utf-8"))
     assert rc == 0 and body["ok"] is True, body
     assert body["checks"]["prompt_parity"]["details"][0]["prompt_tokens"] > 0
 
 
 def test_overfit_params_is_gone_with_a_clear_message(cli_data, capsys):
-    from higgs_lora.cli import main
-
-    rc = main(
-        [
-            "check-alignment",
-            "--train_data",
-            str(cli_data),
-            "--base_model",
-            "tiny",
-            "--audio_tokenizer",
-            "tiny",
-            "--overfit_params",
-            "full",
-        ]
-    )
+    rc = check_alignment_tiny(cli_data, "--overfit_params", "full")
     err = capsys.readouterr().err
     assert rc == 2 and "--overfit_params full: removed" in err and "LoRA" in err
