@@ -7,6 +7,7 @@ gloo timeout turns that hang into an error here). Prints one line per rank: max 
 """
 
 import datetime
+import gc
 import os
 import sys
 
@@ -59,8 +60,18 @@ def main(data_path: str, heads: str = "full") -> None:
     # writes could interleave ("...moved 0.09rank 0 done: ...").
     line = f"rank {rank} done: max diff to rank 0 {float((gathered[0] - flat).abs().max()):.3g}; moved {moved:.3g}\n"
     os.write(sys.stdout.fileno(), line.encode())
+    # Teardown: DDP's reducer holds the process group and gloo work objects. Left to interpreter
+    # finalization, gloo's threads can outlive the interpreter and abort the process ("terminate called
+    # without an active exception", SIGABRT) after the work is done: release them first, while the
+    # interpreter is whole, and let every rank get here before the group goes.
+    del ddp, optimizer, out
+    gc.collect()
+    dist.barrier()
     dist.destroy_process_group()
 
 
 if __name__ == "__main__":
     main(*sys.argv[1:])
+    # Skip finalization: with the work checked and the group destroyed, nothing is left to flush, and
+    # a late gloo thread can no longer turn a finished run into an abort.
+    os._exit(0)
