@@ -27,7 +27,8 @@ Why the audio embeddings are cast: CUDA autocast runs `torch.sum` in fp32, so
 and boson's `merge_input_ids_with_audio_features` index-puts that into the bf16 text embeddings:
 "Index put requires the source and destination dtypes match" on the first training step. CPU
 autocast keeps `sum` in bf16, so CPU runs never see it. `match_audio_embedding_dtype` casts the
-audio embeddings back to the text embedding dtype without touching boson's files.
+audio embeddings back to the text embedding dtype without touching boson's files. Training's own
+forward (`train.decoder`, which replaces that merge with a gather) casts them in the gather too.
 """
 
 from __future__ import annotations

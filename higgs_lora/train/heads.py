@@ -9,9 +9,12 @@ included: they are the same modules) to the gathered labelled rows:
 
 No device→host sync: the collator (on the host) counts the text targets and lists the labelled
 audio columns (`labelled_inputs`); the device picks the K target rows with a stable sort of the
-target mask, whose length is then known without reading anything back. Boson's files are
-untouched: the heads are skipped on the model instance (as `model.precision` casts the audio
-embeddings), only while a batch carries these counts; every other caller gets upstream's forward.
+target mask, whose length is then known without reading anything back. Given the model config,
+`labelled_inputs` also lays out the merged sequence (`train.layout`), and the hidden states then come
+from `train.decoder` (no sync in the merge or the DualFFN layers) instead of upstream's forward.
+Boson's files are untouched: the heads are skipped on the model instance (as `model.precision` casts
+the audio embeddings), only while a batch carries these counts; every other caller gets upstream's
+forward.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import torch
 from transformers.utils import ModelOutput
 
 from ..constants import IGNORE_INDEX
+from . import decoder, layout
 
 IGNORE = IGNORE_INDEX
 TEXT_COUNT = "text_label_count"
@@ -43,8 +47,11 @@ class LabelledLogits(ModelOutput):
     audio_labels: torch.Tensor | None = None
 
 
-def labelled_inputs(inputs: dict) -> dict:
-    """Add the host-side label facts the device needs to gather without syncing (the collator calls it)."""
+def labelled_inputs(inputs: dict, config=None) -> dict:
+    """Add the host-side label facts the device needs to gather without syncing (the collator calls it).
+
+    With the model `config` (and a config `train.layout` supports), also the merged layout.
+    """
     labels = inputs.get("label_ids")
     audio = inputs.get("label_audio_ids")
     # Every target of the expanded sequence is a text label of label_ids (audio placeholders expand to
@@ -55,17 +62,21 @@ def labelled_inputs(inputs: dict) -> dict:
     else:
         columns = torch.zeros(0, dtype=torch.long)
     # The count stays a Python int: Trainer moves tensors to the GPU, and reading one back would be a sync.
-    return inputs | {TEXT_COUNT: count, AUDIO_COLUMNS: columns}
+    out = inputs | {TEXT_COUNT: count, AUDIO_COLUMNS: columns}
+    if config is not None and layout.supported(config):
+        out[layout.KEY] = layout.merged_layout(inputs, config)
+    return out
 
 
 class LabelledCollator:
     """The training collator: the shared one (as inference builds it) plus `labelled_inputs`."""
 
-    def __init__(self, collator):
+    def __init__(self, collator, config=None):
         self.collator = collator
+        self.config = config
 
     def __call__(self, samples):
-        return labelled_inputs(self.collator(samples))
+        return labelled_inputs(self.collator(samples), self.config)
 
 
 def _first_true(mask: torch.Tensor, count: int) -> torch.Tensor:
@@ -77,13 +88,18 @@ def _base(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
+def supported(config) -> bool:
+    """A projector with its own layers needs upstream's path (the released model has none)."""
+    return not config.audio_decoder_proj_num_layers
+
+
 def install(model) -> None:
     """Let the model's forward take `text_label_count`/`audio_label_columns` and return `LabelledLogits` (idempotent)."""
     base = _base(model)
     if getattr(base, "_higgs_lora_labelled_heads", False):
         return
-    if base.config.audio_decoder_proj_num_layers:
-        return  # a projector with its own layers needs upstream's path (the released model has none)
+    if not supported(base.config):
+        return
     proj = base.audio_decoder_proj
     original_forward, original_proj = base.forward, proj.forward
 
@@ -92,20 +108,25 @@ def install(model) -> None:
         return hidden_states, None, None, None, None, None
 
     @functools.wraps(original_forward)
-    def forward(*args, text_label_count=None, audio_label_columns=None, **kwargs):
+    def forward(*args, text_label_count=None, audio_label_columns=None, merged_layout=None, **kwargs):
         if text_label_count is None:
             return original_forward(*args, **kwargs)
         label_audio_ids = kwargs.get("label_audio_ids")
-        proj.forward = hidden_only
-        try:
-            out = original_forward(*args, **kwargs)
-        finally:
-            proj.forward = original_proj
+        if merged_layout is not None and not args:
+            hidden = decoder.hidden_states(base, merged_layout, **kwargs)
+            labels, audio_out_mask = merged_layout["labels"], merged_layout["audio_out_mask"]
+        else:
+            proj.forward = hidden_only
+            try:
+                out = original_forward(*args, **kwargs)
+            finally:
+                proj.forward = original_proj
+            hidden, labels, audio_out_mask = out.logits, out.expanded_labels, out.audio_out_mask
         return apply_heads(
             proj,
-            out.logits,
-            out.expanded_labels,
-            out.audio_out_mask,
+            hidden,
+            labels,
+            audio_out_mask,
             label_audio_ids,
             int(text_label_count),
             audio_label_columns,
@@ -115,6 +136,7 @@ def install(model) -> None:
 
     base.forward = forward
     base._higgs_lora_labelled_heads = True
+    decoder.install(base)
 
 
 def apply_heads(

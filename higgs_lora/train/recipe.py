@@ -195,11 +195,12 @@ def train(
         entry["index"] = file_indices[entry["index"]]
     file_indices = [file_indices[i] for i in dataset.source_indices]  # what the dataset kept
     write_skipped(dataset, out)
-    # The shared collator plus the label counts that let the heads run only where a label is (train.heads).
+    # The shared collator plus the label counts that let the heads run only where a label is (train.heads),
+    # and the merged layout that spares the forward its device syncs (train.layout, train.decoder).
     collator = DictCollator(collator_factory(model.config, encode_whisper_embed=cfg.encode_whisper_embed or None))
     # A test's own loss gets upstream's full logits (an unshifted loss needs every position); users' runs the heads.
-    labelled = loss_fn is None
-    collator = LabelledCollator(collator) if labelled else collator
+    labelled = loss_fn is None and labelled_heads.supported(model.config)
+    collator = LabelledCollator(collator, model.config) if labelled else collator
 
     model = precision.prepare(apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets))
     if labelled:

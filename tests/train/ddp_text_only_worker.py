@@ -38,11 +38,11 @@ def main(data_path: str, heads: str = "full") -> None:
     else:
         ids = tokenizer.encode("a text-only batch, no audio anywhere", add_special_tokens=False)
         batch = collate([make_chatml_sample(ids, [-100] * 4 + ids[4:], [])] * 2)
-    if heads == "labelled":  # what train runs: the heads at the labelled rows only
+    if heads == "labelled":  # what train runs: the heads at the labelled rows only, on the host-laid-out merge
         from higgs_lora.train import heads as labelled_heads
 
         labelled_heads.install(model)
-        batch = labelled_heads.labelled_inputs(batch)
+        batch = labelled_heads.labelled_inputs(batch, model.config)
     trainable = [p for p in model.parameters() if p.requires_grad]
     initial = torch.cat([p.detach().reshape(-1) for p in trainable]).clone()
     ddp = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=False)

@@ -56,7 +56,7 @@ def measured(tmp_path_factory):
         model = S.build_model(config, SHAPE["lora_r"], legacy)
         trainer, prepared = S.build_trainer(model, work, legacy, SHAPE["batch"])
         enable_activation_checkpointing(prepared, layers)
-        inputs = batch if legacy else heads.labelled_inputs(batch)
+        inputs = batch if legacy else heads.labelled_inputs(batch, config)
         S.micro_step(trainer, prepared, dict(inputs))  # first-call allocations, not the step's
         prepared.zero_grad(set_to_none=True)
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
