@@ -32,3 +32,9 @@ DEFAULT_LORA_TARGETS = [
     "text_lm_head",
     "audio_lm_head",
 ]
+
+# Training's attention kernels (--attn_implementation), the first the default. sdpa: what transformers
+# picks (PyTorch's scaled_dot_product_attention; `train.decoder` drops the padding mask where that is
+# exact, so its flash kernel can run); flash_attention_2: the flash-attn package (CUDA); eager: the
+# reference (stores every T×T probability).
+ATTENTION_CHOICES = ("sdpa", "flash_attention_2", "eager")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..defaults import AUDIO_TOKENIZER, BASE_MODEL, DEFAULT_LORA_TARGETS
+from ..defaults import ATTENTION_CHOICES, AUDIO_TOKENIZER, BASE_MODEL, DEFAULT_LORA_TARGETS
 from ..train.config import TrainConfig
 from .common import add_mixed_precision, add_system_prompt, add_text_normalization
 
@@ -94,6 +94,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_const",
         const="no",
         help="same as --mixed_precision no",
+    )
+    p.add_argument(
+        "--attn_implementation",
+        default=d.attn_implementation,
+        choices=ATTENTION_CHOICES,
+        help="attention kernel: sdpa (PyTorch's; with two or more samples a batch needs no padding mask, so "
+        "its flash kernel can run); flash_attention_2 (the flash-attn package, CUDA only); eager (the "
+        "reference: slow, stores every T×T attention probability)",
     )
     p.add_argument(
         "--use_gradient_checkpointing",

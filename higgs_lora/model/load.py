@@ -8,7 +8,7 @@ import logging
 import torch
 import torch.utils.checkpoint
 
-from ..defaults import DEFAULT_LORA_TARGETS
+from ..defaults import ATTENTION_CHOICES, DEFAULT_LORA_TARGETS
 from .precision import match_audio_embedding_dtype
 from .resolve import model_folder
 
@@ -49,6 +49,23 @@ def resolve_dtype(dtype: str | torch.dtype, device: str, stored: str | None = No
     return table[dtype]
 
 
+def check_attention(choice: str, device: str) -> str:
+    """The --attn_implementation value, or a ValueError that says what is missing."""
+    if choice not in ATTENTION_CHOICES:
+        raise ValueError(f"--attn_implementation {choice!r}: use one of {', '.join(ATTENTION_CHOICES)}")
+    if choice == "flash_attention_2":
+        from transformers.utils import is_flash_attn_2_available
+
+        if not str(device).startswith("cuda"):
+            raise ValueError("--attn_implementation flash_attention_2 needs a CUDA GPU; use sdpa")
+        if not is_flash_attn_2_available():
+            raise ValueError(
+                "--attn_implementation flash_attention_2: the flash-attn package is not installed "
+                "(pip install flash-attn --no-build-isolation, built for this torch and CUDA); or use sdpa"
+            )
+    return choice
+
+
 def load_tokenizer(name_or_path: str):
     from transformers import AutoTokenizer
 
@@ -56,8 +73,16 @@ def load_tokenizer(name_or_path: str):
     return AutoTokenizer.from_pretrained(resolve_model_path(name_or_path))
 
 
-def load_model(name_or_path: str, device: str | None = None, dtype: str | torch.dtype = "auto"):
-    """The base `HiggsAudioModel` (`tiny`, hub id or folder) on `device` in `dtype` (see `resolve_dtype`)."""
+def load_model(
+    name_or_path: str,
+    device: str | None = None,
+    dtype: str | torch.dtype = "auto",
+    attn_implementation: str | None = None,
+):
+    """The base `HiggsAudioModel` (`tiny`, hub id or folder) on `device` in `dtype` (see `resolve_dtype`).
+
+    `attn_implementation` (training's --attn_implementation): None leaves transformers' choice (sdpa).
+    """
     import json
     from pathlib import Path
 
@@ -66,7 +91,8 @@ def load_model(name_or_path: str, device: str | None = None, dtype: str | torch.
     device = device or default_device()
     path = resolve_model_path(name_or_path)
     stored = json.loads((Path(path) / "config.json").read_text(encoding="utf-8")).get("torch_dtype")
-    model = HiggsAudioModel.from_pretrained(path, torch_dtype=resolve_dtype(dtype, device, stored))
+    extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    model = HiggsAudioModel.from_pretrained(path, torch_dtype=resolve_dtype(dtype, device, stored), **extra)
     match_audio_embedding_dtype(model)  # CUDA autocast's fp32 sum would otherwise crash the forward
     return model.to(device)
 

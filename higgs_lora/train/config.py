@@ -37,6 +37,7 @@ class TrainConfig:
     audio_loss_weight: float = 1.0
     consistency_loss_weight: float = 0.0  # KL to the adapter-off base model on target frames (0: off)
     mixed_precision: str = "auto"  # auto | bf16 | fp16 | no (see model/precision.py)
+    attn_implementation: str = "sdpa"  # sdpa | flash_attention_2 | eager (defaults.ATTENTION_CHOICES)
     # auto: the memory guard turns it on only when the longest batch needs it (train/memory_guard.py);
     # on / off: always / never. After start-up the run settings hold what ran (on or off).
     use_gradient_checkpointing: str = "auto"

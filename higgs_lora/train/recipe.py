@@ -41,6 +41,7 @@ from ..data.whisper import encodes_whisper
 from ..eval.callback import eval_callbacks
 from ..model.load import (
     apply_lora,
+    check_attention,
     count_parameters,
     default_device,
     enable_activation_checkpointing,
@@ -136,6 +137,7 @@ def train(
     precision = resolve_precision(cfg.mixed_precision, device)  # named in the start summary
     guard.check_gradients = precision.name != "fp16"  # fp16's loss scaler skips its own overflow steps
     cfg.mixed_precision = precision.name  # the run settings and the card say what ran, not "auto"
+    check_attention(cfg.attn_implementation, device)  # before minutes of data preparation
 
     samples, file_indices = drop_long_samples(samples, cfg.max_audio_seconds, file_indices)
     skipped = total - len(samples)  # invalid (--skip_invalid) or longer than --max_audio_seconds
@@ -154,7 +156,9 @@ def train(
     # Under torchrun, Trainer moves the model to this process's GPU; load on CPU first then.
     base_by_name = model is None  # a caller's model object has no weights on disk to hash
     if model is None:
-        model = load_model(cfg.base_model, device="cpu", dtype=precision.weights_dtype)
+        model = load_model(
+            cfg.base_model, device="cpu", dtype=precision.weights_dtype, attn_implementation=cfg.attn_implementation
+        )
     model.config.use_cache = False
     stage("codec")
     start_distributed()  # under torchrun the ranks share out the code-cache build

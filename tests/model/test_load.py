@@ -253,3 +253,31 @@ def test_load_model_puts_weights_in_the_requested_dtype():
     model = load_model("tiny", device="cpu", dtype="bf16")
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
     assert next(model.parameters()).device.type == "cpu"
+
+
+# --- attention kernel ------------------------------------------------------------------------
+
+
+def test_attention_choice_is_checked_before_anything_loads(monkeypatch):
+    from transformers import utils as hf_utils
+
+    from higgs_lora.model.load import check_attention
+
+    assert check_attention("sdpa", "cpu") == "sdpa" and check_attention("eager", "cuda:0") == "eager"
+    with pytest.raises(ValueError, match="use one of sdpa, flash_attention_2, eager"):
+        check_attention("flash", "cuda")
+    with pytest.raises(ValueError, match="needs a CUDA GPU"):
+        check_attention("flash_attention_2", "cpu")
+    monkeypatch.setattr(hf_utils, "is_flash_attn_2_available", lambda: False)
+    with pytest.raises(ValueError, match="flash-attn package is not installed"):
+        check_attention("flash_attention_2", "cuda:1")
+    monkeypatch.setattr(hf_utils, "is_flash_attn_2_available", lambda: True)
+    assert check_attention("flash_attention_2", "cuda:1") == "flash_attention_2"
+
+
+@pytest.mark.parametrize("choice, layer", [(None, "LlamaSdpaAttention"), ("eager", "LlamaAttention")])
+def test_load_model_builds_the_chosen_attention(choice, layer):
+    from higgs_lora.model.load import load_model
+
+    model = load_model("tiny", device="cpu", dtype="fp32", attn_implementation=choice)
+    assert {type(x.self_attn).__name__ for x in model.layers} == {layer}

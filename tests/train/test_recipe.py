@@ -319,6 +319,29 @@ def test_gradient_checkpointing_trains_with_identical_first_step(run, data4, tmp
     assert not (gc_out / "runs").exists()  # report_to="none": no TensorBoard folder
 
 
+def test_eager_attention_trains_with_identical_first_step(run, tmp_path):
+    """Eager attention applies no causal mask of its own: the decoder must build it (SDPA runs without one)."""
+    cfg, _, out = run
+    eager_out = tmp_path / "eager"
+    train(
+        TrainConfig(
+            **{
+                **vars(cfg),
+                "output_dir": str(eager_out),
+                "max_steps": 1,
+                "save_steps": 10**9,
+                "report_to": "none",
+                "attn_implementation": "eager",
+            }
+        )
+    )
+    (first,) = _metrics(eager_out)
+    reference = _metrics(out)[0]
+    for key in ("loss", "text_loss", "audio_loss", "grad_norm"):
+        assert first[key] == pytest.approx(reference[key], rel=1e-4), key
+    assert read_run_config(eager_out)["attn_implementation"] == "eager"
+
+
 def test_quick_test_overrides():
     cfg = quick_test_overrides(
         TrainConfig(
