@@ -88,13 +88,7 @@ def routed_forward(
     )
     hidden_states, _, _ = layer.self_attn(
         hidden_states=hidden_states,
-        attention_mask=attention_mask,
-        position_ids=position_ids,
-        past_key_value=None,
-        output_attentions=False,
-        use_cache=False,
-        cache_position=cache_position,
-        position_embeddings=position_embeddings,
+        **_no_cache(attention_mask, position_ids, cache_position, position_embeddings),
     )
     residual = residual + hidden_states
     B, T, H = residual.shape
@@ -104,6 +98,19 @@ def routed_forward(
     # Rows are disjoint: each output row is residual + its own FFN, as upstream's `residual[mask] += ...`.
     out = flat.index_add(0, text_rows, text.to(flat.dtype)).index_add(0, audio_rows, audio.to(flat.dtype))
     return (out.view(B, T, H),)
+
+
+def _no_cache(attention_mask, position_ids, cache_position, position_embeddings) -> dict:
+    """The keywords boson's layers and their attention take in a forward without a cache."""
+    return dict(
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        past_key_value=None,
+        output_attentions=False,
+        use_cache=False,
+        cache_position=cache_position,
+        position_embeddings=position_embeddings,
+    )
 
 
 def _causal_mask(base, layout: dict, hidden_states, cache_position):
@@ -151,16 +158,8 @@ def hidden_states(base, layout: dict, input_ids, audio_in_ids=None, audio_out_id
     position_embeddings = base.rotary_emb(hidden, position_ids)
     codes_mask = layout["codes_mask"]
     routing = (layout["ffn_text_rows"], layout["ffn_audio_rows"])
+    common = _no_cache(causal_mask, position_ids, cache_position, position_embeddings)
     for layer in base.layers:
-        common = dict(
-            attention_mask=causal_mask,
-            position_ids=position_ids,
-            past_key_value=None,
-            output_attentions=False,
-            use_cache=False,
-            cache_position=cache_position,
-            position_embeddings=position_embeddings,
-        )
         # Upstream's loop tests the class of what it calls, so a wrapped DualFFN layer would lose its
         # audio mask (every row through the text FFN): test the layer inside the wrapper.
         if isinstance(inner(layer), HiggsAudioDualFFNDecoderLayer):
