@@ -304,8 +304,20 @@ def run(args) -> int:
             raise
         print(f"quick test FAILED at stage: {stages[-1]}: {type(err).__name__}: {err}", file=sys.stderr)
         return 2 if isinstance(err, (ValueError, FileNotFoundError)) else 1
+    _finish_distributed()
     if is_rank_zero():  # under torchrun every process returns here
         print(f"adapter saved to {out}")
         if cfg.quick_test:
             print(f"environment OK (data, model, codec, training step, save; files in {out})")
     return 0
+
+
+def _finish_distributed() -> None:
+    """Under torchrun, after a finished run: wait for every rank, then destroy the process group while the
+    interpreter is whole. Left to interpreter exit, gloo's threads can abort a process whose work is done
+    ("terminate called without an active exception"), and NCCL warns that the group was not destroyed."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
