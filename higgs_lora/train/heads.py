@@ -107,7 +107,7 @@ def install(model) -> None:
         # The heads are applied by the caller at the labelled rows; `logits` carries the normed hidden states.
         return hidden_states, None, None, None, None, None
 
-    @functools.wraps(original_forward)
+    @functools.wraps(original_forward)  # `merged_layout` is the batch key `layout.KEY`
     def forward(*args, text_label_count=None, audio_label_columns=None, merged_layout=None, **kwargs):
         if text_label_count is None:
             return original_forward(*args, **kwargs)
