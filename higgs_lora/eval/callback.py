@@ -18,6 +18,7 @@ import numpy as np
 from transformers import TrainerCallback
 
 from ..constants import target_token_cap
+from ..model.peft_base import base_model
 from .asr import MissingScorerError, load_asr
 from .metrics import METRICS, Scorers
 from .speaker import load_speaker_encoder
@@ -129,7 +130,7 @@ class SampleEvalCallback(TrainerCallback):
         device = next(model.parameters()).device
         self._setup(device)
         was_training = model.training
-        inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # LoRA layers sit inside
+        inner = base_model(model)  # LoRA layers sit inside
         rows, clips, failed = [], [], []
         cuda = [device] if device.type == "cuda" else []
         failure = None  # the DeviceError raised, kept so a second failure on the way out cannot hide it

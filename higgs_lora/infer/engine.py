@@ -31,6 +31,7 @@ from ..data.codes import AudioCodec, load_codec
 from ..data.sample import CloneSample
 from ..defaults import AUDIO_TOKENIZER
 from ..model.load import default_device, load_model, load_tokenizer
+from ..model.peft_base import base_model
 from ..model.provenance import warn_if_other_base
 from ..train.config import read_run_config
 from . import caches
@@ -61,7 +62,7 @@ class VoiceCloner:
         self.model = model.eval()  # a HiggsAudioModel, or a PeftModel around one (adapter unmerged)
         # PEFT injects its LoRA layers into the base model's modules, so the base model's own
         # generate() (and its CUDA graphs) runs base + adapter.
-        self.net = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self.net = base_model(model)
         self.tokenizer = tokenizer
         self.codec = codec
         self.config = self.net.config

@@ -9,6 +9,7 @@ import torch
 import torch.utils.checkpoint
 
 from ..defaults import ATTENTION_CHOICES, DEFAULT_LORA_TARGETS
+from .peft_base import base_model
 from .precision import match_audio_embedding_dtype
 from .resolve import model_folder
 
@@ -136,8 +137,7 @@ def count_parameters(model) -> tuple[int, int]:
 
 
 def decoder_layers(model):
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return base.layers
+    return base_model(model).layers
 
 
 def enable_activation_checkpointing(model, layers: int | None = None) -> int:

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .peft_base import base_model
+
 CHOICES = ("auto", "bf16", "fp16", "no")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "no": torch.float32}
 
@@ -122,13 +124,9 @@ def _native_bf16() -> bool:
     return torch.cuda.is_bf16_supported(including_emulation=False)
 
 
-def _base_model(model):
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
 def match_audio_embedding_dtype(model) -> None:
     """Make `_embed_audio_ids` return the text embedding dtype (idempotent, instance-level, boson untouched)."""
-    base = _base_model(model)
+    base = base_model(model)
     if getattr(base, "_higgs_lora_audio_embed_cast", False):
         return
     original = base._embed_audio_ids

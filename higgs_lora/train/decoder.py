@@ -28,9 +28,7 @@ import functools
 import torch
 from boson_multimodal.model.higgs_audio.modeling_higgs_audio import HiggsAudioDualFFNDecoderLayer
 
-
-def _base(model):
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
+from ..model.peft_base import base_model
 
 
 def inner(layer):
@@ -50,7 +48,7 @@ def routable(layer) -> bool:
 
 def install(model) -> None:
     """Let each routable DualFFN layer take `routing=(text_rows, audio_rows)` (idempotent)."""
-    for layer in map(inner, _base(model).layers):
+    for layer in map(inner, base_model(model).layers):
         if not routable(layer) or getattr(layer, "_higgs_lora_routed", False):
             continue
         if getattr(layer, "_higgs_lora_checkpointed", False):

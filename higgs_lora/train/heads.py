@@ -26,6 +26,7 @@ import torch
 from transformers.utils import ModelOutput
 
 from ..constants import IGNORE_INDEX
+from ..model.peft_base import base_model
 from . import decoder, layout
 
 IGNORE = IGNORE_INDEX
@@ -84,10 +85,6 @@ def _first_true(mask: torch.Tensor, count: int) -> torch.Tensor:
     return torch.argsort(mask.flatten().to(torch.uint8), descending=True, stable=True)[:count]
 
 
-def _base(model):
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
 def supported(config) -> bool:
     """A projector with its own layers needs upstream's path (the released model has none)."""
     return not config.audio_decoder_proj_num_layers
@@ -95,7 +92,7 @@ def supported(config) -> bool:
 
 def install(model) -> None:
     """Let the model's forward take `text_label_count`/`audio_label_columns` and return `LabelledLogits` (idempotent)."""
-    base = _base(model)
+    base = base_model(model)
     if getattr(base, "_higgs_lora_labelled_heads", False):
         return
     if not supported(base.config):
