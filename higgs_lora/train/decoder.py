@@ -32,8 +32,9 @@ from ..model.peft_base import base_model
 
 
 def inner(layer):
-    """The decoder layer inside a wrapper that keeps it as `.module` / `._fsdp_wrapped_module` (FSDP's
-    auto-wrap, checkpoint wrappers): its class picks its code path, the wrapper is what gets called."""
+    """The decoder layer inside the wrappers that keep it as `._fsdp_wrapped_module` (FSDP's auto-wrap)
+    or `._checkpoint_wrapped_module` (torch's checkpoint wrapper): its class picks its code path, the
+    wrapper is what gets called."""
     while True:
         wrapped = getattr(layer, "_fsdp_wrapped_module", None) or getattr(layer, "_checkpoint_wrapped_module", None)
         if wrapped is None:
@@ -160,9 +161,10 @@ def hidden_states(base, layout: dict, input_ids, audio_in_ids=None, audio_out_id
     for layer in base.layers:
         # Upstream's loop tests the class of what it calls, so a wrapped DualFFN layer would lose its
         # audio mask (every row through the text FFN): test the layer inside the wrapper.
-        if isinstance(inner(layer), HiggsAudioDualFFNDecoderLayer):
+        unwrapped = inner(layer)
+        if isinstance(unwrapped, HiggsAudioDualFFNDecoderLayer):
             extra = dict(audio_out_mask=codes_mask, is_decoding_audio_token=None, is_using_cuda_graph=False)
-            if getattr(inner(layer), "_higgs_lora_routed", False):
+            if getattr(unwrapped, "_higgs_lora_routed", False):
                 extra["routing"] = routing
             hidden = layer(hidden, **common, **extra)[0]
         else:

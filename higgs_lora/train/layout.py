@@ -47,6 +47,7 @@ def merged_layout(batch: dict, config) -> dict:
     """
     input_ids = batch["input_ids"]
     B, S = input_ids.shape
+    left_padding = B == 1
     audio_in = batch.get("audio_in_ids")
     audio_out = batch.get("audio_out_ids")
     n_in = 0 if audio_in is None else int(audio_in.shape[-1])
@@ -72,7 +73,7 @@ def merged_layout(batch: dict, config) -> dict:
             batch["label_ids"].cpu() if batch.get("label_ids") is not None else None,
             pad_token_id=config.pad_token_id,
             round_to=ROUND_TO,
-            left_padding=B == 1,
+            left_padding=left_padding,
         )
     )
     codes_mask = in_codes_mask | out_mask
@@ -88,5 +89,5 @@ def merged_layout(batch: dict, config) -> dict:
         "ffn_text_rows": torch.nonzero(~flat).flatten(),
         # Python values stay on the host (Trainer moves only tensors): read without a sync.
         "mask_all_ones": bool(attention_mask.bool().all()),
-        "right_padded": B > 1,
+        "right_padded": not left_padding,
     }
